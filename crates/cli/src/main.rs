@@ -1,0 +1,734 @@
+//! `lyrebird-cli`: the Lyrebird engine without a window.
+//!
+//! Every engine event is printed on stdout as one JSON object per line, with `t_ms` (wall-clock
+//! milliseconds since the UNIX epoch) added. Logs go to stderr. In `run` mode, commands are read
+//! from stdin as JSON lines, so scripts, bots and tests can drive a live account.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use lyrebird_engine::{
+    AccountId, AccountState, AudioSink, AudioSource, CallAudio, CallId, CallState, Engine,
+    EngineConfig, EngineEvent, EngineHandle, IceServer, MediaConfig, PasswordSource,
+    SipAccountConfig,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lyrebird-cli",
+    version,
+    about = "Lyrebird headless: SIP-over-WebSocket calls and messages from the command line",
+    long_about = "Lyrebird headless: register a SIP account over WebSocket (RFC 7118), place and answer \
+WebRTC audio calls, play a WAV into a call and record what arrives, send and receive SIP MESSAGEs.\n\n\
+Events are printed on stdout as JSON lines ({\"event\": ..., \"t_ms\": ...}); logs go to stderr \
+(set the level with --log or RUST_LOG).\n\n\
+In `run` mode, commands are read from stdin as JSON lines:\n  \
+{\"cmd\":\"call\",\"target\":\"sip:bob@example.com\",\"play\":\"in.wav\",\"record\":\"out.wav\"}\n  \
+{\"cmd\":\"answer\",\"call\":1}   {\"cmd\":\"reject\",\"call\":1}   {\"cmd\":\"hangup\",\"call\":1}\n  \
+{\"cmd\":\"message\",\"target\":\"sip:bob@example.com\",\"body\":\"hello\"}\n  \
+{\"cmd\":\"stats\",\"call\":1}   {\"cmd\":\"mute\",\"call\":1,\"muted\":true}   {\"cmd\":\"dtmf\",\"call\":1,\"digit\":\"5\"}\n  \
+{\"cmd\":\"quit\"}\n\
+Each command is answered with {\"event\":\"result\",\"cmd\":...,\"ok\":true|false,...}; an optional \"id\" \
+field is echoed back.\n\n\
+Passwords are never taken on the command line: use --password-env, --password-file or --password-keyring."
+)]
+struct Cli {
+    /// History database file (SQLite). Without it, history is kept in memory for this run.
+    #[arg(long, global = true, value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// Log filter for stderr, e.g. `info`, `lyrebird_engine=debug,lyrebird_sip=trace`.
+    #[arg(long, global = true, default_value = "warn", env = "RUST_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Register and stay online: print events, take commands on stdin, optionally answer calls.
+    Run {
+        #[command(flatten)]
+        account: AccountArgs,
+        #[command(flatten)]
+        media: MediaArgs,
+        #[command(flatten)]
+        audio: AudioArgs,
+        /// Answer every incoming call at once.
+        #[arg(long)]
+        auto_answer: bool,
+        /// With --auto-answer: send back what the caller says (an echo test service).
+        #[arg(long, requires = "auto_answer")]
+        echo: bool,
+        /// Exit after the first call has ended.
+        #[arg(long)]
+        exit_after_call: bool,
+    },
+    /// Register, call a SIP URI, and hang up after --duration or when the other side does.
+    Call {
+        /// Who to call, e.g. sip:bob@example.com
+        target: String,
+        #[command(flatten)]
+        account: AccountArgs,
+        #[command(flatten)]
+        media: MediaArgs,
+        #[command(flatten)]
+        audio: AudioArgs,
+        /// Hang up after this many seconds of conversation.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Give up if the call is not answered within this many seconds.
+        #[arg(long, default_value_t = 30.0)]
+        answer_timeout: f64,
+    },
+    /// Send one SIP MESSAGE and wait for the server's verdict.
+    Message {
+        /// Recipient, e.g. sip:bob@example.com
+        target: String,
+        /// The text.
+        text: String,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Read the history database (--db) and print it as JSON lines.
+    History {
+        #[command(subcommand)]
+        what: HistoryCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HistoryCommand {
+    /// Recent calls, newest first (missed calls have "missed": true).
+    Calls {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Messages matching every word of QUERY.
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct AccountArgs {
+    /// SIP-over-WebSocket server, e.g. wss://sip.example.com/ws
+    #[arg(long, value_name = "URL")]
+    ws: String,
+    /// Your address of record, e.g. sip:alice@example.com
+    #[arg(long, value_name = "SIP-URI")]
+    aor: String,
+    /// Name shown to the people you call.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// Digest user name, when it differs from the user part of --aor.
+    #[arg(long)]
+    auth_user: Option<String>,
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR", group = "password")]
+    password_env: Option<String>,
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "FILE", group = "password")]
+    password_file: Option<PathBuf>,
+    /// Read the password from the OS keyring (entry "lyrebird" / the AoR).
+    #[arg(long, group = "password")]
+    password_keyring: bool,
+    /// Route every request through this SIP URI.
+    #[arg(long, value_name = "SIP-URI")]
+    outbound_proxy: Option<String>,
+    /// Trust this PEM certificate for the server (a self-signed server), besides the system roots.
+    #[arg(long, value_name = "PEM")]
+    trust_cert: Option<PathBuf>,
+    /// Registration lifetime to ask for, in seconds.
+    #[arg(long, default_value_t = 600)]
+    expires: u32,
+    /// A stable device UUID for SIP Outbound (+sip.instance).
+    #[arg(long)]
+    instance_id: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct MediaArgs {
+    /// STUN or TURN server URL (repeatable), e.g. turn:turn.example.com:3478?transport=udp
+    #[arg(long = "ice-server", value_name = "URL")]
+    ice_servers: Vec<String>,
+    /// TURN user name.
+    #[arg(long)]
+    turn_user: Option<String>,
+    /// Environment variable holding the TURN password.
+    #[arg(long, value_name = "VAR")]
+    turn_password_env: Option<String>,
+    /// Only use TURN relays for media (hides your addresses from the peer).
+    #[arg(long)]
+    relay_only: bool,
+    /// Gather ICE candidates only on these local addresses (repeatable), e.g. 127.0.0.1
+    #[arg(long = "bind", value_name = "IP")]
+    bind: Vec<std::net::IpAddr>,
+    /// Advertise host candidates as mDNS names (as browsers do) instead of IP addresses.
+    #[arg(long)]
+    mdns: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct AudioArgs {
+    /// Play this WAV file into calls instead of the microphone.
+    #[arg(long, value_name = "WAV", group = "source")]
+    play: Option<PathBuf>,
+    /// With --play: start again at the end.
+    #[arg(long, requires = "play")]
+    loop_play: bool,
+    /// Send a sine tone of this frequency (Hz) instead of the microphone.
+    #[arg(long, value_name = "HZ", group = "source")]
+    tone: Option<f32>,
+    /// Send silence instead of the microphone.
+    #[arg(long, group = "source")]
+    silence: bool,
+    /// Record what arrives to this WAV file (48 kHz mono) instead of the speakers.
+    #[arg(long, value_name = "WAV", group = "sink")]
+    record: Option<PathBuf>,
+    /// Throw away what arrives.
+    #[arg(long, group = "sink")]
+    discard: bool,
+}
+
+impl AudioArgs {
+    fn to_audio(&self) -> CallAudio {
+        let source = if let Some(path) = &self.play {
+            AudioSource::Wav {
+                path: path.clone(),
+                looped: self.loop_play,
+            }
+        } else if let Some(frequency_hz) = self.tone {
+            AudioSource::Tone {
+                frequency_hz,
+                amplitude: 0.3,
+            }
+        } else if self.silence {
+            AudioSource::Silence
+        } else {
+            AudioSource::Device { name: None }
+        };
+        let sink = if let Some(path) = &self.record {
+            AudioSink::Wav { path: path.clone() }
+        } else if self.discard {
+            AudioSink::Discard
+        } else {
+            AudioSink::Device { name: None }
+        };
+        CallAudio { source, sink }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Prints one JSON line on stdout with the time added.
+fn print_line(mut value: Value) {
+    if let Value::Object(map) = &mut value {
+        map.insert("t_ms".into(), json!(now_ms()));
+    }
+    println!("{value}");
+}
+
+fn print_event(event: &EngineEvent) {
+    match serde_json::to_value(event) {
+        Ok(value) => print_line(value),
+        Err(e) => {
+            print_line(json!({"event": "error", "detail": format!("unprintable event: {e}")}))
+        }
+    }
+}
+
+fn account_config(args: &AccountArgs) -> Result<SipAccountConfig> {
+    let source = if let Some(var) = &args.password_env {
+        PasswordSource::Env { var: var.clone() }
+    } else if let Some(path) = &args.password_file {
+        PasswordSource::File { path: path.clone() }
+    } else if args.password_keyring {
+        PasswordSource::Keyring {
+            account: args.aor.clone(),
+        }
+    } else {
+        bail!("no password: use --password-env VAR, --password-file FILE or --password-keyring");
+    };
+    let password = source.resolve()?;
+    let mut config = SipAccountConfig::new(&args.ws, &args.aor, password);
+    config.display_name = args.display_name.clone();
+    config.auth_username = args.auth_user.clone();
+    config.outbound_proxy = args.outbound_proxy.clone();
+    config.trusted_certificate = args.trust_cert.clone();
+    config.register_expires = args.expires;
+    config.instance_id = args.instance_id.clone();
+    Ok(config)
+}
+
+fn media_config(args: &MediaArgs) -> Result<MediaConfig> {
+    let credential = match &args.turn_password_env {
+        Some(var) => Some(
+            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?,
+        ),
+        None => None,
+    };
+    let ice_servers = args
+        .ice_servers
+        .iter()
+        .map(|url| IceServer {
+            urls: vec![url.clone()],
+            username: args.turn_user.clone(),
+            credential: credential.clone(),
+        })
+        .collect();
+    let config = MediaConfig {
+        ice_servers,
+        relay_only: args.relay_only,
+        bind_addrs: args.bind.clone(),
+        mdns: args.mdns,
+        ..MediaConfig::default()
+    };
+    Ok(config)
+}
+
+fn start_engine(
+    db: Option<PathBuf>,
+    media: MediaConfig,
+) -> Result<(EngineHandle, UnboundedReceiver<EngineEvent>)> {
+    let config = EngineConfig {
+        database: db,
+        media,
+        ..EngineConfig::default()
+    };
+    Ok(Engine::start(config)?)
+}
+
+/// Waits for the account's first registration outcome.
+async fn await_registration(
+    events: &mut UnboundedReceiver<EngineEvent>,
+    account: AccountId,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .map_err(|_| anyhow!("no registration answer within 20 s"))?
+            .ok_or_else(|| anyhow!("the engine stopped"))?;
+        print_event(&event);
+        if let EngineEvent::AccountState { account: a, state } = &event {
+            if *a != account {
+                continue;
+            }
+            match state {
+                AccountState::Registered { .. } => return Ok(()),
+                AccountState::RegistrationFailed { status, reason } => {
+                    bail!("registration failed: {status} {reason}")
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            print_line(json!({"event": "error", "detail": format!("{e:#}")}));
+            eprintln!("lyrebird-cli: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            account,
+            media,
+            audio,
+            auto_answer,
+            echo,
+            exit_after_call,
+        } => {
+            let mut config = account_config(&account)?;
+            if auto_answer {
+                config.auto_answer = Some(if echo {
+                    CallAudio::echo()
+                } else {
+                    audio.to_audio()
+                });
+            }
+            let (engine, events) = start_engine(cli.db, media_config(&media)?)?;
+            let account = engine.add_sip_account(config).await?;
+            let code = run_interactive(&engine, events, account, audio, exit_after_call).await;
+            engine.shutdown().await;
+            code
+        }
+        Command::Call {
+            target,
+            account,
+            media,
+            audio,
+            duration,
+            answer_timeout,
+        } => {
+            let (engine, mut events) = start_engine(cli.db, media_config(&media)?)?;
+            let id = engine.add_sip_account(account_config(&account)?).await?;
+            let result = async {
+                await_registration(&mut events, id).await?;
+                let call = engine.call(id, &target, audio.to_audio()).await?;
+                follow_call(&engine, &mut events, call, answer_timeout, duration).await
+            }
+            .await;
+            engine.shutdown().await;
+            while let Ok(event) = events.try_recv() {
+                print_event(&event);
+            }
+            result
+        }
+        Command::Message {
+            target,
+            text,
+            account,
+        } => {
+            let (engine, mut events) = start_engine(cli.db, MediaConfig::default())?;
+            let id = engine.add_sip_account(account_config(&account)?).await?;
+            let result = async {
+                await_registration(&mut events, id).await?;
+                let message = engine.send_message(id, &target, &text).await?;
+                loop {
+                    let event = tokio::time::timeout(Duration::from_secs(40), events.recv())
+                        .await
+                        .map_err(|_| anyhow!("no answer for the message within 40 s"))?
+                        .ok_or_else(|| anyhow!("the engine stopped"))?;
+                    print_event(&event);
+                    match event {
+                        EngineEvent::MessageDelivered { message: m, .. } if m == message => {
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        EngineEvent::MessageFailed {
+                            message: m,
+                            status,
+                            reason,
+                            ..
+                        } if m == message => {
+                            bail!("message not delivered: {status} {reason}")
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            .await;
+            engine.shutdown().await;
+            result
+        }
+        Command::History { what } => {
+            let db = cli.db.ok_or_else(|| anyhow!("history needs --db FILE"))?;
+            if !db.exists() {
+                bail!("no history database at {}", db.display());
+            }
+            let (engine, _events) = start_engine(Some(db), MediaConfig::default())?;
+            match what {
+                HistoryCommand::Calls { limit } => {
+                    for call in engine.recent_calls(limit).await? {
+                        print_line(json!({"event": "call_record", "call": call}));
+                    }
+                }
+                HistoryCommand::Search { query, limit } => {
+                    for hit in engine.search_messages(&query, limit).await? {
+                        print_line(json!({"event": "search_hit", "hit": hit}));
+                    }
+                }
+            }
+            engine.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Follows an outgoing call: waits for the answer, holds the call for `duration` seconds, hangs up.
+async fn follow_call(
+    engine: &EngineHandle,
+    events: &mut UnboundedReceiver<EngineEvent>,
+    call: CallId,
+    answer_timeout: f64,
+    duration: f64,
+) -> Result<ExitCode> {
+    let answer_deadline =
+        tokio::time::Instant::now() + Duration::from_secs_f64(answer_timeout.max(0.0));
+    let mut hangup_at: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = hangup_at.unwrap_or(answer_deadline);
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) if hangup_at.is_some() => {
+                engine.hangup(call).await?;
+                return wait_for_end(events, call).await;
+            }
+            Err(_) => {
+                let _ = engine.hangup(call).await;
+                let _ = wait_for_end(events, call).await;
+                bail!("not answered within {answer_timeout} s");
+            }
+            Ok(None) => bail!("the engine stopped"),
+            Ok(Some(event)) => {
+                print_event(&event);
+                if let EngineEvent::CallState { call: c, state, .. } = &event {
+                    if *c != call {
+                        continue;
+                    }
+                    match state {
+                        CallState::Answered if hangup_at.is_none() => {
+                            hangup_at = Some(
+                                tokio::time::Instant::now()
+                                    + Duration::from_secs_f64(duration.max(0.0)),
+                            );
+                        }
+                        CallState::Ended { status, reason } => {
+                            return if hangup_at.is_some() || status.is_none() {
+                                Ok(ExitCode::SUCCESS)
+                            } else {
+                                Err(anyhow!("call failed: {reason}"))
+                            };
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_end(
+    events: &mut UnboundedReceiver<EngineEvent>,
+    call: CallId,
+) -> Result<ExitCode> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .map_err(|_| anyhow!("the call did not end within 10 s of hanging up"))?
+            .ok_or_else(|| anyhow!("the engine stopped"))?;
+        print_event(&event);
+        if matches!(&event, EngineEvent::CallState { call: c, state: CallState::Ended { .. }, .. } if *c == call)
+        {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+/// A command read from stdin in `run` mode.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+enum StdinCommand {
+    Call {
+        target: String,
+        #[serde(default)]
+        play: Option<PathBuf>,
+        #[serde(default)]
+        record: Option<PathBuf>,
+        #[serde(default)]
+        echo: bool,
+    },
+    Answer {
+        call: u64,
+        #[serde(default)]
+        play: Option<PathBuf>,
+        #[serde(default)]
+        record: Option<PathBuf>,
+        #[serde(default)]
+        echo: bool,
+    },
+    Reject {
+        call: u64,
+    },
+    Hangup {
+        call: u64,
+    },
+    Message {
+        target: String,
+        body: String,
+    },
+    Stats {
+        call: u64,
+    },
+    Mute {
+        call: u64,
+        muted: bool,
+    },
+    Dtmf {
+        call: u64,
+        digit: char,
+    },
+    Quit,
+}
+
+/// Audio for a call started from stdin: the command's own choice, else the command line's.
+fn choose_audio(
+    defaults: &AudioArgs,
+    play: Option<PathBuf>,
+    record: Option<PathBuf>,
+    echo: bool,
+) -> CallAudio {
+    if echo {
+        return CallAudio::echo();
+    }
+    let mut audio = defaults.to_audio();
+    if let Some(path) = play {
+        audio.source = AudioSource::Wav {
+            path,
+            looped: false,
+        };
+    }
+    if let Some(path) = record {
+        audio.sink = AudioSink::Wav { path };
+    }
+    audio
+}
+
+async fn run_interactive(
+    engine: &EngineHandle,
+    mut events: UnboundedReceiver<EngineEvent>,
+    account: AccountId,
+    audio: AudioArgs,
+    exit_after_call: bool,
+) -> Result<ExitCode> {
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut had_call = false;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { return Ok(ExitCode::FAILURE) };
+                print_event(&event);
+                if let EngineEvent::CallState { state, .. } = &event {
+                    match state {
+                        CallState::Dialing { .. } => had_call = true,
+                        CallState::Ended { .. } if exit_after_call && had_call => return Ok(ExitCode::SUCCESS),
+                        _ => {}
+                    }
+                }
+            }
+            line = stdin.next_line(), if stdin_open => match line {
+                Ok(Some(line)) if line.trim().is_empty() => {}
+                Ok(Some(line)) => {
+                    if handle_line(engine, account, &audio, &line).await {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                // End of input does not stop a service (it may run with stdin closed).
+                Ok(None) => stdin_open = false,
+                Err(e) => {
+                    print_line(json!({"event": "error", "detail": format!("stdin: {e}")}));
+                    stdin_open = false;
+                }
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// Carries out one stdin command and prints its result. Returns true for `quit`.
+async fn handle_line(
+    engine: &EngineHandle,
+    account: AccountId,
+    audio: &AudioArgs,
+    line: &str,
+) -> bool {
+    let request: Value = match serde_json::from_str(line) {
+        Ok(value) => value,
+        Err(e) => {
+            print_line(json!({"event": "result", "ok": false, "error": format!("not JSON: {e}")}));
+            return false;
+        }
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let name = request.get("cmd").cloned().unwrap_or(Value::Null);
+    let command: StdinCommand = match serde_json::from_value(request) {
+        Ok(command) => command,
+        Err(e) => {
+            print_line(
+                json!({"event": "result", "id": id, "cmd": name, "ok": false, "error": e.to_string()}),
+            );
+            return false;
+        }
+    };
+    let result: Result<Value, lyrebird_engine::EngineError> = match command {
+        StdinCommand::Quit => {
+            print_line(json!({"event": "result", "id": id, "cmd": name, "ok": true}));
+            return true;
+        }
+        StdinCommand::Call {
+            target,
+            play,
+            record,
+            echo,
+        } => engine
+            .call(account, &target, choose_audio(audio, play, record, echo))
+            .await
+            .map(|call| json!({"call": call})),
+        StdinCommand::Answer {
+            call,
+            play,
+            record,
+            echo,
+        } => engine
+            .answer(CallId(call), Some(choose_audio(audio, play, record, echo)))
+            .await
+            .map(|()| json!({})),
+        StdinCommand::Reject { call } => engine.reject(CallId(call)).await.map(|()| json!({})),
+        StdinCommand::Hangup { call } => engine.hangup(CallId(call)).await.map(|()| json!({})),
+        StdinCommand::Message { target, body } => engine
+            .send_message(account, &target, &body)
+            .await
+            .map(|message| json!({"message": message})),
+        StdinCommand::Stats { call } => engine
+            .call_stats(CallId(call))
+            .await
+            .map(|stats| json!({"stats": stats})),
+        StdinCommand::Mute { call, muted } => engine
+            .set_muted(CallId(call), muted)
+            .await
+            .map(|()| json!({})),
+        StdinCommand::Dtmf { call, digit } => engine
+            .send_dtmf(CallId(call), digit)
+            .await
+            .map(|()| json!({})),
+    };
+    let mut line = json!({"event": "result", "id": id, "cmd": name});
+    if let Value::Object(map) = &mut line {
+        match result {
+            Ok(Value::Object(fields)) => {
+                map.insert("ok".into(), json!(true));
+                map.extend(fields);
+            }
+            Ok(_) => {
+                map.insert("ok".into(), json!(true));
+            }
+            Err(e) => {
+                map.insert("ok".into(), json!(false));
+                map.insert("error".into(), json!(e));
+                map.insert("detail".into(), json!(e.to_string()));
+            }
+        }
+    }
+    print_line(line);
+    false
+}

@@ -1,0 +1,207 @@
+//! One call's media: a task that owns the `MediaSession` (WebRTC peer connection and audio).
+//!
+//! The account task owns the call's SIP dialog; the two talk over channels. The call task builds
+//! the offer or the answer, applies the peer's answer, reports media milestones, and tears the
+//! session down (finalising any recording) when the SIP side says the call is over.
+
+use std::sync::Arc;
+
+use lyrebird_media::{MediaConfig, MediaError, MediaEvent, MediaSession};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, debug, warn};
+
+use crate::account::AccountNotice;
+use crate::event::{CallState, EngineEvent};
+use crate::{AccountId, CallAudio, CallId, EngineError, MediaStats};
+
+/// Which side of the offer/answer exchange (RFC 3264) this call is on.
+#[derive(Debug)]
+pub(crate) enum CallRole {
+    /// Outgoing call: we offer in the INVITE.
+    Offerer,
+    /// Incoming call: the INVITE carried the peer's offer.
+    Answerer { offer: String },
+}
+
+/// Account task → call task.
+#[derive(Debug)]
+pub(crate) enum ToCall {
+    /// The peer's answer (from a 183 or the 200).
+    RemoteAnswer {
+        sdp: String,
+    },
+    /// A re-INVITE's offer.
+    Reoffer {
+        sdp: String,
+    },
+    Stats {
+        reply: oneshot::Sender<Result<MediaStats, EngineError>>,
+    },
+    SetMuted {
+        muted: bool,
+    },
+    Dtmf {
+        digit: char,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// The SIP side is over.
+    End,
+}
+
+/// Call task → account task.
+#[derive(Debug)]
+pub(crate) enum FromCall {
+    OfferReady {
+        call: CallId,
+        sdp: String,
+    },
+    AnswerReady {
+        call: CallId,
+        sdp: String,
+    },
+    /// The answer to a re-INVITE; `None` when renegotiation failed and the current description
+    /// should be repeated.
+    ReofferAnswer {
+        call: CallId,
+        sdp: Option<String>,
+    },
+    /// Media could not be set up or broke. `peer_fault` when the peer's SDP was the cause.
+    MediaFailed {
+        call: CallId,
+        reason: String,
+        peer_fault: bool,
+    },
+    /// The task has stopped and released the media.
+    Finished {
+        call: CallId,
+    },
+}
+
+fn is_peer_fault(e: &MediaError) -> bool {
+    matches!(e, MediaError::BadSdp(_) | MediaError::NoCommonCodec { .. })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run(
+    call: CallId,
+    account: AccountId,
+    media: Arc<MediaConfig>,
+    audio: CallAudio,
+    role: CallRole,
+    inbox: mpsc::Receiver<ToCall>,
+    to_account: mpsc::Sender<FromCall>,
+    notices: mpsc::UnboundedSender<AccountNotice>,
+) {
+    let span = tracing::info_span!("call", account = account.0, call = call.0);
+    drive(
+        call, account, media, audio, role, inbox, to_account, notices,
+    )
+    .instrument(span)
+    .await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    call: CallId,
+    account: AccountId,
+    media: Arc<MediaConfig>,
+    audio: CallAudio,
+    role: CallRole,
+    mut inbox: mpsc::Receiver<ToCall>,
+    to_account: mpsc::Sender<FromCall>,
+    notices: mpsc::UnboundedSender<AccountNotice>,
+) {
+    let state = |state: CallState| {
+        let _ = notices.send(AccountNotice::Event(EngineEvent::CallState {
+            account,
+            call,
+            state,
+        }));
+    };
+    let failed = |e: MediaError| FromCall::MediaFailed {
+        call,
+        reason: e.to_string(),
+        peer_fault: is_peer_fault(&e),
+    };
+
+    let mut session = match MediaSession::new(&media, audio.source, audio.sink).await {
+        Ok(session) => session,
+        Err(e) => {
+            warn!(error = %e, "media session could not start");
+            let _ = to_account.send(failed(e)).await;
+            let _ = to_account.send(FromCall::Finished { call }).await;
+            return;
+        }
+    };
+    let first = match role {
+        CallRole::Offerer => session
+            .create_offer()
+            .await
+            .map(|sdp| FromCall::OfferReady { call, sdp }),
+        CallRole::Answerer { offer } => session
+            .accept_offer(&offer)
+            .await
+            .map(|sdp| FromCall::AnswerReady { call, sdp }),
+    };
+    let mut media_events = session.events();
+    match first {
+        Ok(message) => {
+            let _ = to_account.send(message).await;
+        }
+        Err(e) => {
+            warn!(error = %e, "offer/answer failed");
+            let _ = to_account.send(failed(e)).await;
+        }
+    }
+
+    let mut audio_seen = false;
+    loop {
+        tokio::select! {
+            message = inbox.recv() => match message {
+                None | Some(ToCall::End) => break,
+                Some(ToCall::RemoteAnswer { sdp }) => {
+                    if let Err(e) = session.apply_answer(&sdp).await {
+                        warn!(error = %e, "peer's answer refused");
+                        let _ = to_account.send(failed(e)).await;
+                    }
+                }
+                Some(ToCall::Reoffer { sdp }) => {
+                    let answer = match session.accept_offer(&sdp).await {
+                        Ok(answer) => Some(answer),
+                        Err(e) => {
+                            warn!(error = %e, "re-INVITE offer could not be renegotiated");
+                            None
+                        }
+                    };
+                    let _ = to_account.send(FromCall::ReofferAnswer { call, sdp: answer }).await;
+                }
+                Some(ToCall::Stats { reply }) => {
+                    let _ = reply.send(Ok(session.stats()));
+                }
+                Some(ToCall::SetMuted { muted }) => session.set_muted(muted),
+                Some(ToCall::Dtmf { digit, reply }) => {
+                    let _ = reply.send(session.send_dtmf(digit).await.map_err(EngineError::from));
+                }
+            },
+            Some(event) = media_events.recv() => match event {
+                MediaEvent::Connected => state(CallState::MediaConnected),
+                MediaEvent::FirstAudioReceived => {
+                    if !audio_seen {
+                        audio_seen = true;
+                        state(CallState::AudioFlowing);
+                    }
+                }
+                MediaEvent::Disconnected => debug!("media path interrupted; ICE may recover"),
+                MediaEvent::Failed { reason } => {
+                    let _ = to_account
+                        .send(FromCall::MediaFailed { call, reason, peer_fault: false })
+                        .await;
+                }
+            },
+        }
+    }
+    if let Err(e) = session.close().await {
+        warn!(error = %e, "media did not close cleanly");
+    }
+    let _ = to_account.send(FromCall::Finished { call }).await;
+}

@@ -1,0 +1,468 @@
+//! The history writer: one thread owns the SQLite store.
+//!
+//! Tasks report what happened (`record`), never blocking on the disk. The writer drains
+//! everything queued and writes it in one transaction, so a burst of messages costs one commit,
+//! while a lone message is committed at once — nothing a person received waits in memory for a
+//! batch to fill up, so nothing is lost if the app is killed.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lyrebird_store::{
+    self as store, AccountKind, CallEnd, CallEndReason, CallRef, Change, ChangeOutcome,
+    ConversationKind, DeliveryState, Direction, MessageRef, NewAccount, NewCall, NewMessage, Store,
+};
+use tokio::sync::oneshot;
+use tracing::{debug, error};
+
+pub use lyrebird_store::{CallRecord, Message as MessageRecord, SearchHit};
+
+use crate::event::CallDirection;
+use crate::{AccountId, EngineError};
+
+/// Something that happened, in the engine's words; the writer turns it into store changes.
+#[derive(Debug)]
+enum Happening {
+    AccountAdded {
+        account: AccountId,
+        aor: String,
+        display_name: Option<String>,
+        server_url: String,
+    },
+    CallStarted {
+        account: AccountId,
+        key: String,
+        direction: CallDirection,
+        peer: String,
+    },
+    CallAnswered {
+        account: AccountId,
+        key: String,
+    },
+    CallEnded {
+        account: AccountId,
+        key: String,
+        reason: CallEndReason,
+    },
+    MessageIn {
+        account: AccountId,
+        stable_id: String,
+        from: String,
+        content_type: String,
+        body: String,
+    },
+    MessageOut {
+        account: AccountId,
+        stable_id: String,
+        to: String,
+        content_type: String,
+        body: String,
+    },
+    MessageState {
+        account: AccountId,
+        stable_id: String,
+        peer: String,
+        state: DeliveryState,
+    },
+}
+
+type Query = Box<dyn FnOnce(&mut Writer) + Send>;
+
+enum Job {
+    Record { at_ms: i64, happening: Happening },
+    Query(Query),
+}
+
+/// A handle to the history writer thread.
+#[derive(Clone)]
+pub(crate) struct History {
+    jobs: std_mpsc::Sender<Job>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl History {
+    /// Opens (or creates) the database and starts the writer thread.
+    pub(crate) fn open(path: Option<&Path>) -> Result<Self, EngineError> {
+        let store = match path {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        EngineError::History(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                Store::open(path)?
+            }
+            None => Store::open_in_memory()?,
+        };
+        let (jobs, inbox) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("lyrebird-history".into())
+            .spawn(move || {
+                Writer {
+                    store,
+                    accounts: HashMap::new(),
+                }
+                .run(inbox)
+            })
+            .map_err(|e| EngineError::History(format!("cannot start the history writer: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    fn record(&self, happening: Happening) {
+        if self
+            .jobs
+            .send(Job::Record {
+                at_ms: now_ms(),
+                happening,
+            })
+            .is_err()
+        {
+            error!("history writer has stopped; an event was not recorded");
+        }
+    }
+
+    async fn query<T: Send + 'static>(
+        &self,
+        run: impl FnOnce(&mut Writer) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Query = Box::new(move |writer| {
+            let _ = tx.send(run(writer));
+        });
+        self.jobs
+            .send(Job::Query(job))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    pub(crate) fn account_added(
+        &self,
+        account: AccountId,
+        aor: &str,
+        display_name: Option<&str>,
+        server_url: &str,
+    ) {
+        self.record(Happening::AccountAdded {
+            account,
+            aor: aor.to_owned(),
+            display_name: display_name.map(str::to_owned),
+            server_url: server_url.to_owned(),
+        });
+    }
+
+    pub(crate) fn call_started(
+        &self,
+        account: AccountId,
+        key: &str,
+        direction: CallDirection,
+        peer: &str,
+    ) {
+        self.record(Happening::CallStarted {
+            account,
+            key: key.to_owned(),
+            direction,
+            peer: peer.to_owned(),
+        });
+    }
+
+    pub(crate) fn call_answered(&self, account: AccountId, key: &str) {
+        self.record(Happening::CallAnswered {
+            account,
+            key: key.to_owned(),
+        });
+    }
+
+    pub(crate) fn call_ended(&self, account: AccountId, key: &str, reason: CallEndReason) {
+        self.record(Happening::CallEnded {
+            account,
+            key: key.to_owned(),
+            reason,
+        });
+    }
+
+    pub(crate) fn message_received(
+        &self,
+        account: AccountId,
+        from: &str,
+        content_type: &str,
+        body: &str,
+    ) {
+        self.record(Happening::MessageIn {
+            account,
+            stable_id: uuid::Uuid::new_v4().to_string(),
+            from: from.to_owned(),
+            content_type: content_type.to_owned(),
+            body: body.to_owned(),
+        });
+    }
+
+    pub(crate) fn message_sent(
+        &self,
+        account: AccountId,
+        stable_id: &str,
+        to: &str,
+        content_type: &str,
+        body: &str,
+    ) {
+        self.record(Happening::MessageOut {
+            account,
+            stable_id: stable_id.to_owned(),
+            to: to.to_owned(),
+            content_type: content_type.to_owned(),
+            body: body.to_owned(),
+        });
+    }
+
+    pub(crate) fn message_state(
+        &self,
+        account: AccountId,
+        stable_id: &str,
+        peer: &str,
+        state: DeliveryState,
+    ) {
+        self.record(Happening::MessageState {
+            account,
+            stable_id: stable_id.to_owned(),
+            peer: peer.to_owned(),
+            state,
+        });
+    }
+
+    pub(crate) async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>, EngineError> {
+        self.query(move |w| Ok(w.store.calls(limit)?)).await
+    }
+
+    pub(crate) async fn search_messages(
+        &self,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<SearchHit>, EngineError> {
+        let query = query.to_owned();
+        self.query(move |w| Ok(w.store.search_messages(&query, limit)?))
+            .await
+    }
+
+    pub(crate) async fn conversation(
+        &self,
+        account: AccountId,
+        peer: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, EngineError> {
+        let peer = peer.to_owned();
+        self.query(move |w| {
+            let account = w.store_account(account)?;
+            let conversation =
+                w.store
+                    .find_or_create_conversation(account, &peer, ConversationKind::Direct)?;
+            Ok(w.store.messages(conversation.id, None, limit)?)
+        })
+        .await
+    }
+
+    /// Waits until everything recorded so far is written.
+    pub(crate) async fn flush(&self) {
+        let _ = self.query(|_| Ok(())).await;
+    }
+}
+
+pub(crate) struct Writer {
+    store: Store,
+    /// Engine account ids (valid for one run) → store row ids (stable across runs) and the
+    /// account's own address, the sender of what it sends.
+    accounts: HashMap<AccountId, (store::AccountId, String)>,
+}
+
+impl Writer {
+    fn run(mut self, inbox: std_mpsc::Receiver<Job>) {
+        while let Ok(first) = inbox.recv() {
+            let mut batch = Vec::new();
+            let mut job = Some(first);
+            while let Some(next) = job.take() {
+                match next {
+                    Job::Record { at_ms, happening } => batch.push((at_ms, happening)),
+                    Job::Query(query) => {
+                        // A query sees everything recorded before it.
+                        self.write(std::mem::take(&mut batch));
+                        query(&mut self);
+                    }
+                }
+                job = inbox.try_recv().ok();
+            }
+            self.write(batch);
+        }
+        debug!("history writer stopped");
+    }
+
+    fn store_account(&self, account: AccountId) -> Result<store::AccountId, EngineError> {
+        self.accounts
+            .get(&account)
+            .map(|(id, _)| *id)
+            .ok_or(EngineError::UnknownAccount(account.0))
+    }
+
+    fn conversation(
+        &mut self,
+        account: AccountId,
+        peer: &str,
+    ) -> Result<store::ConversationId, EngineError> {
+        let account = self.store_account(account)?;
+        Ok(self
+            .store
+            .find_or_create_conversation(account, peer, ConversationKind::Direct)?
+            .id)
+    }
+
+    /// Writes a batch in one transaction. Accounts are written first, on their own, because
+    /// every other change names the account's row id.
+    fn write(&mut self, batch: Vec<(i64, Happening)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut changes = Vec::with_capacity(batch.len());
+        for (at_ms, happening) in batch {
+            match self.change_for(at_ms, happening) {
+                Ok(Some(change)) => changes.push(change),
+                Ok(None) => {}
+                Err(e) => error!(error = %e, "history: event not recorded"),
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        match self.store.apply(&changes) {
+            Ok(outcome) => debug!(
+                changes = changes.len(),
+                duplicates = outcome.duplicates(),
+                "history written"
+            ),
+            Err(e) => error!(error = %e, changes = changes.len(), "history batch failed"),
+        }
+    }
+
+    fn change_for(
+        &mut self,
+        at_ms: i64,
+        happening: Happening,
+    ) -> Result<Option<Change>, EngineError> {
+        Ok(Some(match happening {
+            Happening::AccountAdded {
+                account,
+                aor,
+                display_name,
+                server_url,
+            } => {
+                let change = Change::UpsertAccount(NewAccount {
+                    kind: AccountKind::Sip,
+                    address: aor.clone(),
+                    display_name,
+                    server_url,
+                    settings: serde_json::json!({}),
+                    created_at_ms: at_ms,
+                });
+                let outcome = self.store.apply(std::slice::from_ref(&change))?;
+                if let Some(ChangeOutcome::Account(id)) = outcome.outcomes.first() {
+                    self.accounts.insert(account, (*id, aor));
+                }
+                return Ok(None);
+            }
+            Happening::CallStarted {
+                account,
+                key,
+                direction,
+                peer,
+            } => Change::InsertCall(NewCall {
+                account: self.store_account(account)?,
+                call_key: key,
+                direction: match direction {
+                    CallDirection::Incoming => Direction::In,
+                    CallDirection::Outgoing => Direction::Out,
+                },
+                peer_address: peer,
+                started_at_ms: at_ms,
+            }),
+            Happening::CallAnswered { account, key } => Change::UpdateCall {
+                call: CallRef::Key {
+                    account: self.store_account(account)?,
+                    call_key: key,
+                },
+                answered_at_ms: Some(at_ms),
+                ended: None,
+            },
+            Happening::CallEnded {
+                account,
+                key,
+                reason,
+            } => Change::UpdateCall {
+                call: CallRef::Key {
+                    account: self.store_account(account)?,
+                    call_key: key,
+                },
+                answered_at_ms: None,
+                ended: Some(CallEnd { at_ms, reason }),
+            },
+            Happening::MessageIn {
+                account,
+                stable_id,
+                from,
+                content_type,
+                body,
+            } => Change::InsertMessage(NewMessage {
+                conversation: self.conversation(account, &from)?,
+                direction: Direction::In,
+                sender: from,
+                body,
+                content_type,
+                stable_id,
+                sent_at_ms: None,
+                received_at_ms: at_ms,
+                state: DeliveryState::Delivered,
+                corrects_stable_id: None,
+            }),
+            Happening::MessageOut {
+                account,
+                stable_id,
+                to,
+                content_type,
+                body,
+            } => {
+                let sender = self
+                    .accounts
+                    .get(&account)
+                    .map(|(_, aor)| aor.clone())
+                    .unwrap_or_default();
+                Change::InsertMessage(NewMessage {
+                    conversation: self.conversation(account, &to)?,
+                    direction: Direction::Out,
+                    sender,
+                    body,
+                    content_type,
+                    stable_id,
+                    sent_at_ms: Some(at_ms),
+                    received_at_ms: at_ms,
+                    state: DeliveryState::Queued,
+                    corrects_stable_id: None,
+                })
+            }
+            Happening::MessageState {
+                account,
+                stable_id,
+                peer,
+                state,
+            } => Change::UpdateMessageState {
+                message: MessageRef::Stable {
+                    conversation: self.conversation(account, &peer)?,
+                    stable_id,
+                },
+                state,
+            },
+        }))
+    }
+}

@@ -1,0 +1,199 @@
+//! WebSocket transports (RFC 6455) for the protocol cores: one WebSocket message in or out is one
+//! protocol message (RFC 7118 for SIP, RFC 7395 for XMPP, RFC 7977 for MSRP).
+//!
+//! TLS is rustls with the operating system's roots. A server whose certificate does not chain to
+//! those roots is refused, unless the user has explicitly trusted that certificate (a PEM file
+//! added to the roots for this one account) — never a blanket "accept invalid certificates".
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::EngineError;
+
+type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Largest WebSocket message accepted from a server. SIP messages are a few KiB; this bound keeps
+/// a hostile server from making us buffer without limit.
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// How the connection to one server is made.
+#[derive(Debug, Clone)]
+pub struct WsTarget {
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+    /// The WebSocket sub-protocol the server must agree to (`sip`, `xmpp`, `msrp`).
+    pub subprotocol: &'static str,
+    /// A PEM certificate the user trusts for this server in addition to the system roots.
+    pub trusted_certificate: Option<std::path::PathBuf>,
+    /// Bound on TCP + TLS + WebSocket handshake.
+    pub connect_timeout: Duration,
+}
+
+/// What arrived on a connection.
+#[derive(Debug)]
+pub enum Incoming {
+    /// One complete protocol message.
+    Message(Vec<u8>),
+    /// Any traffic at all (pong or ping) that proves the flow is alive.
+    Alive,
+}
+
+/// An open WebSocket with the agreed sub-protocol.
+pub struct WsConnection {
+    stream: Stream,
+}
+
+impl std::fmt::Debug for WsConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsConnection").finish_non_exhaustive()
+    }
+}
+
+impl WsConnection {
+    /// Opens the connection, bounded by `target.connect_timeout`.
+    pub async fn connect(target: &WsTarget) -> Result<Self, EngineError> {
+        let mut request =
+            target.url.as_str().into_client_request().map_err(|e| {
+                EngineError::InvalidConfig(format!("server URL {}: {e}", target.url))
+            })?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(target.subprotocol),
+        );
+        let secure = target.url.starts_with("wss:");
+        let connector = if secure {
+            Connector::Rustls(Arc::new(tls_config(target.trusted_certificate.as_deref())?))
+        } else {
+            Connector::Plain
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        let handshake = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            Some(connector),
+        );
+        let (stream, response) = tokio::time::timeout(target.connect_timeout, handshake)
+            .await
+            .map_err(|_| EngineError::Transport(format!("no answer from {} in time", target.url)))?
+            .map_err(|e| EngineError::Transport(describe_ws_error(&target.url, &e)))?;
+        let agreed = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok());
+        if agreed != Some(target.subprotocol) {
+            return Err(EngineError::Transport(format!(
+                "{} did not agree to the WebSocket sub-protocol `{}`",
+                target.url, target.subprotocol
+            )));
+        }
+        Ok(Self { stream })
+    }
+
+    /// Sends one protocol message as one text frame (SIP, XMPP and MSRP are all text on the wire;
+    /// a message that is not UTF-8 goes as a binary frame, which RFC 7118 §5 also allows).
+    pub async fn send(&mut self, message: Vec<u8>) -> Result<(), EngineError> {
+        let frame = match String::from_utf8(message) {
+            Ok(text) => Message::Text(text.into()),
+            Err(e) => Message::Binary(e.into_bytes().into()),
+        };
+        self.stream
+            .send(frame)
+            .await
+            .map_err(|e| EngineError::Transport(format!("send failed: {e}")))
+    }
+
+    /// Sends a WebSocket ping, the keep-alive of a WebSocket flow.
+    pub async fn ping(&mut self) -> Result<(), EngineError> {
+        self.stream
+            .send(Message::Ping(Vec::new().into()))
+            .await
+            .map_err(|e| EngineError::Transport(format!("ping failed: {e}")))
+    }
+
+    /// Waits for the next message. `Ok(None)` means the server closed the connection.
+    pub async fn recv(&mut self) -> Result<Option<Incoming>, EngineError> {
+        loop {
+            let Some(frame) = self.stream.next().await else {
+                return Ok(None);
+            };
+            let frame =
+                frame.map_err(|e| EngineError::Transport(format!("receive failed: {e}")))?;
+            return Ok(Some(match frame {
+                Message::Text(text) => Incoming::Message(text.as_bytes().to_vec()),
+                Message::Binary(data) => Incoming::Message(data.to_vec()),
+                Message::Ping(_) | Message::Pong(_) => Incoming::Alive,
+                Message::Close(_) => return Ok(None),
+                Message::Frame(_) => continue,
+            }));
+        }
+    }
+
+    /// Closes politely, bounded so a dead server cannot hold shutdown.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.close(None)).await;
+    }
+}
+
+fn describe_ws_error(url: &str, error: &tungstenite::Error) -> String {
+    match error {
+        tungstenite::Error::Http(response) => {
+            format!(
+                "{url} refused the WebSocket upgrade: HTTP {}",
+                response.status()
+            )
+        }
+        tungstenite::Error::Io(e) => format!("cannot reach {url}: {e}"),
+        tungstenite::Error::Tls(e) => format!("TLS with {url} failed: {e}"),
+        other => format!("WebSocket to {url} failed: {other}"),
+    }
+}
+
+/// rustls client configuration: the system's roots, plus a certificate the user explicitly trusts.
+pub fn tls_config(trusted_certificate: Option<&Path>) -> Result<rustls::ClientConfig, EngineError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::debug!(%error, "skipping an unreadable system certificate");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(added, ignored, "loaded system root certificates");
+    if let Some(path) = trusted_certificate {
+        let pem = std::fs::read(path).map_err(|e| {
+            EngineError::InvalidConfig(format!("trusted certificate {}: {e}", path.display()))
+        })?;
+        let mut found = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| {
+                EngineError::InvalidConfig(format!("trusted certificate {}: {e}", path.display()))
+            })?;
+            roots.add(cert).map_err(|e| {
+                EngineError::InvalidConfig(format!("trusted certificate {}: {e}", path.display()))
+            })?;
+            found += 1;
+        }
+        if found == 0 {
+            return Err(EngineError::InvalidConfig(format!(
+                "trusted certificate {}: no PEM certificate in the file",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| EngineError::InvalidConfig(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,0 +1,1031 @@
+//! One call's media: a WebRTC peer connection (ICE, DTLS-SRTP, rtcp-mux, BUNDLE — the browser
+//! profile of RFC 8829/JSEP) carrying one audio stream, and the task that paces it.
+//!
+//! Signalling is not trickled: SIP peers send one offer and one answer, so [`create_offer`]
+//! and [`accept_offer`] wait until ICE gathering completes (bounded by
+//! `MediaConfig::gathering_timeout`) and return SDP with every candidate in it.
+//!
+//! The *media task* is the single owner of source, sink, encoder, decoders and jitter buffer.
+//! It wakes every 20 ms and, for each frame due by the wall clock since the session started,
+//! plays one frame out of the jitter buffer into the sink and sends one frame from the source.
+//! Counting due frames from the start instant (instead of trusting each tick) means a late
+//! wake-up produces the missed frames at once — no drift, and a recording stays time-true —
+//! while a long stall (suspend, debugger) is skipped rather than burst onto the network.
+//!
+//! [`create_offer`]: MediaSession::create_offer
+//! [`accept_offer`]: MediaSession::accept_offer
+
+use crate::audio::{Sink, Source};
+use crate::codec::{Decoder, Encoder, FRAME_48K, rms_level};
+use crate::config::{AudioCodec, AudioSink, AudioSource, MediaConfig, MediaEvent, MediaStats};
+use crate::dtmf::{EventSender, event_code};
+use crate::error::MediaError;
+use crate::jitter::{Insert, JitterBuffer, Playout};
+use crate::sdp::{PayloadFormat, audio_section, usable_audio_section};
+use bytes::Bytes;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MIME_TYPE_TELEPHONE_EVENT,
+};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, info, trace, warn};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    configure_rtcp_reports,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+const FRAME: Duration = Duration::from_millis(20);
+/// Frames produced at once after a late wake-up; beyond this the gap is skipped.
+const MAX_CATCH_UP_FRAMES: u64 = 5;
+/// Connectivity-check pacing (RFC 8445 §14.2 Ta).
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// Queue from the RTP reader to the media task (about 2.5 s of 20 ms packets).
+const RTP_QUEUE: usize = 128;
+
+// Payload types as Chromium numbers them, so our offers and its answers agree.
+const PT_OPUS: u8 = 111;
+const PT_PCMU: u8 = 0;
+const PT_PCMA: u8 = 8;
+const PT_TELEPHONE_EVENT_48K: u8 = 110;
+const PT_TELEPHONE_EVENT_8K: u8 = 126;
+
+/// One call's media. See the module documentation.
+pub struct MediaSession {
+    peer: Arc<dyn PeerConnection>,
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    events: Option<mpsc::Receiver<MediaEvent>>,
+    gathering_complete: Arc<watch::Sender<bool>>,
+    gathering_timeout: Duration,
+    sender: Arc<dyn RtpSender>,
+    task: Option<JoinHandle<()>>,
+    closed: bool,
+}
+
+/// Counters the media task writes and `stats()` reads, without locks.
+#[derive(Default)]
+struct Shared {
+    muted: AtomicBool,
+    codec: AtomicU8,
+    packets_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    packets_received: AtomicU64,
+    bytes_received: AtomicU64,
+    packets_lost: AtomicU64,
+    packets_late: AtomicU64,
+    jitter_ms: AtomicU32,
+    jitter_buffer_ms: AtomicU32,
+    input_level: AtomicU32,
+    output_level: AtomicU32,
+}
+
+fn codec_index(codec: AudioCodec) -> u8 {
+    match codec {
+        AudioCodec::Opus => 1,
+        AudioCodec::Pcmu => 2,
+        AudioCodec::Pcma => 3,
+    }
+}
+
+fn codec_from_index(index: u8) -> Option<AudioCodec> {
+    match index {
+        1 => Some(AudioCodec::Opus),
+        2 => Some(AudioCodec::Pcmu),
+        3 => Some(AudioCodec::Pcma),
+        _ => None,
+    }
+}
+
+fn store_f32(slot: &AtomicU32, value: f32) {
+    slot.store(value.to_bits(), Ordering::Relaxed);
+}
+
+fn load_f32(slot: &AtomicU32) -> f32 {
+    f32::from_bits(slot.load(Ordering::Relaxed))
+}
+
+/// An RTP packet as the reader task hands it to the media task.
+struct ReceivedRtp {
+    sequence: u16,
+    timestamp: u32,
+    payload_type: u8,
+    payload: Bytes,
+    arrival: Instant,
+}
+
+/// What the negotiation decided, handed to the media task.
+struct Negotiated {
+    send_codec: AudioCodec,
+    send_payload_type: u8,
+    telephone_event_payload_type: Option<u8>,
+    ssrc: u32,
+    receive_formats: Vec<(u8, PayloadFormat)>,
+}
+
+enum Command {
+    Negotiated(Negotiated),
+    Dtmf {
+        digit: u8,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Close {
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+}
+
+/// Receives the peer connection's callbacks and turns them into channel messages; it never
+/// blocks the WebRTC driver.
+struct Handler {
+    events: mpsc::Sender<MediaEvent>,
+    gathering_complete: Arc<watch::Sender<bool>>,
+    connected: watch::Sender<bool>,
+    rtp: mpsc::Sender<ReceivedRtp>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        debug!(?state, "ICE gathering state");
+        if state == RTCIceGatheringState::Complete {
+            self.gathering_complete.send_replace(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        info!(%state, "peer connection state");
+        let event = match state {
+            RTCPeerConnectionState::Connected => {
+                self.connected.send_replace(true);
+                Some(MediaEvent::Connected)
+            }
+            RTCPeerConnectionState::Disconnected => Some(MediaEvent::Disconnected),
+            RTCPeerConnectionState::Failed => {
+                self.connected.send_replace(false);
+                Some(MediaEvent::Failed {
+                    reason: MediaError::IceFailed(
+                        "no working candidate pair, or DTLS failed (RFC 8445 §8.1)".into(),
+                    )
+                    .to_string(),
+                })
+            }
+            RTCPeerConnectionState::Closed => {
+                self.connected.send_replace(false);
+                None
+            }
+            _ => None,
+        };
+        if let Some(event) = event
+            && self.events.try_send(event).is_err()
+        {
+            warn!("media event dropped: the engine is not reading events");
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let rtp = self.rtp.clone();
+        debug!("remote audio track");
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    trace!(
+                        seq = packet.header.sequence_number,
+                        pt = packet.header.payload_type,
+                        "RTP in"
+                    );
+                    let received = ReceivedRtp {
+                        sequence: packet.header.sequence_number,
+                        timestamp: packet.header.timestamp,
+                        payload_type: packet.header.payload_type,
+                        payload: packet.payload,
+                        arrival: Instant::now(),
+                    };
+                    // A full queue means the media task is far behind; dropping is the right
+                    // kind of loss for real-time audio (it will be concealed).
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = rtp.try_send(received) {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn codec_parameters(codec: AudioCodec) -> RTCRtpCodecParameters {
+    let (mime, channels, fmtp, payload_type) = match codec {
+        // RFC 7587 §7: opus is always signalled as 48000/2; useinbandfec=1 asks the peer to
+        // send FEC we can use for loss recovery.
+        AudioCodec::Opus => (MIME_TYPE_OPUS, 2, "minptime=10;useinbandfec=1", PT_OPUS),
+        AudioCodec::Pcmu => (MIME_TYPE_PCMU, 0, "", PT_PCMU),
+        AudioCodec::Pcma => (MIME_TYPE_PCMA, 0, "", PT_PCMA),
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: mime.to_owned(),
+            clock_rate: codec.clock_rate(),
+            channels,
+            sdp_fmtp_line: fmtp.to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type,
+    }
+}
+
+fn telephone_event_parameters(clock_rate: u32, payload_type: u8) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
+            clock_rate,
+            channels: 0,
+            // RFC 4733 §7.1.1: events 0-15 are the DTMF keys.
+            sdp_fmtp_line: "0-15".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type,
+    }
+}
+
+fn random_u32() -> u32 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish() as u32
+}
+
+impl MediaSession {
+    /// Builds the peer connection with one send-receive audio transceiver and starts the
+    /// media clock (the recording, if any, starts now). Opens the source and sink first, so a
+    /// missing WAV file or device fails here and not mid-call.
+    pub async fn new(
+        config: &MediaConfig,
+        source: AudioSource,
+        sink: AudioSink,
+    ) -> Result<Self, MediaError> {
+        let source = Source::open(&source).await?;
+        let sink = Sink::open(&sink).await?;
+
+        let mut codecs: Vec<AudioCodec> = Vec::new();
+        for codec in &config.codecs {
+            if !codecs.contains(codec) {
+                codecs.push(*codec);
+            }
+        }
+        let Some(&first_codec) = codecs.first() else {
+            return Err(MediaError::InvalidState("MediaConfig::codecs is empty"));
+        };
+        let mut preferences: Vec<RTCRtpCodecParameters> =
+            codecs.iter().map(|c| codec_parameters(*c)).collect();
+        // Offer telephone-event at each clock rate in use: RFC 4733 §2.1 wants the event clock
+        // to match the audio codec's, and Chromium offers both.
+        if codecs.contains(&AudioCodec::Opus) {
+            preferences.push(telephone_event_parameters(48_000, PT_TELEPHONE_EVENT_48K));
+        }
+        if codecs.iter().any(|c| c.clock_rate() == 8_000) {
+            preferences.push(telephone_event_parameters(8_000, PT_TELEPHONE_EVENT_8K));
+        }
+
+        let mut media_engine = MediaEngine::default();
+        for parameters in &preferences {
+            media_engine
+                .register_codec(parameters.clone(), RtpCodecKind::Audio)
+                .map_err(MediaError::transport)?;
+        }
+        // Audio needs RTCP sender/receiver reports (RFC 3550 §6.4: browsers derive RTT, loss
+        // and jitter statistics from them). The crate's other defaults (NACK, TWCC, simulcast
+        // header extensions) serve video and would only add per-packet work here.
+        let registry = configure_rtcp_reports(Registry::new());
+        let mut settings = SettingEngineBuilder::new().with_multicast_dns_mode(if config.mdns {
+            rtc::ice::mdns::MulticastDnsMode::QueryAndGather
+        } else {
+            rtc::ice::mdns::MulticastDnsMode::Disabled
+        });
+        // RFC 8445 §14.2 paces connectivity checks at Ta = 50 ms by default; the crate's 200 ms
+        // puts a whole extra check round into post-dial delay. 40 attempts keep the crate's
+        // ~1.4 s+ patience per candidate pair for slow TURN paths.
+        settings = settings.with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(40));
+        if config.bind_addrs.iter().any(IpAddr::is_loopback) {
+            settings = settings.with_include_loopback_candidate(true);
+        }
+
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|server| RTCIceServer {
+                urls: server.urls.clone(),
+                username: server.username.clone().unwrap_or_default(),
+                credential: server.credential.clone().unwrap_or_default(),
+            })
+            .collect();
+        let mut rtc_config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers);
+        if config.relay_only {
+            rtc_config = rtc_config.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+        }
+
+        let udp_addrs: Vec<SocketAddr> = if config.bind_addrs.is_empty() {
+            // Wildcards expand to one socket per interface (loopback/link-local skipped).
+            vec![
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+            ]
+        } else {
+            config
+                .bind_addrs
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 0))
+                .collect()
+        };
+
+        let (events_tx, events_rx) = mpsc::channel(32);
+        let (rtp_tx, rtp_rx) = mpsc::channel(RTP_QUEUE);
+        let (connected_tx, connected_rx) = watch::channel(false);
+        let gathering_complete = Arc::new(watch::channel(false).0);
+        let handler = Handler {
+            events: events_tx.clone(),
+            gathering_complete: gathering_complete.clone(),
+            connected: connected_tx,
+            rtp: rtp_tx,
+        };
+
+        let peer = PeerConnectionBuilder::new()
+            .with_configuration(rtc_config.build())
+            .with_media_engine(media_engine)
+            .with_setting_engine(settings.build())
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(handler))
+            .with_udp_addrs(udp_addrs)
+            .build()
+            .await
+            .map_err(MediaError::transport)?;
+        let peer: Arc<dyn PeerConnection> = Arc::new(peer);
+
+        let ssrc = random_u32();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            "lyrebird".to_owned(),
+            format!("audio-{:08x}", random_u32()),
+            "audio".to_owned(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: codec_parameters(first_codec).rtp_codec,
+                ..Default::default()
+            }],
+        )));
+        let sender = peer
+            .add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(MediaError::transport)?;
+        // A transceiver built from a track offers only the track's codec; list them all.
+        for transceiver in peer.get_transceivers().await {
+            transceiver
+                .set_codec_preferences(preferences.clone())
+                .await
+                .map_err(MediaError::transport)?;
+        }
+
+        let (commands_tx, commands_rx) = mpsc::channel(16);
+        let shared = Arc::new(Shared::default());
+        let task = MediaTask {
+            source,
+            sink,
+            track,
+            shared: shared.clone(),
+            events: events_tx,
+            connected: connected_rx,
+            send: None,
+            receive_formats: Vec::new(),
+            decoders: Vec::new(),
+            last_decoder: None,
+            jitter: JitterBuffer::new(),
+            playout: VecDeque::with_capacity(FRAME_48K * 8),
+            decoded: Vec::with_capacity(FRAME_48K * 6),
+            frame_in: [0.0; FRAME_48K],
+            frame_out: [0.0; FRAME_48K],
+            first_audio_seen: false,
+            start: Instant::now(),
+        };
+        let task = tokio::spawn(task.run(commands_rx, rtp_rx));
+
+        Ok(MediaSession {
+            peer,
+            shared,
+            commands: commands_tx,
+            events: Some(events_rx),
+            gathering_complete,
+            gathering_timeout: config.gathering_timeout,
+            sender,
+            task: Some(task),
+            closed: false,
+        })
+    }
+
+    /// Creates an offer, waits for ICE gathering and returns the complete SDP.
+    pub async fn create_offer(&self) -> Result<String, MediaError> {
+        let offer = self
+            .peer
+            .create_offer(None)
+            .await
+            .map_err(MediaError::transport)?;
+        self.set_local_and_gather(offer).await
+    }
+
+    /// Applies the peer's answer to our offer and starts sending once connected.
+    /// Unparsable SDP is [`MediaError::BadSdp`]; no usable codec is
+    /// [`MediaError::NoCommonCodec`].
+    pub async fn apply_answer(&self, sdp: &str) -> Result<(), MediaError> {
+        usable_audio_section(sdp)?;
+        let answer = RTCSessionDescription::answer(sdp.to_owned())
+            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        self.peer
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        self.start_media(sdp).await
+    }
+
+    /// Applies the peer's offer and returns our complete answer SDP.
+    pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
+        usable_audio_section(sdp)?;
+        let offer = RTCSessionDescription::offer(sdp.to_owned())
+            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        self.peer
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        let answer = self
+            .peer
+            .create_answer(None)
+            .await
+            .map_err(MediaError::transport)?;
+        let answer_sdp = self.set_local_and_gather(answer).await?;
+        self.start_media(sdp).await?;
+        Ok(answer_sdp)
+    }
+
+    /// Takes the event stream. Only the first call gets events; later calls get a closed
+    /// receiver.
+    pub fn events(&mut self) -> mpsc::Receiver<MediaEvent> {
+        self.events.take().unwrap_or_else(|| mpsc::channel(1).1)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> MediaStats {
+        let s = &self.shared;
+        MediaStats {
+            packets_sent: s.packets_sent.load(Ordering::Relaxed),
+            bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
+            packets_received: s.packets_received.load(Ordering::Relaxed),
+            bytes_received: s.bytes_received.load(Ordering::Relaxed),
+            packets_lost: s.packets_lost.load(Ordering::Relaxed),
+            packets_late: s.packets_late.load(Ordering::Relaxed),
+            jitter_ms: load_f32(&s.jitter_ms),
+            jitter_buffer_ms: s.jitter_buffer_ms.load(Ordering::Relaxed),
+            codec: codec_from_index(s.codec.load(Ordering::Relaxed))
+                .map(|c| c.encoding_name().to_owned())
+                .unwrap_or_default(),
+            input_level: load_f32(&s.input_level),
+            output_level: load_f32(&s.output_level),
+        }
+    }
+
+    /// Sends silence instead of the source while `muted` (the stream keeps flowing so NATs and
+    /// the peer's jitter buffer stay warm).
+    pub fn set_muted(&self, muted: bool) {
+        self.shared.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Queues one DTMF key (`0-9 * # A-D`) as RFC 4733 telephone events.
+    pub async fn send_dtmf(&self, digit: char) -> Result<(), MediaError> {
+        let code = event_code(digit).ok_or(MediaError::InvalidDtmfDigit(digit))?;
+        let (reply, result) = oneshot::channel();
+        self.commands
+            .send(Command::Dtmf { digit: code, reply })
+            .await
+            .map_err(|_| MediaError::Closed)?;
+        result.await.map_err(|_| MediaError::Closed)?
+    }
+
+    /// Stops media, finalizes the recording (valid WAV header) and closes the connection.
+    pub async fn close(mut self) -> Result<(), MediaError> {
+        self.closed = true;
+        let (reply, result) = oneshot::channel();
+        let finalized = match self.commands.send(Command::Close { reply }).await {
+            Ok(()) => result.await.unwrap_or(Err(MediaError::Closed)),
+            Err(_) => Err(MediaError::Closed),
+        };
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let closed = self.peer.close().await.map_err(MediaError::transport);
+        finalized.and(closed)
+    }
+
+    async fn set_local_and_gather(
+        &self,
+        description: RTCSessionDescription,
+    ) -> Result<String, MediaError> {
+        let mut gathered = self.gathering_complete.subscribe();
+        self.gathering_complete.send_replace(false);
+        gathered.mark_unchanged();
+        self.peer
+            .set_local_description(description)
+            .await
+            .map_err(MediaError::transport)?;
+        let started = Instant::now();
+        // The `watch::Ref` must not live across an await (it holds a lock), so only whether
+        // the wait succeeded is kept.
+        let waited = tokio::time::timeout(self.gathering_timeout, async {
+            gathered.wait_for(|done| *done).await.map(|_| ())
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => debug!(elapsed = ?started.elapsed(), "ICE gathering complete"),
+            Ok(Err(_)) => return Err(MediaError::Closed),
+            Err(_) => warn!(
+                timeout = ?self.gathering_timeout,
+                "ICE gathering not complete in time; sending the candidates gathered so far"
+            ),
+        }
+        let local = self
+            .peer
+            .local_description()
+            .await
+            .ok_or(MediaError::InvalidState(
+                "no local description after setting it",
+            ))?;
+        Ok(local.sdp)
+    }
+
+    /// Reads what was negotiated and hands it to the media task.
+    async fn start_media(&self, remote_sdp: &str) -> Result<(), MediaError> {
+        let parameters = self
+            .sender
+            .get_parameters()
+            .await
+            .map_err(MediaError::transport)?;
+        let negotiated: Vec<(u8, PayloadFormat)> = parameters
+            .rtp_parameters
+            .codecs
+            .iter()
+            .filter_map(|c| {
+                let name = c.rtp_codec.mime_type.split('/').nth(1).unwrap_or_default();
+                let format = crate::sdp::SdpFormat {
+                    payload_type: c.payload_type,
+                    name: name.to_owned(),
+                    clock_rate: c.rtp_codec.clock_rate,
+                }
+                .format()?;
+                Some((c.payload_type, format))
+            })
+            .collect();
+        let Some((send_payload_type, send_codec)) =
+            negotiated.iter().find_map(|(pt, format)| match format {
+                PayloadFormat::Audio(codec) => Some((*pt, *codec)),
+                PayloadFormat::TelephoneEvent(_) => None,
+            })
+        else {
+            return Err(MediaError::NoCommonCodec {
+                offered: parameters
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .map(|c| c.rtp_codec.mime_type.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let telephone_event_payload_type = negotiated.iter().find_map(|(pt, format)| {
+            (*format == PayloadFormat::TelephoneEvent(send_codec.clock_rate())).then_some(*pt)
+        });
+        let ssrc = parameters
+            .encodings
+            .first()
+            .and_then(|e| e.rtp_coding_parameters.ssrc)
+            .ok_or(MediaError::InvalidState("sender has no SSRC"))?;
+
+        // Payload types the peer may send us: what we put in our description, plus the
+        // peer's own numbering in case it does not mirror ours.
+        let mut receive_formats = negotiated.clone();
+        let mut add_from = |sdp: &str| {
+            if let Ok(section) = audio_section(sdp) {
+                for format in section.formats {
+                    if let Some(meaning) = format.format()
+                        && !receive_formats
+                            .iter()
+                            .any(|(pt, _)| *pt == format.payload_type)
+                    {
+                        receive_formats.push((format.payload_type, meaning));
+                    }
+                }
+            }
+        };
+        if let Some(local) = self.peer.local_description().await {
+            add_from(&local.sdp);
+        }
+        add_from(remote_sdp);
+
+        info!(codec = send_codec.encoding_name(), "media negotiated");
+        self.commands
+            .send(Command::Negotiated(Negotiated {
+                send_codec,
+                send_payload_type,
+                telephone_event_payload_type,
+                ssrc,
+                receive_formats,
+            }))
+            .await
+            .map_err(|_| MediaError::Closed)
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        // Dropped without close(): the media task ends when the command channel closes; the
+        // peer connection still needs an explicit close to release its sockets.
+        let peer = self.peer.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = peer.close().await;
+            });
+        }
+    }
+}
+
+struct SendState {
+    codec: AudioCodec,
+    encoder: Encoder,
+    payload_type: u8,
+    telephone_event_payload_type: Option<u8>,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    first_packet: bool,
+    pending_digits: VecDeque<u8>,
+    current_event: Option<EventSender>,
+}
+
+struct MediaTask {
+    source: Source,
+    sink: Sink,
+    track: Arc<TrackLocalStaticRTP>,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<MediaEvent>,
+    connected: watch::Receiver<bool>,
+    send: Option<SendState>,
+    receive_formats: Vec<(u8, PayloadFormat)>,
+    decoders: Vec<(AudioCodec, Decoder)>,
+    last_decoder: Option<AudioCodec>,
+    jitter: JitterBuffer,
+    playout: VecDeque<f32>,
+    decoded: Vec<f32>,
+    frame_in: [f32; FRAME_48K],
+    frame_out: [f32; FRAME_48K],
+    first_audio_seen: bool,
+    start: Instant,
+}
+
+impl MediaTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut rtp: mpsc::Receiver<ReceivedRtp>,
+    ) {
+        let mut ticker = tokio::time::interval(FRAME);
+        // Missed ticks are made up by counting due frames below; Burst would fire a volley of
+        // ticks after a stall and Delay would let the schedule drift.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut frames_done: u64 = 0;
+        let mut close_reply = None;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let due = (self.start.elapsed().as_micros() / FRAME.as_micros()) as u64 + 1;
+                    let mut behind = due.saturating_sub(frames_done);
+                    if behind > MAX_CATCH_UP_FRAMES {
+                        debug!(skipped = behind - 1, "media clock stalled; skipping ahead");
+                        // The sink still gets silence for the gap so recordings stay time-true.
+                        self.frame_out.fill(0.0);
+                        for _ in 0..behind - 1 {
+                            if let Err(err) = self.sink.write(&self.frame_out) {
+                                warn!(%err, "sink write failed");
+                            }
+                        }
+                        if let Some(send) = self.send.as_mut() {
+                            let step = send.encoder.timestamp_step();
+                            send.timestamp = send
+                                .timestamp
+                                .wrapping_add(step.wrapping_mul((behind - 1) as u32));
+                        }
+                        frames_done = due - 1;
+                        behind = 1;
+                    }
+                    for _ in 0..behind {
+                        self.process_frame().await;
+                        frames_done += 1;
+                    }
+                }
+                Some(packet) = rtp.recv() => self.on_rtp(packet),
+                command = commands.recv() => match command {
+                    Some(Command::Negotiated(negotiated)) => self.on_negotiated(negotiated),
+                    Some(Command::Dtmf { digit, reply }) => {
+                        let _ = reply.send(self.queue_dtmf(digit));
+                    }
+                    Some(Command::Close { reply }) => {
+                        close_reply = Some(reply);
+                        break;
+                    }
+                    None => break,
+                },
+            }
+        }
+        let result = self.sink.finalize();
+        if let Some(reply) = close_reply {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn on_negotiated(&mut self, negotiated: Negotiated) {
+        self.receive_formats = negotiated.receive_formats;
+        let keep_stream = self
+            .send
+            .as_ref()
+            .is_some_and(|s| s.codec == negotiated.send_codec && s.ssrc == negotiated.ssrc);
+        if keep_stream {
+            if let Some(send) = self.send.as_mut() {
+                send.payload_type = negotiated.send_payload_type;
+                send.telephone_event_payload_type = negotiated.telephone_event_payload_type;
+            }
+            return;
+        }
+        match Encoder::new(negotiated.send_codec) {
+            Ok(encoder) => {
+                self.shared
+                    .codec
+                    .store(codec_index(negotiated.send_codec), Ordering::Relaxed);
+                self.send = Some(SendState {
+                    codec: negotiated.send_codec,
+                    encoder,
+                    payload_type: negotiated.send_payload_type,
+                    telephone_event_payload_type: negotiated.telephone_event_payload_type,
+                    ssrc: negotiated.ssrc,
+                    // RFC 3550 §5.1: random initial sequence number and timestamp.
+                    sequence: random_u32() as u16,
+                    timestamp: random_u32(),
+                    first_packet: true,
+                    pending_digits: VecDeque::new(),
+                    current_event: None,
+                });
+            }
+            Err(err) => warn!(%err, "cannot create encoder; not sending"),
+        }
+    }
+
+    fn queue_dtmf(&mut self, digit: u8) -> Result<(), MediaError> {
+        let send = self.send.as_mut().ok_or(MediaError::InvalidState(
+            "DTMF before the call is negotiated",
+        ))?;
+        if send.telephone_event_payload_type.is_none() {
+            return Err(MediaError::DtmfNotNegotiated);
+        }
+        send.pending_digits.push_back(digit);
+        Ok(())
+    }
+
+    fn on_rtp(&mut self, packet: ReceivedRtp) {
+        let Some(format) = self
+            .receive_formats
+            .iter()
+            .find(|(pt, _)| *pt == packet.payload_type)
+            .map(|(_, f)| *f)
+        else {
+            trace!(
+                pt = packet.payload_type,
+                "RTP with unknown payload type ignored"
+            );
+            return;
+        };
+        let clock_rate = match format {
+            PayloadFormat::Audio(codec) => codec.clock_rate(),
+            PayloadFormat::TelephoneEvent(rate) => rate,
+        };
+        let bytes = packet.payload.len() as u64;
+        let arrival_ms = packet
+            .arrival
+            .saturating_duration_since(self.start)
+            .as_secs_f64()
+            * 1e3;
+        let timestamp_ms = f64::from(packet.timestamp) * 1e3 / f64::from(clock_rate.max(1));
+        match self.jitter.insert(
+            packet.sequence,
+            timestamp_ms,
+            arrival_ms,
+            packet.payload_type,
+            packet.payload,
+        ) {
+            Insert::Accepted => {
+                self.shared.packets_received.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .bytes_received
+                    .fetch_add(bytes, Ordering::Relaxed);
+                if !self.first_audio_seen && matches!(format, PayloadFormat::Audio(_)) {
+                    self.first_audio_seen = true;
+                    info!("first audio packet received");
+                    let _ = self.events.try_send(MediaEvent::FirstAudioReceived);
+                }
+            }
+            Insert::Late => {
+                self.shared
+                    .packets_late
+                    .store(self.jitter.late(), Ordering::Relaxed);
+            }
+            Insert::Duplicate => {}
+        }
+        store_f32(&self.shared.jitter_ms, self.jitter.jitter_ms() as f32);
+        self.shared
+            .jitter_buffer_ms
+            .store(self.jitter.target_ms(), Ordering::Relaxed);
+    }
+
+    fn decoder(&mut self, codec: AudioCodec) -> Option<&mut Decoder> {
+        if !self.decoders.iter().any(|(c, _)| *c == codec) {
+            match Decoder::new(codec) {
+                Ok(decoder) => self.decoders.push((codec, decoder)),
+                Err(err) => {
+                    warn!(%err, "cannot create decoder");
+                    return None;
+                }
+            }
+        }
+        self.decoders
+            .iter_mut()
+            .find(|(c, _)| *c == codec)
+            .map(|(_, d)| d)
+    }
+
+    fn format_of(&self, payload_type: u8) -> Option<PayloadFormat> {
+        self.receive_formats
+            .iter()
+            .find(|(pt, _)| *pt == payload_type)
+            .map(|(_, f)| *f)
+    }
+
+    /// Fills the playout queue to one frame from the jitter buffer.
+    fn pull_playout(&mut self) {
+        let mut guard = 0;
+        while self.playout.len() < FRAME_48K && guard < 8 {
+            guard += 1;
+            self.decoded.clear();
+            match self.jitter.pop() {
+                Playout::Packet {
+                    payload,
+                    payload_type,
+                } => match self.format_of(payload_type) {
+                    Some(PayloadFormat::Audio(codec)) => {
+                        self.last_decoder = Some(codec);
+                        let mut decoded = std::mem::take(&mut self.decoded);
+                        if let Some(decoder) = self.decoder(codec) {
+                            decoder.decode(&payload, &mut decoded);
+                        }
+                        self.decoded = decoded;
+                    }
+                    // A telephone-event packet replaces 20 ms of audio (RFC 4733 §2.5.1.1).
+                    _ => self.decoded.resize(FRAME_48K, 0.0),
+                },
+                Playout::Lost { next } => {
+                    self.shared
+                        .packets_lost
+                        .store(self.jitter.lost(), Ordering::Relaxed);
+                    let Some(codec) = self.last_decoder else {
+                        self.decoded.resize(FRAME_48K, 0.0);
+                        self.playout.extend(self.decoded.drain(..));
+                        continue;
+                    };
+                    let next_same_codec = next.and_then(|(payload, pt)| {
+                        (self.format_of(pt) == Some(PayloadFormat::Audio(codec))).then_some(payload)
+                    });
+                    let mut decoded = std::mem::take(&mut self.decoded);
+                    if let Some(decoder) = self.decoder(codec) {
+                        decoder.conceal(next_same_codec.as_deref(), &mut decoded);
+                    }
+                    self.decoded = decoded;
+                }
+                Playout::Empty => break,
+            }
+            self.playout.extend(self.decoded.drain(..));
+        }
+    }
+
+    async fn process_frame(&mut self) {
+        // Receive side: one frame to the sink, silence where nothing is playable.
+        self.pull_playout();
+        for slot in self.frame_out.iter_mut() {
+            *slot = self.playout.pop_front().unwrap_or(0.0);
+        }
+        store_f32(&self.shared.output_level, rms_level(&self.frame_out));
+        if let Err(err) = self.sink.write(&self.frame_out) {
+            warn!(%err, "sink write failed");
+        }
+        self.source.received(&self.frame_out);
+
+        // Send side: only once negotiated and connected.
+        let connected = *self.connected.borrow();
+        let Some(send) = self.send.as_mut().filter(|_| connected) else {
+            self.source.idle(&mut self.frame_in);
+            return;
+        };
+        self.source.fill(&mut self.frame_in);
+        if self.shared.muted.load(Ordering::Relaxed) {
+            self.frame_in.fill(0.0);
+        }
+        store_f32(&self.shared.input_level, rms_level(&self.frame_in));
+
+        let step = send.encoder.timestamp_step();
+        if send.current_event.is_none()
+            && let Some(digit) = send.pending_digits.pop_front()
+        {
+            send.current_event = Some(EventSender::new(digit, send.timestamp, step));
+        }
+        let event_packet = match send.current_event.as_mut().map(EventSender::next_packet) {
+            Some(Some(packet)) => packet,
+            Some(None) => {
+                send.current_event = None;
+                None
+            }
+            None => None,
+        };
+        let packet = match (event_packet, send.telephone_event_payload_type) {
+            (Some(event), Some(pt)) => Some((
+                pt,
+                event.marker,
+                event.timestamp,
+                Bytes::copy_from_slice(&event.payload),
+            )),
+            _ => match send.encoder.encode(&self.frame_in) {
+                Ok(payload) => {
+                    // RFC 3551 §4.1: marker on the first packet of a talk spurt.
+                    let marker = std::mem::take(&mut send.first_packet);
+                    Some((
+                        send.payload_type,
+                        marker,
+                        send.timestamp,
+                        Bytes::copy_from_slice(payload),
+                    ))
+                }
+                Err(err) => {
+                    warn!(%err, "encode failed");
+                    None
+                }
+            },
+        };
+        if let Some((payload_type, marker, timestamp, payload)) = packet {
+            let bytes = payload.len() as u64;
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    marker,
+                    payload_type,
+                    sequence_number: send.sequence,
+                    timestamp,
+                    ssrc: send.ssrc,
+                    ..Default::default()
+                },
+                payload,
+            };
+            send.sequence = send.sequence.wrapping_add(1);
+            match self.track.write_rtp(packet).await {
+                Ok(()) => {
+                    self.shared.packets_sent.fetch_add(1, Ordering::Relaxed);
+                    self.shared.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+                }
+                Err(err) => debug!(%err, "RTP write failed"),
+            }
+        }
+        send.timestamp = send.timestamp.wrapping_add(step);
+    }
+}

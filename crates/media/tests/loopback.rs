@@ -1,0 +1,373 @@
+//! Two media sessions in one process, offer/answer exchanged directly (no SIP), over loopback
+//! with mDNS off. Checks that each side records the other's audio.
+
+use anyhow::{Context, Result, bail};
+use lyrebird_media::{
+    AudioCodec, AudioSink, AudioSource, MediaConfig, MediaError, MediaEvent, MediaSession,
+    read_wav_48k_mono, resample::Resampler,
+};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::timeout;
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn loopback_config() -> MediaConfig {
+    MediaConfig {
+        mdns: false,
+        bind_addrs: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        gathering_timeout: Duration::from_secs(2),
+        ..MediaConfig::default()
+    }
+}
+
+async fn wait_for(events: &mut Receiver<MediaEvent>, wanted: MediaEvent) -> Result<()> {
+    timeout(STEP_TIMEOUT, async {
+        while let Some(event) = events.recv().await {
+            if event == wanted {
+                return Ok(());
+            }
+            if let MediaEvent::Failed { reason } = event {
+                bail!("media failed: {reason}");
+            }
+        }
+        bail!("event stream ended before {wanted:?}")
+    })
+    .await
+    .with_context(|| format!("timed out waiting for {wanted:?}"))?
+}
+
+struct Call {
+    offerer: MediaSession,
+    answerer: MediaSession,
+    offerer_events: Receiver<MediaEvent>,
+    answerer_events: Receiver<MediaEvent>,
+}
+
+/// Offer/answer, then wait until both sides are connected and have heard the other.
+async fn connect(
+    offerer_config: &MediaConfig,
+    offerer_media: (AudioSource, AudioSink),
+    answerer_media: (AudioSource, AudioSink),
+) -> Result<Call> {
+    let mut offerer = MediaSession::new(offerer_config, offerer_media.0, offerer_media.1).await?;
+    let mut answerer =
+        MediaSession::new(&loopback_config(), answerer_media.0, answerer_media.1).await?;
+    let mut offerer_events = offerer.events();
+    let mut answerer_events = answerer.events();
+
+    let started = Instant::now();
+    let offer = offerer.create_offer().await?;
+    assert!(
+        offer.contains("a=candidate"),
+        "offer must carry candidates:\n{offer}"
+    );
+    assert!(offer.contains("UDP/TLS/RTP/SAVPF") && offer.contains("a=fingerprint"));
+    assert!(offer.contains("a=rtcp-mux"), "{offer}");
+    let offered = started.elapsed();
+    let answer = answerer.accept_offer(&offer).await?;
+    println!(
+        "create_offer {offered:?}, accept_offer done {:?}",
+        started.elapsed()
+    );
+    assert!(
+        answer.contains("a=candidate"),
+        "answer must carry candidates:\n{answer}"
+    );
+    offerer.apply_answer(&answer).await?;
+    wait_for(&mut offerer_events, MediaEvent::Connected).await?;
+    let connected = started.elapsed();
+    wait_for(&mut answerer_events, MediaEvent::Connected).await?;
+    wait_for(&mut offerer_events, MediaEvent::FirstAudioReceived).await?;
+    let first_audio = started.elapsed();
+    wait_for(&mut answerer_events, MediaEvent::FirstAudioReceived).await?;
+    println!("offer->connected {connected:?}, offer->first audio at offerer {first_audio:?}");
+    Ok(Call {
+        offerer,
+        answerer,
+        offerer_events,
+        answerer_events,
+    })
+}
+
+/// Power of `frequency` in `samples` (Goertzel), normalised so a full-scale sine gives ~0.25.
+fn goertzel(samples: &[f32], frequency: f32, rate: f32) -> f32 {
+    let coefficient = 2.0 * (std::f32::consts::TAU * frequency / rate).cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in samples {
+        let s0 = x + coefficient * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coefficient * s1 * s2;
+    power / (samples.len() as f32).powi(2)
+}
+
+fn rms(samples: &[f32]) -> f32 {
+    (samples.iter().map(|s| s * s).sum::<f32>() / samples.len().max(1) as f32).sqrt()
+}
+
+fn assert_tone(path: &Path, expected_hz: f32, wrong_hz: f32) -> Result<()> {
+    let recording = read_wav_48k_mono(path)?;
+    assert!(
+        recording.len() > 48_000,
+        "recording too short: {}",
+        recording.len()
+    );
+    // The last 0.5 s is well inside the call.
+    let tail = &recording[recording.len() - 24_000..];
+    let right = goertzel(tail, expected_hz, 48_000.0);
+    let wrong = goertzel(tail, wrong_hz, 48_000.0);
+    let level = rms(tail);
+    println!(
+        "{}: rms {level:.3}, {expected_hz} Hz {right:.5}, {wrong_hz} Hz {wrong:.7}",
+        path.display()
+    );
+    assert!(level > 0.1, "recording is (nearly) silent: rms {level}");
+    // A 0.4-amplitude sine gives 0.04 here.
+    assert!(right > 0.01, "no real energy at {expected_hz} Hz: {right}");
+    assert!(
+        right > 1000.0 * wrong,
+        "{wrong_hz} Hz present: {wrong} vs {right}"
+    );
+    Ok(())
+}
+
+async fn tone_call(offerer_config: MediaConfig, expected_codec: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let offerer_wav = dir.path().join("offerer.wav");
+    let answerer_wav = dir.path().join("answerer.wav");
+    let tone = |hz| AudioSource::Tone {
+        frequency_hz: hz,
+        amplitude: 0.4,
+    };
+    let call = connect(
+        &offerer_config,
+        (
+            tone(440.0),
+            AudioSink::Wav {
+                path: offerer_wav.clone(),
+            },
+        ),
+        (
+            tone(1000.0),
+            AudioSink::Wav {
+                path: answerer_wav.clone(),
+            },
+        ),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (offerer_stats, answerer_stats) = (call.offerer.stats(), call.answerer.stats());
+    println!("offerer {offerer_stats:?}\nanswerer {answerer_stats:?}");
+    for stats in [&offerer_stats, &answerer_stats] {
+        assert_eq!(stats.codec, expected_codec);
+        assert!(stats.packets_sent >= 40, "{stats:?}");
+        assert!(stats.packets_received >= 40, "{stats:?}");
+        assert!(
+            stats.output_level > 0.1 && stats.input_level > 0.1,
+            "{stats:?}"
+        );
+        assert_eq!(stats.packets_lost, 0, "loopback should not lose: {stats:?}");
+    }
+    drop((call.offerer_events, call.answerer_events));
+    call.offerer.close().await?;
+    call.answerer.close().await?;
+    // Each side hears the other's tone, never its own.
+    assert_tone(&offerer_wav, 1000.0, 440.0)?;
+    assert_tone(&answerer_wav, 440.0, 1000.0)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_tones_cross_both_ways() -> Result<()> {
+    tone_call(loopback_config(), "opus").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcmu_only_offer_carries_tones_both_ways() -> Result<()> {
+    let config = MediaConfig {
+        codecs: vec![AudioCodec::Pcmu],
+        ..loopback_config()
+    };
+    tone_call(config, "PCMU").await
+}
+
+/// A speech-like test signal: a gliding fundamental with harmonics and a syllable envelope.
+fn write_test_wav(path: &Path, rate: u32, channels: u16, seconds: f32) -> Result<()> {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec)?;
+    let mut phase = 0.0f32;
+    for n in 0..(rate as f32 * seconds) as usize {
+        let t = n as f32 / rate as f32;
+        let f0 = 140.0 + 60.0 * (std::f32::consts::TAU * 0.7 * t).sin();
+        phase += std::f32::consts::TAU * f0 / rate as f32;
+        let voiced: f32 = (1..=8).map(|k| (k as f32 * phase).sin() / k as f32).sum();
+        let envelope = 0.5 + 0.5 * (std::f32::consts::TAU * 3.0 * t).sin();
+        let sample = (0.25 * voiced * envelope * 32_767.0) as i16;
+        for _ in 0..channels {
+            writer.write_sample(sample)?;
+        }
+    }
+    writer.finalize()?;
+    Ok(())
+}
+
+/// Lag (in samples of `recording`) maximising correlation with `reference`, searched at 8 kHz.
+fn coarse_lag(reference: &[f32], recording: &[f32]) -> usize {
+    let decimate = |x: &[f32]| {
+        let mut resampler = Resampler::new(48_000, 8_000);
+        let mut out = Vec::new();
+        resampler.process(x, &mut out);
+        out
+    };
+    let (reference, recording) = (decimate(reference), decimate(recording));
+    let window = &reference[..reference.len().min(4_000)];
+    let mut best = (0usize, f32::MIN);
+    for lag in 0..recording.len().saturating_sub(window.len()) {
+        let score: f32 = window
+            .iter()
+            .zip(&recording[lag..])
+            .map(|(a, b)| a * b)
+            .sum();
+        if score > best.1 {
+            best = (lag, score);
+        }
+    }
+    best.0 * 6
+}
+
+fn correlation(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let energy =
+        (a.iter().map(|x| x * x).sum::<f32>() * b.iter().map(|y| y * y).sum::<f32>()).sqrt();
+    dot / energy.max(f32::EPSILON)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wav_file_comes_out_recognisably() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let source = dir.path().join("source.wav");
+    let recording = dir.path().join("recording.wav");
+    // 16 kHz stereo exercises down-mix and resampling on the way in.
+    write_test_wav(&source, 16_000, 2, 1.5)?;
+    let call = connect(
+        &loopback_config(),
+        (
+            AudioSource::Wav {
+                path: source.clone(),
+                looped: false,
+            },
+            AudioSink::Discard,
+        ),
+        (
+            AudioSource::Silence,
+            AudioSink::Wav {
+                path: recording.clone(),
+            },
+        ),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    call.offerer.close().await?;
+    call.answerer.close().await?;
+
+    let reference = read_wav_48k_mono(&source)?;
+    let received = read_wav_48k_mono(&recording)?;
+    let coarse = coarse_lag(&reference, &received);
+    // Refine at full rate around the coarse estimate.
+    let segment = &reference[2_400..reference.len() - 4_800];
+    let mut best = (0usize, f32::MIN);
+    for lag in coarse.saturating_sub(24)..coarse + 24 {
+        let start = lag + 2_400;
+        if start + segment.len() > received.len() {
+            break;
+        }
+        let c = correlation(segment, &received[start..start + segment.len()]);
+        if c > best.1 {
+            best = (lag, c);
+        }
+    }
+    println!(
+        "alignment lag {} samples, correlation {:.3}",
+        best.0, best.1
+    );
+    assert!(
+        best.1 > 0.7,
+        "received audio does not match the file: {}",
+        best.1
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_sdp_is_an_error_not_a_panic() -> Result<()> {
+    let session =
+        MediaSession::new(&loopback_config(), AudioSource::Silence, AudioSink::Discard).await?;
+    for garbage in [
+        "",
+        "garbage",
+        "v=0\r\nnonsense",
+        "v=0\r\nm=audio 9 RTP/AVP 999\r\n",
+        "\u{0}\u{ff}",
+    ] {
+        assert!(
+            matches!(
+                session.apply_answer(garbage).await,
+                Err(MediaError::BadSdp(_))
+            ),
+            "{garbage:?}"
+        );
+        assert!(
+            matches!(
+                session.accept_offer(garbage).await,
+                Err(MediaError::BadSdp(_))
+            ),
+            "{garbage:?}"
+        );
+    }
+    let g722_only = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 9\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:9 G722/8000\r\n";
+    assert!(matches!(
+        session.accept_offer(g722_only).await,
+        Err(MediaError::NoCommonCodec { .. })
+    ));
+    assert!(matches!(
+        session.send_dtmf('x').await,
+        Err(MediaError::InvalidDtmfDigit('x'))
+    ));
+    session.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_is_sent_as_telephone_events() -> Result<()> {
+    let call = connect(
+        &loopback_config(),
+        (AudioSource::Silence, AudioSink::Discard),
+        (AudioSource::Silence, AudioSink::Discard),
+    )
+    .await?;
+    let before = call.answerer.stats().packets_received;
+    call.offerer.send_dtmf('5').await?;
+    call.offerer.send_dtmf('#').await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Event packets replace audio packets one for one, so the stream keeps its rate.
+    let after = call.answerer.stats().packets_received;
+    assert!(
+        after - before >= 20,
+        "stream stalled during DTMF: {before} -> {after}"
+    );
+    call.offerer.close().await?;
+    call.answerer.close().await?;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Lyrebird's sans-IO SIP user-agent core (RFC 3261 over WebSocket, RFC 7118).
+//!
+//! # Event-loop contract for the engine
+//!
+//! The core never does I/O, never reads a clock, never sleeps, spawns or locks. Time comes in
+//! as a [`std::time::Instant`] argument; randomness (branches, tags, Call-IDs, cnonces) comes
+//! from a `StdRng` seeded by [`UaConfig::rng_seed`], so tests are deterministic.
+//!
+//! The owner (one task per account) loops:
+//!
+//! 1. feed inputs: [`UserAgent::handle_connected`] when the WebSocket opens,
+//!    [`UserAgent::handle_input`] for every received WebSocket message (text or binary; one SIP
+//!    message per WS message, RFC 7118 §5), [`UserAgent::handle_disconnected`] when it closes,
+//!    [`UserAgent::handle_timeout`] when the deadline from [`UserAgent::poll_timeout`] passes,
+//!    and commands ([`UserAgent::register`], [`UserAgent::invite`], ...);
+//! 2. after every input, drain [`UserAgent::poll_transmit`] (send each item as one WS message)
+//!    and [`UserAgent::poll_event`];
+//! 3. sleep until `poll_timeout()` or the next input.
+//!
+//! If [`UserAgent::keepalive_interval`] is `Some`, the registrar asked for RFC 5626 keepalives
+//! (Flow-Timer); the engine sends them (WebSocket ping or `\r\n\r\n`) at that interval.
+//!
+//! # Layout (read against the RFCs)
+//!
+//! - [`message`]: syntax (RFC 3261 §7, §20, §25; RFC 4475 and RFC 5118 torture cases);
+//! - [`auth`]: digest (RFC 7616, RFC 8760);
+//! - `transaction`: §17 state machines with RFC 6026, reliable-transport timers ([`timer`]);
+//! - `dialog`: §12; `registration`: §10 and RFC 5626;
+//! - [`ua`]: the [`UserAgent`] tying it together (INVITE §13, CANCEL §9, BYE §15, OPTIONS §11,
+//!   MESSAGE RFC 3428).
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
+
+pub mod auth;
+mod dialog;
+pub mod error;
+pub mod message;
+pub mod registration;
+pub mod timer;
+mod transaction;
+pub mod ua;
+
+pub use error::SipError;
+pub use ua::{CallId, EndReason, MessageId, Party, UaConfig, UaEvent, UserAgent};

@@ -1,0 +1,210 @@
+//! What happens when things go wrong: the server restarts, the password is wrong, a peer sends
+//! broken SIP or SDP. Lyrebird must recover by itself where it can, say clearly what failed
+//! where it cannot, answer broken input with an error response, and never crash.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use serde_json::json;
+use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
+use testkit::rawsip::RawSipClient;
+use testkit::stack::{Stack, StackOptions};
+
+const SETUP: Duration = Duration::from_secs(20);
+
+fn sip_stack() -> Result<Stack> {
+    Stack::start(StackOptions {
+        prosody: false,
+        coturn: false,
+        ..StackOptions::default()
+    })
+}
+
+fn options(stack: &Stack, user: &str, password: &str, dir: &std::path::Path) -> LyrebirdOptions {
+    let kamailio = stack.kamailio();
+    LyrebirdOptions::for_user(&kamailio.ws_url(), kamailio.domain(), user, password, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reregisters_by_itself_after_the_server_restarts_and_can_be_called_again() -> Result<()> {
+    let mut stack = sip_stack()?;
+    let dir = tempfile::tempdir()?;
+    let mut alice = Lyrebird::start(
+        options(&stack, "alice", "alice-secret", dir.path())
+            .arg("--silence")
+            .arg("--discard"),
+    )
+    .await?;
+    alice.registered(SETUP).await?;
+
+    // The restarted server has lost every registration (in-memory location table).
+    stack.kamailio_mut().restart()?;
+    alice
+        .wait_for("reconnecting", SETUP, |e| {
+            e["event"] == "account_state" && e["state"]["state"] == "reconnecting"
+        })
+        .await?;
+    alice.registered(SETUP).await?;
+
+    let mut bob = Lyrebird::start(
+        options(&stack, "bob", "bob-secret", dir.path())
+            .arg("--silence")
+            .arg("--discard"),
+    )
+    .await?;
+    bob.registered(SETUP).await?;
+    let result = bob
+        .command(
+            json!({"cmd": "call", "target": format!("sip:alice@{}", stack.kamailio().domain())}),
+        )
+        .await?;
+    let call = result["call"].as_u64().unwrap_or_default();
+    let incoming = alice.incoming_call(SETUP).await?;
+    alice
+        .command(json!({"cmd": "answer", "call": incoming}))
+        .await?;
+    bob.call_state(call, "answered", SETUP).await?;
+    bob.command(json!({"cmd": "hangup", "call": call})).await?;
+    alice.call_state(incoming, "ended", SETUP).await?;
+    alice.quit().await?;
+    bob.quit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_reported_once_with_the_server_status_and_not_retried() -> Result<()> {
+    let stack = sip_stack()?;
+    let dir = tempfile::tempdir()?;
+    let mut alice =
+        Lyrebird::start(options(&stack, "alice", "not-the-password", dir.path())).await?;
+    let failed = alice
+        .wait_for("registration failure", SETUP, |e| {
+            e["event"] == "account_state" && e["state"]["state"] == "registration_failed"
+        })
+        .await?;
+    let status = failed["state"]["status"].as_u64().unwrap_or_default();
+    ensure!(
+        status == 401 || status == 403,
+        "expected the server's 401/403, got {failed}"
+    );
+    ensure!(
+        failed["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "no reason: {failed}"
+    );
+
+    // Nothing more happens by itself: no new attempts, no reconnect loop.
+    let quiet = alice
+        .wait_for("anything after the failure", Duration::from_secs(4), |e| {
+            e["event"] == "account_state"
+        })
+        .await;
+    ensure!(
+        quiet.is_err(),
+        "the account kept trying after a definite failure: {quiet:?}"
+    );
+    let history = alice.quit().await?;
+    let attempts = history
+        .iter()
+        .filter(|e| e["state"]["state"] == "registration_failed")
+        .count();
+    ensure!(attempts == 1, "registration failed {attempts} times");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_sdp_and_malformed_sip_from_a_peer_get_error_responses_and_no_crash() -> Result<()> {
+    let stack = sip_stack()?;
+    let dir = tempfile::tempdir()?;
+    let mut alice = Lyrebird::start(
+        options(&stack, "alice", "alice-secret", dir.path())
+            .arg("--auto-answer")
+            .arg("--silence")
+            .arg("--discard"),
+    )
+    .await?;
+    alice.registered(SETUP).await?;
+    let target = format!("sip:alice@{}", stack.kamailio().domain());
+    let mut mallory = RawSipClient::connect(&stack.kamailio().ws_url()).await?;
+
+    // 1. An INVITE whose SDP is garbage: answered 488 Not Acceptable Here, even though alice
+    //    answers calls automatically.
+    let invite = mallory.request(
+        "INVITE",
+        &target,
+        &["Content-Type: application/sdp"],
+        "v=0\r\nthis is not SDP at all\r\nm=audio banana\r\n",
+    );
+    mallory.send(&invite).await?;
+    let response = mallory.response(SETUP, false).await?;
+    ensure!(
+        response.status == 488,
+        "expected 488 for garbage SDP, got:\n{}",
+        response.text
+    );
+    mallory
+        .send(&RawSipClient::ack_for(&invite, &response)?)
+        .await?;
+    alice
+        .wait_for("a warning about the SDP", SETUP, |e| {
+            e["event"] == "warning" && e["detail"].as_str().is_some_and(|d| d.contains("SDP"))
+        })
+        .await?;
+
+    // 2. A MESSAGE whose CSeq names another method (RFC 3261 §8.1.1.5): 400 Bad Request.
+    let bad_cseq = mallory.request(
+        "MESSAGE",
+        &target,
+        &["CSeq: 1 INVITE", "Content-Type: text/plain"],
+        "hi",
+    );
+    mallory.send(&bad_cseq).await?;
+    let response = mallory.response(SETUP, false).await?;
+    ensure!(
+        response.status == 400,
+        "expected 400 for a mismatched CSeq, got:\n{}",
+        response.text
+    );
+
+    // 3. An INVITE whose SDP is for something that is not audio over WebRTC.
+    let video_only = mallory.request(
+        "INVITE",
+        &target,
+        &["Content-Type: application/sdp"],
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 9 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+    );
+    mallory.send(&video_only).await?;
+    let response = mallory.response(SETUP, false).await?;
+    ensure!(
+        response.status == 488,
+        "expected 488 for an offer with no usable audio, got:\n{}",
+        response.text
+    );
+    mallory
+        .send(&RawSipClient::ack_for(&video_only, &response)?)
+        .await?;
+
+    // Alice is alive, still registered, and still takes a good message.
+    let fine = mallory.request(
+        "MESSAGE",
+        &target,
+        &["Content-Type: text/plain"],
+        "still there?",
+    );
+    mallory.send(&fine).await?;
+    let response = mallory.response(SETUP, false).await?;
+    ensure!(
+        response.status == 200,
+        "a well-formed MESSAGE after the bad ones: {}",
+        response.text
+    );
+    let got = alice
+        .wait_for("the good message", SETUP, |e| {
+            e["event"] == "message_received"
+        })
+        .await?;
+    ensure!(got["body"] == "still there?", "{got}");
+    alice.quit().await?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! placeholder
+pub mod audio;
+pub mod browser;
+pub mod lyrebird;
+pub mod rawsip;
+pub mod speech;
+pub mod stack;
