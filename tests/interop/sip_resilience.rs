@@ -95,6 +95,7 @@ async fn a_wrong_password_is_reported_once_with_the_server_status_and_not_retrie
     );
 
     // Nothing more happens by itself: no new attempts, no reconnect loop.
+    alice.discard_pending();
     let quiet = alice
         .wait_for("anything after the failure", Duration::from_secs(4), |e| {
             e["event"] == "account_state"

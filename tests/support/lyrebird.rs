@@ -184,6 +184,12 @@ impl Lyrebird {
         result
     }
 
+    /// Forgets the events that arrived before the last match, so the next wait sees only
+    /// what happens from now on.
+    pub fn discard_pending(&mut self) {
+        self.seen.clear();
+    }
+
     /// Sends a command and waits for its result line; fails if the engine refused it.
     pub async fn command(&mut self, mut command: Value) -> Result<Value> {
         self.next_id += 1;
