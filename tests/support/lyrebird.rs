@@ -53,6 +53,8 @@ pub struct LyrebirdOptions {
     pub args: Vec<String>,
     /// Where the process's stderr log goes.
     pub log: PathBuf,
+    /// Extra environment variables (secrets for `--*-env` options).
+    pub env: Vec<(String, String)>,
 }
 
 impl LyrebirdOptions {
@@ -65,7 +67,13 @@ impl LyrebirdOptions {
             db: dir.join(format!("{user}.sqlite3")),
             args: Vec::new(),
             log: dir.join(format!("{user}.log")),
+            env: Vec::new(),
         }
+    }
+
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -111,6 +119,7 @@ impl Lyrebird {
             .arg("127.0.0.1")
             .args(&options.args)
             .env("LYREBIRD_TEST_PASSWORD", &options.password)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

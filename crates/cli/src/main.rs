@@ -30,7 +30,7 @@ WebRTC audio calls, play a WAV into a call and record what arrives, send and rec
 Events are printed on stdout as JSON lines ({\"event\": ..., \"t_ms\": ...}); logs go to stderr \
 (set the level with --log or RUST_LOG).\n\n\
 In `run` mode, commands are read from stdin as JSON lines:\n  \
-{\"cmd\":\"call\",\"target\":\"sip:bob@example.com\",\"play\":\"in.wav\",\"record\":\"out.wav\"}\n  \
+{\"cmd\":\"call\",\"target\":\"sip:bob@example.com\",\"play\":\"in.wav\",\"loop\":true,\"record\":\"out.wav\"}\n  \
 {\"cmd\":\"answer\",\"call\":1}   {\"cmd\":\"reject\",\"call\":1}   {\"cmd\":\"hangup\",\"call\":1}\n  \
 {\"cmd\":\"message\",\"target\":\"sip:bob@example.com\",\"body\":\"hello\"}\n  \
 {\"cmd\":\"stats\",\"call\":1}   {\"cmd\":\"mute\",\"call\":1,\"muted\":true}   {\"cmd\":\"dtmf\",\"call\":1,\"digit\":\"5\"}\n  \
@@ -96,6 +96,8 @@ enum Command {
         #[command(flatten)]
         account: AccountArgs,
     },
+    /// List the sound card's input and output devices (names usable with --input / --output).
+    Devices,
     /// Read the history database (--db) and print it as JSON lines.
     History {
         #[command(subcommand)]
@@ -376,10 +378,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     audio.to_audio()
                 });
             }
-            let (engine, events) = start_engine(cli.db, media_config(&media)?)?;
+            let (engine, mut events) = start_engine(cli.db, media_config(&media)?)?;
             let account = engine.add_sip_account(config).await?;
-            let code = run_interactive(&engine, events, account, audio, exit_after_call).await;
+            let code = run_interactive(&engine, &mut events, account, audio, exit_after_call).await;
             engine.shutdown().await;
+            // What stopping produced (hang-ups, the unregistration) is reported too.
+            while let Ok(event) = events.try_recv() {
+                print_event(&event);
+            }
             code
         }
         Command::Call {
@@ -439,6 +445,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await;
             engine.shutdown().await;
             result
+        }
+        Command::Devices => {
+            let devices = lyrebird_engine::list_audio_devices()?;
+            print_line(json!({"event": "audio_devices", "devices": devices}));
+            Ok(ExitCode::SUCCESS)
         }
         Command::History { what } => {
             let db = cli.db.ok_or_else(|| anyhow!("history needs --db FILE"))?;
@@ -542,6 +553,9 @@ enum StdinCommand {
         target: String,
         #[serde(default)]
         play: Option<PathBuf>,
+        /// With `play`: start again at the end.
+        #[serde(default, rename = "loop")]
+        loop_play: bool,
         #[serde(default)]
         record: Option<PathBuf>,
         #[serde(default)]
@@ -551,6 +565,8 @@ enum StdinCommand {
         call: u64,
         #[serde(default)]
         play: Option<PathBuf>,
+        #[serde(default, rename = "loop")]
+        loop_play: bool,
         #[serde(default)]
         record: Option<PathBuf>,
         #[serde(default)]
@@ -584,6 +600,7 @@ enum StdinCommand {
 fn choose_audio(
     defaults: &AudioArgs,
     play: Option<PathBuf>,
+    looped: bool,
     record: Option<PathBuf>,
     echo: bool,
 ) -> CallAudio {
@@ -592,10 +609,7 @@ fn choose_audio(
     }
     let mut audio = defaults.to_audio();
     if let Some(path) = play {
-        audio.source = AudioSource::Wav {
-            path,
-            looped: false,
-        };
+        audio.source = AudioSource::Wav { path, looped };
     }
     if let Some(path) = record {
         audio.sink = AudioSink::Wav { path };
@@ -605,7 +619,7 @@ fn choose_audio(
 
 async fn run_interactive(
     engine: &EngineHandle,
-    mut events: UnboundedReceiver<EngineEvent>,
+    events: &mut UnboundedReceiver<EngineEvent>,
     account: AccountId,
     audio: AudioArgs,
     exit_after_call: bool,
@@ -675,22 +689,12 @@ async fn handle_line(
             print_line(json!({"event": "result", "id": id, "cmd": name, "ok": true}));
             return true;
         }
-        StdinCommand::Call {
-            target,
-            play,
-            record,
-            echo,
-        } => engine
-            .call(account, &target, choose_audio(audio, play, record, echo))
+        StdinCommand::Call { target, play, loop_play, record, echo } => engine
+            .call(account, &target, choose_audio(audio, play, loop_play, record, echo))
             .await
             .map(|call| json!({"call": call})),
-        StdinCommand::Answer {
-            call,
-            play,
-            record,
-            echo,
-        } => engine
-            .answer(CallId(call), Some(choose_audio(audio, play, record, echo)))
+        StdinCommand::Answer { call, play, loop_play, record, echo } => engine
+            .answer(CallId(call), Some(choose_audio(audio, play, loop_play, record, echo)))
             .await
             .map(|()| json!({})),
         StdinCommand::Reject { call } => engine.reject(CallId(call)).await.map(|()| json!({})),

@@ -27,7 +27,9 @@ pub mod transport;
 pub use engine::{Engine, EngineConfig, EngineHandle};
 pub use event::{AccountState, CallDirection, CallState, EngineEvent};
 pub use history::{CallRecord, MessageRecord, SearchHit};
-pub use lyrebird_media::{AudioSink, AudioSource, IceServer, MediaConfig, MediaStats};
+pub use lyrebird_media::{
+    AudioDevices, AudioSink, AudioSource, IceServer, MediaConfig, MediaStats, list_devices as list_audio_devices,
+};
 pub use secret::{Password, PasswordSource};
 
 use serde::{Deserialize, Serialize};

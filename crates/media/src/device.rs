@@ -123,8 +123,9 @@ async fn open_on_thread<T: Send + 'static>(
                 config.buffer_size = cpal::BufferSize::Fixed(DEVICE_BUFFER_FRAMES);
                 let (stream, ring_end) = match build(&device, config, format) {
                     Ok(built) => built,
-                    Err(_) => {
+                    Err(refused) => {
                         // Some backends refuse a fixed size: fall back to the default.
+                        tracing::debug!(%refused, "fixed device buffer refused; using the default");
                         config.buffer_size = cpal::BufferSize::Default;
                         build(&device, config, format).map_err(MediaError::AudioDevice)?
                     }
@@ -255,6 +256,10 @@ pub(crate) struct DeviceInput {
     mono: Vec<f32>,
     resampled: Vec<f32>,
     queue: VecDeque<f32>,
+    /// The largest burst the device has delivered at once (48 kHz samples). Devices deliver in
+    /// periods (a PulseAudio default period can be a second); the queue must hold at least two,
+    /// or whole periods would be thrown away as "too much latency".
+    largest_burst: usize,
     _thread: DeviceThread,
 }
 
@@ -268,6 +273,7 @@ impl DeviceInput {
             mono: Vec::with_capacity(8192),
             resampled: Vec::with_capacity(8192),
             queue: VecDeque::with_capacity(48 * MAX_QUEUED_MS * 2),
+            largest_burst: 0,
             _thread: thread,
         })
     }
@@ -288,8 +294,11 @@ impl DeviceInput {
         }
         self.resampled.clear();
         self.resampler.process(&self.mono, &mut self.resampled);
+        self.largest_burst = self.largest_burst.max(self.resampled.len());
         self.queue.extend(self.resampled.drain(..));
-        let limit = 48 * MAX_QUEUED_MS;
+        // Bounded latency: beyond the limit (clock drift between the device and the network),
+        // the oldest audio goes.
+        let limit = (48 * MAX_QUEUED_MS).max(2 * self.largest_burst + frame.len());
         while self.queue.len() > limit {
             self.queue.pop_front();
         }
