@@ -689,12 +689,31 @@ async fn handle_line(
             print_line(json!({"event": "result", "id": id, "cmd": name, "ok": true}));
             return true;
         }
-        StdinCommand::Call { target, play, loop_play, record, echo } => engine
-            .call(account, &target, choose_audio(audio, play, loop_play, record, echo))
+        StdinCommand::Call {
+            target,
+            play,
+            loop_play,
+            record,
+            echo,
+        } => engine
+            .call(
+                account,
+                &target,
+                choose_audio(audio, play, loop_play, record, echo),
+            )
             .await
             .map(|call| json!({"call": call})),
-        StdinCommand::Answer { call, play, loop_play, record, echo } => engine
-            .answer(CallId(call), Some(choose_audio(audio, play, loop_play, record, echo)))
+        StdinCommand::Answer {
+            call,
+            play,
+            loop_play,
+            record,
+            echo,
+        } => engine
+            .answer(
+                CallId(call),
+                Some(choose_audio(audio, play, loop_play, record, echo)),
+            )
             .await
             .map(|()| json!({})),
         StdinCommand::Reject { call } => engine.reject(CallId(call)).await.map(|()| json!({})),
