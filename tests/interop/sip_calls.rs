@@ -344,17 +344,26 @@ async fn the_echo_service_sends_back_what_the_caller_says() -> Result<()> {
     let speech = phrase_wav(dir.path(), 0)?;
     let other = phrase_wav(dir.path(), 1)?;
     let echoed = dir.path().join("echoed.wav");
-    let mut echo = Lyrebird::start(lyrebird_options(&stack, "bob", dir.path()).arg("--auto-answer").arg("--echo")).await?;
+    let mut echo = Lyrebird::start(
+        lyrebird_options(&stack, "bob", dir.path())
+            .arg("--auto-answer")
+            .arg("--echo"),
+    )
+    .await?;
     let mut alice = Lyrebird::start(lyrebird_options(&stack, "alice", dir.path())).await?;
     echo.registered(SETUP).await?;
     alice.registered(SETUP).await?;
     let result = alice
-        .command(json!({"cmd": "call", "target": uri(&stack, "bob"), "play": speech, "record": echoed}))
+        .command(
+            json!({"cmd": "call", "target": uri(&stack, "bob"), "play": speech, "record": echoed}),
+        )
         .await?;
     let call = call_id(&result)?;
     alice.call_state(call, "audio_flowing", SETUP).await?;
     tokio::time::sleep(TALK).await;
-    alice.command(json!({"cmd": "hangup", "call": call})).await?;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
     alice.call_state(call, "ended", SETUP).await?;
     alice.quit().await?;
     echo.quit().await?;
@@ -365,38 +374,73 @@ async fn the_echo_service_sends_back_what_the_caller_says() -> Result<()> {
 async fn declined_and_cancelled_calls_end_on_both_sides_and_are_in_history() -> Result<()> {
     let stack = sip_stack()?;
     let dir = tempfile::tempdir()?;
-    let mut alice = Lyrebird::start(lyrebird_options(&stack, "alice", dir.path()).arg("--silence").arg("--discard")).await?;
-    let mut bob = Lyrebird::start(lyrebird_options(&stack, "bob", dir.path()).arg("--silence").arg("--discard")).await?;
+    let mut alice = Lyrebird::start(
+        lyrebird_options(&stack, "alice", dir.path())
+            .arg("--silence")
+            .arg("--discard"),
+    )
+    .await?;
+    let mut bob = Lyrebird::start(
+        lyrebird_options(&stack, "bob", dir.path())
+            .arg("--silence")
+            .arg("--discard"),
+    )
+    .await?;
     alice.registered(SETUP).await?;
     bob.registered(SETUP).await?;
 
     // Bob declines: alice hears 603 Decline.
-    let call = call_id(&alice.command(json!({"cmd": "call", "target": uri(&stack, "bob")})).await?)?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
     alice.call_state(call, "ringing", SETUP).await?;
     let incoming = bob.incoming_call(SETUP).await?;
-    bob.command(json!({"cmd": "reject", "call": incoming})).await?;
+    bob.command(json!({"cmd": "reject", "call": incoming}))
+        .await?;
     let ended = alice.call_state(call, "ended", SETUP).await?;
-    ensure!(ended["state"]["status"] == 603, "alice should see 603 Decline: {ended}");
+    ensure!(
+        ended["state"]["status"] == 603,
+        "alice should see 603 Decline: {ended}"
+    );
     bob.call_state(incoming, "ended", SETUP).await?;
 
     // Alice gives up while it rings: CANCEL, bob's phone stops ringing, a missed call for bob.
-    let call = call_id(&alice.command(json!({"cmd": "call", "target": uri(&stack, "bob")})).await?)?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
     alice.call_state(call, "ringing", SETUP).await?;
     let incoming = bob.incoming_call(SETUP).await?;
-    alice.command(json!({"cmd": "hangup", "call": call})).await?;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
     alice.call_state(call, "ended", SETUP).await?;
     let ended = bob.call_state(incoming, "ended", SETUP).await?;
-    ensure!(ended["state"]["reason"].as_str().is_some_and(|r| r.contains("cancel")), "bob: {ended}");
+    ensure!(
+        ended["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cancel")),
+        "bob: {ended}"
+    );
     alice.quit().await?;
     bob.quit().await?;
 
     let calls = history_calls(&dir.path().join("bob.sqlite3")).await?;
     ensure!(calls.len() == 2, "bob's history: {calls:?}");
     // Newest first: the cancelled call is a missed call, the declined one is not shown as answered.
-    ensure!(calls[0]["end_reason"] == "remote_cancel" && calls[0]["missed"] == true, "{calls:?}");
+    ensure!(
+        calls[0]["end_reason"] == "remote_cancel" && calls[0]["missed"] == true,
+        "{calls:?}"
+    );
     ensure!(calls[1]["answered_at_ms"].is_null(), "{calls:?}");
     let calls = history_calls(&dir.path().join("alice.sqlite3")).await?;
-    ensure!(calls[0]["end_reason"] == "local_cancel" && calls[1]["end_reason"] == "declined", "{calls:?}");
+    ensure!(
+        calls[0]["end_reason"] == "local_cancel" && calls[1]["end_reason"] == "declined",
+        "{calls:?}"
+    );
     Ok(())
 }
 
@@ -406,15 +450,32 @@ async fn declined_and_cancelled_calls_end_on_both_sides_and_are_in_history() -> 
 async fn after_quitting_lyrebird_is_no_longer_reachable() -> Result<()> {
     let stack = sip_stack()?;
     let dir = tempfile::tempdir()?;
-    let mut alice = Lyrebird::start(lyrebird_options(&stack, "alice", dir.path()).arg("--silence").arg("--discard")).await?;
+    let mut alice = Lyrebird::start(
+        lyrebird_options(&stack, "alice", dir.path())
+            .arg("--silence")
+            .arg("--discard"),
+    )
+    .await?;
     let mut bob = Lyrebird::start(lyrebird_options(&stack, "bob", dir.path())).await?;
     alice.registered(SETUP).await?;
     bob.registered(SETUP).await?;
     let history = bob.quit().await?;
-    ensure!(history.iter().any(|e| e["state"]["state"] == "unregistered"), "bob did not unregister: {history:?}");
-    let call = call_id(&alice.command(json!({"cmd": "call", "target": uri(&stack, "bob")})).await?)?;
+    ensure!(
+        history
+            .iter()
+            .any(|e| e["state"]["state"] == "unregistered"),
+        "bob did not unregister: {history:?}"
+    );
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
     let ended = alice.call_state(call, "ended", SETUP).await?;
-    ensure!(ended["state"]["status"] == 480, "expected 480 for an unregistered user: {ended}");
+    ensure!(
+        ended["state"]["status"] == 480,
+        "expected 480 for an unregistered user: {ended}"
+    );
     alice.quit().await?;
     Ok(())
 }
@@ -445,24 +506,37 @@ async fn the_sound_card_path_plays_and_captures() -> Result<()> {
     )?;
     let incoming = bob.incoming_call(SETUP).await?;
     // No play/record: the sound card.
-    bob.command(json!({"cmd": "answer", "call": incoming})).await?;
+    bob.command(json!({"cmd": "answer", "call": incoming}))
+        .await?;
     alice.call_state(call, "audio_flowing", SETUP).await?;
     // Device capture starts a second or two after the stream is opened (INTEROP.md).
     tokio::time::sleep(TALK + Duration::from_secs(3)).await;
-    let stats = bob.command(json!({"cmd": "stats", "call": incoming})).await?;
+    let stats = bob
+        .command(json!({"cmd": "stats", "call": incoming}))
+        .await?;
     println!("bob's stats with the sound card: {stats}");
-    alice.command(json!({"cmd": "hangup", "call": call})).await?;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
     alice.call_state(call, "ended", SETUP).await?;
     alice.quit().await?;
     bob.quit().await?;
-    assert_heard(&heard, &speech, &other, "alice (through bob's speaker and microphone)")
+    assert_heard(
+        &heard,
+        &speech,
+        &other,
+        "alice (through bob's speaker and microphone)",
+    )
 }
 
 /// Media relayed through TURN only (coturn): Lyrebird gathers a relay candidate with the
 /// configured credentials and the call carries speech through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_through_a_turn_relay_only() -> Result<()> {
-    let stack = Stack::start(StackOptions { prosody: false, ..StackOptions::default() })?;
+    let stack = Stack::start(StackOptions {
+        prosody: false,
+        ..StackOptions::default()
+    })?;
     let dir = tempfile::tempdir()?;
     let speech = phrase_wav(dir.path(), 0)?;
     let other = phrase_wav(dir.path(), 1)?;
@@ -497,19 +571,33 @@ async fn a_call_through_a_turn_relay_only() -> Result<()> {
     .await?;
     bob.registered(SETUP).await?;
     alice.registered(SETUP).await?;
-    let call = call_id(&alice.command(json!({"cmd": "call", "target": uri(&stack, "bob")})).await?)?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
     alice.call_state(call, "audio_flowing", SETUP).await?;
     tokio::time::sleep(TALK).await;
-    alice.command(json!({"cmd": "hangup", "call": call})).await?;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
     alice.call_state(call, "ended", SETUP).await?;
     alice.quit().await?;
     bob.quit().await?;
     let turn_log = std::fs::read_to_string(coturn.log_path()).unwrap_or_default();
     // Both sides allocated a relay, and media was sent through it (data relayed to a peer).
-    let allocations = turn_log.lines().filter(|l| l.contains("ALLOCATE processed, success")).count();
-    ensure!(allocations >= 2, "coturn logged {allocations} successful allocations:\n{turn_log}");
+    let allocations = turn_log
+        .lines()
+        .filter(|l| l.contains("ALLOCATE processed, success"))
+        .count();
     ensure!(
-        turn_log.lines().any(|l| l.contains("CHANNEL_BIND processed, success") || l.contains("SEND processed")),
+        allocations >= 2,
+        "coturn logged {allocations} successful allocations:\n{turn_log}"
+    );
+    ensure!(
+        turn_log
+            .lines()
+            .any(|l| l.contains("CHANNEL_BIND processed, success") || l.contains("SEND processed")),
         "no media relayed by coturn:\n{turn_log}"
     );
     assert_heard(&heard, &speech, &other, "alice (through TURN)")

@@ -209,3 +209,67 @@ async fn broken_sdp_and_malformed_sip_from_a_peer_get_error_responses_and_no_cra
     alice.quit().await?;
     Ok(())
 }
+
+/// RFC 7118 over TLS: a server whose certificate chains to no system root is refused, with the
+/// reason in words; once the person trusts that certificate explicitly, the same account
+/// registers over wss:// and is reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_wss_server_is_refused_unless_its_certificate_is_trusted() -> Result<()> {
+    let stack = sip_stack()?;
+    let dir = tempfile::tempdir()?;
+    let kamailio = stack.kamailio();
+    let (untrusting_dir, trusting_dir) =
+        (dir.path().join("untrusting"), dir.path().join("trusting"));
+    std::fs::create_dir_all(&untrusting_dir)?;
+    std::fs::create_dir_all(&trusting_dir)?;
+    let over_tls = |dir: &std::path::Path| {
+        LyrebirdOptions::for_user(
+            &kamailio.wss_url(),
+            kamailio.domain(),
+            "alice",
+            "alice-secret",
+            dir,
+        )
+    };
+
+    let mut untrusting = Lyrebird::start(over_tls(&untrusting_dir)).await?;
+    let refused = untrusting
+        .wait_for("a refused TLS connection", SETUP, |e| {
+            e["state"]["state"] == "reconnecting"
+        })
+        .await?;
+    let reason = refused["state"]["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("TLS") && reason.contains("certificate"),
+        "unclear refusal: {refused}"
+    );
+    let history = untrusting.quit().await?;
+    ensure!(
+        !history
+            .iter()
+            .any(|e| e["state"]["state"] == "registered" || e["state"]["state"] == "connected"),
+        "connected to an untrusted server: {history:?}"
+    );
+
+    let certificate = kamailio.certificate_path();
+    let mut alice = Lyrebird::start(
+        over_tls(&trusting_dir)
+            .arg("--trust-cert")
+            .arg(certificate.to_string_lossy()),
+    )
+    .await?;
+    alice.registered(SETUP).await?;
+    let mut bob = Lyrebird::start(options(&stack, "bob", "bob-secret", dir.path())).await?;
+    bob.registered(SETUP).await?;
+    bob.command(json!({"cmd": "message", "target": format!("sip:alice@{}", kamailio.domain()), "body": "over TLS?"}))
+        .await?;
+    let got = alice
+        .wait_for("a message over wss", SETUP, |e| {
+            e["event"] == "message_received"
+        })
+        .await?;
+    ensure!(got["body"] == "over TLS?", "{got}");
+    alice.quit().await?;
+    bob.quit().await?;
+    Ok(())
+}

@@ -81,6 +81,7 @@ impl DigestAlgorithm {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FixedPorts {
     pub kamailio_ws: u16,
+    pub kamailio_wss: u16,
     pub kamailio_msrp_ws: u16,
     pub kamailio_sip: u16,
     pub prosody_http: u16,
@@ -91,11 +92,12 @@ pub struct FixedPorts {
 }
 
 impl FixedPorts {
-    /// The documented demo ports: Kamailio WS 8080 (+ MSRP WS 8081, SIP 5060 UDP/TCP),
+    /// The documented demo ports: Kamailio WS 8080 (+ WSS 8443, MSRP WS 8081, SIP 5060 UDP/TCP),
     /// Prosody HTTP 5280 (+ c2s 5222), coturn 3478 with relays 49160-49259.
     pub fn demo() -> FixedPorts {
         FixedPorts {
             kamailio_ws: 8080,
+            kamailio_wss: 8443,
             kamailio_msrp_ws: 8081,
             kamailio_sip: 5060,
             prosody_http: 5280,
@@ -287,6 +289,8 @@ impl Stack {
                 "kamailio".into(),
                 serde_json::json!({
                     "ws_url": k.ws_url(),
+                    "wss_url": k.wss_url(),
+                    "wss_certificate": k.certificate_path(),
                     "msrp_ws_url": k.msrp_ws_url(),
                     "msrp_relay_uri": k.msrp_relay_uri(),
                     "sip_udp": format!("sip:127.0.0.1:{}", k.sip_port()),
@@ -358,11 +362,50 @@ impl Drop for Stack {
 // ---------------------------------------------------------------------------------------
 // Kamailio
 
+/// A self-signed certificate and key for the WSS listener, and Kamailio's tls.cfg. Made with
+/// the openssl command (a Debian base package) so the test bed needs no crypto crate.
+fn write_self_signed_certificate(dir: &Path) -> Result<()> {
+    let (cert, key) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
+    let output = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args(["-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .context("running openssl to make the test certificate")?;
+    if !output.status.success() {
+        bail!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let tls_cfg = format!(
+        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+         private_key = {}\ncertificate = {}\n\n[client:default]\nverify_certificate = no\n\
+         require_certificate = no\n",
+        key.display(),
+        cert.display()
+    );
+    fs::write(dir.join("tls.cfg"), tls_cfg).context("writing tls.cfg")
+}
+
 /// Kamailio 5.6: SIP over WebSocket (RFC 7118) registrar/proxy for domain `localhost`,
 /// plain SIP on UDP/TCP, and an MSRP relay (RFC 4976) over WebSocket (RFC 7977).
 pub struct Kamailio {
     dir: PathBuf,
     ws_port: PortLease,
+    wss_port: PortLease,
     msrp_port: PortLease,
     sip_port: PortLease,
     digest_algorithm: DigestAlgorithm,
@@ -380,6 +423,8 @@ impl Kamailio {
         let dir = root.join("kamailio");
         fs::create_dir_all(&dir).context("creating the Kamailio directory")?;
         let ws_port = lease(fixed.map(|f| f.kamailio_ws))?;
+        let wss_port = lease(fixed.map(|f| f.kamailio_wss))?;
+        write_self_signed_certificate(&dir)?;
         let msrp_port = lease(fixed.map(|f| f.kamailio_msrp_ws))?;
         let sip_port = lease(fixed.map(|f| f.kamailio_sip))?;
 
@@ -396,6 +441,7 @@ impl Kamailio {
             &[
                 ("@DIR@", &root.display().to_string()),
                 ("@WS_PORT@", &ws_port.port.to_string()),
+                ("@WSS_PORT@", &wss_port.port.to_string()),
                 ("@MSRP_PORT@", &msrp_port.port.to_string()),
                 ("@SIP_PORT@", &sip_port.port.to_string()),
                 ("@DOMAIN@", DOMAIN),
@@ -427,6 +473,7 @@ impl Kamailio {
         Ok(Kamailio {
             dir,
             ws_port,
+            wss_port,
             msrp_port,
             sip_port,
             digest_algorithm,
@@ -440,9 +487,12 @@ impl Kamailio {
     }
 
     fn wait_ready(&mut self) -> Result<()> {
-        let (ws, msrp) = (self.ws_port.port, self.msrp_port.port);
+        let (ws, wss, msrp) = (self.ws_port.port, self.wss_port.port, self.msrp_port.port);
         self.process.wait_until(START_TIMEOUT, || {
             websocket_handshake(ws, "/", "sip")?;
+            // The TLS listener: accepting a connection is enough here; the handshake itself is
+            // what the engine's TLS test checks.
+            TcpStream::connect((Ipv4Addr::LOCALHOST, wss)).context("WSS port not accepting")?;
             websocket_handshake(msrp, "/", "msrp")
         })
     }
@@ -450,6 +500,17 @@ impl Kamailio {
     /// `ws://127.0.0.1:PORT` for SIP over WebSocket (sub-protocol `sip`).
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.ws_port.port)
+    }
+
+    /// `wss://127.0.0.1:PORT`: SIP over secure WebSocket, with the instance's self-signed
+    /// certificate ([`Kamailio::certificate_path`]), which no system trusts.
+    pub fn wss_url(&self) -> String {
+        format!("wss://127.0.0.1:{}", self.wss_port.port)
+    }
+
+    /// The PEM certificate the WSS listener presents (names `localhost` and `127.0.0.1`).
+    pub fn certificate_path(&self) -> PathBuf {
+        self.dir.join("tls-cert.pem")
     }
 
     /// `ws://127.0.0.1:PORT` for MSRP over WebSocket (sub-protocol `msrp`).
@@ -1199,6 +1260,7 @@ mod tests {
                 &[
                     "DIR",
                     "WS_PORT",
+                    "WSS_PORT",
                     "MSRP_PORT",
                     "SIP_PORT",
                     "DOMAIN",

@@ -28,7 +28,8 @@ pub use engine::{Engine, EngineConfig, EngineHandle};
 pub use event::{AccountState, CallDirection, CallState, EngineEvent};
 pub use history::{CallRecord, MessageRecord, SearchHit};
 pub use lyrebird_media::{
-    AudioDevices, AudioSink, AudioSource, IceServer, MediaConfig, MediaStats, list_devices as list_audio_devices,
+    AudioDevices, AudioSink, AudioSource, IceServer, MediaConfig, MediaStats,
+    list_devices as list_audio_devices,
 };
 pub use secret::{Password, PasswordSource};
 

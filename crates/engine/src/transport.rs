@@ -2,14 +2,20 @@
 //! protocol message (RFC 7118 for SIP, RFC 7395 for XMPP, RFC 7977 for MSRP).
 //!
 //! TLS is rustls with the operating system's roots. A server whose certificate does not chain to
-//! those roots is refused, unless the user has explicitly trusted that certificate (a PEM file
-//! added to the roots for this one account) — never a blanket "accept invalid certificates".
+//! those roots is refused, unless the user has explicitly trusted that certificate (a PEM file for
+//! this one account) — never a blanket "accept invalid certificates". Trusting a certificate
+//! means pinning it: the server must present exactly that certificate (its handshake signature
+//! is still verified). Pinning, not adding a root, because self-signed server certificates are
+//! usually made as CA certificates, which WebPKI refuses as a server's own certificate.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -154,14 +160,39 @@ fn describe_ws_error(url: &str, error: &tungstenite::Error) -> String {
                 response.status()
             )
         }
-        tungstenite::Error::Io(e) => format!("cannot reach {url}: {e}"),
+        // rustls reports handshake failures through the I/O error it returns.
+        tungstenite::Error::Io(e) => match find_tls_error(e) {
+            Some(rustls::Error::InvalidCertificate(why)) => format!(
+                "TLS with {url} failed: the server's certificate is not trusted ({why:?}); \
+                 if this is your own server, trust its certificate explicitly"
+            ),
+            Some(tls) => format!("TLS with {url} failed: {tls}"),
+            None => format!("cannot reach {url}: {e}"),
+        },
         tungstenite::Error::Tls(e) => format!("TLS with {url} failed: {e}"),
         other => format!("WebSocket to {url} failed: {other}"),
     }
 }
 
+/// The TLS failure inside an I/O error, however deeply the layers between rustls and
+/// tungstenite have wrapped it.
+fn find_tls_error(error: &std::io::Error) -> Option<&rustls::Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|e| e as _),
+            None => e.source(),
+        };
+    }
+    None
+}
+
 /// rustls client configuration: the system's roots, plus a certificate the user explicitly trusts.
 pub fn tls_config(trusted_certificate: Option<&Path>) -> Result<rustls::ClientConfig, EngineError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for error in &native.errors {
@@ -169,31 +200,111 @@ pub fn tls_config(trusted_certificate: Option<&Path>) -> Result<rustls::ClientCo
     }
     let (added, ignored) = roots.add_parsable_certificates(native.certs);
     tracing::debug!(added, ignored, "loaded system root certificates");
-    if let Some(path) = trusted_certificate {
-        let pem = std::fs::read(path).map_err(|e| {
-            EngineError::InvalidConfig(format!("trusted certificate {}: {e}", path.display()))
-        })?;
-        let mut found = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| {
-                EngineError::InvalidConfig(format!("trusted certificate {}: {e}", path.display()))
-            })?;
-            roots.add(cert).map_err(|e| {
-                EngineError::InvalidConfig(format!("trusted certificate {}: {e}", path.display()))
-            })?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err(EngineError::InvalidConfig(format!(
-                "trusted certificate {}: no PEM certificate in the file",
-                path.display()
-            )));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| EngineError::InvalidConfig(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
+        .map_err(|e| EngineError::InvalidConfig(format!("TLS setup: {e}")))?;
+    let pinned = match trusted_certificate {
+        Some(path) => read_pem_certificates(path)?,
+        None => Vec::new(),
+    };
+    if pinned.is_empty() {
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+    }
+    // A pinned certificate may also be a private CA that signed the server's certificate.
+    for cert in &pinned {
+        let _ = roots.add(cert.clone());
+    }
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .map_err(|e| EngineError::InvalidConfig(format!("TLS setup: {e}")))?;
+    let verifier = PinnedOrWebPki {
+        pinned,
+        webpki,
+        provider,
+    };
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth())
+}
+
+fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, EngineError> {
+    let invalid = |detail: String| {
+        EngineError::InvalidConfig(format!("trusted certificate {}: {detail}", path.display()))
+    };
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(invalid("no PEM certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+/// Accepts a server that presents exactly a pinned certificate; anything else must pass the
+/// ordinary WebPKI checks against the roots. Handshake signatures are always verified.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    pinned: Vec<CertificateDer<'static>>,
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|pinned| pinned.as_ref() == end_entity.as_ref())
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }

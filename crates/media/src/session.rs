@@ -301,7 +301,10 @@ impl MediaSession {
         if codecs.contains(&AudioCodec::Opus) {
             preferences.push(telephone_event_parameters(48_000, PT_TELEPHONE_EVENT_48K));
         }
-        if codecs.iter().any(|c| c.clock_rate() == 8_000) {
+        // webrtc-rs matches codec preferences by MIME type alone, so offering both clock rates
+        // would list payload type 110 twice in the SDP. With Opus offered, the 48 kHz event is
+        // the one that matters; the 8 kHz one is offered only for G.711-only configurations.
+        if !codecs.contains(&AudioCodec::Opus) && codecs.iter().any(|c| c.clock_rate() == 8_000) {
             preferences.push(telephone_event_parameters(8_000, PT_TELEPHONE_EVENT_8K));
         }
 

@@ -371,3 +371,46 @@ async fn dtmf_is_sent_as_telephone_events() -> Result<()> {
     call.answerer.close().await?;
     Ok(())
 }
+
+/// Every payload type in the offer's m-line appears once and has exactly one rtpmap: a
+/// duplicated payload type is an invalid offer (RFC 4566 §5.14) that strict peers refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offer_lists_each_payload_type_once() -> Result<()> {
+    for codecs in [None, Some(vec![AudioCodec::Pcmu, AudioCodec::Pcma])] {
+        let mut config = loopback_config();
+        if let Some(codecs) = codecs.clone() {
+            config.codecs = codecs;
+        }
+        let session = MediaSession::new(&config, AudioSource::Silence, AudioSink::Discard).await?;
+        let offer = session.create_offer().await?;
+        let m_line = offer
+            .lines()
+            .find(|l| l.starts_with("m=audio"))
+            .context("no m=audio line")?;
+        let payload_types: Vec<&str> = m_line.split_whitespace().skip(3).collect();
+        let mut unique = payload_types.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            payload_types.len(),
+            "duplicated payload type in {m_line}"
+        );
+        for pt in &payload_types {
+            let rtpmaps = offer
+                .lines()
+                .filter(|l| l.starts_with(&format!("a=rtpmap:{pt} ")))
+                .count();
+            assert_eq!(
+                rtpmaps, 1,
+                "payload type {pt} has {rtpmaps} rtpmap lines:\n{offer}"
+            );
+        }
+        assert!(
+            offer.contains("telephone-event/"),
+            "no telephone-event offered ({codecs:?}):\n{offer}"
+        );
+        session.close().await?;
+    }
+    Ok(())
+}

@@ -22,6 +22,9 @@ struct Args {
     /// Kamailio SIP over WebSocket port (sub-protocol "sip").
     #[arg(long, default_value_t = FixedPorts::demo().kamailio_ws)]
     kamailio_ws_port: u16,
+    /// Kamailio SIP over secure WebSocket port (self-signed certificate, see the endpoints JSON).
+    #[arg(long, default_value_t = FixedPorts::demo().kamailio_wss)]
+    kamailio_wss_port: u16,
     /// Kamailio MSRP over WebSocket port (sub-protocol "msrp", RFC 4976 relay).
     #[arg(long, default_value_t = FixedPorts::demo().kamailio_msrp_ws)]
     kamailio_msrp_port: u16,
@@ -79,6 +82,7 @@ async fn main() -> Result<()> {
         },
         ports: Some(FixedPorts {
             kamailio_ws: args.kamailio_ws_port,
+            kamailio_wss: args.kamailio_wss_port,
             kamailio_msrp_ws: args.kamailio_msrp_port,
             kamailio_sip: args.kamailio_sip_port,
             prosody_http: args.prosody_http_port,
