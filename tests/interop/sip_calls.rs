@@ -144,24 +144,6 @@ async fn two_lyrebirds_hear_each_other_speak() -> Result<()> {
     Ok(())
 }
 
-/// Waits until the browser has decoded audio with energy from the call.
-async fn browser_hears_audio(browser: &mut BrowserPeer) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + SETUP;
-    loop {
-        let stats = browser.stats().await?;
-        if stats.packets_received > 50 && stats.total_audio_energy > 0.0 && stats.audio_level > 0.0
-        {
-            println!("browser stats: {stats:?}");
-            return Ok(());
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the browser decoded no audio: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lyrebird_calls_a_browser_and_the_browser_hangs_up() -> Result<()> {
     let stack = sip_stack()?;
@@ -190,7 +172,10 @@ async fn lyrebird_calls_a_browser_and_the_browser_hangs_up() -> Result<()> {
     alice.call_state(call, "answered", SETUP).await?;
     alice.call_state(call, "audio_flowing", SETUP).await?;
     browser.wait_for("first_audio", SETUP).await?;
-    browser_hears_audio(&mut browser).await?;
+    println!(
+        "browser stats: {:?}",
+        browser.wait_for_decoded_audio(SETUP).await?
+    );
     tokio::time::sleep(TALK).await;
 
     browser.send(json!({"cmd": "hangup"})).await?;
@@ -244,7 +229,10 @@ async fn a_browser_calls_lyrebird_and_lyrebird_hangs_up() -> Result<()> {
     .await?;
     bob.call_state(call, "audio_flowing", SETUP).await?;
     browser.wait_for("confirmed", SETUP).await?;
-    browser_hears_audio(&mut browser).await?;
+    println!(
+        "browser stats: {:?}",
+        browser.wait_for_decoded_audio(SETUP).await?
+    );
     tokio::time::sleep(TALK).await;
 
     bob.command(json!({"cmd": "hangup", "call": call})).await?;

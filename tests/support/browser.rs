@@ -374,6 +374,29 @@ impl BrowserPeer {
             .with_context(|| format!("{}: malformed stats event {event}", self.label))
     }
 
+    /// Waits (bounded) until the page has received audio packets and decoded audio with
+    /// energy from them — what a person hears — and returns the stats that showed it.
+    /// Polls, because how soon the `<audio>` element starts playing depends on the machine.
+    pub async fn wait_for_decoded_audio(&mut self, timeout: Duration) -> Result<PeerStats> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stats = self.stats().await?;
+            if stats.packets_received > 25
+                && stats.total_audio_energy > 0.0
+                && stats.audio_level > 0.0
+            {
+                return Ok(stats);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "{}: no decoded audio with energy within {timeout:?}: {stats:?}",
+                    self.label
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Unregisters, closes Chromium and waits (bounded) for the driver to exit; kills whatever
     /// is left after that.
     pub async fn quit(mut self) -> Result<()> {

@@ -5,3 +5,4 @@ pub mod lyrebird;
 pub mod rawsip;
 pub mod speech;
 pub mod stack;
+pub mod xmpp;

@@ -15,10 +15,13 @@ use lyrebird_engine::{
     EngineConfig, EngineEvent, EngineHandle, IceServer, MediaConfig, PasswordSource,
     SipAccountConfig,
 };
+use lyrebird_engine::{FileTransferConfig, TransferId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedReceiver;
+
+mod xmpp;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +37,8 @@ In `run` mode, commands are read from stdin as JSON lines:\n  \
 {\"cmd\":\"answer\",\"call\":1}   {\"cmd\":\"reject\",\"call\":1}   {\"cmd\":\"hangup\",\"call\":1}\n  \
 {\"cmd\":\"message\",\"target\":\"sip:bob@example.com\",\"body\":\"hello\"}\n  \
 {\"cmd\":\"stats\",\"call\":1}   {\"cmd\":\"mute\",\"call\":1,\"muted\":true}   {\"cmd\":\"dtmf\",\"call\":1,\"digit\":\"5\"}\n  \
+{\"cmd\":\"send_file\",\"target\":\"sip:bob@example.com\",\"path\":\"photo.jpg\"}   (needs --msrp-relay-ws/-uri)\n  \
+{\"cmd\":\"accept_file\",\"transfer\":2,\"folder\":\"in\"}   {\"cmd\":\"decline_file\",\"transfer\":2}   {\"cmd\":\"cancel_file\",\"transfer\":2}\n  \
 {\"cmd\":\"quit\"}\n\
 Each command is answered with {\"event\":\"result\",\"cmd\":...,\"ok\":true|false,...}; an optional \"id\" \
 field is echoed back.\n\n\
@@ -96,6 +101,12 @@ enum Command {
         #[command(flatten)]
         account: AccountArgs,
     },
+    /// Log in to an XMPP account (RFC 7395 WebSocket) and stay online: chat, presence, rooms
+    /// and files, events as JSON lines on stdout, commands as JSON lines on stdin (see xmpp.rs).
+    Xmpp {
+        #[command(flatten)]
+        account: xmpp::XmppArgs,
+    },
     /// List the sound card's input and output devices (names usable with --input / --output).
     Devices,
     /// Read the history database (--db) and print it as JSON lines.
@@ -109,6 +120,11 @@ enum Command {
 enum HistoryCommand {
     /// Recent calls, newest first (missed calls have "missed": true).
     Calls {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// File transfers, newest first (who, what, size, state, hash, path).
+    Transfers {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -155,6 +171,27 @@ struct AccountArgs {
     /// A stable device UUID for SIP Outbound (+sip.instance).
     #[arg(long)]
     instance_id: Option<String>,
+    /// MSRP relay WebSocket for file transfer (RFC 7977), e.g. wss://relay.example.com:443
+    #[arg(long, value_name = "URL", requires = "msrp_relay_uri")]
+    msrp_relay_ws: Option<String>,
+    /// The relay's MSRP URI (the To-Path of AUTH), e.g. msrp://relay.example.com:443;ws
+    #[arg(long, value_name = "MSRP-URI", requires = "msrp_relay_ws")]
+    msrp_relay_uri: Option<String>,
+    /// Received files land in this folder.
+    #[arg(long, value_name = "DIR", default_value = "Downloads")]
+    downloads: PathBuf,
+    /// Accept every offered file at once, into --downloads.
+    #[arg(long)]
+    auto_accept_files: bool,
+    /// MSRP relay user name, when it differs from the SIP account's.
+    #[arg(long, value_name = "NAME")]
+    msrp_relay_user: Option<String>,
+    /// Environment variable holding the MSRP relay password (default: the SIP password).
+    #[arg(long, value_name = "VAR")]
+    msrp_relay_password_env: Option<String>,
+    /// MSRP chunk body size in bytes (the relay bounds frame sizes).
+    #[arg(long, value_name = "BYTES")]
+    msrp_chunk_size: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -273,6 +310,19 @@ fn account_config(args: &AccountArgs) -> Result<SipAccountConfig> {
     config.trusted_certificate = args.trust_cert.clone();
     config.register_expires = args.expires;
     config.instance_id = args.instance_id.clone();
+    if let (Some(ws), Some(uri)) = (&args.msrp_relay_ws, &args.msrp_relay_uri) {
+        let mut files = FileTransferConfig::new(ws, uri, &args.downloads);
+        files.auto_accept = args.auto_accept_files;
+        files.trusted_certificate = args.trust_cert.clone();
+        files.relay_username = args.msrp_relay_user.clone();
+        if let Some(var) = &args.msrp_relay_password_env {
+            files.relay_password = Some(PasswordSource::Env { var: var.clone() }.resolve()?);
+        }
+        if let Some(size) = args.msrp_chunk_size {
+            files.chunk_size = size.clamp(1, 64 * 1024);
+        }
+        config.file_transfer = Some(files);
+    }
     Ok(config)
 }
 
@@ -446,6 +496,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             engine.shutdown().await;
             result
         }
+        Command::Xmpp { account } => {
+            let (engine, mut events) = start_engine(cli.db, MediaConfig::default())?;
+            let code = xmpp::run(&engine, &mut events, &account).await;
+            engine.shutdown().await;
+            while let Ok(event) = events.try_recv() {
+                print_event(&event);
+            }
+            code
+        }
         Command::Devices => {
             let devices = lyrebird_engine::list_audio_devices()?;
             print_line(json!({"event": "audio_devices", "devices": devices}));
@@ -466,6 +525,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 HistoryCommand::Search { query, limit } => {
                     for hit in engine.search_messages(&query, limit).await? {
                         print_line(json!({"event": "search_hit", "hit": hit}));
+                    }
+                }
+                HistoryCommand::Transfers { limit } => {
+                    for transfer in engine.recent_transfers(limit).await? {
+                        print_line(json!({"event": "transfer_record", "transfer": transfer}));
                     }
                 }
             }
@@ -592,6 +656,23 @@ enum StdinCommand {
     Dtmf {
         call: u64,
         digit: char,
+    },
+    /// Offer a file over MSRP.
+    SendFile {
+        target: String,
+        path: PathBuf,
+    },
+    /// Accept an offered file (into `folder`, else --downloads).
+    AcceptFile {
+        transfer: u64,
+        #[serde(default)]
+        folder: Option<PathBuf>,
+    },
+    DeclineFile {
+        transfer: u64,
+    },
+    CancelFile {
+        transfer: u64,
     },
     Quit,
 }
@@ -732,6 +813,22 @@ async fn handle_line(
             .map(|()| json!({})),
         StdinCommand::Dtmf { call, digit } => engine
             .send_dtmf(CallId(call), digit)
+            .await
+            .map(|()| json!({})),
+        StdinCommand::SendFile { target, path } => engine
+            .send_file(account, &target, path)
+            .await
+            .map(|transfer| json!({"transfer": transfer})),
+        StdinCommand::AcceptFile { transfer, folder } => engine
+            .accept_transfer(TransferId(transfer), folder)
+            .await
+            .map(|()| json!({})),
+        StdinCommand::DeclineFile { transfer } => engine
+            .decline_transfer(TransferId(transfer))
+            .await
+            .map(|()| json!({})),
+        StdinCommand::CancelFile { transfer } => engine
+            .cancel_transfer(TransferId(transfer))
             .await
             .map(|()| json!({})),
     };

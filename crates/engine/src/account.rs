@@ -26,7 +26,9 @@ use crate::backoff::Backoff;
 use crate::call::{self, CallRole, FromCall, ToCall};
 use crate::event::{AccountState, CallDirection, CallState, EngineEvent};
 use crate::history::History;
-use crate::transport::{Incoming, WsConnection, WsTarget};
+use crate::transport::{
+    Incoming, WsConnection, WsTarget, join_connecting, receive, sleep_until_opt,
+};
 use crate::{AccountId, CallAudio, CallId, EngineError, MediaStats, MessageId, SipAccountConfig};
 use lyrebird_store::{CallEndReason, DeliveryState};
 
@@ -70,6 +72,8 @@ pub(crate) enum AccountCommand {
         digit: char,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// File transfers (see `transfer/`).
+    Transfer(crate::transfer::TransferCommand),
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -79,8 +83,20 @@ pub(crate) enum AccountCommand {
 #[derive(Debug)]
 pub(crate) enum AccountNotice {
     Event(EngineEvent),
-    CallOpened { call: CallId, account: AccountId },
-    CallClosed { call: CallId },
+    CallOpened {
+        call: CallId,
+        account: AccountId,
+    },
+    CallClosed {
+        call: CallId,
+    },
+    TransferOpened {
+        transfer: crate::transfer::TransferId,
+        account: AccountId,
+    },
+    TransferClosed {
+        transfer: crate::transfer::TransferId,
+    },
 }
 
 /// Ids handed out by the engine, unique across accounts.
@@ -163,6 +179,8 @@ pub(crate) struct SipAccount {
     notices: mpsc::UnboundedSender<AccountNotice>,
     history: History,
     shutdown_reply: Option<(oneshot::Sender<()>, Instant)>,
+    /// File transfers: their SIP sessions go through `ua`, their bytes through their own tasks.
+    transfers: crate::transfer::Transfers,
 }
 
 impl SipAccount {
@@ -206,6 +224,13 @@ impl SipAccount {
             connect_timeout: Duration::from_secs(10),
         };
         let (from_calls_tx, from_calls) = mpsc::channel(64);
+        let transfers = crate::transfer::Transfers::new(
+            id,
+            &config,
+            Arc::clone(&ids),
+            notices.clone(),
+            history.clone(),
+        );
         Ok(Self {
             id,
             config,
@@ -231,6 +256,7 @@ impl SipAccount {
             notices,
             history,
             shutdown_reply: None,
+            transfers,
         })
     }
 
@@ -286,6 +312,10 @@ impl SipAccount {
                     None => self.begin_shutdown(None),
                 },
                 Some(from_call) = self.from_calls.recv() => self.on_call_message(from_call),
+                Some(message) = self.transfers.next_message() => {
+                    let now = self.now();
+                    self.transfers.on_task_message(&mut self.ua, now, message);
+                }
                 incoming = receive(&mut self.conn) => self.on_incoming(incoming),
                 result = join_connecting(&mut self.connecting) => self.on_connected(result),
                 () = sleep_until_opt(core_deadline) => {
@@ -443,6 +473,11 @@ impl SipAccount {
 // Events from the SIP core.
 impl SipAccount {
     fn on_ua_event(&mut self, event: UaEvent) {
+        // File offers and the SIP sessions of transfers go to the transfer book.
+        let now = self.now();
+        let Some(event) = self.transfers.intercept(&mut self.ua, now, event) else {
+            return;
+        };
         match event {
             UaEvent::Registered { expires, outbound } => {
                 self.backoff.reset();
@@ -770,6 +805,10 @@ impl SipAccount {
                     let _ = reply.send(Err(e));
                 }
             },
+            AccountCommand::Transfer(command) => {
+                let now = self.now();
+                self.transfers.on_command(&mut self.ua, now, command);
+            }
             AccountCommand::Shutdown { reply } => self.begin_shutdown(Some(reply)),
         }
     }
@@ -1012,6 +1051,8 @@ impl SipAccount {
             return;
         }
         info!(account = self.id.0, "shutting down");
+        let now = self.now();
+        self.transfers.shutdown(&mut self.ua, now);
         let calls: Vec<CallId> = self.calls.keys().copied().collect();
         for call in calls {
             let _ = self.hangup(call);
@@ -1096,31 +1137,5 @@ impl CallEnding {
             status,
             cause,
         }
-    }
-}
-
-async fn receive(conn: &mut Option<WsConnection>) -> Result<Option<Incoming>, EngineError> {
-    match conn {
-        Some(conn) => conn.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn join_connecting(
-    connecting: &mut Option<JoinHandle<Result<WsConnection, EngineError>>>,
-) -> Result<WsConnection, EngineError> {
-    match connecting {
-        Some(handle) => match handle.await {
-            Ok(result) => result,
-            Err(e) => Err(EngineError::Transport(format!("connect task failed: {e}"))),
-        },
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }

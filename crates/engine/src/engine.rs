@@ -54,9 +54,15 @@ enum Command {
         call: CallId,
         command: AccountCommand,
     },
+    ToTransferOwner {
+        transfer: crate::TransferId,
+        command: crate::transfer::TransferCommand,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// XMPP accounts (see `xmpp/`).
+    Xmpp(crate::xmpp::SupervisorCommand),
 }
 
 /// A cheap, cloneable handle for sending commands to the engine.
@@ -93,6 +99,8 @@ impl Engine {
             next_account: 0,
             accounts: HashMap::new(),
             calls: HashMap::new(),
+            transfers: HashMap::new(),
+            xmpp: crate::xmpp::XmppAccounts::default(),
             events: events_tx,
             notices_tx,
             history: history.clone(),
@@ -231,6 +239,129 @@ impl EngineHandle {
         .await
     }
 
+    /// Offers a file to a SIP URI over MSRP (RFC 5547 push); progress and the outcome arrive as
+    /// `TransferState` / `TransferProgress` events.
+    pub async fn send_file(
+        &self,
+        account: AccountId,
+        target: &str,
+        path: impl Into<PathBuf>,
+    ) -> Result<crate::TransferId, EngineError> {
+        let (target, path) = (target.to_owned(), path.into());
+        self.request(|reply| Command::ToAccount {
+            account,
+            command: AccountCommand::Transfer(crate::transfer::TransferCommand::Send {
+                target,
+                path,
+                reply,
+            }),
+        })
+        .await
+    }
+
+    /// Accepts an offered file into `folder` (the account's downloads folder when `None`).
+    pub async fn accept_transfer(
+        &self,
+        transfer: crate::TransferId,
+        folder: Option<PathBuf>,
+    ) -> Result<(), EngineError> {
+        self.request(|reply| Command::ToTransferOwner {
+            transfer,
+            command: crate::transfer::TransferCommand::Accept {
+                transfer,
+                folder,
+                reply,
+            },
+        })
+        .await
+    }
+
+    /// Declines an offered file (603 Decline).
+    pub async fn decline_transfer(&self, transfer: crate::TransferId) -> Result<(), EngineError> {
+        self.request(|reply| Command::ToTransferOwner {
+            transfer,
+            command: crate::transfer::TransferCommand::Decline { transfer, reply },
+        })
+        .await
+    }
+
+    /// Cancels a transfer in whatever state it is; the peer learns it was a cancel.
+    pub async fn cancel_transfer(&self, transfer: crate::TransferId) -> Result<(), EngineError> {
+        self.request(|reply| Command::ToTransferOwner {
+            transfer,
+            command: crate::transfer::TransferCommand::Cancel { transfer, reply },
+        })
+        .await
+    }
+
+    /// The newest file transfers of all accounts, newest first.
+    pub async fn recent_transfers(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<lyrebird_store::Transfer>, EngineError> {
+        self.history.recent_transfers(limit).await
+    }
+
+    /// Adds an XMPP account; it connects, logs in and fetches what it missed at once,
+    /// reporting progress as `AccountState` / `XmppOnline` events.
+    pub async fn add_xmpp_account(
+        &self,
+        config: crate::XmppAccountConfig,
+    ) -> Result<AccountId, EngineError> {
+        self.request(|reply| {
+            Command::Xmpp(crate::xmpp::SupervisorCommand::Add {
+                config: Box::new(config),
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Carries out a chat / presence / room / file action on an XMPP account.
+    pub async fn xmpp(
+        &self,
+        account: AccountId,
+        action: crate::XmppAction,
+    ) -> Result<crate::XmppReply, EngineError> {
+        self.request(|reply| {
+            Command::Xmpp(crate::xmpp::SupervisorCommand::Action {
+                account,
+                action,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Sends a 1:1 XMPP chat message; returns its id (its stable id in history).
+    pub async fn send_chat(
+        &self,
+        account: AccountId,
+        to: &str,
+        body: &str,
+    ) -> Result<String, EngineError> {
+        let action = crate::XmppAction::Message {
+            to: to.to_owned(),
+            body: body.to_owned(),
+        };
+        match self.xmpp(account, action).await? {
+            crate::XmppReply::Message { message } => Ok(message),
+            other => Err(EngineError::InvalidState(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    /// The newest `limit` messages of a room on `account`, oldest first.
+    pub async fn room_history(
+        &self,
+        account: AccountId,
+        room: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, EngineError> {
+        self.history.room_messages(account, room, limit).await
+    }
+
     /// The newest calls, newest first.
     pub async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>, EngineError> {
         self.history.recent_calls(limit).await
@@ -281,6 +412,8 @@ struct Supervisor {
     next_account: u32,
     accounts: HashMap<AccountId, AccountEntry>,
     calls: HashMap<CallId, AccountId>,
+    transfers: HashMap<crate::TransferId, AccountId>,
+    xmpp: crate::xmpp::XmppAccounts,
     events: mpsc::UnboundedSender<EngineEvent>,
     notices_tx: mpsc::UnboundedSender<AccountNotice>,
     history: History,
@@ -326,6 +459,12 @@ impl Supervisor {
             AccountNotice::CallClosed { call } => {
                 self.calls.remove(&call);
             }
+            AccountNotice::TransferOpened { transfer, account } => {
+                self.transfers.insert(transfer, account);
+            }
+            AccountNotice::TransferClosed { transfer } => {
+                self.transfers.remove(&transfer);
+            }
         }
     }
 
@@ -340,9 +479,18 @@ impl Supervisor {
                         stop_account(&entry).await;
                         Ok(())
                     }
-                    None => Err(EngineError::UnknownAccount(account.0)),
+                    None => self.xmpp.remove(account).await,
                 };
                 let _ = reply.send(result);
+            }
+            Command::Xmpp(command) => {
+                let context = crate::xmpp::SupervisorContext {
+                    next_account: &mut self.next_account,
+                    ids: &self.ids,
+                    notices: &self.notices_tx,
+                    history: &self.history,
+                };
+                self.xmpp.on_command(command, context).await;
             }
             Command::ToAccount { account, command } => match self.accounts.get(&account) {
                 Some(entry) => forward(entry, command).await,
@@ -356,6 +504,19 @@ impl Supervisor {
                 {
                     Some(entry) => forward(entry, command).await,
                     None => command.fail(EngineError::UnknownCall(call.0)),
+                }
+            }
+            Command::ToTransferOwner { transfer, command } => {
+                match self
+                    .transfers
+                    .get(&transfer)
+                    .and_then(|account| self.accounts.get(account))
+                {
+                    Some(entry) => forward(entry, AccountCommand::Transfer(command)).await,
+                    None => command.fail(EngineError::InvalidState(format!(
+                        "no such transfer: {}",
+                        transfer.0
+                    ))),
                 }
             }
             Command::Shutdown { reply } => {
@@ -396,6 +557,7 @@ impl Supervisor {
             .drain()
             .map(|(_, entry)| async move { stop_account(&entry).await });
         futures_util::future::join_all(stops).await;
+        self.xmpp.shutdown().await;
     }
 }
 
@@ -429,6 +591,7 @@ impl AccountCommand {
             | AccountCommand::SendDtmf { reply, .. } => drop(reply.send(Err(error))),
             AccountCommand::SendMessage { reply, .. } => drop(reply.send(Err(error))),
             AccountCommand::Stats { reply, .. } => drop(reply.send(Err(error))),
+            AccountCommand::Transfer(command) => command.fail(error),
             AccountCommand::Shutdown { reply } => drop(reply.send(())),
         }
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountId, CallId, MessageId};
+use crate::{AccountId, CallId, MessageId, TransferId, TransferState};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -45,11 +45,187 @@ pub enum EngineEvent {
         status: u16,
         reason: String,
     },
+    /// Someone offers a file (RFC 5547 push). Accept with `EngineHandle::accept_transfer`,
+    /// or decline. Nothing is written before acceptance.
+    TransferOffered {
+        account: AccountId,
+        transfer: TransferId,
+        #[serde(flatten)]
+        offer: Box<crate::OfferedFile>,
+    },
+    /// A file transfer moved on.
+    TransferState {
+        account: AccountId,
+        transfer: TransferId,
+        state: TransferState,
+    },
+    /// Bytes the receiver has confirmed (sender) or written (receiver); throttled, the last
+    /// one always reaches `total`.
+    TransferProgress {
+        account: AccountId,
+        transfer: TransferId,
+        bytes: u64,
+        total: u64,
+        /// 0–100, two decimals, 100 only when every byte is in.
+        percent: f64,
+        /// Bytes per second in this session.
+        rate_bps: u64,
+        /// Estimated time left.
+        eta_ms: Option<u64>,
+    },
     /// Something from a server or peer was wrong and has been answered or ignored; the
     /// engine carries on.
     Warning {
         account: Option<AccountId>,
         detail: String,
+    },
+    // ----- XMPP: chat and presence (see `xmpp/`) -----
+    /// The XMPP session is usable; `resumed` means the previous stream was resumed (XEP-0198)
+    /// and nothing was lost.
+    XmppOnline {
+        account: AccountId,
+        jid: String,
+        resumed: bool,
+    },
+    /// What the server offers (XEP-0030), including its HTTP upload service.
+    XmppServerInfo {
+        account: AccountId,
+        features: Vec<String>,
+        upload_service: Option<String>,
+    },
+    /// A roster contact was added or changed (also one per contact after login).
+    Contact {
+        account: AccountId,
+        jid: String,
+        name: Option<String>,
+        subscription: String,
+        pending_out: bool,
+        groups: Vec<String>,
+    },
+    /// A contact was removed from the roster.
+    ContactRemoved { account: AccountId, jid: String },
+    /// A contact's resource changed presence.
+    Presence {
+        account: AccountId,
+        /// Full JID (`user@domain/resource`).
+        jid: String,
+        available: bool,
+        show: Option<String>,
+        status: Option<String>,
+    },
+    /// Someone asks to see our presence: approve or deny.
+    SubscriptionRequest { account: AccountId, from: String },
+    /// `subscribed`, `unsubscribed` or `unsubscribe` from a contact.
+    SubscriptionChanged {
+        account: AccountId,
+        from: String,
+        kind: String,
+    },
+    /// A chat or room message, received or sent (from another device, or the archive). Each
+    /// appears once, identified by its stable `id`.
+    ChatMessage {
+        account: AccountId,
+        id: String,
+        /// Bare JID of the contact, or the room.
+        peer: String,
+        from: String,
+        nick: Option<String>,
+        room: bool,
+        outgoing: bool,
+        body: String,
+        /// The id of the message this one corrects (XEP-0308).
+        replaces: Option<String>,
+        /// A shared file's URL (XEP-0066).
+        url: Option<String>,
+        /// `live`, `carbon`, `archive` or `room_history`.
+        origin: crate::xmpp::ChatOrigin,
+        sent_at_ms: Option<i64>,
+    },
+    /// A contact is typing, paused, ... (XEP-0085).
+    ChatState {
+        account: AccountId,
+        from: String,
+        state: String,
+    },
+    /// Our message is `sent` (the server has it), `delivered` (the recipient's client has it)
+    /// or `failed`.
+    ChatMessageState {
+        account: AccountId,
+        id: String,
+        peer: String,
+        state: String,
+        reason: Option<String>,
+    },
+    RoomJoined {
+        account: AccountId,
+        room: String,
+        nick: String,
+    },
+    /// Joining failed, or we were removed.
+    RoomError {
+        account: AccountId,
+        room: String,
+        reason: String,
+    },
+    RoomSubject {
+        account: AccountId,
+        room: String,
+        subject: String,
+    },
+    /// An occupant of a room came, changed or left.
+    Occupant {
+        account: AccountId,
+        room: String,
+        nick: String,
+        jid: Option<String>,
+        available: bool,
+        role: Option<String>,
+        is_self: bool,
+    },
+    /// Archive catch-up (XEP-0313) finished: `fetched` from the server, `new` of them stored.
+    ArchiveSynced {
+        account: AccountId,
+        fetched: u64,
+        new: u64,
+        elapsed_ms: u64,
+    },
+    /// What a contact's client supports (XEP-0115).
+    PeerFeatures {
+        account: AccountId,
+        jid: String,
+        features: Vec<String>,
+    },
+    /// An HTTP upload or download progressed.
+    FileProgress {
+        account: AccountId,
+        transfer: u64,
+        direction: String,
+        bytes: u64,
+        total: Option<u64>,
+    },
+    /// A file was uploaded (XEP-0363) and its link sent as message `message`.
+    FileShared {
+        account: AccountId,
+        transfer: u64,
+        to: String,
+        url: String,
+        sha256: String,
+        message: String,
+    },
+    /// A shared file was downloaded.
+    FileDownloaded {
+        account: AccountId,
+        transfer: u64,
+        url: String,
+        path: String,
+        sha256: String,
+        bytes: u64,
+    },
+    /// An upload or download failed.
+    FileFailed {
+        account: AccountId,
+        transfer: u64,
+        reason: String,
     },
 }
 
@@ -78,6 +254,10 @@ pub enum AccountState {
     },
     /// The account was removed or the engine stopped.
     Stopped,
+    /// The server refused our credentials (XMPP SASL). Not retried: fix the account first.
+    AuthenticationFailed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

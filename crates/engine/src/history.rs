@@ -66,6 +66,13 @@ enum Happening {
         peer: String,
         state: DeliveryState,
     },
+    /// A file transfer's row, created or updated (its `account` is filled in here).
+    Transfer {
+        account: AccountId,
+        transfer: Box<store::NewTransfer>,
+    },
+    /// Roster, rooms and chat of an XMPP account (see `xmpp/store.rs`).
+    Xmpp(crate::xmpp::XmppHappening),
 }
 
 type Query = Box<dyn FnOnce(&mut Writer) + Send>;
@@ -236,6 +243,22 @@ impl History {
         });
     }
 
+    pub(crate) fn transfer(&self, account: AccountId, transfer: store::NewTransfer) {
+        self.record(Happening::Transfer {
+            account,
+            transfer: Box::new(transfer),
+        });
+    }
+
+    /// The newest file transfers, newest first.
+    pub(crate) async fn recent_transfers(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<store::Transfer>, EngineError> {
+        self.query(move |writer| Ok(writer.store.transfers(limit)?))
+            .await
+    }
+
     pub(crate) async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>, EngineError> {
         self.query(move |w| Ok(w.store.calls(limit)?)).await
     }
@@ -267,6 +290,19 @@ impl History {
         .await
     }
 
+    /// Records what an XMPP account saw or did (see `xmpp/store.rs`).
+    pub(crate) fn record_xmpp(&self, happening: crate::xmpp::XmppHappening) {
+        self.record(Happening::Xmpp(happening));
+    }
+
+    /// Runs `run` on the writer thread after everything recorded so far is written.
+    pub(crate) async fn query_writer<T: Send + 'static>(
+        &self,
+        run: impl FnOnce(&mut Writer) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        self.query(run).await
+    }
+
     /// Waits until everything recorded so far is written.
     pub(crate) async fn flush(&self) {
         let _ = self.query(|_| Ok(())).await;
@@ -274,10 +310,10 @@ impl History {
 }
 
 pub(crate) struct Writer {
-    store: Store,
+    pub(crate) store: Store,
     /// Engine account ids (valid for one run) → store row ids (stable across runs) and the
     /// account's own address, the sender of what it sends.
-    accounts: HashMap<AccountId, (store::AccountId, String)>,
+    pub(crate) accounts: HashMap<AccountId, (store::AccountId, String)>,
 }
 
 impl Writer {
@@ -463,6 +499,14 @@ impl Writer {
                 },
                 state,
             },
+            Happening::Transfer {
+                account,
+                mut transfer,
+            } => {
+                transfer.account = self.store_account(account)?;
+                Change::UpsertTransfer(*transfer)
+            }
+            Happening::Xmpp(happening) => return self.xmpp_change(at_ms, happening),
         }))
     }
 }

@@ -22,7 +22,9 @@ mod engine;
 mod event;
 mod history;
 pub mod secret;
+mod transfer;
 pub mod transport;
+mod xmpp;
 
 pub use engine::{Engine, EngineConfig, EngineHandle};
 pub use event::{AccountState, CallDirection, CallState, EngineEvent};
@@ -32,6 +34,10 @@ pub use lyrebird_media::{
     list_devices as list_audio_devices,
 };
 pub use secret::{Password, PasswordSource};
+pub use transfer::{FileTransferConfig, OfferedFile, TransferDirection, TransferId, TransferState};
+pub use xmpp::{
+    ChatOrigin, ResourcePresence, RosterContact, XmppAccountConfig, XmppAction, XmppReply,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +89,8 @@ pub struct SipAccountConfig {
     pub auto_answer: Option<CallAudio>,
     /// A stable `+sip.instance` UUID for this device (RFC 5626); a fresh one when `None`.
     pub instance_id: Option<String>,
+    /// File transfer over MSRP (RFC 4975/4976/5547); `None` declines file offers (488).
+    pub file_transfer: Option<FileTransferConfig>,
 }
 
 impl SipAccountConfig {
@@ -99,6 +107,7 @@ impl SipAccountConfig {
             register_expires: 600,
             auto_answer: None,
             instance_id: None,
+            file_transfer: None,
         }
     }
 }
@@ -156,6 +165,9 @@ pub enum EngineError {
     /// The history database failed.
     #[error("history: {0}")]
     History(String),
+    /// The XMPP stream failed or the server refused the command.
+    #[error("XMPP: {0}")]
+    Xmpp(String),
     /// The OS keyring failed or has no such entry.
     #[error("keyring: {0}")]
     Keyring(String),

@@ -308,3 +308,37 @@ impl ServerCertVerifier for PinnedOrWebPki {
             .supported_schemes()
     }
 }
+
+// Helpers for tasks that `select!` over an optional connection: a branch that has nothing to
+// wait for waits forever, so `select!` simply never picks it.
+
+/// The next message on the connection, if there is one.
+pub(crate) async fn receive(
+    conn: &mut Option<WsConnection>,
+) -> Result<Option<Incoming>, EngineError> {
+    match conn {
+        Some(conn) => conn.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The result of a connection attempt in progress, if there is one.
+pub(crate) async fn join_connecting(
+    connecting: &mut Option<tokio::task::JoinHandle<Result<WsConnection, EngineError>>>,
+) -> Result<WsConnection, EngineError> {
+    match connecting {
+        Some(handle) => match handle.await {
+            Ok(result) => result,
+            Err(e) => Err(EngineError::Transport(format!("connect task failed: {e}"))),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until the deadline, if there is one.
+pub(crate) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

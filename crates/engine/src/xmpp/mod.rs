@@ -1,0 +1,1525 @@
+//! XMPP accounts: chat and presence over XMPP-over-WebSocket (RFC 7395).
+//!
+//! One task per account owns the WebSocket (sub-protocol `xmpp`, via `transport.rs`) and the
+//! sans-IO `lyrebird_xmpp::Client`, exactly as the SIP account task owns its `UserAgent`:
+//! feed the core (frames, time, commands, the socket going up or down), then carry out what it
+//! asks (frames to send, events, the next deadline).
+//!
+//! - Keep-alive is a WebSocket ping; a dead flow is noticed within `PING_INTERVAL +
+//!   PONG_TIMEOUT` and the account reconnects with jittered backoff (`backoff.rs`). The core
+//!   resumes the XEP-0198 session on the new socket, so unacknowledged stanzas are resent and
+//!   nothing is received twice; when the server has forgotten the session, a fresh one is bound
+//!   and the archive (XEP-0313) is fetched from the newest stored message on.
+//! - Everything received or sent goes to the history writer (`history.rs`); archive pages are
+//!   written one transaction per page, and only messages the store did not have yet are shown
+//!   as events (the store de-duplicates by stable id per conversation).
+//! - HTTP upload (XEP-0363) and downloads of shared links run in their own tasks (`http.rs`),
+//!   reporting progress as events.
+
+mod http;
+pub(crate) mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lyrebird_store::DeliveryState;
+use lyrebird_xmpp::{
+    ChatMessage, ChatState, Client, ClientConfig, MessageKind, MessageOrigin, Show, XmppError,
+    XmppEvent,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::account::{AccountNotice, IdSource};
+use crate::backoff::Backoff;
+use crate::event::{AccountState, EngineEvent};
+use crate::history::History;
+use crate::transport::{
+    Incoming, WsConnection, WsTarget, join_connecting, receive, sleep_until_opt,
+};
+use crate::{AccountId, EngineError, Password};
+
+pub(crate) use store::XmppHappening;
+
+/// How often an idle stream is pinged (WebSocket ping), and how long a ping may go unanswered.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
+const PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Archive catch-up starts this long before the newest stored message, so clock skew between
+/// us and the server cannot skip a message; the overlap is de-duplicated by stable id.
+const ARCHIVE_OVERLAP_MS: i64 = 5 * 60 * 1000;
+
+/// An XMPP account: where to connect and who to be.
+#[derive(Debug, Clone)]
+pub struct XmppAccountConfig {
+    /// `ws://` or `wss://` URL of the server's RFC 7395 endpoint.
+    pub ws_url: String,
+    /// Bare JID, `alice@example.com`.
+    pub jid: String,
+    pub password: Password,
+    /// Resource to ask for; the server picks one when `None`.
+    pub resource: Option<String>,
+    /// Allow SASL PLAIN (only sensible over `wss://` or a loopback test bed).
+    pub allow_plain: bool,
+    /// A PEM certificate trusted for this server in addition to the system roots.
+    pub trusted_certificate: Option<PathBuf>,
+    /// Where received files are downloaded.
+    pub download_dir: PathBuf,
+    /// Send available presence on login (a bot that only sends may turn it off).
+    pub initial_presence: bool,
+    /// Approve every subscription request at once (bots, tests).
+    pub auto_approve: bool,
+    /// Fetch the archive (XEP-0313) after every fresh login.
+    pub archive_catch_up: bool,
+    /// RSM page size for the archive.
+    pub archive_page_size: u32,
+}
+
+impl XmppAccountConfig {
+    /// A configuration with the usual defaults for everything but the essentials.
+    pub fn new(ws_url: impl Into<String>, jid: impl Into<String>, password: Password) -> Self {
+        Self {
+            ws_url: ws_url.into(),
+            jid: jid.into(),
+            password,
+            resource: None,
+            allow_plain: false,
+            trusted_certificate: None,
+            download_dir: std::env::temp_dir().join("lyrebird-downloads"),
+            initial_presence: true,
+            auto_approve: false,
+            archive_catch_up: true,
+            archive_page_size: 500,
+        }
+    }
+}
+
+/// Where a chat message shown in an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatOrigin {
+    /// Delivered live.
+    Live,
+    /// Held on another of our devices (XEP-0280 carbons).
+    Carbon,
+    /// Fetched from the server archive (XEP-0313).
+    Archive,
+    /// Room history sent on joining (XEP-0045).
+    RoomHistory,
+}
+
+/// Something to do on an XMPP account (also the CLI's JSON-line commands, tagged `cmd`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum XmppAction {
+    /// Our presence (RFC 6121 §4.2): `show` is `chat`, `away`, `xa`, `dnd` or absent.
+    Presence {
+        #[serde(default)]
+        show: Option<String>,
+        #[serde(default)]
+        status: Option<String>,
+        #[serde(default)]
+        priority: Option<i8>,
+    },
+    /// Directed presence to one JID (RFC 6121 §4.6).
+    DirectedPresence {
+        to: String,
+        #[serde(default)]
+        show: Option<String>,
+        #[serde(default)]
+        status: Option<String>,
+    },
+    /// The roster with everyone's current presence.
+    Roster,
+    /// Adds a contact to the roster and asks to see their presence.
+    AddContact {
+        jid: String,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        groups: Vec<String>,
+    },
+    /// Renames a contact or changes its groups.
+    RenameContact {
+        jid: String,
+        name: String,
+        #[serde(default)]
+        groups: Vec<String>,
+    },
+    /// Removes a contact (and both subscriptions).
+    RemoveContact { jid: String },
+    /// Approves a subscription request.
+    Approve { jid: String },
+    /// Denies a subscription request (or revokes an approval).
+    Deny { jid: String },
+    /// Stops watching a contact's presence.
+    Unsubscribe { jid: String },
+    /// A 1:1 message; the reply carries its id.
+    Message { to: String, body: String },
+    /// Corrects our earlier message `message` to `to` (XEP-0308).
+    Correct {
+        to: String,
+        message: String,
+        body: String,
+    },
+    /// A chat state (XEP-0085): `active`, `composing`, `paused`, `inactive`, `gone`.
+    ChatState { to: String, state: String },
+    /// Joins a room (XEP-0045) with up to `history` old messages.
+    Join {
+        room: String,
+        nick: String,
+        #[serde(default)]
+        history: Option<u32>,
+    },
+    /// Leaves a room.
+    Leave { room: String },
+    /// Changes our nickname in a room.
+    Nick { room: String, nick: String },
+    /// A message to a room.
+    RoomMessage { room: String, body: String },
+    /// Uploads a file (XEP-0363) and sends its link (XEP-0066) to a contact or room.
+    ShareFile {
+        to: String,
+        path: PathBuf,
+        #[serde(default)]
+        room: bool,
+        #[serde(default)]
+        content_type: Option<String>,
+    },
+    /// Downloads a shared link into the download folder.
+    Download {
+        url: String,
+        #[serde(default)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// What an action produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", untagged)]
+pub enum XmppReply {
+    /// Nothing to report but success.
+    Done {},
+    /// The id (also the stable id in history) of a message sent.
+    Message { message: String },
+    /// A file transfer started; follow it with `file_*` events.
+    Transfer { transfer: u64 },
+    /// The roster.
+    Roster { contacts: Vec<RosterContact> },
+}
+
+/// One contact and the presence of each of its online resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RosterContact {
+    pub jid: String,
+    pub name: Option<String>,
+    pub subscription: String,
+    pub pending_out: bool,
+    pub groups: Vec<String>,
+    pub resources: Vec<ResourcePresence>,
+}
+
+/// One online resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourcePresence {
+    pub resource: String,
+    pub show: Option<String>,
+    pub status: Option<String>,
+    pub priority: i8,
+}
+
+pub(crate) struct XmppCommand {
+    pub(crate) action: Option<XmppAction>,
+    pub(crate) reply: oneshot::Sender<Result<XmppReply, EngineError>>,
+}
+
+impl std::fmt::Debug for XmppCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XmppCommand")
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<XmppError> for EngineError {
+    fn from(e: XmppError) -> Self {
+        match e {
+            XmppError::InvalidInput(m) => EngineError::InvalidConfig(m),
+            XmppError::NotConnected => EngineError::InvalidState("not connected".into()),
+            XmppError::Unsupported(m) => EngineError::InvalidState(m),
+            other => EngineError::Xmpp(other.to_string()),
+        }
+    }
+}
+
+/// What upload/download tasks report back.
+#[derive(Debug)]
+enum FromTransfer {
+    Progress {
+        transfer: u64,
+        upload: bool,
+        bytes: u64,
+        total: Option<u64>,
+    },
+    Uploaded {
+        transfer: u64,
+    },
+    Downloaded {
+        transfer: u64,
+        url: String,
+        path: PathBuf,
+        sha256: String,
+        bytes: u64,
+    },
+    Failed {
+        transfer: u64,
+        reason: String,
+    },
+}
+
+/// An upload waiting for its slot or its PUT.
+struct Upload {
+    transfer: u64,
+    to: String,
+    room: bool,
+    path: PathBuf,
+    size: u64,
+    content_type: String,
+    sha256: String,
+    get_url: Option<String>,
+}
+
+#[derive(Default)]
+struct Contact {
+    name: Option<String>,
+    subscription: String,
+    pending_out: bool,
+    groups: Vec<String>,
+}
+
+pub(crate) struct XmppAccount {
+    id: AccountId,
+    config: XmppAccountConfig,
+    client: Client,
+    target: WsTarget,
+    conn: Option<WsConnection>,
+    connecting: Option<JoinHandle<Result<WsConnection, EngineError>>>,
+    reconnect_at: Option<Instant>,
+    backoff: Backoff,
+    last_heard: Instant,
+    ping_sent: Option<Instant>,
+    commands: mpsc::Receiver<XmppCommand>,
+    notices: mpsc::UnboundedSender<AccountNotice>,
+    history: History,
+    ids: Arc<IdSource>,
+    stopping: bool,
+    permanent_failure: bool,
+    roster: HashMap<String, Contact>,
+    /// bare JID → resource → presence
+    presence: HashMap<String, HashMap<String, ResourcePresence>>,
+    /// Outgoing message id → (peer, room?) for delivery-state updates.
+    sent: HashMap<String, (String, bool)>,
+    /// Archive query → (messages waiting to be written, fetched so far, started).
+    archive: HashMap<String, (Vec<ChatMessage>, u64, u64, Instant)>,
+    /// Archive pages to write, in order, by the archive writer task (so fetching the next
+    /// page overlaps with storing this one), and what it wrote.
+    archive_jobs: mpsc::UnboundedSender<ArchiveJob>,
+    archive_jobs_rx: Option<mpsc::UnboundedReceiver<ArchiveJob>>,
+    archive_written_tx: mpsc::UnboundedSender<ArchiveWritten>,
+    archive_written: mpsc::UnboundedReceiver<ArchiveWritten>,
+    uploads: HashMap<String, Upload>,
+    transfers_tx: mpsc::UnboundedSender<FromTransfer>,
+    transfers: mpsc::UnboundedReceiver<FromTransfer>,
+}
+
+impl XmppAccount {
+    pub(crate) fn new(
+        id: AccountId,
+        config: XmppAccountConfig,
+        ids: Arc<IdSource>,
+        commands: mpsc::Receiver<XmppCommand>,
+        notices: mpsc::UnboundedSender<AccountNotice>,
+        history: History,
+    ) -> Result<Self, EngineError> {
+        if !(config.ws_url.starts_with("ws://") || config.ws_url.starts_with("wss://")) {
+            return Err(EngineError::InvalidConfig(format!(
+                "`{}` is not a ws:// or wss:// URL",
+                config.ws_url
+            )));
+        }
+        let mut core = ClientConfig::new(config.jid.clone(), config.password.expose());
+        core.resource = config.resource.clone();
+        core.allow_plain = config.allow_plain;
+        core.rng_seed = rand::random();
+        core.mam_page_size = config.archive_page_size.max(1);
+        core.caps_node = "https://lyrebird.invalid/caps".into();
+        let client = Client::new(core)?;
+        let target = WsTarget {
+            url: config.ws_url.clone(),
+            subprotocol: "xmpp",
+            trusted_certificate: config.trusted_certificate.clone(),
+            connect_timeout: Duration::from_secs(10),
+        };
+        let (transfers_tx, transfers) = mpsc::unbounded_channel();
+        let (archive_jobs, archive_jobs_rx) = mpsc::unbounded_channel();
+        let (archive_written_tx, archive_written) = mpsc::unbounded_channel();
+        Ok(Self {
+            id,
+            config,
+            client,
+            target,
+            conn: None,
+            connecting: None,
+            reconnect_at: None,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            last_heard: Instant::now(),
+            ping_sent: None,
+            commands,
+            notices,
+            history,
+            ids,
+            stopping: false,
+            permanent_failure: false,
+            roster: HashMap::new(),
+            presence: HashMap::new(),
+            sent: HashMap::new(),
+            archive: HashMap::new(),
+            archive_jobs,
+            archive_jobs_rx: Some(archive_jobs_rx),
+            archive_written_tx,
+            archive_written,
+            uploads: HashMap::new(),
+            transfers_tx,
+            transfers,
+        })
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        let _ = self.notices.send(AccountNotice::Event(event));
+    }
+
+    fn set_state(&self, state: AccountState) {
+        info!(account = self.id.0, ?state, "account state");
+        self.emit(EngineEvent::AccountState {
+            account: self.id,
+            state,
+        });
+    }
+
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
+    }
+
+    pub(crate) async fn run(self) {
+        let span = tracing::info_span!("xmpp_account", account = self.id.0);
+        self.drive_until_stopped().instrument(span).await;
+    }
+
+    async fn drive_until_stopped(mut self) {
+        if let Some(jobs) = self.archive_jobs_rx.take() {
+            tokio::spawn(write_archive_pages(
+                self.id,
+                self.history.clone(),
+                jobs,
+                self.archive_written_tx.clone(),
+            ));
+        }
+        self.start_connecting();
+        let mut shutdown_reply = None;
+        loop {
+            self.drive().await;
+            if self.stopping {
+                break;
+            }
+            let core_deadline = self.client.poll_timeout().map(Instant::from_std);
+            let ping_at = self.conn.as_ref().map(|_| match self.ping_sent {
+                Some(sent) => sent + PONG_TIMEOUT,
+                None => self.last_heard + PING_INTERVAL,
+            });
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(XmppCommand { action: Some(action), reply }) => {
+                        let result = self.on_action(action);
+                        let _ = reply.send(result);
+                    }
+                    Some(XmppCommand { action: None, reply }) => {
+                        shutdown_reply = Some(reply);
+                        self.stopping = true;
+                    }
+                    None => self.stopping = true,
+                },
+                Some(message) = self.transfers.recv() => self.on_transfer(message),
+                Some(written) = self.archive_written.recv() => self.on_archive_written(written),
+                incoming = receive(&mut self.conn) => self.on_incoming(incoming),
+                result = join_connecting(&mut self.connecting) => self.on_connected(result),
+                () = sleep_until_opt(core_deadline) => {
+                    let now = self.now();
+                    self.client.handle_timeout(now);
+                }
+                () = sleep_until_opt(self.reconnect_at) => {
+                    self.reconnect_at = None;
+                    self.start_connecting();
+                }
+                () = sleep_until_opt(ping_at) => self.on_keepalive_due().await,
+            }
+        }
+        // Orderly close: unavailable presence, SM ack, </close>; bounded.
+        let now = self.now();
+        self.client.close(now);
+        while let Some(frame) = self.client.poll_transmit() {
+            if let Some(conn) = self.conn.as_mut()
+                && tokio::time::timeout(Duration::from_secs(1), conn.send(frame.into_bytes()))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+        }
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        if let Some(connecting) = self.connecting.take() {
+            connecting.abort();
+        }
+        self.history.flush().await;
+        self.set_state(AccountState::Stopped);
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(Ok(XmppReply::Done {}));
+        }
+    }
+
+    async fn drive(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(frame) = self.client.poll_transmit() {
+                progressed = true;
+                let Some(conn) = self.conn.as_mut() else {
+                    // The core keeps unacknowledged stanzas itself (XEP-0198); a frame that
+                    // cannot go now is resent after resumption.
+                    continue;
+                };
+                if let Err(e) = conn.send(frame.into_bytes()).await {
+                    self.lost(e.to_string());
+                }
+            }
+            while let Some(event) = self.client.poll_event() {
+                progressed = true;
+                self.on_core_event(event).await;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// Sends what the core has queued, without handling events (used inside event handling).
+    async fn drive_transmit(&mut self) {
+        while let Some(frame) = self.client.poll_transmit() {
+            let Some(conn) = self.conn.as_mut() else {
+                continue;
+            };
+            if let Err(e) = conn.send(frame.into_bytes()).await {
+                self.lost(e.to_string());
+            }
+        }
+    }
+
+    fn start_connecting(&mut self) {
+        if self.connecting.is_some()
+            || self.conn.is_some()
+            || self.stopping
+            || self.permanent_failure
+        {
+            return;
+        }
+        self.set_state(AccountState::Connecting);
+        let target = self.target.clone();
+        self.connecting = Some(tokio::spawn(
+            async move { WsConnection::connect(&target).await },
+        ));
+    }
+
+    fn on_connected(&mut self, result: Result<WsConnection, EngineError>) {
+        self.connecting = None;
+        match result {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.last_heard = Instant::now();
+                self.ping_sent = None;
+                self.set_state(AccountState::Connected);
+                let now = self.now();
+                self.client.handle_connected(now);
+            }
+            Err(e) => self.schedule_reconnect(e.to_string()),
+        }
+    }
+
+    fn lost(&mut self, reason: String) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        drop(conn);
+        warn!(account = self.id.0, %reason, "XMPP connection lost");
+        let now = self.now();
+        self.client.handle_disconnected(now);
+        self.schedule_reconnect(reason);
+    }
+
+    fn schedule_reconnect(&mut self, reason: String) {
+        if self.stopping || self.permanent_failure || self.reconnect_at.is_some() {
+            return;
+        }
+        let (delay, attempt) = self.backoff.next_delay();
+        self.reconnect_at = Some(Instant::now() + delay);
+        self.set_state(AccountState::Reconnecting {
+            attempt,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            reason,
+        });
+    }
+
+    fn on_incoming(&mut self, incoming: Result<Option<Incoming>, EngineError>) {
+        self.last_heard = Instant::now();
+        self.ping_sent = None;
+        match incoming {
+            Ok(Some(Incoming::Message(message))) => {
+                let now = self.now();
+                match String::from_utf8(message) {
+                    Ok(text) => self.client.handle_frame(now, &text),
+                    // RFC 7395 §3.2: XMPP frames are UTF-8 text; anything else is not XML.
+                    Err(_) => self.client.handle_frame(now, "<"),
+                }
+            }
+            Ok(Some(Incoming::Alive)) => {}
+            Ok(None) => self.lost("the server closed the connection".into()),
+            Err(e) => self.lost(e.to_string()),
+        }
+    }
+
+    async fn on_keepalive_due(&mut self) {
+        if self.ping_sent.is_some() {
+            self.lost(format!(
+                "no answer to a keep-alive in {} s",
+                PONG_TIMEOUT.as_secs()
+            ));
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        match conn.ping().await {
+            Ok(()) => self.ping_sent = Some(Instant::now()),
+            Err(e) => self.lost(e.to_string()),
+        }
+    }
+
+    fn warn(&self, detail: String) {
+        self.emit(EngineEvent::Warning {
+            account: Some(self.id),
+            detail,
+        });
+    }
+}
+
+// Events from the core.
+impl XmppAccount {
+    async fn on_core_event(&mut self, event: XmppEvent) {
+        match event {
+            XmppEvent::Online { jid, resumed } => {
+                self.backoff.reset();
+                if !resumed {
+                    self.presence.clear();
+                    // Available before anyone is told we are online (RFC 6121 §4.2).
+                    if self.config.initial_presence {
+                        self.client.set_presence(None, None, 0);
+                    }
+                    self.drive_transmit().await;
+                }
+                self.emit(EngineEvent::XmppOnline {
+                    account: self.id,
+                    jid,
+                    resumed,
+                });
+                if !resumed && self.config.archive_catch_up {
+                    self.start_archive_catch_up().await;
+                }
+            }
+            XmppEvent::Offline { error } => {
+                let permanent = error.as_ref().is_some_and(XmppError::is_permanent);
+                let reason = error
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "stream closed".into());
+                if permanent {
+                    self.permanent_failure = true;
+                    self.set_state(AccountState::AuthenticationFailed {
+                        reason: reason.clone(),
+                    });
+                    if let Some(conn) = self.conn.take() {
+                        conn.close().await;
+                    }
+                    let now = self.now();
+                    self.client.handle_disconnected(now);
+                } else if !self.stopping {
+                    // The core has closed the stream; close the socket and resume on a new one.
+                    if let Some(mut conn) = self.conn.take() {
+                        while let Some(frame) = self.client.poll_transmit() {
+                            let send = conn.send(frame.into_bytes());
+                            if tokio::time::timeout(Duration::from_secs(1), send)
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                        conn.close().await;
+                        let now = self.now();
+                        self.client.handle_disconnected(now);
+                        self.schedule_reconnect(reason);
+                    }
+                }
+            }
+            XmppEvent::Roster(items) => {
+                self.roster.clear();
+                for item in items {
+                    self.on_roster_item(item);
+                }
+            }
+            XmppEvent::RosterPush(item) => self.on_roster_item(item),
+            XmppEvent::Presence(p) => {
+                let bare = p.from.split('/').next().unwrap_or(&p.from).to_owned();
+                let resource = p.from.split_once('/').map(|(_, r)| r.to_owned());
+                let resources = self.presence.entry(bare.clone()).or_default();
+                let key = resource.clone().unwrap_or_default();
+                if p.available {
+                    resources.insert(
+                        key.clone(),
+                        ResourcePresence {
+                            resource: key,
+                            show: p.show.map(|s| s.as_str().to_owned()),
+                            status: p.status.clone(),
+                            priority: p.priority,
+                        },
+                    );
+                } else {
+                    resources.remove(&key);
+                }
+                self.emit(EngineEvent::Presence {
+                    account: self.id,
+                    jid: p.from,
+                    available: p.available,
+                    show: p.show.map(|s| s.as_str().to_owned()),
+                    status: p.status,
+                });
+            }
+            XmppEvent::SubscriptionRequest { from } => {
+                self.emit(EngineEvent::SubscriptionRequest {
+                    account: self.id,
+                    from: from.clone(),
+                });
+                if self.config.auto_approve {
+                    let _ = self.client.subscription(&from, "subscribed");
+                    // Mutual: ask back unless we already see them.
+                    let sees = self
+                        .roster
+                        .get(&from)
+                        .is_some_and(|c| matches!(c.subscription.as_str(), "to" | "both"));
+                    if !sees {
+                        let _ = self.client.subscription(&from, "subscribe");
+                    }
+                }
+            }
+            XmppEvent::SubscriptionChanged { from, kind } => {
+                self.emit(EngineEvent::SubscriptionChanged {
+                    account: self.id,
+                    from,
+                    kind,
+                });
+            }
+            XmppEvent::Message(message) => self.on_message(message),
+            XmppEvent::ChatState { from, state } => self.emit(EngineEvent::ChatState {
+                account: self.id,
+                from,
+                state: state.as_str().to_owned(),
+            }),
+            XmppEvent::MessageSent { id, to } => {
+                self.message_state(&id, &to, DeliveryState::Sent, None)
+            }
+            XmppEvent::MessageDelivered { id, from } => {
+                self.message_state(&id, &from, DeliveryState::Delivered, None)
+            }
+            XmppEvent::MessageFailed {
+                id,
+                peer,
+                condition,
+            } => self.message_state(&id, &peer, DeliveryState::Failed, Some(condition)),
+            XmppEvent::RoomJoined { room, nick } => {
+                self.history.record_xmpp(XmppHappening::Room {
+                    account: self.id,
+                    room: room.clone(),
+                });
+                self.emit(EngineEvent::RoomJoined {
+                    account: self.id,
+                    room,
+                    nick,
+                });
+            }
+            XmppEvent::RoomError { room, condition } => self.emit(EngineEvent::RoomError {
+                account: self.id,
+                room,
+                reason: condition,
+            }),
+            XmppEvent::Occupant(o) => self.emit(EngineEvent::Occupant {
+                account: self.id,
+                room: o.room,
+                nick: o.nick,
+                jid: o.jid,
+                available: o.available,
+                role: o.role,
+                is_self: o.is_self,
+            }),
+            XmppEvent::RoomSubject { room, subject } => self.emit(EngineEvent::RoomSubject {
+                account: self.id,
+                room,
+                subject,
+            }),
+            XmppEvent::ArchiveComplete { query, messages } => {
+                self.flush_archive(&query, Some(messages));
+            }
+            XmppEvent::ArchiveFailed { query, condition } => {
+                let fetched = self.archive.get(&query).map(|a| a.1).unwrap_or(0);
+                self.flush_archive(&query, Some(fetched));
+                self.warn(format!("archive catch-up failed: {condition}"));
+            }
+            XmppEvent::ServerInfo {
+                features,
+                upload_service,
+            } => {
+                debug!(?features, ?upload_service, "server info");
+                self.emit(EngineEvent::XmppServerInfo {
+                    account: self.id,
+                    features,
+                    upload_service: upload_service.map(|(jid, _)| jid),
+                });
+            }
+            XmppEvent::PeerFeatures { jid, features } => self.emit(EngineEvent::PeerFeatures {
+                account: self.id,
+                jid,
+                features,
+            }),
+            XmppEvent::UploadSlot { request, slot } => {
+                let Some(mut upload) = self.uploads.remove(&request) else {
+                    return;
+                };
+                upload.get_url = Some(slot.get_url.clone());
+                let tx = self.transfers_tx.clone();
+                let transfer = upload.transfer;
+                let path = upload.path.clone();
+                let size = upload.size;
+                let content_type = upload.content_type.clone();
+                let trusted = self.config.trusted_certificate.clone();
+                self.uploads.insert(format!("put:{transfer}"), upload);
+                tokio::spawn(async move {
+                    let progress_tx = tx.clone();
+                    let result = http::put_file(
+                        &slot.put_url,
+                        &slot.put_headers,
+                        &path,
+                        size,
+                        &content_type,
+                        trusted.as_deref(),
+                        move |bytes| {
+                            let _ = progress_tx.send(FromTransfer::Progress {
+                                transfer,
+                                upload: true,
+                                bytes,
+                                total: Some(size),
+                            });
+                        },
+                    )
+                    .await;
+                    let _ = tx.send(match result {
+                        Ok(()) => FromTransfer::Uploaded { transfer },
+                        Err(reason) => FromTransfer::Failed { transfer, reason },
+                    });
+                });
+            }
+            XmppEvent::UploadFailed { request, condition } => {
+                if let Some(upload) = self.uploads.remove(&request) {
+                    self.emit(EngineEvent::FileFailed {
+                        account: self.id,
+                        transfer: upload.transfer,
+                        reason: format!("no upload slot: {condition}"),
+                    });
+                }
+            }
+            XmppEvent::Warning(detail) => self.warn(detail),
+        }
+    }
+
+    fn on_roster_item(&mut self, item: lyrebird_xmpp::RosterItem) {
+        if item.subscription == "remove" {
+            self.roster.remove(&item.jid);
+            self.history.record_xmpp(XmppHappening::ContactRemoved {
+                account: self.id,
+                jid: item.jid.clone(),
+            });
+            self.emit(EngineEvent::ContactRemoved {
+                account: self.id,
+                jid: item.jid,
+            });
+            return;
+        }
+        self.roster.insert(
+            item.jid.clone(),
+            Contact {
+                name: item.name.clone(),
+                subscription: item.subscription.clone(),
+                pending_out: item.pending_out,
+                groups: item.groups.clone(),
+            },
+        );
+        self.history.record_xmpp(XmppHappening::Contact {
+            account: self.id,
+            jid: item.jid.clone(),
+            name: item.name.clone(),
+            subscription: item.subscription.clone(),
+            groups: item.groups.clone(),
+        });
+        self.emit(EngineEvent::Contact {
+            account: self.id,
+            jid: item.jid,
+            name: item.name,
+            subscription: item.subscription,
+            pending_out: item.pending_out,
+            groups: item.groups,
+        });
+    }
+
+    fn message_state(
+        &mut self,
+        id: &str,
+        peer: &str,
+        state: DeliveryState,
+        reason: Option<String>,
+    ) {
+        let (peer, room) = self
+            .sent
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| (peer.to_owned(), false));
+        if matches!(state, DeliveryState::Delivered | DeliveryState::Failed) {
+            self.sent.remove(id);
+        }
+        self.history.record_xmpp(XmppHappening::MessageState {
+            account: self.id,
+            peer: peer.clone(),
+            room,
+            stable_id: id.to_owned(),
+            state,
+        });
+        self.emit(EngineEvent::ChatMessageState {
+            account: self.id,
+            id: id.to_owned(),
+            peer,
+            state: state.as_str().to_owned(),
+            reason,
+        });
+    }
+
+    fn chat_event(&self, m: &ChatMessage) -> EngineEvent {
+        EngineEvent::ChatMessage {
+            account: self.id,
+            id: m.stable_id.clone(),
+            peer: m.peer.clone(),
+            from: m.from.clone(),
+            nick: m.nick.clone(),
+            room: m.kind == MessageKind::Groupchat,
+            outgoing: m.outgoing,
+            body: m.body.clone(),
+            replaces: m.replaces.clone(),
+            url: m.oob_url.clone(),
+            origin: match &m.origin {
+                MessageOrigin::Live => ChatOrigin::Live,
+                MessageOrigin::Carbon => ChatOrigin::Carbon,
+                MessageOrigin::Archive { .. } => ChatOrigin::Archive,
+                MessageOrigin::RoomHistory => ChatOrigin::RoomHistory,
+            },
+            sent_at_ms: m.sent_at_ms,
+        }
+    }
+
+    fn on_message(&mut self, message: ChatMessage) {
+        if let MessageOrigin::Archive { query } = &message.origin {
+            let query = query.clone();
+            let page = self.config.archive_page_size.max(1) as usize;
+            let full = self.archive.get_mut(&query).is_some_and(|entry| {
+                entry.0.push(message);
+                entry.1 += 1;
+                entry.0.len() >= page
+            });
+            if full {
+                self.flush_archive(&query, None);
+            }
+            return;
+        }
+        // A room reflecting our own message: it reached the room.
+        if message.kind == MessageKind::Groupchat
+            && message.outgoing
+            && self.sent.contains_key(&message.stable_id)
+        {
+            let id = message.stable_id.clone();
+            let peer = message.peer.clone();
+            self.message_state(&id, &peer, DeliveryState::Delivered, None);
+            return;
+        }
+        self.history
+            .record_xmpp(store::message_happening(self.id, &message, None));
+        self.emit(self.chat_event(&message));
+    }
+
+    async fn start_archive_catch_up(&mut self) {
+        let account = self.id;
+        let newest = self
+            .history
+            .query_writer(move |w| store::newest_message_ms(w, account))
+            .await
+            .unwrap_or(None);
+        let start = newest.map(|ms| ms - ARCHIVE_OVERLAP_MS);
+        let now = self.now();
+        match self.client.mam_catch_up(now, start, None) {
+            Ok(query) => {
+                let started = Instant::now();
+                self.archive.insert(query, (Vec::new(), 0, 0, started));
+            }
+            Err(e) => self.warn(format!("archive catch-up not started: {e}")),
+        }
+    }
+
+    /// Hands the archived messages gathered so far to the archive writer (one transaction);
+    /// `done` carries the total fetched once the query is over.
+    fn flush_archive(&mut self, query: &str, done: Option<u64>) {
+        let Some(entry) = self.archive.get_mut(query) else {
+            return;
+        };
+        let messages = std::mem::take(&mut entry.0);
+        let _ = self.archive_jobs.send(ArchiveJob {
+            query: query.to_owned(),
+            messages,
+            done,
+        });
+    }
+
+    /// A page is stored: shows the messages that were new, in order.
+    fn on_archive_written(&mut self, written: ArchiveWritten) {
+        let mut new = 0;
+        for (message, is_new) in written.messages.iter().zip(written.new_flags) {
+            if is_new {
+                new += 1;
+                self.emit(self.chat_event(message));
+            }
+        }
+        if let Some(entry) = self.archive.get_mut(&written.query) {
+            entry.2 += new;
+        }
+        if let Some(fetched) = written.done
+            && let Some((_, _, new_total, started)) = self.archive.remove(&written.query)
+        {
+            self.emit(EngineEvent::ArchiveSynced {
+                account: self.id,
+                fetched,
+                new: new_total,
+                elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+    }
+}
+
+/// One page of archived messages to store.
+struct ArchiveJob {
+    query: String,
+    messages: Vec<ChatMessage>,
+    done: Option<u64>,
+}
+
+/// A stored page: which of its messages were new.
+struct ArchiveWritten {
+    query: String,
+    messages: Vec<ChatMessage>,
+    new_flags: Vec<bool>,
+    done: Option<u64>,
+}
+
+/// Stores archive pages one after another (one transaction each), off the account loop.
+async fn write_archive_pages(
+    account: AccountId,
+    history: History,
+    mut jobs: mpsc::UnboundedReceiver<ArchiveJob>,
+    written: mpsc::UnboundedSender<ArchiveWritten>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let messages = job.messages;
+        let outcome = history
+            .query_writer(move |w| {
+                let flags = store::insert_archive(w, account, &messages);
+                Ok((messages, flags))
+            })
+            .await;
+        let (messages, new_flags) = match outcome {
+            Ok((messages, Ok(flags))) => (messages, flags),
+            Ok((messages, Err(e))) => {
+                warn!(error = %e, "archive page not stored");
+                (messages, Vec::new())
+            }
+            Err(e) => {
+                warn!(error = %e, "archive page not stored");
+                (Vec::new(), Vec::new())
+            }
+        };
+        let result = ArchiveWritten {
+            query: job.query,
+            messages,
+            new_flags,
+            done: job.done,
+        };
+        if written.send(result).is_err() {
+            break;
+        }
+    }
+}
+
+// Commands.
+impl XmppAccount {
+    fn on_action(&mut self, action: XmppAction) -> Result<XmppReply, EngineError> {
+        let now = self.now();
+        let done = Ok(XmppReply::Done {});
+        match action {
+            XmppAction::Presence {
+                show,
+                status,
+                priority,
+            } => {
+                let show = parse_show(show.as_deref())?;
+                self.client
+                    .set_presence(show, status.as_deref(), priority.unwrap_or(0));
+                done
+            }
+            XmppAction::DirectedPresence { to, show, status } => {
+                let show = parse_show(show.as_deref())?;
+                self.client
+                    .send_directed_presence(&to, show, status.as_deref())?;
+                done
+            }
+            XmppAction::Roster => Ok(XmppReply::Roster {
+                contacts: self.roster_view(),
+            }),
+            XmppAction::AddContact { jid, name, groups } => {
+                self.client
+                    .roster_set(now, &jid, name.as_deref(), &groups)?;
+                self.client.subscription(&jid, "subscribe")?;
+                done
+            }
+            XmppAction::RenameContact { jid, name, groups } => {
+                let groups = if groups.is_empty() {
+                    self.roster
+                        .get(&jid)
+                        .map(|c| c.groups.clone())
+                        .unwrap_or_default()
+                } else {
+                    groups
+                };
+                self.client.roster_set(now, &jid, Some(&name), &groups)?;
+                done
+            }
+            XmppAction::RemoveContact { jid } => {
+                self.client.roster_remove(now, &jid)?;
+                done
+            }
+            XmppAction::Approve { jid } => {
+                self.client.subscription(&jid, "subscribed")?;
+                done
+            }
+            XmppAction::Deny { jid } => {
+                self.client.subscription(&jid, "unsubscribed")?;
+                done
+            }
+            XmppAction::Unsubscribe { jid } => {
+                self.client.subscription(&jid, "unsubscribe")?;
+                done
+            }
+            XmppAction::Message { to, body } => {
+                let id = self.client.send_chat(&to, &body)?;
+                self.record_outgoing(&id, &to, &body, false, None, None);
+                Ok(XmppReply::Message { message: id })
+            }
+            XmppAction::Correct { to, message, body } => {
+                let new_id = self.client.send_correction(&to, &message, &body)?;
+                self.record_outgoing(&new_id, &to, &body, false, Some(message), None);
+                Ok(XmppReply::Message { message: new_id })
+            }
+            XmppAction::ChatState { to, state } => {
+                let state = ChatState::parse(&state).ok_or_else(|| {
+                    EngineError::InvalidConfig(format!("unknown chat state `{state}`"))
+                })?;
+                self.client.send_chat_state(&to, state)?;
+                done
+            }
+            XmppAction::Join {
+                room,
+                nick,
+                history,
+            } => {
+                self.client.join_room(&room, &nick, history.unwrap_or(20))?;
+                done
+            }
+            XmppAction::Leave { room } => {
+                self.client.leave_room(&room)?;
+                done
+            }
+            XmppAction::Nick { room, nick } => {
+                self.client.change_nick(&room, &nick)?;
+                done
+            }
+            XmppAction::RoomMessage { room, body } => {
+                let id = self.client.send_room_message(&room, &body)?;
+                self.record_outgoing(&id, &room, &body, true, None, None);
+                Ok(XmppReply::Message { message: id })
+            }
+            XmppAction::ShareFile {
+                to,
+                path,
+                room,
+                content_type,
+            } => self.share_file(now, to, path, room, content_type),
+            XmppAction::Download { url, dir } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(EngineError::InvalidConfig(format!(
+                        "`{url}` is not an http(s) URL"
+                    )));
+                }
+                let transfer = self.ids.next();
+                let dir = dir.unwrap_or_else(|| self.config.download_dir.clone());
+                let tx = self.transfers_tx.clone();
+                let trusted = self.config.trusted_certificate.clone();
+                tokio::spawn(async move {
+                    let progress_tx = tx.clone();
+                    let result =
+                        http::get_file(&url, &dir, trusted.as_deref(), move |bytes, total| {
+                            let _ = progress_tx.send(FromTransfer::Progress {
+                                transfer,
+                                upload: false,
+                                bytes,
+                                total,
+                            });
+                        })
+                        .await;
+                    let _ = tx.send(match result {
+                        Ok((path, sha256, bytes)) => FromTransfer::Downloaded {
+                            transfer,
+                            url,
+                            path,
+                            sha256,
+                            bytes,
+                        },
+                        Err(reason) => FromTransfer::Failed { transfer, reason },
+                    });
+                });
+                Ok(XmppReply::Transfer { transfer })
+            }
+        }
+    }
+
+    fn record_outgoing(
+        &mut self,
+        id: &str,
+        to: &str,
+        body: &str,
+        room: bool,
+        replaces: Option<String>,
+        url: Option<String>,
+    ) {
+        let peer = to.split('/').next().unwrap_or(to).trim().to_owned();
+        self.sent.insert(id.to_owned(), (peer.clone(), room));
+        let message = ChatMessage {
+            stable_id: id.to_owned(),
+            kind: if room {
+                MessageKind::Groupchat
+            } else {
+                MessageKind::Chat
+            },
+            outgoing: true,
+            peer,
+            from: self.client.full_jid().unwrap_or_default().to_owned(),
+            nick: None,
+            body: body.to_owned(),
+            replaces,
+            oob_url: url,
+            sent_at_ms: None,
+            archive_id: None,
+            origin: MessageOrigin::Live,
+        };
+        self.history.record_xmpp(store::message_happening(
+            self.id,
+            &message,
+            Some(DeliveryState::Queued),
+        ));
+    }
+
+    fn share_file(
+        &mut self,
+        now: std::time::Instant,
+        to: String,
+        path: PathBuf,
+        room: bool,
+        content_type: Option<String>,
+    ) -> Result<XmppReply, EngineError> {
+        let data = std::fs::read(&path)
+            .map_err(|e| EngineError::InvalidConfig(format!("{}: {e}", path.display())))?;
+        let size = data.len() as u64;
+        let sha256 = http::sha256_hex(&data);
+        drop(data);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let content_type = content_type.unwrap_or_else(|| "application/octet-stream".into());
+        let request = self
+            .client
+            .request_upload_slot(now, &name, size, &content_type)?;
+        let transfer = self.ids.next();
+        self.uploads.insert(
+            request,
+            Upload {
+                transfer,
+                to,
+                room,
+                path,
+                size,
+                content_type,
+                sha256,
+                get_url: None,
+            },
+        );
+        Ok(XmppReply::Transfer { transfer })
+    }
+
+    fn on_transfer(&mut self, message: FromTransfer) {
+        match message {
+            FromTransfer::Progress {
+                transfer,
+                upload,
+                bytes,
+                total,
+            } => self.emit(EngineEvent::FileProgress {
+                account: self.id,
+                transfer,
+                direction: if upload { "upload" } else { "download" }.to_owned(),
+                bytes,
+                total,
+            }),
+            FromTransfer::Uploaded { transfer } => {
+                let Some(upload) = self.uploads.remove(&format!("put:{transfer}")) else {
+                    return;
+                };
+                let Some(url) = upload.get_url.clone() else {
+                    return;
+                };
+                let sent = if upload.room {
+                    self.client.send_room_message(&upload.to, &url)
+                } else {
+                    self.client.send_link(&upload.to, &url)
+                };
+                match sent {
+                    Ok(id) => {
+                        self.record_outgoing(
+                            &id,
+                            &upload.to,
+                            &url,
+                            upload.room,
+                            None,
+                            Some(url.clone()),
+                        );
+                        self.emit(EngineEvent::FileShared {
+                            account: self.id,
+                            transfer,
+                            to: upload.to,
+                            url,
+                            sha256: upload.sha256,
+                            message: id,
+                        });
+                    }
+                    Err(e) => self.emit(EngineEvent::FileFailed {
+                        account: self.id,
+                        transfer,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            FromTransfer::Downloaded {
+                transfer,
+                url,
+                path,
+                sha256,
+                bytes,
+            } => self.emit(EngineEvent::FileDownloaded {
+                account: self.id,
+                transfer,
+                url,
+                path: path.to_string_lossy().into_owned(),
+                sha256,
+                bytes,
+            }),
+            FromTransfer::Failed { transfer, reason } => {
+                self.uploads.remove(&format!("put:{transfer}"));
+                self.emit(EngineEvent::FileFailed {
+                    account: self.id,
+                    transfer,
+                    reason,
+                });
+            }
+        }
+    }
+
+    fn roster_view(&self) -> Vec<RosterContact> {
+        let mut contacts: Vec<RosterContact> = self
+            .roster
+            .iter()
+            .map(|(jid, c)| RosterContact {
+                jid: jid.clone(),
+                name: c.name.clone(),
+                subscription: c.subscription.clone(),
+                pending_out: c.pending_out,
+                groups: c.groups.clone(),
+                resources: self
+                    .presence
+                    .get(jid)
+                    .map(|r| r.values().cloned().collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        contacts.sort_by(|a, b| a.jid.cmp(&b.jid));
+        contacts
+    }
+}
+
+fn parse_show(show: Option<&str>) -> Result<Option<Show>, EngineError> {
+    match show {
+        None | Some("") | Some("available") | Some("online") => Ok(None),
+        Some(s) => Show::parse(s)
+            .map(Some)
+            .ok_or_else(|| EngineError::InvalidConfig(format!("unknown presence show `{s}`"))),
+    }
+}
+
+/// Commands for XMPP accounts, routed by the engine's supervisor.
+pub(crate) enum SupervisorCommand {
+    Add {
+        config: Box<XmppAccountConfig>,
+        reply: oneshot::Sender<Result<AccountId, EngineError>>,
+    },
+    Action {
+        account: AccountId,
+        action: XmppAction,
+        reply: oneshot::Sender<Result<XmppReply, EngineError>>,
+    },
+}
+
+/// What the supervisor lends to XMPP account management.
+pub(crate) struct SupervisorContext<'a> {
+    pub(crate) next_account: &'a mut u32,
+    pub(crate) ids: &'a Arc<IdSource>,
+    pub(crate) notices: &'a mpsc::UnboundedSender<AccountNotice>,
+    pub(crate) history: &'a History,
+}
+
+/// The supervisor's table of XMPP account tasks.
+#[derive(Default)]
+pub(crate) struct XmppAccounts {
+    accounts: HashMap<AccountId, mpsc::Sender<XmppCommand>>,
+}
+
+impl XmppAccounts {
+    pub(crate) async fn on_command(
+        &mut self,
+        command: SupervisorCommand,
+        cx: SupervisorContext<'_>,
+    ) {
+        match command {
+            SupervisorCommand::Add { config, reply } => {
+                *cx.next_account += 1;
+                let id = AccountId(*cx.next_account);
+                let (tx, rx) = mpsc::channel(256);
+                cx.history.record_xmpp(XmppHappening::AccountAdded {
+                    account: id,
+                    jid: config.jid.trim().to_owned(),
+                    server_url: config.ws_url.clone(),
+                });
+                let result = XmppAccount::new(
+                    id,
+                    *config,
+                    Arc::clone(cx.ids),
+                    rx,
+                    cx.notices.clone(),
+                    cx.history.clone(),
+                )
+                .map(|account| {
+                    tokio::spawn(account.run());
+                    self.accounts.insert(id, tx);
+                    info!(account = id.0, "XMPP account added");
+                    id
+                });
+                let _ = reply.send(result);
+            }
+            SupervisorCommand::Action {
+                account,
+                action,
+                reply,
+            } => match self.accounts.get(&account) {
+                Some(tx) => {
+                    let command = XmppCommand {
+                        action: Some(action),
+                        reply,
+                    };
+                    if let Err(mpsc::error::SendError(command)) = tx.send(command).await {
+                        let _ = command.reply.send(Err(EngineError::Stopped));
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(EngineError::UnknownAccount(account.0)));
+                }
+            },
+        }
+    }
+
+    /// Stops one account (bounded wait).
+    pub(crate) async fn remove(&mut self, account: AccountId) -> Result<(), EngineError> {
+        let tx = self
+            .accounts
+            .remove(&account)
+            .ok_or(EngineError::UnknownAccount(account.0))?;
+        stop(tx).await;
+        Ok(())
+    }
+
+    pub(crate) async fn shutdown(&mut self) {
+        let stops = self.accounts.drain().map(|(_, tx)| stop(tx));
+        futures_util::future::join_all(stops).await;
+    }
+}
+
+async fn stop(tx: mpsc::Sender<XmppCommand>) {
+    let (reply, done) = oneshot::channel();
+    if tx
+        .send(XmppCommand {
+            action: None,
+            reply,
+        })
+        .await
+        .is_ok()
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(4), done).await;
+    }
+}

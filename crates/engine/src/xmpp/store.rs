@@ -1,0 +1,290 @@
+//! XMPP things in the history database: turns what the XMPP account saw into store changes.
+//! The history writer (`history.rs`) calls [`Writer::xmpp_change`] for each recorded
+//! [`XmppHappening`]; archive pages are written through [`insert_archive`] in one transaction,
+//! which reports which messages were new.
+
+use lyrebird_store::{
+    self as st, AccountKind, Change, ChangeOutcome, ConversationKind, DeliveryState, Direction,
+    MessageRef, NewAccount, NewContact, NewMessage, Subscription,
+};
+use lyrebird_xmpp::{ChatMessage, MessageKind};
+
+use crate::history::Writer;
+use crate::{AccountId, EngineError};
+
+/// Something an XMPP account saw or did that history keeps.
+#[derive(Debug)]
+pub(crate) enum XmppHappening {
+    AccountAdded {
+        account: AccountId,
+        jid: String,
+        server_url: String,
+    },
+    Contact {
+        account: AccountId,
+        jid: String,
+        name: Option<String>,
+        subscription: String,
+        groups: Vec<String>,
+    },
+    ContactRemoved {
+        account: AccountId,
+        jid: String,
+    },
+    /// A room we joined (so it is listed even before anyone speaks).
+    Room {
+        account: AccountId,
+        room: String,
+    },
+    Message {
+        account: AccountId,
+        peer: String,
+        room: bool,
+        sender: String,
+        body: String,
+        stable_id: String,
+        outgoing: bool,
+        sent_at_ms: Option<i64>,
+        state: DeliveryState,
+        replaces: Option<String>,
+    },
+    MessageState {
+        account: AccountId,
+        peer: String,
+        room: bool,
+        stable_id: String,
+        state: DeliveryState,
+    },
+}
+
+/// The history record for a message; `state` overrides the default (delivered for incoming,
+/// sent for our messages seen via carbons or the archive).
+pub(crate) fn message_happening(
+    account: AccountId,
+    m: &ChatMessage,
+    state: Option<DeliveryState>,
+) -> XmppHappening {
+    XmppHappening::Message {
+        account,
+        peer: m.peer.clone(),
+        room: m.kind == MessageKind::Groupchat,
+        sender: m.from.clone(),
+        body: m.body.clone(),
+        stable_id: m.stable_id.clone(),
+        outgoing: m.outgoing,
+        sent_at_ms: m.sent_at_ms,
+        state: state.unwrap_or(if m.outgoing {
+            DeliveryState::Sent
+        } else {
+            DeliveryState::Delivered
+        }),
+        replaces: m.replaces.clone(),
+    }
+}
+
+fn kind(room: bool) -> ConversationKind {
+    if room {
+        ConversationKind::Room
+    } else {
+        ConversationKind::Direct
+    }
+}
+
+impl Writer {
+    fn xmpp_account(&self, account: AccountId) -> Result<(st::AccountId, String), EngineError> {
+        self.accounts
+            .get(&account)
+            .cloned()
+            .ok_or(EngineError::UnknownAccount(account.0))
+    }
+
+    fn xmpp_conversation(
+        &mut self,
+        account: AccountId,
+        peer: &str,
+        room: bool,
+    ) -> Result<st::ConversationId, EngineError> {
+        let (account, _) = self.xmpp_account(account)?;
+        Ok(self
+            .store
+            .find_or_create_conversation(account, peer, kind(room))?
+            .id)
+    }
+
+    /// The store change for one happening (`None` when it was written directly).
+    pub(crate) fn xmpp_change(
+        &mut self,
+        at_ms: i64,
+        happening: XmppHappening,
+    ) -> Result<Option<Change>, EngineError> {
+        Ok(Some(match happening {
+            XmppHappening::AccountAdded {
+                account,
+                jid,
+                server_url,
+            } => {
+                let change = Change::UpsertAccount(NewAccount {
+                    kind: AccountKind::Xmpp,
+                    address: jid.clone(),
+                    display_name: None,
+                    server_url,
+                    settings: serde_json::json!({}),
+                    created_at_ms: at_ms,
+                });
+                let outcome = self.store.apply(std::slice::from_ref(&change))?;
+                if let Some(ChangeOutcome::Account(id)) = outcome.outcomes.first() {
+                    self.accounts.insert(account, (*id, jid));
+                }
+                return Ok(None);
+            }
+            XmppHappening::Contact {
+                account,
+                jid,
+                name,
+                subscription,
+                groups,
+            } => Change::UpsertContact(NewContact {
+                account: self.xmpp_account(account)?.0,
+                address: jid,
+                display_name: name,
+                groups,
+                subscription: Subscription::parse(&subscription).unwrap_or(Subscription::None),
+            }),
+            XmppHappening::ContactRemoved { account, jid } => Change::RemoveContact {
+                account: self.xmpp_account(account)?.0,
+                address: jid,
+            },
+            XmppHappening::Room { account, room } => {
+                self.xmpp_conversation(account, &room, true)?;
+                return Ok(None);
+            }
+            XmppHappening::MessageState {
+                account,
+                peer,
+                room,
+                stable_id,
+                state,
+            } => Change::UpdateMessageState {
+                message: MessageRef::Stable {
+                    conversation: self.xmpp_conversation(account, &peer, room)?,
+                    stable_id,
+                },
+                state,
+            },
+            XmppHappening::Message {
+                account,
+                peer,
+                room,
+                sender,
+                body,
+                stable_id,
+                outgoing,
+                sent_at_ms,
+                state,
+                replaces,
+            } => {
+                let conversation = self.xmpp_conversation(account, &peer, room)?;
+                if let Some(original) = replaces {
+                    // XEP-0308: the correction replaces the original's text in place, so
+                    // history and search show the corrected message once.
+                    return Ok(Some(Change::EditMessageBody {
+                        message: MessageRef::Stable {
+                            conversation,
+                            stable_id: original,
+                        },
+                        body,
+                    }));
+                }
+                let sender = if outgoing && !room {
+                    self.xmpp_account(account)?.1
+                } else {
+                    sender
+                };
+                Change::InsertMessage(NewMessage {
+                    conversation,
+                    direction: if outgoing {
+                        Direction::Out
+                    } else {
+                        Direction::In
+                    },
+                    sender,
+                    body,
+                    content_type: "text/plain".into(),
+                    stable_id,
+                    sent_at_ms: sent_at_ms.or(outgoing.then_some(at_ms)),
+                    received_at_ms: at_ms,
+                    state,
+                    corrects_stable_id: None,
+                })
+            }
+        }))
+    }
+}
+
+/// Writes one archive page in one transaction; `true` for each message that was new.
+pub(crate) fn insert_archive(
+    writer: &mut Writer,
+    account: AccountId,
+    messages: &[ChatMessage],
+) -> Result<Vec<bool>, EngineError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let mut changes = Vec::with_capacity(messages.len());
+    for m in messages {
+        let happening = message_happening(account, m, None);
+        // A message always becomes exactly one change, so outcomes line up with `messages`.
+        let Some(change) = writer.xmpp_change(now, happening)? else {
+            return Err(EngineError::History(
+                "archive message without a change".into(),
+            ));
+        };
+        changes.push(change);
+    }
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let outcome = writer.store.apply(&changes)?;
+    Ok(outcome
+        .outcomes
+        .iter()
+        .map(|o| {
+            matches!(
+                o,
+                ChangeOutcome::MessageInserted(_) | ChangeOutcome::Updated
+            )
+        })
+        .collect())
+}
+
+/// The newest message time on an account (for archive catch-up), if any.
+pub(crate) fn newest_message_ms(
+    writer: &mut Writer,
+    account: AccountId,
+) -> Result<Option<i64>, EngineError> {
+    let (account, _) = writer.xmpp_account(account)?;
+    Ok(writer
+        .store
+        .conversations(account)?
+        .iter()
+        .filter_map(|c| c.last_activity_at_ms)
+        .max())
+}
+
+impl crate::history::History {
+    /// The newest `limit` messages of a room on `account`, oldest first.
+    pub(crate) async fn room_messages(
+        &self,
+        account: AccountId,
+        room: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::history::MessageRecord>, EngineError> {
+        let room = room.to_owned();
+        self.query_writer(move |w| {
+            let conversation = w.xmpp_conversation(account, &room, true)?;
+            Ok(w.store.messages(conversation, None, limit)?)
+        })
+        .await
+    }
+}

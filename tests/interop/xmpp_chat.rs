@@ -1,0 +1,839 @@
+//! Chat and presence over XMPP-over-WebSocket against a real Prosody on loopback: two
+//! Lyrebirds, Lyrebird with a third-party client (xmpp.js in Node), carbons, the archive,
+//! stream resumption after a cut connection, a group chat, HTTP upload, and bad input.
+//! What is asserted is what a person would check: the text arrived, once, in order, the other
+//! side saw the presence, the ticks went to "delivered", and history has every message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use testkit::stack::{Stack, StackOptions};
+use testkit::xmpp::{CuttingRelay, JsonLines, online, start_lyrebird, start_reference};
+use tokio_tungstenite::tungstenite::Message;
+
+const LOGIN: Duration = Duration::from_secs(20);
+const DELIVERY: Duration = Duration::from_secs(15);
+
+fn prosody() -> Result<Stack> {
+    Stack::start(StackOptions {
+        kamailio: false,
+        coturn: false,
+        ..StackOptions::default()
+    })
+}
+
+/// A scratch directory for databases and logs; kept (and printed) with
+/// `LYREBIRD_KEEP_TEST_DIRS=1` to read the logs after a failure.
+fn test_dir() -> Result<tempfile::TempDir> {
+    let mut dir = tempfile::Builder::new()
+        .prefix("lyrebird-xmpp-")
+        .tempdir()?;
+    if std::env::var_os("LYREBIRD_KEEP_TEST_DIRS").is_some() {
+        eprintln!("test files kept in {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    Ok(dir)
+}
+
+fn jid(stack: &Stack, user: &str) -> String {
+    format!("{user}@{}", stack.prosody().domain())
+}
+
+async fn lyrebird(stack: &Stack, user: &str, dir: &Path, extra: &[&str]) -> Result<JsonLines> {
+    let mut peer = start_lyrebird(
+        &stack.prosody().ws_url(),
+        &jid(stack, user),
+        &format!("{user}-secret"),
+        &dir.join(format!("{user}.sqlite3")),
+        &dir.join(format!("{user}.log")),
+        extra,
+    )?;
+    online(&mut peer, LOGIN).await?;
+    Ok(peer)
+}
+
+async fn reference(
+    stack: &Stack,
+    user: &str,
+    resource: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<JsonLines> {
+    let mut peer = start_reference(
+        &stack.prosody().ws_url(),
+        &jid(stack, user),
+        &format!("{user}-secret"),
+        resource,
+        &dir.join(format!("{user}-{resource}.log")),
+        extra,
+    )?;
+    peer.wait_for("online", LOGIN, |e| e["event"] == "online")
+        .await?;
+    Ok(peer)
+}
+
+fn is_chat(e: &Value, body: &str) -> bool {
+    e["event"] == "chat_message" && e["body"] == body
+}
+
+/// The bodies of the stored conversation with `peer`, oldest first.
+async fn stored_bodies(peer: &mut JsonLines, with: &str) -> Result<Vec<String>> {
+    let result = peer
+        .command(json!({"cmd": "history", "peer": with, "limit": 1000}))
+        .await?;
+    Ok(result["messages"]
+        .as_array()
+        .context("history without messages")?
+        .iter()
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Makes `a` and `b` (both Lyrebird) mutual contacts through the real subscription handshake.
+async fn befriend(a: &mut JsonLines, a_jid: &str, b: &mut JsonLines, b_jid: &str) -> Result<()> {
+    a.command(json!({"cmd": "add_contact", "jid": b_jid, "name": "Friend"}))
+        .await?;
+    b.wait_for("subscription request", DELIVERY, |e| {
+        e["event"] == "subscription_request" && e["from"] == a_jid
+    })
+    .await?;
+    b.command(json!({"cmd": "approve", "jid": a_jid})).await?;
+    b.command(json!({"cmd": "add_contact", "jid": a_jid}))
+        .await?;
+    a.wait_for("subscription request back", DELIVERY, |e| {
+        e["event"] == "subscription_request" && e["from"] == b_jid
+    })
+    .await?;
+    a.command(json!({"cmd": "approve", "jid": b_jid})).await?;
+    for (me, them) in [(&mut *a, b_jid), (&mut *b, a_jid)] {
+        me.wait_for("contact with mutual subscription", DELIVERY, |e| {
+            e["event"] == "contact" && e["jid"] == them && e["subscription"] == "both"
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Issue item 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_lyrebirds_subscribe_see_presence_and_chat_with_receipts() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
+    let mut bob = lyrebird(&stack, "bob", dir.path(), &[]).await?;
+    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid).await?;
+
+    // Presence changes are seen on the other side, per resource.
+    bob.command(json!({"cmd": "presence", "show": "away", "status": "at lunch"}))
+        .await?;
+    let seen = alice
+        .wait_for("bob away", DELIVERY, |e| {
+            e["event"] == "presence"
+                && e["jid"].as_str().is_some_and(|j| j.starts_with(&bob_jid))
+                && e["show"] == "away"
+        })
+        .await?;
+    ensure!(seen["status"] == "at lunch", "{seen}");
+    let roster = alice.command(json!({"cmd": "roster"})).await?;
+    let bob_entry = roster["contacts"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["jid"] == bob_jid.as_str()))
+        .context("bob not in alice's roster")?;
+    ensure!(bob_entry["resources"][0]["show"] == "away", "{roster}");
+
+    // Typing, then a message with a receipt, both ways.
+    alice
+        .command(json!({"cmd": "chat_state", "to": bob_jid, "state": "composing"}))
+        .await?;
+    bob.wait_for("alice typing", DELIVERY, |e| {
+        e["event"] == "chat_state" && e["from"] == alice_jid && e["state"] == "composing"
+    })
+    .await?;
+    let sent = alice
+        .command(json!({"cmd": "message", "to": bob_jid, "body": "Hi Bob, lunch at noon?"}))
+        .await?;
+    let id = sent["message"]
+        .as_str()
+        .context("no message id")?
+        .to_owned();
+    let got = bob
+        .wait_for("alice's message", DELIVERY, |e| {
+            is_chat(e, "Hi Bob, lunch at noon?")
+        })
+        .await?;
+    ensure!(
+        got["id"] == id.as_str() && got["outgoing"] == false,
+        "{got}"
+    );
+    alice
+        .wait_for("delivered tick", DELIVERY, |e| {
+            e["event"] == "chat_message_state"
+                && e["id"] == id.as_str()
+                && e["state"] == "delivered"
+        })
+        .await?;
+    let reply = bob
+        .command(json!({"cmd": "message", "to": alice_jid, "body": "Yes! See you there."}))
+        .await?;
+    alice
+        .wait_for("bob's reply", DELIVERY, |e| {
+            is_chat(e, "Yes! See you there.")
+        })
+        .await?;
+    bob.wait_for("delivered tick", DELIVERY, |e| {
+        e["event"] == "chat_message_state"
+            && e["id"] == reply["message"]
+            && e["state"] == "delivered"
+    })
+    .await?;
+    // A correction replaces the text on the other side and in both histories.
+    alice
+        .command(json!({"cmd": "correct", "to": bob_jid, "message": id, "body": "Hi Bob, lunch at one?"}))
+        .await?;
+    let fixed = bob
+        .wait_for("correction", DELIVERY, |e| {
+            is_chat(e, "Hi Bob, lunch at one?")
+        })
+        .await?;
+    ensure!(fixed["replaces"] == id.as_str(), "{fixed}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let expected = ["Hi Bob, lunch at one?", "Yes! See you there."];
+    ensure!(stored_bodies(&mut alice, &bob_jid).await? == expected);
+    ensure!(stored_bodies(&mut bob, &alice_jid).await? == expected);
+    let hits = bob
+        .command(json!({"cmd": "search", "query": "lunch"}))
+        .await?;
+    ensure!(
+        hits["hits"].as_array().is_some_and(|h| h.len() == 1),
+        "{hits}"
+    );
+    alice.quit().await?;
+    bob.quit().await?;
+    Ok(())
+}
+
+/// Issue item 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_party_client_presence_and_chat_both_ways() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let (alice_jid, carol_jid) = (jid(&stack, "alice"), jid(&stack, "carol"));
+    let mut alice = lyrebird(&stack, "alice", dir.path(), &["--auto-approve"]).await?;
+    let mut carol = reference(&stack, "carol", "xmppjs", dir.path(), &[]).await?;
+
+    carol
+        .command(json!({"cmd": "subscribe", "to": alice_jid}))
+        .await?;
+    // Alice auto-approves and asks back; carol approves.
+    carol
+        .wait_for("alice asks back", DELIVERY, |e| {
+            e["event"] == "presence" && e["type"] == "subscribe"
+        })
+        .await?;
+    carol
+        .command(json!({"cmd": "subscribed", "to": alice_jid}))
+        .await?;
+    carol
+        .wait_for("alice's presence", DELIVERY, |e| {
+            e["event"] == "presence"
+                && e["type"] == "available"
+                && e["from"]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with(&alice_jid))
+        })
+        .await?;
+    carol
+        .command(json!({"cmd": "presence", "show": "dnd", "status": "in a meeting"}))
+        .await?;
+    alice
+        .wait_for("carol dnd", DELIVERY, |e| {
+            e["event"] == "presence"
+                && e["jid"] == format!("{carol_jid}/xmppjs")
+                && e["show"] == "dnd"
+        })
+        .await?;
+
+    let sent = alice
+        .command(json!({"cmd": "message", "to": carol_jid, "body": "Hello from Lyrebird"}))
+        .await?;
+    let got = carol
+        .wait_for("lyrebird's message", DELIVERY, |e| {
+            e["event"] == "message" && e["body"] == "Hello from Lyrebird"
+        })
+        .await?;
+    ensure!(got["id"] == sent["message"], "{got} vs {sent}");
+    alice
+        .wait_for("delivered", DELIVERY, |e| {
+            e["event"] == "chat_message_state"
+                && e["id"] == sent["message"]
+                && e["state"] == "delivered"
+        })
+        .await?;
+    let back = carol
+        .command(json!({"cmd": "message", "to": alice_jid, "body": "Hello from xmpp.js"}))
+        .await?;
+    alice
+        .wait_for("xmpp.js message", DELIVERY, |e| {
+            is_chat(e, "Hello from xmpp.js")
+        })
+        .await?;
+    carol
+        .wait_for("receipt from lyrebird", DELIVERY, |e| {
+            e["event"] == "receipt" && e["id"] == back["message"]
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        stored_bodies(&mut alice, &carol_jid).await?
+            == ["Hello from Lyrebird", "Hello from xmpp.js"]
+    );
+    alice.quit().await?;
+    carol.quit().await?;
+    Ok(())
+}
+
+/// Issue item 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carbons_show_a_conversation_held_on_the_other_device() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let mut alice_desktop = lyrebird(&stack, "alice", dir.path(), &[]).await?;
+    let mut alice_phone = reference(&stack, "alice", "phone", dir.path(), &["--carbons"]).await?;
+    let mut bob = reference(&stack, "bob", "pc", dir.path(), &[]).await?;
+
+    // Alice writes from her phone (xmpp.js): her desktop Lyrebird shows it as sent by her.
+    bob.command(json!({"cmd": "message", "to": format!("{alice_jid}/phone"), "body": "Are you on your phone?"}))
+        .await?;
+    let copy = alice_desktop
+        .wait_for("carbon of the message to the phone", DELIVERY, |e| {
+            is_chat(e, "Are you on your phone?")
+        })
+        .await?;
+    ensure!(
+        copy["origin"] == "carbon" && copy["outgoing"] == false,
+        "{copy}"
+    );
+    alice_phone
+        .command(json!({"cmd": "message", "to": bob_jid, "body": "Yes, typing on the phone"}))
+        .await?;
+    let sent_copy = alice_desktop
+        .wait_for("carbon of what the phone sent", DELIVERY, |e| {
+            is_chat(e, "Yes, typing on the phone")
+        })
+        .await?;
+    ensure!(
+        sent_copy["origin"] == "carbon"
+            && sent_copy["outgoing"] == true
+            && sent_copy["peer"] == bob_jid.as_str(),
+        "{sent_copy}"
+    );
+    // And the other way: what the desktop sends shows up on the phone.
+    alice_desktop
+        .command(json!({"cmd": "message", "to": bob_jid, "body": "Now from the desktop"}))
+        .await?;
+    alice_phone
+        .wait_for("carbon on the phone", DELIVERY, |e| {
+            e["event"] == "message" && e["body"] == "Now from the desktop" && e["carbon"] == "sent"
+        })
+        .await?;
+    bob.wait_for("desktop message", DELIVERY, |e| {
+        e["event"] == "message" && e["body"] == "Now from the desktop"
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        stored_bodies(&mut alice_desktop, &bob_jid).await?
+            == [
+                "Are you on your phone?",
+                "Yes, typing on the phone",
+                "Now from the desktop"
+            ]
+    );
+    alice_desktop.quit().await?;
+    alice_phone.quit().await?;
+    bob.quit().await?;
+    Ok(())
+}
+
+/// Issue item 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_brings_what_arrived_while_offline_exactly_once_in_order() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let first = lyrebird(&stack, "alice", dir.path(), &[]).await?;
+    first.quit().await?;
+
+    let mut bob = reference(&stack, "bob", "pc", dir.path(), &[]).await?;
+    let count = 40;
+    for i in 0..count {
+        bob.command(json!({"cmd": "message", "to": alice_jid, "body": format!("while you were away #{i:02}")}))
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    for round in 0..2 {
+        let mut alice = lyrebird(&stack, "alice", dir.path(), &["--archive-page", "7"]).await?;
+        let synced = alice
+            .wait_for("archive synced", DELIVERY, |e| {
+                e["event"] == "archive_synced"
+            })
+            .await?;
+        let shown: Vec<String> = alice
+            .history
+            .iter()
+            .filter(|e| e["event"] == "chat_message" && e["origin"] == "archive")
+            .filter_map(|e| e["body"].as_str().map(str::to_owned))
+            .collect();
+        let expected: Vec<String> = (0..count)
+            .map(|i| format!("while you were away #{i:02}"))
+            .collect();
+        if round == 0 {
+            ensure!(synced["new"] == count, "{synced}");
+            ensure!(shown == expected, "shown once each, in order: {shown:?}");
+        } else {
+            ensure!(synced["new"] == 0, "nothing new the second time: {synced}");
+            ensure!(shown.is_empty(), "{shown:?}");
+        }
+        ensure!(stored_bodies(&mut alice, &bob_jid).await? == expected);
+        alice.quit().await?;
+    }
+    bob.quit().await?;
+    Ok(())
+}
+
+/// Issue item 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumption_after_a_cut_connection_loses_and_repeats_nothing() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let relay = CuttingRelay::start(([127, 0, 0, 1], stack.prosody().http_port()).into()).await?;
+    let relayed_ws = format!("ws://{}/xmpp-websocket", relay.addr());
+    let mut alice = start_lyrebird(
+        &relayed_ws,
+        &alice_jid,
+        "alice-secret",
+        &dir.path().join("alice.sqlite3"),
+        &dir.path().join("alice.log"),
+        &[],
+    )?;
+    online(&mut alice, LOGIN).await?;
+    let mut bob = lyrebird(&stack, "bob", dir.path(), &[]).await?;
+
+    let rounds = 30;
+    for i in 0..rounds {
+        alice
+            .command(json!({"cmd": "message", "to": bob_jid, "body": format!("a{i:02}")}))
+            .await?;
+        bob.command(json!({"cmd": "message", "to": alice_jid, "body": format!("b{i:02}")}))
+            .await?;
+        if i == 10 || i == 20 {
+            if i == 20 {
+                // The second cut hits the resumed stream.
+                alice
+                    .wait_for("resumed", LOGIN, |e| {
+                        e["event"] == "xmpp_online" && e["resumed"] == true
+                    })
+                    .await?;
+            }
+            let cut = relay.cut();
+            ensure!(cut > 0, "nothing to cut");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    alice
+        .wait_for("resumed", LOGIN, |e| {
+            e["event"] == "xmpp_online" && e["resumed"] == true
+        })
+        .await?;
+    let expect = |p: char| {
+        (0..rounds)
+            .map(|i| format!("{p}{i:02}"))
+            .collect::<Vec<_>>()
+    };
+    for (peer, want) in [(&mut bob, expect('a')), (&mut alice, expect('b'))] {
+        let last = want.last().cloned().unwrap_or_default();
+        peer.wait_for("the last message", Duration::from_secs(40), |e| {
+            is_chat(e, &last)
+        })
+        .await?;
+    }
+    // Late duplicates would show up now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (peer, want) in [(&mut bob, expect('a')), (&mut alice, expect('b'))] {
+        peer.drain(Duration::from_millis(200)).await;
+        let mut got: Vec<String> = peer
+            .history
+            .iter()
+            .filter(|e| e["event"] == "chat_message" && e["outgoing"] == false)
+            .filter_map(|e| e["body"].as_str().map(str::to_owned))
+            .collect();
+        got.sort();
+        ensure!(got == want, "each message shown exactly once: {got:?}");
+    }
+    let mut all = expect('a');
+    all.extend(expect('b'));
+    all.sort();
+    for (peer, with) in [(&mut alice, &bob_jid), (&mut bob, &alice_jid)] {
+        let mut stored = stored_bodies(peer, with).await?;
+        stored.sort();
+        ensure!(
+            stored == all,
+            "each message stored exactly once: {stored:?}"
+        );
+    }
+    alice.quit().await?;
+    bob.quit().await?;
+    Ok(())
+}
+
+/// Issue item 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_chat_with_two_lyrebirds_and_a_third_party_client() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let room = format!("lunch@{}", stack.prosody().muc_domain());
+    let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
+    let mut bob = lyrebird(&stack, "bob", dir.path(), &[]).await?;
+    let mut carol = reference(&stack, "carol", "xmppjs", dir.path(), &[]).await?;
+
+    alice
+        .command(json!({"cmd": "join", "room": room, "nick": "Alice"}))
+        .await?;
+    alice
+        .wait_for("joined", DELIVERY, |e| {
+            e["event"] == "room_joined" && e["room"] == room.as_str()
+        })
+        .await?;
+    alice
+        .command(json!({"cmd": "room_message", "room": room, "body": "Before anyone came"}))
+        .await?;
+    bob.command(json!({"cmd": "join", "room": room, "nick": "Bob"}))
+        .await?;
+    // Room history reaches the late joiner.
+    bob.wait_for("room history", DELIVERY, |e| {
+        is_chat(e, "Before anyone came") && e["origin"] == "room_history" && e["nick"] == "Alice"
+    })
+    .await?;
+    carol
+        .command(json!({"cmd": "join", "room": room, "nick": "Carol"}))
+        .await?;
+    carol
+        .wait_for("carol in", DELIVERY, |e| {
+            e["event"] == "occupant" && e["self"] == true
+        })
+        .await?;
+    let occupant = |nick: &'static str| {
+        move |e: &Value| e["event"] == "occupant" && e["nick"] == nick && e["available"] == true
+    };
+    alice.wait_for("bob in", DELIVERY, occupant("Bob")).await?;
+    alice
+        .wait_for("carol in", DELIVERY, occupant("Carol"))
+        .await?;
+    bob.wait_for("carol in", DELIVERY, occupant("Carol"))
+        .await?;
+    alice
+        .command(json!({"cmd": "room_message", "room": room, "body": "Hello room, from Alice"}))
+        .await?;
+    bob.command(json!({"cmd": "room_message", "room": room, "body": "Hello room, from Bob"}))
+        .await?;
+    carol
+        .command(json!({"cmd": "room_message", "room": room, "body": "Hello room, from Carol"}))
+        .await?;
+    for body in ["Hello room, from Bob", "Hello room, from Carol"] {
+        alice
+            .wait_for(body, DELIVERY, |e| is_chat(e, body) && e["room"] == true)
+            .await?;
+    }
+    for body in ["Hello room, from Alice", "Hello room, from Carol"] {
+        bob.wait_for(body, DELIVERY, |e| is_chat(e, body)).await?;
+    }
+    for body in ["Hello room, from Alice", "Hello room, from Bob"] {
+        carol
+            .wait_for(body, DELIVERY, |e| {
+                e["event"] == "message" && e["body"] == body
+            })
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored = alice
+        .command(json!({"cmd": "room_history", "room": room, "limit": 100}))
+        .await?;
+    let bodies: Vec<&str> = stored["messages"]
+        .as_array()
+        .context("no messages")?
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    ensure!(
+        bodies.len() == 4,
+        "each room message stored once: {bodies:?}"
+    );
+    alice.command(json!({"cmd": "leave", "room": room})).await?;
+    bob.wait_for("alice left", DELIVERY, |e| {
+        e["event"] == "occupant" && e["nick"] == "Alice" && e["available"] == false
+    })
+    .await?;
+    alice.quit().await?;
+    bob.quit().await?;
+    carol.quit().await?;
+    Ok(())
+}
+
+/// Issue item 7.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_shared_by_http_upload_arrives_identical() -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
+    let downloads = dir.path().join("bob-downloads");
+    let downloads_arg = downloads.display().to_string();
+    let mut bob = lyrebird(&stack, "bob", dir.path(), &["--downloads", &downloads_arg]).await?;
+    alice
+        .wait_for("upload service", DELIVERY, |e| {
+            e["event"] == "xmpp_server_info" && e["upload_service"].is_string()
+        })
+        .await?;
+    let file = dir.path().join("holiday photo.bin");
+    let content: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &content)?;
+    let expected = hex(&Sha256::digest(&content));
+
+    alice
+        .command(json!({"cmd": "share_file", "to": bob_jid, "path": file}))
+        .await?;
+    let shared = alice
+        .wait_for("shared", Duration::from_secs(30), |e| {
+            e["event"] == "file_shared" || e["event"] == "file_failed"
+        })
+        .await?;
+    ensure!(
+        shared["event"] == "file_shared" && shared["sha256"] == expected.as_str(),
+        "{shared}"
+    );
+    ensure!(
+        alice
+            .history
+            .iter()
+            .any(|e| e["event"] == "file_progress" && e["direction"] == "upload"),
+        "upload progress was reported"
+    );
+    let link = bob
+        .wait_for("link", DELIVERY, |e| {
+            e["event"] == "chat_message" && e["url"].is_string()
+        })
+        .await?;
+    ensure!(link["peer"] == alice_jid.as_str());
+    bob.command(json!({"cmd": "download", "url": link["url"]}))
+        .await?;
+    let done = bob
+        .wait_for("downloaded", Duration::from_secs(30), |e| {
+            e["event"] == "file_downloaded" || e["event"] == "file_failed"
+        })
+        .await?;
+    ensure!(done["event"] == "file_downloaded", "{done}");
+    let path = done["path"].as_str().context("no path")?;
+    ensure!(Path::new(path).starts_with(&downloads), "{path}");
+    let got = std::fs::read(path)?;
+    ensure!(hex(&Sha256::digest(&got)) == expected && done["sha256"] == expected.as_str());
+    alice.quit().await?;
+    bob.quit().await?;
+    Ok(())
+}
+
+/// Issue item 8, part 1: a wrong password is a clear, final error; a silent server is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_silent_server_give_clear_errors() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let mut alice = start_lyrebird(
+        &stack.prosody().ws_url(),
+        &jid(&stack, "alice"),
+        "not-the-password",
+        &dir.path().join("alice.sqlite3"),
+        &dir.path().join("alice.log"),
+        &[],
+    )?;
+    let failed = alice
+        .wait_for("auth failure", LOGIN, |e| {
+            e["event"] == "account_state" && e["state"]["state"] == "authentication_failed"
+        })
+        .await?;
+    ensure!(
+        failed["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not-authorized")),
+        "{failed}"
+    );
+    let after = alice.drain(Duration::from_secs(2)).await;
+    ensure!(
+        !after.iter().any(|e| e["state"]["state"] == "reconnecting"),
+        "a wrong password is not retried: {after:?}"
+    );
+    alice.kill().await;
+
+    // A server that accepts TCP and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = silent.local_addr()?;
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut bob = start_lyrebird(
+        &format!("ws://{addr}/xmpp-websocket"),
+        &jid(&stack, "bob"),
+        "bob-secret",
+        &dir.path().join("bob.sqlite3"),
+        &dir.path().join("bob.log"),
+        &[],
+    )?;
+    let retry = bob
+        .wait_for("reconnecting", Duration::from_secs(30), |e| {
+            e["event"] == "account_state" && e["state"]["state"] == "reconnecting"
+        })
+        .await?;
+    ensure!(
+        retry["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no answer")),
+        "{retry}"
+    );
+    bob.quit().await?;
+    holder.abort();
+    Ok(())
+}
+
+/// Issue item 8, part 2: a scripted server sends unknown stanzas, an oversized stanza and
+/// malformed XML. Lyrebird warns, keeps the good message in history, and reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_unknown_and_oversized_input_is_survived() -> Result<()> {
+    let dir = test_dir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let mut connections = 0;
+        while let Ok((socket, _)) = listener.accept().await {
+            connections += 1;
+            let _ = scripted_session(socket).await;
+            if connections >= 2 {
+                break;
+            }
+        }
+        connections
+    });
+    let mut alice = start_lyrebird(
+        &format!("ws://{addr}/xmpp-websocket"),
+        "alice@localhost",
+        "alice-secret",
+        &dir.path().join("alice.sqlite3"),
+        &dir.path().join("alice.log"),
+        &["--no-archive"],
+    )?;
+    online(&mut alice, LOGIN).await?;
+    alice
+        .wait_for("the good message", DELIVERY, |e| {
+            is_chat(e, "still readable")
+        })
+        .await?;
+    let reconnect = alice
+        .wait_for("reconnect after malformed XML", DELIVERY, |e| {
+            e["event"] == "account_state" && e["state"]["state"] == "reconnecting"
+        })
+        .await?;
+    ensure!(
+        reconnect["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("malformed")),
+        "{reconnect}"
+    );
+    let warnings: Vec<&Value> = alice
+        .history
+        .iter()
+        .filter(|e| e["event"] == "warning")
+        .collect();
+    ensure!(
+        warnings.len() >= 2,
+        "unknown and oversized input were reported: {warnings:?}"
+    );
+    online(&mut alice, LOGIN).await?;
+    ensure!(stored_bodies(&mut alice, "bob@localhost").await? == ["still readable"]);
+    alice.quit().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+/// Accepts the WebSocket upgrade with sub-protocol `xmpp` (RFC 7395 §3.1).
+#[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
+fn agree_to_xmpp(
+    _: &tokio_tungstenite::tungstenite::handshake::server::Request,
+    mut response: tokio_tungstenite::tungstenite::handshake::server::Response,
+) -> Result<
+    tokio_tungstenite::tungstenite::handshake::server::Response,
+    tokio_tungstenite::tungstenite::handshake::server::ErrorResponse,
+> {
+    response.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        tokio_tungstenite::tungstenite::http::HeaderValue::from_static("xmpp"),
+    );
+    Ok(response)
+}
+
+/// One RFC 7395 session from a server that misbehaves after login.
+async fn scripted_session(socket: tokio::net::TcpStream) -> Result<()> {
+    let mut ws = tokio_tungstenite::accept_hdr_async(socket, agree_to_xmpp).await?;
+    let open =
+        "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='localhost' id='s' version='1.0'/>";
+    let mut step = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Message::Text(text) = frame else { continue };
+        let text = text.to_string();
+        let send = |s: &str| Message::Text(s.to_owned().into());
+        if text.starts_with("<open") && step == 0 {
+            ws.send(send(open)).await?;
+            ws.send(send("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")).await?;
+            step = 1;
+        } else if text.starts_with("<auth") {
+            ws.send(send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
+                .await?;
+        } else if text.starts_with("<open") {
+            ws.send(send(open)).await?;
+            ws.send(send("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>")).await?;
+        } else if text.contains("xmpp-bind") {
+            let id = text
+                .split("id='")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+                .unwrap_or("");
+            ws.send(send(&format!("<iq xmlns='jabber:client' type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/lyre</jid></bind></iq>"))).await?;
+            ws.send(send(
+                "<frobnicate xmlns='urn:example:unknown'><x/></frobnicate>",
+            ))
+            .await?;
+            ws.send(send("<iq xmlns='jabber:client' type='get' id='u1' from='localhost'><weird xmlns='urn:example:weird'/></iq>")).await?;
+            let huge = "x".repeat(400 * 1024);
+            ws.send(send(&format!("<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='big'><body>{huge}</body></message>"))).await?;
+            ws.send(send("<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='good'><body>still readable</body></message>")).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            ws.send(send("<message xmlns='jabber:client'><body>broken</bod"))
+                .await?;
+        } else if text.contains("service-unavailable") {
+            // the unknown IQ was answered properly
+        }
+    }
+    Ok(())
+}
