@@ -27,7 +27,7 @@ use crate::call::{self, CallRole, FromCall, ToCall};
 use crate::event::{AccountState, CallDirection, CallState, EngineEvent};
 use crate::history::History;
 use crate::transport::{
-    Incoming, WsConnection, WsTarget, join_connecting, receive, sleep_until_opt,
+    Incoming, KeepAlive, WsConnection, WsTarget, join_connecting, receive, sleep_until_opt,
 };
 use crate::{AccountId, CallAudio, CallId, EngineError, MediaStats, MessageId, SipAccountConfig};
 use lyrebird_store::{CallEndReason, DeliveryState};
@@ -111,12 +111,6 @@ impl IdSource {
     }
 }
 
-/// How often an idle WebSocket flow is pinged, and how long a ping may go unanswered before
-/// the flow counts as dead. RFC 5626 §4.4.1 suggests 95–120 s for connection-oriented flows
-/// through NATs; a desktop client notices a dead server much sooner with a shorter period,
-/// and a ping is a few bytes.
-const PING_INTERVAL: Duration = Duration::from_secs(15);
-const PONG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages the core asks to send while the flow is down, kept until it is back.
 const MAX_PENDING_TRANSMITS: usize = 256;
 /// How long shutdown waits for the registrar to confirm the unregistration.
@@ -164,8 +158,7 @@ pub(crate) struct SipAccount {
     connecting: Option<JoinHandle<Result<WsConnection, EngineError>>>,
     reconnect_at: Option<Instant>,
     backoff: Backoff,
-    last_heard: Instant,
-    ping_sent: Option<Instant>,
+    keepalive: KeepAlive,
     registered_once: bool,
     awaiting_unregister: bool,
     pending: VecDeque<Vec<u8>>,
@@ -242,8 +235,7 @@ impl SipAccount {
             connecting: None,
             reconnect_at: None,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
-            last_heard: Instant::now(),
-            ping_sent: None,
+            keepalive: KeepAlive::new(),
             registered_once: false,
             awaiting_unregister: false,
             pending: VecDeque::new(),
@@ -302,10 +294,7 @@ impl SipAccount {
             }
             let core_deadline = self.ua.poll_timeout().map(Instant::from_std);
             let shutdown_deadline = self.shutdown_reply.as_ref().map(|(_, d)| *d);
-            let ping_at = self.conn.as_ref().map(|_| match self.ping_sent {
-                Some(sent) => sent + PONG_TIMEOUT,
-                None => self.last_heard + PING_INTERVAL,
-            });
+            let ping_at = self.conn.as_ref().map(|_| self.keepalive.deadline());
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -392,8 +381,7 @@ impl SipAccount {
         match result {
             Ok(conn) => {
                 self.conn = Some(conn);
-                self.last_heard = Instant::now();
-                self.ping_sent = None;
+                self.keepalive.heard();
                 self.set_state(AccountState::Connected);
                 let now = self.now();
                 self.ua.handle_connected(now);
@@ -438,8 +426,7 @@ impl SipAccount {
     }
 
     fn on_incoming(&mut self, incoming: Result<Option<Incoming>, EngineError>) {
-        self.last_heard = Instant::now();
-        self.ping_sent = None;
+        self.keepalive.heard();
         match incoming {
             Ok(Some(Incoming::Message(message))) => {
                 tracing::trace!(message = %String::from_utf8_lossy(&message), "SIP in");
@@ -453,19 +440,11 @@ impl SipAccount {
     }
 
     async fn on_keepalive_due(&mut self) {
-        if self.ping_sent.is_some() {
-            self.lost(format!(
-                "no answer to a keep-alive in {} s",
-                PONG_TIMEOUT.as_secs()
-            ));
-            return;
-        }
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        match conn.ping().await {
-            Ok(()) => self.ping_sent = Some(Instant::now()),
-            Err(e) => self.lost(e.to_string()),
+        if let Err(reason) = self.keepalive.due(conn).await {
+            self.lost(reason);
         }
     }
 }

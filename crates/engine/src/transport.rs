@@ -342,3 +342,55 @@ pub(crate) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// How often an idle WebSocket flow is pinged, and how long a ping may go unanswered before
+/// the flow counts as dead. RFC 5626 §4.4.1 suggests 95–120 s for connection-oriented flows
+/// through NATs; a desktop client notices a dead server much sooner with a shorter period,
+/// and a ping is a few bytes.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
+const PONG_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Liveness of one WebSocket flow: the WebSocket ping is the keep-alive (RFC 6455 §5.5.2), sent
+/// after `PING_INTERVAL` without traffic; any traffic answers it, and none within
+/// `PONG_TIMEOUT` means the flow is dead.
+#[derive(Debug)]
+pub(crate) struct KeepAlive {
+    last_heard: tokio::time::Instant,
+    ping_sent: Option<tokio::time::Instant>,
+}
+
+impl KeepAlive {
+    pub(crate) fn new() -> Self {
+        Self {
+            last_heard: tokio::time::Instant::now(),
+            ping_sent: None,
+        }
+    }
+
+    /// Something arrived on the flow (a message, a pong, a ping).
+    pub(crate) fn heard(&mut self) {
+        self.last_heard = tokio::time::Instant::now();
+        self.ping_sent = None;
+    }
+
+    /// When [`KeepAlive::due`] must run next.
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        match self.ping_sent {
+            Some(sent) => sent + PONG_TIMEOUT,
+            None => self.last_heard + PING_INTERVAL,
+        }
+    }
+
+    /// At the deadline: pings the flow, or says why it is dead.
+    pub(crate) async fn due(&mut self, conn: &mut WsConnection) -> Result<(), String> {
+        if self.ping_sent.is_some() {
+            return Err(format!(
+                "no answer to a keep-alive in {} s",
+                PONG_TIMEOUT.as_secs()
+            ));
+        }
+        conn.ping().await.map_err(|e| e.to_string())?;
+        self.ping_sent = Some(tokio::time::Instant::now());
+        Ok(())
+    }
+}

@@ -5,8 +5,8 @@
 //! feed the core (frames, time, commands, the socket going up or down), then carry out what it
 //! asks (frames to send, events, the next deadline).
 //!
-//! - Keep-alive is a WebSocket ping; a dead flow is noticed within `PING_INTERVAL +
-//!   PONG_TIMEOUT` and the account reconnects with jittered backoff (`backoff.rs`). The core
+//! - Keep-alive is a WebSocket ping; a dead flow is noticed by
+//!   `transport::KeepAlive` and the account reconnects with jittered backoff (`backoff.rs`). The core
 //!   resumes the XEP-0198 session on the new socket, so unacknowledged stanzas are resent and
 //!   nothing is received twice; when the server has forgotten the session, a fresh one is bound
 //!   and the archive (XEP-0313) is fetched from the newest stored message on.
@@ -40,15 +40,12 @@ use crate::backoff::Backoff;
 use crate::event::{AccountState, EngineEvent};
 use crate::history::History;
 use crate::transport::{
-    Incoming, WsConnection, WsTarget, join_connecting, receive, sleep_until_opt,
+    Incoming, KeepAlive, WsConnection, WsTarget, join_connecting, receive, sleep_until_opt,
 };
 use crate::{AccountId, EngineError, Password};
 
 pub(crate) use store::XmppHappening;
 
-/// How often an idle stream is pinged (WebSocket ping), and how long a ping may go unanswered.
-const PING_INTERVAL: Duration = Duration::from_secs(15);
-const PONG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Archive catch-up starts this long before the newest stored message, so clock skew between
 /// us and the server cannot skip a message; the overlap is de-duplicated by stable id.
 const ARCHIVE_OVERLAP_MS: i64 = 5 * 60 * 1000;
@@ -310,8 +307,7 @@ pub(crate) struct XmppAccount {
     connecting: Option<JoinHandle<Result<WsConnection, EngineError>>>,
     reconnect_at: Option<Instant>,
     backoff: Backoff,
-    last_heard: Instant,
-    ping_sent: Option<Instant>,
+    keepalive: KeepAlive,
     commands: mpsc::Receiver<XmppCommand>,
     notices: mpsc::UnboundedSender<AccountNotice>,
     history: History,
@@ -376,8 +372,7 @@ impl XmppAccount {
             connecting: None,
             reconnect_at: None,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
-            last_heard: Instant::now(),
-            ping_sent: None,
+            keepalive: KeepAlive::new(),
             commands,
             notices,
             history,
@@ -436,10 +431,7 @@ impl XmppAccount {
                 break;
             }
             let core_deadline = self.client.poll_timeout().map(Instant::from_std);
-            let ping_at = self.conn.as_ref().map(|_| match self.ping_sent {
-                Some(sent) => sent + PONG_TIMEOUT,
-                None => self.last_heard + PING_INTERVAL,
-            });
+            let ping_at = self.conn.as_ref().map(|_| self.keepalive.deadline());
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(XmppCommand { action: Some(action), reply }) => {
@@ -548,8 +540,7 @@ impl XmppAccount {
         match result {
             Ok(conn) => {
                 self.conn = Some(conn);
-                self.last_heard = Instant::now();
-                self.ping_sent = None;
+                self.keepalive.heard();
                 self.set_state(AccountState::Connected);
                 let now = self.now();
                 self.client.handle_connected(now);
@@ -583,8 +574,7 @@ impl XmppAccount {
     }
 
     fn on_incoming(&mut self, incoming: Result<Option<Incoming>, EngineError>) {
-        self.last_heard = Instant::now();
-        self.ping_sent = None;
+        self.keepalive.heard();
         match incoming {
             Ok(Some(Incoming::Message(message))) => {
                 let now = self.now();
@@ -601,19 +591,11 @@ impl XmppAccount {
     }
 
     async fn on_keepalive_due(&mut self) {
-        if self.ping_sent.is_some() {
-            self.lost(format!(
-                "no answer to a keep-alive in {} s",
-                PONG_TIMEOUT.as_secs()
-            ));
-            return;
-        }
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        match conn.ping().await {
-            Ok(()) => self.ping_sent = Some(Instant::now()),
-            Err(e) => self.lost(e.to_string()),
+        if let Err(reason) = self.keepalive.due(conn).await {
+            self.lost(reason);
         }
     }
 
