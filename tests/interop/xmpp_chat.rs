@@ -515,6 +515,15 @@ async fn group_chat_with_two_lyrebirds_and_a_third_party_client() -> Result<()> 
     alice
         .command(json!({"cmd": "room_message", "room": room, "body": "Before anyone came"}))
         .await?;
+    // The room reflecting it back proves the room has it (and so its history) before Bob joins;
+    // otherwise Bob could join first and get it live instead of as history.
+    alice
+        .wait_for("the room's reflection", DELIVERY, |e| {
+            e["event"] == "chat_message_state"
+                && e["peer"] == room.as_str()
+                && e["state"] == "delivered"
+        })
+        .await?;
     bob.command(json!({"cmd": "join", "room": room, "nick": "Bob"}))
         .await?;
     // Room history reaches the late joiner.
