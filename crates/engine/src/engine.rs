@@ -14,7 +14,12 @@ use tracing::info;
 use crate::account::{AccountCommand, AccountNotice, IdSource, SipAccount};
 use crate::event::EngineEvent;
 use crate::history::{CallRecord, History, MessageRecord, SearchHit};
-use crate::{AccountId, CallAudio, CallId, EngineError, MediaStats, MessageId, SipAccountConfig};
+use crate::profile::AccountConfig;
+use crate::secret;
+use crate::{
+    AccountCheck, AccountId, AccountSettings, CallAudio, CallId, ContactEntry, ConversationSummary,
+    EngineError, MediaStats, MessageId, Password, SavedAccount, SipAccountConfig,
+};
 
 /// How the engine is set up.
 #[derive(Debug, Clone)]
@@ -25,6 +30,8 @@ pub struct EngineConfig {
     pub media: MediaConfig,
     /// The `User-Agent` header.
     pub user_agent: String,
+    /// Where saved accounts put received files.
+    pub downloads: PathBuf,
 }
 
 impl Default for EngineConfig {
@@ -33,13 +40,23 @@ impl Default for EngineConfig {
             database: None,
             media: MediaConfig::default(),
             user_agent: format!("Lyrebird/{}", env!("CARGO_PKG_VERSION")),
+            downloads: std::env::temp_dir().join("lyrebird-downloads"),
         }
     }
 }
 
 enum Command {
-    AddSipAccount {
-        config: Box<SipAccountConfig>,
+    StartAccount {
+        config: AccountConfig,
+        /// A saved account's id; the next free id when `None`.
+        id: Option<AccountId>,
+        reply: oneshot::Sender<Result<AccountId, EngineError>>,
+    },
+    /// Runs an account only until its first verdict (a connection check); its events are
+    /// not shown to the front end.
+    Probe {
+        config: AccountConfig,
+        verdict: oneshot::Sender<Verdict>,
         reply: oneshot::Sender<Result<AccountId, EngineError>>,
     },
     RemoveAccount {
@@ -58,6 +75,10 @@ enum Command {
         transfer: crate::TransferId,
         command: crate::transfer::TransferCommand,
     },
+    /// The ids of the accounts running now.
+    Running {
+        reply: oneshot::Sender<Result<Vec<AccountId>, EngineError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -70,7 +91,15 @@ enum Command {
 pub struct EngineHandle {
     commands: mpsc::Sender<Command>,
     history: History,
+    events: mpsc::UnboundedSender<EngineEvent>,
+    downloads: PathBuf,
 }
+
+/// A connection check's outcome: success, the stage reached, words for a person.
+type Verdict = (bool, &'static str, String);
+
+/// How long a connection check waits for the server's verdict.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl std::fmt::Debug for EngineHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,11 +126,13 @@ impl Engine {
             media: Arc::new(config.media),
             ids: Arc::new(IdSource::default()),
             next_account: 0,
+            next_probe: PROBE_IDS_FROM,
+            probes: HashMap::new(),
             accounts: HashMap::new(),
             calls: HashMap::new(),
             transfers: HashMap::new(),
             xmpp: crate::xmpp::XmppAccounts::default(),
-            events: events_tx,
+            events: events_tx.clone(),
             notices_tx,
             history: history.clone(),
         };
@@ -110,6 +141,8 @@ impl Engine {
             EngineHandle {
                 commands: commands_tx,
                 history,
+                events: events_tx,
+                downloads: config.downloads,
             },
             events,
         ))
@@ -135,14 +168,20 @@ impl EngineHandle {
         &self,
         config: SipAccountConfig,
     ) -> Result<AccountId, EngineError> {
-        self.request(|reply| Command::AddSipAccount {
-            config: Box::new(config),
-            reply,
-        })
-        .await
+        self.start_account(AccountConfig::Sip(Box::new(config)), None)
+            .await
     }
 
-    /// Unregisters and removes an account, ending its calls.
+    async fn start_account(
+        &self,
+        config: AccountConfig,
+        id: Option<AccountId>,
+    ) -> Result<AccountId, EngineError> {
+        self.request(|reply| Command::StartAccount { config, id, reply })
+            .await
+    }
+
+    /// Removes an account: it unregisters / logs out and stops.
     pub async fn remove_account(&self, account: AccountId) -> Result<(), EngineError> {
         self.request(|reply| Command::RemoveAccount { account, reply })
             .await
@@ -308,13 +347,8 @@ impl EngineHandle {
         &self,
         config: crate::XmppAccountConfig,
     ) -> Result<AccountId, EngineError> {
-        self.request(|reply| {
-            Command::Xmpp(crate::xmpp::SupervisorCommand::Add {
-                config: Box::new(config),
-                reply,
-            })
-        })
-        .await
+        self.start_account(AccountConfig::Xmpp(Box::new(config)), None)
+            .await
     }
 
     /// Carries out a chat / presence / room / file action on an XMPP account.
@@ -386,6 +420,194 @@ impl EngineHandle {
         self.history.conversation(account, peer, limit).await
     }
 
+    // ----- Saved accounts (the desktop app's account list; see `profile.rs`) -----
+
+    /// The saved accounts, oldest first, and whether the keyring holds each password.
+    pub async fn saved_accounts(&self) -> Result<Vec<SavedAccount>, EngineError> {
+        let mut out = Vec::new();
+        for (id, settings) in self.history.saved_accounts().await? {
+            let entry = settings.keyring_entry();
+            let password_saved =
+                tokio::task::spawn_blocking(move || secret::read_keyring(&entry).is_ok())
+                    .await
+                    .unwrap_or(false);
+            out.push(SavedAccount {
+                id,
+                settings,
+                password_saved,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Saves an account (never its password in the database) and (re)starts it under its
+    /// saved id. With `remember`, the password goes to the OS keyring; when there is none,
+    /// a `Warning` says the password is kept for this run only.
+    pub async fn save_account(
+        &self,
+        settings: AccountSettings,
+        password: Password,
+        remember: bool,
+    ) -> Result<SavedAccount, EngineError> {
+        settings.validate()?;
+        if password.expose().is_empty() {
+            return Err(EngineError::InvalidConfig("the password is empty".into()));
+        }
+        let id = self
+            .history
+            .save_profile(settings.clone(), now_ms())
+            .await?;
+        let mut password_saved = false;
+        if remember {
+            let entry = settings.keyring_entry();
+            let secret = password.clone();
+            match tokio::task::spawn_blocking(move || secret::store_in_keyring(&entry, &secret))
+                .await
+            {
+                Ok(Ok(())) => password_saved = true,
+                Ok(Err(e)) => self.warn(
+                    Some(id),
+                    format!("the password is kept for this session only: {e}"),
+                ),
+                Err(e) => self.warn(Some(id), format!("the keyring failed: {e}")),
+            }
+        }
+        // Saving a running account again applies the new settings.
+        match self.remove_account(id).await {
+            Ok(()) | Err(EngineError::UnknownAccount(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let config = settings.to_config(password, &self.downloads, false);
+        self.start_account(config, Some(id)).await?;
+        Ok(SavedAccount {
+            id,
+            settings,
+            password_saved,
+        })
+    }
+
+    /// Starts every saved account whose password the keyring has. The others are reported
+    /// as `AuthenticationFailed { reason: "password needed" }`. Returns the accounts started.
+    pub async fn start_saved_accounts(&self) -> Result<Vec<AccountId>, EngineError> {
+        let mut started = Vec::new();
+        let running = self.request(|reply| Command::Running { reply }).await?;
+        for (id, settings) in self.history.saved_accounts().await? {
+            if running.contains(&id) {
+                continue;
+            }
+            let entry = settings.keyring_entry();
+            let password = tokio::task::spawn_blocking(move || secret::read_keyring(&entry))
+                .await
+                .map_err(|e| EngineError::Keyring(e.to_string()))
+                .and_then(|found| found);
+            match password {
+                Ok(password) => {
+                    let config = settings.to_config(password, &self.downloads, false);
+                    match self.start_account(config, Some(id)).await {
+                        Ok(id) => started.push(id),
+                        Err(e) => self.warn(Some(id), format!("could not start: {e}")),
+                    }
+                }
+                Err(_) => {
+                    let _ = self.events.send(EngineEvent::AccountState {
+                        account: id,
+                        state: crate::AccountState::AuthenticationFailed {
+                            reason: "password needed".into(),
+                        },
+                    });
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Stops a saved account and forgets its settings and keyring entry; its history stays.
+    pub async fn forget_account(&self, account: AccountId) -> Result<(), EngineError> {
+        match self.remove_account(account).await {
+            Ok(()) | Err(EngineError::UnknownAccount(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let settings = self.history.forget_profile(account).await?;
+        let entry = settings.keyring_entry();
+        // No entry (never remembered) is the usual case, not an error.
+        let _ = tokio::task::spawn_blocking(move || secret::delete_from_keyring(&entry)).await;
+        Ok(())
+    }
+
+    /// Connects with these settings until the server says yes or no (at most 15 s), and
+    /// says in words how far it got. Nothing is saved; no call or message is taken.
+    pub async fn check_account(
+        &self,
+        settings: AccountSettings,
+        password: Password,
+    ) -> Result<AccountCheck, EngineError> {
+        let started = std::time::Instant::now();
+        let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Err(e) = settings.validate() {
+            return Ok(AccountCheck {
+                ok: false,
+                stage: "settings".into(),
+                detail: e.to_string(),
+                elapsed_ms: elapsed_ms(),
+            });
+        }
+        let config = settings.to_config(password, &self.downloads, true);
+        let (verdict_tx, verdict_rx) = oneshot::channel();
+        let probe = self
+            .request(|reply| Command::Probe {
+                config,
+                verdict: verdict_tx,
+                reply,
+            })
+            .await?;
+        let (ok, stage, detail) = match tokio::time::timeout(CHECK_TIMEOUT, verdict_rx).await {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(_)) => return Err(EngineError::Stopped),
+            Err(_) => {
+                let _ = self.remove_account(probe).await;
+                (
+                    false,
+                    "connect",
+                    format!(
+                        "no answer from the server within {} s",
+                        CHECK_TIMEOUT.as_secs()
+                    ),
+                )
+            }
+        };
+        Ok(AccountCheck {
+            ok,
+            stage: stage.into(),
+            detail,
+            elapsed_ms: elapsed_ms(),
+        })
+    }
+
+    /// The merged contact list (XMPP rosters, SIP peers from history) of the saved
+    /// accounts, straight from the database: it is there before any server answers.
+    pub async fn contacts(&self) -> Result<Vec<ContactEntry>, EngineError> {
+        self.history.contacts().await
+    }
+
+    /// The saved accounts' conversations, most recently active first.
+    pub async fn conversations(&self) -> Result<Vec<ConversationSummary>, EngineError> {
+        self.history.conversations().await
+    }
+
+    /// Marks a conversation read.
+    pub async fn mark_read(
+        &self,
+        account: AccountId,
+        peer: &str,
+        room: bool,
+    ) -> Result<(), EngineError> {
+        self.history.mark_read(account, peer.to_owned(), room).await
+    }
+
+    fn warn(&self, account: Option<AccountId>, detail: String) {
+        let _ = self.events.send(EngineEvent::Warning { account, detail });
+    }
+
     /// Ends every call, unregisters every account (bounded wait), and writes the last history.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
@@ -405,11 +627,18 @@ struct AccountEntry {
     commands: mpsc::Sender<AccountCommand>,
 }
 
+/// Connection checks run under ids from here up, far from any saved account's row id.
+const PROBE_IDS_FROM: u32 = 1 << 30;
+
 struct Supervisor {
     user_agent: String,
     media: Arc<MediaConfig>,
     ids: Arc<IdSource>,
     next_account: u32,
+    next_probe: u32,
+    /// Connection checks, with whoever waits for the verdict until it is given. A check stays
+    /// here until its account has stopped, so none of its events reach the front end.
+    probes: HashMap<AccountId, Option<oneshot::Sender<Verdict>>>,
     accounts: HashMap<AccountId, AccountEntry>,
     calls: HashMap<CallId, AccountId>,
     transfers: HashMap<crate::TransferId, AccountId>,
@@ -451,7 +680,29 @@ impl Supervisor {
     fn on_notice(&mut self, notice: AccountNotice) {
         match notice {
             AccountNotice::Event(event) => {
-                let _ = self.events.send(event);
+                let probe = event.account().filter(|a| self.probes.contains_key(a));
+                match probe {
+                    None => {
+                        let _ = self.events.send(event);
+                    }
+                    Some(account) => {
+                        if matches!(
+                            event,
+                            EngineEvent::AccountState {
+                                state: crate::AccountState::Stopped,
+                                ..
+                            }
+                        ) {
+                            self.probes.remove(&account);
+                        } else if let Some(verdict) = crate::profile::check_verdict(&event)
+                            && let Some(waiting) =
+                                self.probes.get_mut(&account).and_then(Option::take)
+                        {
+                            let _ = waiting.send(verdict);
+                            self.stop_in_background(account);
+                        }
+                    }
+                }
             }
             AccountNotice::CallOpened { call, account } => {
                 self.calls.insert(call, account);
@@ -470,8 +721,25 @@ impl Supervisor {
 
     async fn on_command(&mut self, command: Command) {
         match command {
-            Command::AddSipAccount { config, reply } => {
-                let _ = reply.send(self.add_sip_account(*config));
+            Command::StartAccount { config, id, reply } => {
+                let result = match self.allocate(id) {
+                    Ok(id) => self.start(config, id, true).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Probe {
+                config,
+                verdict,
+                reply,
+            } => {
+                self.next_probe = self.next_probe.wrapping_add(1).max(PROBE_IDS_FROM);
+                let id = AccountId(self.next_probe);
+                let result = self.start(config, id, false).await;
+                if result.is_ok() {
+                    self.probes.insert(id, Some(verdict));
+                }
+                let _ = reply.send(result);
             }
             Command::RemoveAccount { account, reply } => {
                 let result = match self.accounts.remove(&account) {
@@ -519,27 +787,103 @@ impl Supervisor {
                     ))),
                 }
             }
+            Command::Running { reply } => {
+                let mut running: Vec<AccountId> = self.accounts.keys().copied().collect();
+                running.extend(self.xmpp.ids());
+                running.retain(|id| !self.probes.contains_key(id));
+                let _ = reply.send(Ok(running));
+            }
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
         }
     }
 
-    fn add_sip_account(&mut self, config: SipAccountConfig) -> Result<AccountId, EngineError> {
-        self.next_account += 1;
-        let id = AccountId(self.next_account);
+    /// The id a new account runs under: the one asked for (a saved account's row id) if it
+    /// is free, else the next unused one.
+    fn allocate(&mut self, wanted: Option<AccountId>) -> Result<AccountId, EngineError> {
+        match wanted {
+            Some(id) if self.accounts.contains_key(&id) || self.xmpp.contains(id) => Err(
+                EngineError::InvalidState(format!("{id} is already running")),
+            ),
+            Some(id) => {
+                self.next_account = self.next_account.max(id.0);
+                Ok(id)
+            }
+            None => {
+                self.next_account += 1;
+                Ok(AccountId(self.next_account))
+            }
+        }
+    }
+
+    /// Starts an account task; `record` files it in history (not for connection checks).
+    async fn start(
+        &mut self,
+        config: AccountConfig,
+        id: AccountId,
+        record: bool,
+    ) -> Result<AccountId, EngineError> {
+        match config {
+            AccountConfig::Sip(config) => self.add_sip_account(*config, id, record),
+            AccountConfig::Xmpp(config) => {
+                let (reply, result) = oneshot::channel();
+                let command = crate::xmpp::SupervisorCommand::Add {
+                    config,
+                    id: Some(id),
+                    record,
+                    reply,
+                };
+                let context = crate::xmpp::SupervisorContext {
+                    next_account: &mut self.next_account,
+                    ids: &self.ids,
+                    notices: &self.notices_tx,
+                    history: &self.history,
+                };
+                self.xmpp.on_command(command, context).await;
+                result.await.map_err(|_| EngineError::Stopped)?
+            }
+        }
+    }
+
+    /// Stops an account without waiting (a finished connection check).
+    fn stop_in_background(&mut self, account: AccountId) {
+        match self.accounts.remove(&account) {
+            Some(entry) => {
+                tokio::spawn(async move { stop_account(&entry).await });
+            }
+            None => self.xmpp.stop_in_background(account),
+        }
+    }
+
+    fn add_sip_account(
+        &mut self,
+        config: SipAccountConfig,
+        id: AccountId,
+        record: bool,
+    ) -> Result<AccountId, EngineError> {
         let (tx, rx) = mpsc::channel(64);
-        self.history.account_added(
-            id,
-            &config.aor,
-            config.display_name.as_deref(),
-            &config.ws_url,
-        );
+        if record {
+            self.history.account_added(
+                id,
+                &config.aor,
+                config.display_name.as_deref(),
+                &config.ws_url,
+            );
+        }
+        // An account with its own STUN/TURN servers gets its own copy of the media settings.
+        let media = match &config.ice_servers {
+            Some(servers) => Arc::new(MediaConfig {
+                ice_servers: servers.clone(),
+                ..(*self.media).clone()
+            }),
+            None => Arc::clone(&self.media),
+        };
         let account = SipAccount::new(
             id,
             config,
             &self.user_agent,
-            Arc::clone(&self.media),
+            media,
             Arc::clone(&self.ids),
             rx,
             self.notices_tx.clone(),
@@ -595,4 +939,11 @@ impl AccountCommand {
             AccountCommand::Shutdown { reply } => drop(reply.send(())),
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

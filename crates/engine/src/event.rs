@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{AccountId, CallId, MessageId, TransferId, TransferState};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EngineEvent {
     /// An account's connection or registration changed.
@@ -230,6 +231,7 @@ pub enum EngineEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum AccountState {
     Connecting,
@@ -261,6 +263,7 @@ pub enum AccountState {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum CallDirection {
     Outgoing,
@@ -268,6 +271,7 @@ pub enum CallDirection {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CallState {
     /// The offer is being prepared and sent.

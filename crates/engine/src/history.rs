@@ -337,11 +337,26 @@ impl Writer {
         debug!("history writer stopped");
     }
 
-    fn store_account(&self, account: AccountId) -> Result<store::AccountId, EngineError> {
-        self.accounts
-            .get(&account)
-            .map(|(id, _)| *id)
-            .ok_or(EngineError::UnknownAccount(account.0))
+    /// The row of a running account; a saved account that is not running (its password is
+    /// not known yet) runs under its row id, so its history is still reachable.
+    pub(crate) fn store_account(
+        &self,
+        account: AccountId,
+    ) -> Result<store::AccountId, EngineError> {
+        if let Some((id, _)) = self.accounts.get(&account) {
+            return Ok(*id);
+        }
+        let row = store::AccountId(i64::from(account.0));
+        let saved = self
+            .store
+            .accounts()?
+            .iter()
+            .any(|a| a.id == row && a.settings.get(crate::profile::PROFILE_KEY).is_some());
+        if saved {
+            Ok(row)
+        } else {
+            Err(EngineError::UnknownAccount(account.0))
+        }
     }
 
     fn conversation(

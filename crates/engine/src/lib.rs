@@ -21,6 +21,7 @@ mod call;
 mod engine;
 mod event;
 mod history;
+mod profile;
 pub mod secret;
 mod transfer;
 pub mod transport;
@@ -30,8 +31,13 @@ pub use engine::{Engine, EngineConfig, EngineHandle};
 pub use event::{AccountState, CallDirection, CallState, EngineEvent};
 pub use history::{CallRecord, MessageRecord, SearchHit};
 pub use lyrebird_media::{
-    AudioDevices, AudioSink, AudioSource, IceServer, MediaConfig, MediaStats,
-    list_devices as list_audio_devices,
+    AudioDevices, AudioSink, AudioSource, IceServer, InputMeter, MediaConfig, MediaStats,
+    list_devices as list_audio_devices, play_test_tone,
+};
+pub use lyrebird_store::Transfer as TransferRecord;
+pub use profile::{
+    AccountCheck, AccountSettings, ContactEntry, ConversationSummary, SavedAccount, SipSettings,
+    TurnSettings, XmppSettings,
 };
 pub use secret::{Password, PasswordSource};
 pub use transfer::{FileTransferConfig, OfferedFile, TransferDirection, TransferId, TransferState};
@@ -43,16 +49,19 @@ use serde::{Deserialize, Serialize};
 
 /// Identifies an account for the life of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct AccountId(pub u32);
 
 /// Identifies a call for the life of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct CallId(pub u64);
 
 /// Identifies an outgoing message until it is delivered or has failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct MessageId(pub u64);
 
@@ -91,6 +100,8 @@ pub struct SipAccountConfig {
     pub instance_id: Option<String>,
     /// File transfer over MSRP (RFC 4975/4976/5547); `None` declines file offers (488).
     pub file_transfer: Option<FileTransferConfig>,
+    /// STUN/TURN servers for this account's calls, instead of the engine's.
+    pub ice_servers: Option<Vec<IceServer>>,
 }
 
 impl SipAccountConfig {
@@ -108,6 +119,7 @@ impl SipAccountConfig {
             auto_answer: None,
             instance_id: None,
             file_transfer: None,
+            ice_servers: None,
         }
     }
 }
@@ -139,6 +151,7 @@ impl CallAudio {
 
 /// Everything that can go wrong in a command, told so a person can act on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum EngineError {
     /// The caller asked for something malformed (bad URL, bad address, unreadable file).

@@ -86,6 +86,30 @@ pub fn store_in_keyring(account: &str, password: &Password) -> Result<(), Engine
         .map_err(|e| EngineError::Keyring(e.to_string()))
 }
 
+/// Reads the password filed for `account`; an error when there is none or no keyring.
+pub fn read_keyring(account: &str) -> Result<Password, EngineError> {
+    PasswordSource::Keyring {
+        account: account.to_owned(),
+    }
+    .resolve()
+}
+
+/// Removes the password filed for `account`, if any.
+pub fn delete_from_keyring(account: &str) -> Result<(), EngineError> {
+    keyring::Entry::new(KEYRING_SERVICE, account)
+        .and_then(|entry| entry.delete_credential())
+        .map_err(|e| EngineError::Keyring(e.to_string()))
+}
+
+/// Whether this machine has a keyring that can hold passwords. A missing entry counts as
+/// a working keyring; no backend, no secret service or a locked-out store does not.
+pub fn keyring_available() -> bool {
+    match keyring::Entry::new(KEYRING_SERVICE, "lyrebird-keyring-probe") {
+        Ok(entry) => matches!(entry.get_password(), Ok(_) | Err(keyring::Error::NoEntry)),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,7 @@ pub enum AudioSink {
 
 /// A snapshot of a session's counters, for the UI and for benchmarks.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MediaStats {
     /// RTP audio packets written (DTMF events included).
     pub packets_sent: u64,
@@ -190,6 +191,7 @@ pub enum MediaEvent {
 
 /// Input and output device names, as cpal reports them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AudioDevices {
     /// Capture devices.
     pub inputs: Vec<String>,

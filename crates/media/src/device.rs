@@ -342,3 +342,95 @@ impl DeviceOutput {
         }
     }
 }
+
+/// The level of a capture device outside any call: the settings screen's meter.
+///
+/// Capture runs on its own thread (as in calls); dropping the meter stops it.
+pub struct InputMeter {
+    samples: rtrb::Consumer<f32>,
+    /// Samples in one 20 ms window (all channels).
+    window: usize,
+    level: f32,
+    _thread: DeviceThread,
+}
+
+impl std::fmt::Debug for InputMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputMeter")
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InputMeter {
+    /// Opens the named capture device (the default one for `None`).
+    pub async fn open(device: Option<String>) -> Result<InputMeter, MediaError> {
+        let (opened, thread) = open_on_thread(device, true, build_capture).await?;
+        Ok(InputMeter {
+            samples: opened.ring_end,
+            window: (opened.sample_rate as usize / 50 * opened.channels).max(1),
+            level: 0.0,
+            _thread: thread,
+        })
+    }
+
+    /// RMS of the newest 20 ms captured, 0..1 of full scale; the previous value when
+    /// nothing new has arrived.
+    pub fn level(&mut self) -> f32 {
+        let available = self.samples.slots();
+        if available == 0 {
+            return self.level;
+        }
+        // Only the newest window counts: skip what is older.
+        let skip = available.saturating_sub(self.window);
+        let mut sum = 0.0f64;
+        let mut counted = 0usize;
+        for index in 0..available {
+            let Ok(sample) = self.samples.pop() else {
+                break;
+            };
+            if index >= skip {
+                sum += f64::from(sample) * f64::from(sample);
+                counted += 1;
+            }
+        }
+        if counted > 0 {
+            self.level = ((sum / counted as f64).sqrt() as f32).clamp(0.0, 1.0);
+        }
+        self.level
+    }
+}
+
+/// Plays a soft tone on the named playback device (the default one for `None`): the
+/// settings screen's "test" button.
+pub async fn play_test_tone(
+    device: Option<String>,
+    frequency_hz: f32,
+    duration: std::time::Duration,
+) -> Result<(), MediaError> {
+    let (mut opened, thread) = open_on_thread(device, false, build_playback).await?;
+    let rate = opened.sample_rate as f32;
+    let total = (rate * duration.as_secs_f32()) as usize;
+    let mut written = 0usize;
+    let started = std::time::Instant::now();
+    // Bounded: the tone's own length plus a second for a slow device.
+    while written < total && started.elapsed() < duration + std::time::Duration::from_secs(1) {
+        while written < total && opened.ring_end.slots() >= opened.channels {
+            let t = written as f32 / rate;
+            // 10 ms fades at both ends so the tone does not click.
+            let fade = (t / 0.01)
+                .min((total - written) as f32 / rate / 0.01)
+                .min(1.0);
+            let sample = 0.2 * fade * (std::f32::consts::TAU * frequency_hz * t).sin();
+            for _ in 0..opened.channels {
+                let _ = opened.ring_end.push(sample);
+            }
+            written += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Let the device play out what is queued before the stream stops.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    drop(thread);
+    Ok(())
+}

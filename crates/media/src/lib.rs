@@ -37,6 +37,6 @@ pub use config::{
     AudioCodec, AudioDevices, AudioSink, AudioSource, IceServer, MediaConfig, MediaEvent,
     MediaStats,
 };
-pub use device::list_devices;
+pub use device::{InputMeter, list_devices, play_test_tone};
 pub use error::MediaError;
 pub use session::MediaSession;

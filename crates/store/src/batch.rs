@@ -264,7 +264,7 @@ fn upsert_account(tx: &Transaction<'_>, account: &NewAccount) -> Result<ChangeOu
          ON CONFLICT (kind, address) DO UPDATE SET
              display_name = excluded.display_name,
              server_url = excluded.server_url,
-             settings_json = excluded.settings_json
+             settings_json = json_patch(accounts.settings_json, excluded.settings_json)
          RETURNING id")?.query_row(
         params![
             account.kind,

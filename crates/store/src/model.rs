@@ -16,6 +16,20 @@ macro_rules! row_id {
         #[serde(transparent)]
         pub struct $name(pub i64);
 
+        // Row ids are plain numbers to a front end; declaring them inline keeps the store's
+        // `AccountId` from clashing with the engine's type of the same name.
+        #[cfg(feature = "ts")]
+        impl ts_rs::TS for $name {
+            type WithoutGenerics = Self;
+            type OptionInnerType = Self;
+            fn name(_: &ts_rs::Config) -> String {
+                "number".to_owned()
+            }
+            fn inline(_: &ts_rs::Config) -> String {
+                "number".to_owned()
+            }
+        }
+
         impl ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
                 self.0.to_sql()
@@ -65,8 +79,9 @@ row_id!(
 /// list the same words, so a typo in SQL or Rust fails loudly instead of storing junk).
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+        $(#[$doc])*
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
         }
@@ -226,6 +241,8 @@ text_enum!(
 
 text_enum!(
     /// Life cycle of a file transfer.
+    // The engine's `TransferState` (with progress details) is what a front end mostly sees.
+    #[cfg_attr(feature = "ts", ts(rename = "StoredTransferState"))]
     TransferState {
         /// Offered, not yet accepted.
         Offered => "offered",
@@ -245,6 +262,7 @@ text_enum!(
 /// There is deliberately no password field: secrets live in the OS keyring or in memory,
 /// never in this database (which is backed up, synced and copied around by people).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NewAccount {
     /// Protocol.
     pub kind: AccountKind,
@@ -254,7 +272,8 @@ pub struct NewAccount {
     pub display_name: Option<String>,
     /// WebSocket URL of the server (`wss://sip.example.com/ws`).
     pub server_url: String,
-    /// Non-secret settings; must be a JSON object.
+    /// Non-secret settings; must be a JSON object. On update it is merged into the stored
+    /// object as an RFC 7396 merge patch: keys not named stay, a `null` value removes a key.
     pub settings: serde_json::Value,
     /// When the account was first created. Kept from the first insert on later upserts.
     pub created_at_ms: i64,
@@ -262,6 +281,7 @@ pub struct NewAccount {
 
 /// A stored account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Account {
     /// Row id.
     pub id: AccountId,
@@ -281,6 +301,7 @@ pub struct Account {
 
 /// A contact to create or update, keyed by (`account`, `address`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NewContact {
     /// Owning account.
     pub account: AccountId,
@@ -296,6 +317,7 @@ pub struct NewContact {
 
 /// A stored contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Contact {
     /// Row id.
     pub id: ContactId,
@@ -313,6 +335,7 @@ pub struct Contact {
 
 /// A stored conversation: one peer or room on one account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Conversation {
     /// Row id.
     pub id: ConversationId,
@@ -332,6 +355,7 @@ pub struct Conversation {
 
 /// A message to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NewMessage {
     /// Conversation it belongs to (see `Store::find_or_create_conversation`).
     pub conversation: ConversationId,
@@ -359,6 +383,7 @@ pub struct NewMessage {
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Message {
     /// Row id.
     pub id: MessageId,
@@ -404,6 +429,7 @@ impl Message {
 /// Position in a conversation's history for keyset pagination: messages strictly before
 /// (`at_ms`, `id`) in (time, id) order. Stable while new messages arrive, unlike OFFSET.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MessageCursor {
     /// `Message::sort_at_ms` of the boundary message.
     pub at_ms: i64,
@@ -414,6 +440,7 @@ pub struct MessageCursor {
 /// How a change names an existing message: by row id (the engine stored it itself) or by
 /// its protocol id (a receipt or correction from a peer names it that way).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum MessageRef {
     /// By row id.
     Id(MessageId),
@@ -428,6 +455,7 @@ pub enum MessageRef {
 
 /// One full-text search result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SearchHit {
     /// The matching message.
     pub message: Message,
@@ -447,6 +475,7 @@ pub const SNIPPET_MATCH_END: &str = "\u{3}";
 
 /// A call to record when it starts ringing (incoming) or is dialled (outgoing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NewCall {
     /// Account that placed or received it.
     pub account: AccountId,
@@ -463,6 +492,7 @@ pub struct NewCall {
 
 /// How the end of a call is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallEnd {
     /// When it ended.
     pub at_ms: i64,
@@ -472,6 +502,7 @@ pub struct CallEnd {
 
 /// How a change names an existing call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CallRef {
     /// By row id.
     Id(CallId),
@@ -486,6 +517,7 @@ pub enum CallRef {
 
 /// A stored call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallRecord {
     /// Row id.
     pub id: CallId,
@@ -513,6 +545,7 @@ pub struct CallRecord {
 
 /// A file transfer to create or update, keyed by (`account`, `transfer_key`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NewTransfer {
     /// Account.
     pub account: AccountId,
@@ -546,6 +579,7 @@ pub struct NewTransfer {
 
 /// A stored file transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Transfer {
     /// Row id.
     pub id: TransferId,

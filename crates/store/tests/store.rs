@@ -889,3 +889,21 @@ fn in_memory_store_has_the_same_schema() -> Result<()> {
     assert!(matches!(outcome.outcomes[0], ChangeOutcome::Account(_)));
     Ok(())
 }
+
+#[test]
+fn account_settings_are_merged_and_null_removes_a_key() -> Result<()> {
+    let mut fx = fixture()?;
+    let mut update = new_account("sip:alice@127.0.0.1", 5_000);
+    update.settings = serde_json::json!({ "profile": { "kind": "sip" } });
+    fx.store.apply(&[Change::UpsertAccount(update.clone())])?;
+    let settings = &fx.store.accounts()?[0].settings;
+    assert_eq!(settings["expires"], 600, "keys not named stay");
+    assert_eq!(settings["profile"]["kind"], "sip");
+
+    update.settings = serde_json::json!({ "profile": null });
+    fx.store.apply(&[Change::UpsertAccount(update)])?;
+    let settings = &fx.store.accounts()?[0].settings;
+    assert!(settings.get("profile").is_none(), "null removes the key");
+    assert_eq!(settings["outbound"], true);
+    Ok(())
+}

@@ -47,6 +47,7 @@ pub(crate) use task::TransferSetup;
 
 /// Identifies a file transfer for the life of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct TransferId(pub u64);
 
@@ -107,6 +108,7 @@ impl FileTransferConfig {
 
 /// What an incoming offer says about the file (RFC 5547 file selector) and who sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OfferedFile {
     pub from: String,
     pub display_name: Option<String>,
@@ -120,6 +122,7 @@ pub struct OfferedFile {
 
 /// In or out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum TransferDirection {
     Outgoing,
@@ -128,6 +131,7 @@ pub enum TransferDirection {
 
 /// Where a transfer is in its life.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TransferState {
     /// Outgoing: hashing the file, reaching the relay, offering it.

@@ -97,6 +97,7 @@ impl XmppAccountConfig {
 
 /// Where a chat message shown in an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ChatOrigin {
     /// Delivered live.
@@ -111,6 +112,7 @@ pub enum ChatOrigin {
 
 /// Something to do on an XMPP account (also the CLI's JSON-line commands, tagged `cmd`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum XmppAction {
     /// Our presence (RFC 6121 §4.2): `show` is `chat`, `away`, `xa`, `dnd` or absent.
@@ -197,6 +199,7 @@ pub enum XmppAction {
 
 /// What an action produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case", untagged)]
 pub enum XmppReply {
     /// Nothing to report but success.
@@ -211,6 +214,7 @@ pub enum XmppReply {
 
 /// One contact and the presence of each of its online resources.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RosterContact {
     pub jid: String,
     pub name: Option<String>,
@@ -222,6 +226,7 @@ pub struct RosterContact {
 
 /// One online resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ResourcePresence {
     pub resource: String,
     pub show: Option<String>,
@@ -1400,6 +1405,10 @@ fn parse_show(show: Option<&str>) -> Result<Option<Show>, EngineError> {
 pub(crate) enum SupervisorCommand {
     Add {
         config: Box<XmppAccountConfig>,
+        /// The id to run under (a saved account's); the next free one when `None`.
+        id: Option<AccountId>,
+        /// Record the account in history (not for connection checks).
+        record: bool,
         reply: oneshot::Sender<Result<AccountId, EngineError>>,
     },
     Action {
@@ -1430,15 +1439,24 @@ impl XmppAccounts {
         cx: SupervisorContext<'_>,
     ) {
         match command {
-            SupervisorCommand::Add { config, reply } => {
-                *cx.next_account += 1;
-                let id = AccountId(*cx.next_account);
-                let (tx, rx) = mpsc::channel(256);
-                cx.history.record_xmpp(XmppHappening::AccountAdded {
-                    account: id,
-                    jid: config.jid.trim().to_owned(),
-                    server_url: config.ws_url.clone(),
+            SupervisorCommand::Add {
+                config,
+                id,
+                record,
+                reply,
+            } => {
+                let id = id.unwrap_or_else(|| {
+                    *cx.next_account += 1;
+                    AccountId(*cx.next_account)
                 });
+                let (tx, rx) = mpsc::channel(256);
+                if record {
+                    cx.history.record_xmpp(XmppHappening::AccountAdded {
+                        account: id,
+                        jid: config.jid.trim().to_owned(),
+                        server_url: config.ws_url.clone(),
+                    });
+                }
                 let result = XmppAccount::new(
                     id,
                     *config,
@@ -1473,6 +1491,21 @@ impl XmppAccounts {
                     let _ = reply.send(Err(EngineError::UnknownAccount(account.0)));
                 }
             },
+        }
+    }
+
+    pub(crate) fn ids(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.accounts.keys().copied()
+    }
+
+    pub(crate) fn contains(&self, account: AccountId) -> bool {
+        self.accounts.contains_key(&account)
+    }
+
+    /// Stops one account in the background (a finished connection check).
+    pub(crate) fn stop_in_background(&mut self, account: AccountId) {
+        if let Some(tx) = self.accounts.remove(&account) {
+            tokio::spawn(stop(tx));
         }
     }
 
