@@ -18,17 +18,13 @@ use std::time::Duration;
 use lyrebird_media::MediaConfig;
 use lyrebird_sip::{self as sip, UaConfig, UaEvent, UserAgent};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::backoff::Backoff;
 use crate::call::{self, CallRole, FromCall, ToCall};
 use crate::event::{AccountState, CallDirection, CallState, EngineEvent};
 use crate::history::History;
-use crate::transport::{
-    Incoming, KeepAlive, WsConnection, WsTarget, join_connecting, receive, sleep_until_opt,
-};
+use crate::transport::{Flow, FlowEvent, Incoming, KeepAlive, WsTarget, sleep_until_opt};
 use crate::{AccountId, CallAudio, CallId, EngineError, MediaStats, MessageId, SipAccountConfig};
 use lyrebird_store::{CallEndReason, DeliveryState};
 
@@ -153,11 +149,7 @@ pub(crate) struct SipAccount {
     media: Arc<MediaConfig>,
     ids: Arc<IdSource>,
     ua: UserAgent,
-    target: WsTarget,
-    conn: Option<WsConnection>,
-    connecting: Option<JoinHandle<Result<WsConnection, EngineError>>>,
-    reconnect_at: Option<Instant>,
-    backoff: Backoff,
+    flow: Flow,
     keepalive: KeepAlive,
     registered_once: bool,
     awaiting_unregister: bool,
@@ -230,11 +222,7 @@ impl SipAccount {
             media,
             ids,
             ua,
-            target,
-            conn: None,
-            connecting: None,
-            reconnect_at: None,
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            flow: Flow::new(target),
             keepalive: KeepAlive::new(),
             registered_once: false,
             awaiting_unregister: false,
@@ -287,14 +275,14 @@ impl SipAccount {
         loop {
             self.drive().await;
             if let Some((_, deadline)) = &self.shutdown_reply {
-                let waiting = self.conn.is_some() && self.awaiting_unregister;
+                let waiting = self.flow.is_open() && self.awaiting_unregister;
                 if !waiting || Instant::now() >= *deadline {
                     break;
                 }
             }
             let core_deadline = self.ua.poll_timeout().map(Instant::from_std);
             let shutdown_deadline = self.shutdown_reply.as_ref().map(|(_, d)| *d);
-            let ping_at = self.conn.as_ref().map(|_| self.keepalive.deadline());
+            let ping_at = self.flow.is_open().then(|| self.keepalive.deadline());
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -305,15 +293,15 @@ impl SipAccount {
                     let now = self.now();
                     self.transfers.on_task_message(&mut self.ua, now, message);
                 }
-                incoming = receive(&mut self.conn) => self.on_incoming(incoming),
-                result = join_connecting(&mut self.connecting) => self.on_connected(result),
+                event = self.flow.next() => match event {
+                    FlowEvent::Opened => self.on_connected(),
+                    FlowEvent::Failed(e) => self.schedule_reconnect(e.to_string()),
+                    FlowEvent::Incoming(incoming) => self.on_incoming(incoming),
+                    FlowEvent::ReconnectDue => self.start_connecting(),
+                },
                 () = sleep_until_opt(core_deadline) => {
                     let now = self.now();
                     self.ua.handle_timeout(now);
-                }
-                () = sleep_until_opt(self.reconnect_at) => {
-                    self.reconnect_at = None;
-                    self.start_connecting();
                 }
                 () = sleep_until_opt(ping_at) => self.on_keepalive_due().await,
                 () = sleep_until_opt(shutdown_deadline) => {}
@@ -325,7 +313,7 @@ impl SipAccount {
     /// Carries out everything the core has queued: messages to send and events to act on.
     /// Acting on an event may queue more, so this runs until both queues are empty.
     async fn drive(&mut self) {
-        while self.conn.is_some() {
+        while self.flow.is_open() {
             let Some(message) = self.pending.pop_front() else {
                 break;
             };
@@ -349,7 +337,7 @@ impl SipAccount {
 
     async fn transmit(&mut self, message: Vec<u8>) {
         tracing::trace!(message = %String::from_utf8_lossy(&message), "SIP out");
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.flow.conn.as_mut() else {
             if self.pending.len() == MAX_PENDING_TRANSMITS {
                 self.pending.pop_front();
                 warn!(
@@ -366,43 +354,31 @@ impl SipAccount {
     }
 
     fn start_connecting(&mut self) {
-        if self.connecting.is_some() || self.conn.is_some() || self.shutdown_reply.is_some() {
-            return;
+        if self.shutdown_reply.is_none() && self.flow.connect() {
+            self.set_state(AccountState::Connecting);
         }
-        self.set_state(AccountState::Connecting);
-        let target = self.target.clone();
-        self.connecting = Some(tokio::spawn(
-            async move { WsConnection::connect(&target).await },
-        ));
     }
 
-    fn on_connected(&mut self, result: Result<WsConnection, EngineError>) {
-        self.connecting = None;
-        match result {
-            Ok(conn) => {
-                self.conn = Some(conn);
-                self.keepalive.heard();
-                self.set_state(AccountState::Connected);
-                let now = self.now();
-                self.ua.handle_connected(now);
-                if !self.registered_once {
-                    self.registered_once = true;
-                    if let Err(e) = self.ua.register(now) {
-                        self.set_state(AccountState::RegistrationFailed {
-                            status: 0,
-                            reason: e.to_string(),
-                        });
-                    }
-                }
-                // What the core asked to send while the flow was down goes out on the next
-                // `drive`, ahead of anything queued since.
+    fn on_connected(&mut self) {
+        self.keepalive.heard();
+        self.set_state(AccountState::Connected);
+        let now = self.now();
+        self.ua.handle_connected(now);
+        if !self.registered_once {
+            self.registered_once = true;
+            if let Err(e) = self.ua.register(now) {
+                self.set_state(AccountState::RegistrationFailed {
+                    status: 0,
+                    reason: e.to_string(),
+                });
             }
-            Err(e) => self.schedule_reconnect(e.to_string()),
         }
+        // What the core asked to send while the flow was down goes out on the next
+        // `drive`, ahead of anything queued since.
     }
 
     fn lost(&mut self, reason: String) {
-        if self.conn.take().is_none() {
+        if !self.flow.lose() {
             return;
         }
         warn!(account = self.id.0, %reason, "SIP flow lost");
@@ -416,13 +392,9 @@ impl SipAccount {
         if self.shutdown_reply.is_some() {
             return;
         }
-        let (delay, attempt) = self.backoff.next_delay();
-        self.reconnect_at = Some(Instant::now() + delay);
-        self.set_state(AccountState::Reconnecting {
-            attempt,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            reason,
-        });
+        if let Some(state) = self.flow.schedule_reconnect(reason) {
+            self.set_state(state);
+        }
     }
 
     fn on_incoming(&mut self, incoming: Result<Option<Incoming>, EngineError>) {
@@ -440,7 +412,7 @@ impl SipAccount {
     }
 
     async fn on_keepalive_due(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.flow.conn.as_mut() else {
             return;
         };
         if let Err(reason) = self.keepalive.due(conn).await {
@@ -459,7 +431,7 @@ impl SipAccount {
         };
         match event {
             UaEvent::Registered { expires, outbound } => {
-                self.backoff.reset();
+                self.flow.reset_backoff();
                 self.set_state(AccountState::Registered {
                     expires_s: expires.as_secs(),
                     outbound,
@@ -467,7 +439,7 @@ impl SipAccount {
             }
             // A flow that died takes its registration with it; the account already reports
             // `Reconnecting` and re-registers on the next flow, so this is not a failure to show.
-            UaEvent::RegistrationFailed { status: 0, reason } if self.conn.is_none() => {
+            UaEvent::RegistrationFailed { status: 0, reason } if !self.flow.is_open() => {
                 debug!(account = self.id.0, %reason, "registration lost with the flow");
             }
             UaEvent::RegistrationFailed { status, reason } => {
@@ -1036,7 +1008,7 @@ impl SipAccount {
         for call in calls {
             let _ = self.hangup(call);
         }
-        if self.conn.is_some() && self.registered_once {
+        if self.flow.is_open() && self.registered_once {
             let now = self.now();
             match self.ua.unregister(now) {
                 Ok(()) => self.awaiting_unregister = true,
@@ -1054,12 +1026,7 @@ impl SipAccount {
                 let _ = task.try_send(ToCall::End);
             }
         }
-        if let Some(conn) = self.conn.take() {
-            conn.close().await;
-        }
-        if let Some(connecting) = self.connecting.take() {
-            connecting.abort();
-        }
+        self.flow.close().await;
         self.set_state(AccountState::Stopped);
         if let Some((reply, _)) = self.shutdown_reply.take() {
             let _ = reply.send(());

@@ -394,3 +394,126 @@ impl KeepAlive {
         Ok(())
     }
 }
+
+/// How long the first reconnect waits, and the longest any waits (jittered exponential
+/// backoff in between; see `backoff.rs`).
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// One account's WebSocket flow through its life: a connection attempt under way (in its own
+/// task, so the account keeps serving commands), an open connection, or a wait before the
+/// next attempt. The account decides *when* to connect and what a lost flow means for its
+/// protocol; this type owns the mechanics both the SIP and the XMPP account share.
+pub(crate) struct Flow {
+    target: WsTarget,
+    connecting: Option<tokio::task::JoinHandle<Result<WsConnection, EngineError>>>,
+    /// The open connection, if any.
+    pub(crate) conn: Option<WsConnection>,
+    reconnect_at: Option<tokio::time::Instant>,
+    backoff: crate::backoff::Backoff,
+}
+
+/// What happened to a flow; see [`Flow::next`].
+pub(crate) enum FlowEvent {
+    /// A connection attempt succeeded; `conn` is set.
+    Opened,
+    /// A connection attempt failed.
+    Failed(EngineError),
+    /// The open connection delivered something, or ended (`Ok(None)`, `Err`).
+    Incoming(Result<Option<Incoming>, EngineError>),
+    /// The wait before the next attempt is over.
+    ReconnectDue,
+}
+
+impl Flow {
+    pub(crate) fn new(target: WsTarget) -> Flow {
+        Flow {
+            target,
+            connecting: None,
+            conn: None,
+            reconnect_at: None,
+            backoff: crate::backoff::Backoff::new(RECONNECT_FIRST, RECONNECT_MAX),
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Starts a connection attempt unless a connection is open or an attempt is under way.
+    /// True when one started (the account then reports `Connecting`).
+    pub(crate) fn connect(&mut self) -> bool {
+        if self.connecting.is_some() || self.conn.is_some() {
+            return false;
+        }
+        self.reconnect_at = None;
+        let target = self.target.clone();
+        self.connecting = Some(tokio::spawn(
+            async move { WsConnection::connect(&target).await },
+        ));
+        true
+    }
+
+    /// Waits for the next thing that happens to the flow. Cancel-safe, for `select!`.
+    pub(crate) async fn next(&mut self) -> FlowEvent {
+        tokio::select! {
+            incoming = receive(&mut self.conn) => FlowEvent::Incoming(incoming),
+            result = join_connecting(&mut self.connecting) => {
+                self.connecting = None;
+                match result {
+                    Ok(conn) => {
+                        self.conn = Some(conn);
+                        FlowEvent::Opened
+                    }
+                    Err(e) => FlowEvent::Failed(e),
+                }
+            }
+            () = sleep_until_opt(self.reconnect_at) => {
+                self.reconnect_at = None;
+                FlowEvent::ReconnectDue
+            }
+        }
+    }
+
+    /// Drops the open connection (it is dead or done with); true if there was one.
+    pub(crate) fn lose(&mut self) -> bool {
+        self.conn.take().is_some()
+    }
+
+    /// Takes the open connection, to close it in an orderly way.
+    pub(crate) fn take(&mut self) -> Option<WsConnection> {
+        self.conn.take()
+    }
+
+    /// Schedules the next attempt after a jittered, growing delay, and says what to report:
+    /// `None` when one is already scheduled.
+    pub(crate) fn schedule_reconnect(&mut self, reason: String) -> Option<crate::AccountState> {
+        if self.reconnect_at.is_some() {
+            return None;
+        }
+        let (delay, attempt) = self.backoff.next_delay();
+        self.reconnect_at = Some(tokio::time::Instant::now() + delay);
+        Some(crate::AccountState::Reconnecting {
+            attempt,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            reason,
+        })
+    }
+
+    /// The protocol is up on this flow: the next failure starts the backoff from the start.
+    pub(crate) fn reset_backoff(&mut self) {
+        self.backoff.reset();
+    }
+
+    /// Stops everything: aborts an attempt under way, cancels a scheduled one, and closes the
+    /// open connection.
+    pub(crate) async fn close(&mut self) {
+        if let Some(connecting) = self.connecting.take() {
+            connecting.abort();
+        }
+        self.reconnect_at = None;
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+    }
+}

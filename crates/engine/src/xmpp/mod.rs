@@ -31,17 +31,13 @@ use lyrebird_xmpp::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::account::{AccountNotice, IdSource};
-use crate::backoff::Backoff;
 use crate::event::{AccountState, EngineEvent};
 use crate::history::History;
-use crate::transport::{
-    Incoming, KeepAlive, WsConnection, WsTarget, join_connecting, receive, sleep_until_opt,
-};
+use crate::transport::{Flow, FlowEvent, Incoming, KeepAlive, WsTarget, sleep_until_opt};
 use crate::{AccountId, EngineError, Password};
 
 pub(crate) use store::XmppHappening;
@@ -307,11 +303,7 @@ pub(crate) struct XmppAccount {
     id: AccountId,
     config: XmppAccountConfig,
     client: Client,
-    target: WsTarget,
-    conn: Option<WsConnection>,
-    connecting: Option<JoinHandle<Result<WsConnection, EngineError>>>,
-    reconnect_at: Option<Instant>,
-    backoff: Backoff,
+    flow: Flow,
     keepalive: KeepAlive,
     commands: mpsc::Receiver<XmppCommand>,
     notices: mpsc::UnboundedSender<AccountNotice>,
@@ -372,11 +364,7 @@ impl XmppAccount {
             id,
             config,
             client,
-            target,
-            conn: None,
-            connecting: None,
-            reconnect_at: None,
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            flow: Flow::new(target),
             keepalive: KeepAlive::new(),
             commands,
             notices,
@@ -436,7 +424,7 @@ impl XmppAccount {
                 break;
             }
             let core_deadline = self.client.poll_timeout().map(Instant::from_std);
-            let ping_at = self.conn.as_ref().map(|_| self.keepalive.deadline());
+            let ping_at = self.flow.is_open().then(|| self.keepalive.deadline());
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(XmppCommand { action: Some(action), reply }) => {
@@ -451,15 +439,15 @@ impl XmppAccount {
                 },
                 Some(message) = self.transfers.recv() => self.on_transfer(message),
                 Some(written) = self.archive_written.recv() => self.on_archive_written(written),
-                incoming = receive(&mut self.conn) => self.on_incoming(incoming),
-                result = join_connecting(&mut self.connecting) => self.on_connected(result),
+                event = self.flow.next() => match event {
+                    FlowEvent::Opened => self.on_connected(),
+                    FlowEvent::Failed(e) => self.schedule_reconnect(e.to_string()),
+                    FlowEvent::Incoming(incoming) => self.on_incoming(incoming),
+                    FlowEvent::ReconnectDue => self.start_connecting(),
+                },
                 () = sleep_until_opt(core_deadline) => {
                     let now = self.now();
                     self.client.handle_timeout(now);
-                }
-                () = sleep_until_opt(self.reconnect_at) => {
-                    self.reconnect_at = None;
-                    self.start_connecting();
                 }
                 () = sleep_until_opt(ping_at) => self.on_keepalive_due().await,
             }
@@ -468,7 +456,7 @@ impl XmppAccount {
         let now = self.now();
         self.client.close(now);
         while let Some(frame) = self.client.poll_transmit() {
-            if let Some(conn) = self.conn.as_mut()
+            if let Some(conn) = self.flow.conn.as_mut()
                 && tokio::time::timeout(Duration::from_secs(1), conn.send(frame.into_bytes()))
                     .await
                     .is_err()
@@ -476,12 +464,7 @@ impl XmppAccount {
                 break;
             }
         }
-        if let Some(conn) = self.conn.take() {
-            conn.close().await;
-        }
-        if let Some(connecting) = self.connecting.take() {
-            connecting.abort();
-        }
+        self.flow.close().await;
         self.history.flush().await;
         self.set_state(AccountState::Stopped);
         if let Some(reply) = shutdown_reply {
@@ -494,7 +477,7 @@ impl XmppAccount {
             let mut progressed = false;
             while let Some(frame) = self.client.poll_transmit() {
                 progressed = true;
-                let Some(conn) = self.conn.as_mut() else {
+                let Some(conn) = self.flow.conn.as_mut() else {
                     // The core keeps unacknowledged stanzas itself (XEP-0198); a frame that
                     // cannot go now is resent after resumption.
                     continue;
@@ -516,7 +499,7 @@ impl XmppAccount {
     /// Sends what the core has queued, without handling events (used inside event handling).
     async fn drive_transmit(&mut self) {
         while let Some(frame) = self.client.poll_transmit() {
-            let Some(conn) = self.conn.as_mut() else {
+            let Some(conn) = self.flow.conn.as_mut() else {
                 continue;
             };
             if let Err(e) = conn.send(frame.into_bytes()).await {
@@ -526,39 +509,22 @@ impl XmppAccount {
     }
 
     fn start_connecting(&mut self) {
-        if self.connecting.is_some()
-            || self.conn.is_some()
-            || self.stopping
-            || self.permanent_failure
-        {
-            return;
+        if !self.stopping && !self.permanent_failure && self.flow.connect() {
+            self.set_state(AccountState::Connecting);
         }
-        self.set_state(AccountState::Connecting);
-        let target = self.target.clone();
-        self.connecting = Some(tokio::spawn(
-            async move { WsConnection::connect(&target).await },
-        ));
     }
 
-    fn on_connected(&mut self, result: Result<WsConnection, EngineError>) {
-        self.connecting = None;
-        match result {
-            Ok(conn) => {
-                self.conn = Some(conn);
-                self.keepalive.heard();
-                self.set_state(AccountState::Connected);
-                let now = self.now();
-                self.client.handle_connected(now);
-            }
-            Err(e) => self.schedule_reconnect(e.to_string()),
-        }
+    fn on_connected(&mut self) {
+        self.keepalive.heard();
+        self.set_state(AccountState::Connected);
+        let now = self.now();
+        self.client.handle_connected(now);
     }
 
     fn lost(&mut self, reason: String) {
-        let Some(conn) = self.conn.take() else {
+        if !self.flow.lose() {
             return;
-        };
-        drop(conn);
+        }
         warn!(account = self.id.0, %reason, "XMPP connection lost");
         let now = self.now();
         self.client.handle_disconnected(now);
@@ -566,16 +532,12 @@ impl XmppAccount {
     }
 
     fn schedule_reconnect(&mut self, reason: String) {
-        if self.stopping || self.permanent_failure || self.reconnect_at.is_some() {
+        if self.stopping || self.permanent_failure {
             return;
         }
-        let (delay, attempt) = self.backoff.next_delay();
-        self.reconnect_at = Some(Instant::now() + delay);
-        self.set_state(AccountState::Reconnecting {
-            attempt,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            reason,
-        });
+        if let Some(state) = self.flow.schedule_reconnect(reason) {
+            self.set_state(state);
+        }
     }
 
     fn on_incoming(&mut self, incoming: Result<Option<Incoming>, EngineError>) {
@@ -596,7 +558,7 @@ impl XmppAccount {
     }
 
     async fn on_keepalive_due(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.flow.conn.as_mut() else {
             return;
         };
         if let Err(reason) = self.keepalive.due(conn).await {
@@ -617,7 +579,7 @@ impl XmppAccount {
     async fn on_core_event(&mut self, event: XmppEvent) {
         match event {
             XmppEvent::Online { jid, resumed } => {
-                self.backoff.reset();
+                self.flow.reset_backoff();
                 if !resumed {
                     self.presence.clear();
                     // Available before anyone is told we are online (RFC 6121 §4.2).
@@ -645,14 +607,14 @@ impl XmppAccount {
                     self.set_state(AccountState::AuthenticationFailed {
                         reason: reason.clone(),
                     });
-                    if let Some(conn) = self.conn.take() {
+                    if let Some(conn) = self.flow.take() {
                         conn.close().await;
                     }
                     let now = self.now();
                     self.client.handle_disconnected(now);
                 } else if !self.stopping {
                     // The core has closed the stream; close the socket and resume on a new one.
-                    if let Some(mut conn) = self.conn.take() {
+                    if let Some(mut conn) = self.flow.take() {
                         while let Some(frame) = self.client.poll_transmit() {
                             let send = conn.send(frame.into_bytes());
                             if tokio::time::timeout(Duration::from_secs(1), send)
