@@ -1,0 +1,244 @@
+// The views render the DOM contract (notes/desktop-contract.md) the window tests click by:
+// rendered on the server side from a realistic state, the attributes must be there and right.
+import { render } from "svelte/server";
+import { beforeEach, describe, expect, it } from "vitest";
+import App from "../App.svelte";
+import InCall from "../components/InCall.svelte";
+import IncomingCall from "../components/IncomingCall.svelte";
+import { bootstrap, chat } from "../lib/fixtures";
+import * as S from "../lib/state";
+import { app } from "../lib/store.svelte";
+import Calls from "./Calls.svelte";
+import Chats from "./Chats.svelte";
+import Contacts from "./Contacts.svelte";
+import Settings from "./Settings.svelte";
+import Transfers from "./Transfers.svelte";
+
+const NOW = 1_700_001_000_000;
+
+function attrs(html: string, testid: string): string[] {
+  const re = new RegExp(`<[^>]*data-testid="${testid}"[^>]*>`, "g");
+  return html.match(re) ?? [];
+}
+
+beforeEach(() => {
+  let s = S.applyBootstrap(S.emptyState(), bootstrap());
+  s = S.applyEvents(
+    s,
+    [
+      { event: "account_state", account: 1, state: { state: "registered", expires_s: 600, outbound: true } },
+      { event: "xmpp_online", account: 2, jid: "alice@lyrebird.test/desk", resumed: false },
+      { event: "presence", account: 2, jid: "carol@lyrebird.test/phone", available: true, show: "dnd", status: null },
+      { event: "subscription_request", account: 2, from: "frank@lyrebird.test" },
+    ],
+    NOW,
+  );
+  app.state = s;
+  app.now = NOW;
+  app.detached = false;
+  app.view = "contacts";
+});
+
+describe("contacts view", () => {
+  it("lists merged contacts with presence, and subscription requests", () => {
+    const { body } = render(Contacts);
+    const items = attrs(body, "contact-item");
+    expect(items.length).toBe(3);
+    expect(items[0]).toContain('data-address="carol@lyrebird.test"');
+    expect(items[0]).toContain('data-presence="dnd"');
+    expect(body).toContain('data-addresses="sip:bob@lyrebird.test bob@lyrebird.test"');
+    expect(attrs(body, "contact-call").length).toBe(3);
+    expect(attrs(body, "contact-chat").length).toBe(3);
+    expect(attrs(body, "subscription-request")[0]).toContain('data-from="frank@lyrebird.test"');
+    for (const id of ["contact-search", "contact-add-address", "contact-add", "subscription-approve", "subscription-deny"]) {
+      expect(attrs(body, id).length, id).toBe(1);
+    }
+    expect(body).toContain("Do not disturb");
+  });
+});
+
+describe("chats view", () => {
+  it("shows conversations with unread badges and the open one's messages", () => {
+    let s = S.applyEvent(app.state, chat({ id: "m1", peer: "carol@lyrebird.test", body: "<script>x()</script>" }), NOW);
+    s = S.openConversation(s, 1, "sip:bob@lyrebird.test");
+    s = S.addOutgoingSip(s, 1, "sip:bob@lyrebird.test", 4, "hello", NOW);
+    s = S.applyEvent(s, { event: "message_delivered", account: 1, message: 4 }, NOW);
+    app.state = s;
+    const { body } = render(Chats);
+    const convs = attrs(body, "conversation-item");
+    expect(convs.length).toBe(2);
+    expect(convs[0]).toContain('data-peer="sip:bob@lyrebird.test"');
+    expect(convs[0]).toContain('data-account="1"');
+    expect(attrs(body, "unread-badge").length).toBe(1);
+    expect(body).toMatch(/data-testid="unread-badge"[^>]*>3</);
+    const msgs = attrs(body, "message-item");
+    expect(msgs.length).toBe(1);
+    expect(msgs[0]).toContain('data-direction="out"');
+    expect(msgs[0]).toContain('data-state="sent"');
+    expect(msgs[0]).toContain('data-id="sip-4"');
+    expect(body).not.toContain("<script>x()");
+    for (const id of ["message-list", "composer-input", "composer-send", "composer-attach", "chat-search", "room-join-address", "room-join-nick", "room-join"]) {
+      expect(attrs(body, id).length, id).toBe(1);
+    }
+  });
+
+  it("shows a room's occupants and the typing indicator", () => {
+    const room = "team@conference.lyrebird.test";
+    let s = S.roomJoining(app.state, 2, room, "alice");
+    s = S.applyEvents(
+      s,
+      [
+        { event: "room_joined", account: 2, room, nick: "alice" },
+        { event: "occupant", account: 2, room, nick: "alice", jid: null, available: true, role: null, is_self: true },
+        { event: "occupant", account: 2, room, nick: "bob", jid: null, available: true, role: null, is_self: false },
+      ],
+      NOW,
+    );
+    app.state = S.openConversation(s, 2, room, true);
+    let { body } = render(Chats);
+    expect(attrs(body, "occupant-item").map((a) => /data-nick="([^"]*)"/.exec(a)?.[1])).toEqual(["alice", "bob"]);
+    expect(attrs(body, "typing-indicator")).toEqual([]);
+    s = S.openConversation(app.state, 2, "carol@lyrebird.test");
+    app.state = S.applyEvent(s, { event: "chat_state", account: 2, from: "carol@lyrebird.test/phone", state: "composing" }, NOW);
+    ({ body } = render(Chats));
+    expect(attrs(body, "typing-indicator").length).toBe(1);
+  });
+});
+
+describe("calls", () => {
+  it("has the dialpad and history with missed calls marked", () => {
+    const { body } = render(Calls);
+    for (const id of ["dial-account", "dial-input", "dial-call"]) expect(attrs(body, id).length, id).toBe(1);
+    const items = attrs(body, "call-history-item");
+    expect(items.length).toBe(2);
+    expect(items[0]).toContain('data-missed="true"');
+    expect(items[0]).toContain('data-direction="in"');
+    expect(items[0]).toContain('data-peer="sip:bob@lyrebird.test"');
+    expect(items[1]).toContain('data-missed="false"');
+  });
+
+  it("shows the incoming call screen", () => {
+    const s = S.applyEvent(app.state, { event: "incoming_call", account: 1, call: 12, from: "sip:bob@lyrebird.test", display_name: "<b>Bob</b>" }, NOW);
+    const call = S.ringingIncoming(s)!;
+    const { body } = render(IncomingCall, { props: { call } });
+    expect(attrs(body, "incoming-call")[0]).toContain('data-call="12"');
+    expect(body).toContain("&lt;b>Bob&lt;/b> (sip:bob@lyrebird.test)");
+    for (const id of ["incoming-caller", "incoming-answer", "incoming-decline"]) expect(attrs(body, id).length, id).toBe(1);
+  });
+
+  it("shows the in-call view with timer, mute state, keypad and meters", () => {
+    let s = S.callStarted(app.state, 1, 7, "sip:echo@lyrebird.test", NOW - 65_000);
+    s = S.applyEvent(s, { event: "call_state", account: 1, call: 7, state: { state: "audio_flowing" } }, NOW - 65_000);
+    s = S.setMuted(s, "7", true);
+    app.state = s;
+    const { body } = render(InCall, { props: { call: S.currentCall(s)! } });
+    const root = attrs(body, "in-call")[0] ?? "";
+    expect(root).toContain('data-call="7"');
+    expect(root).toContain('data-state="audio"');
+    expect(body).toMatch(/data-testid="call-timer"[^>]*>1:05</);
+    expect(attrs(body, "call-mute")[0]).toContain('aria-pressed="true"');
+    for (const d of ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"]) {
+      expect(attrs(body, `call-dtmf-${d.replace("*", "\\*")}`).length, d).toBe(1);
+    }
+    expect(attrs(body, "level-in")[0]).toMatch(/^<meter[^>]*data-level="0"/);
+    expect(attrs(body, "level-out")[0]).toMatch(/^<meter/);
+    expect(attrs(body, "call-quality")[0]).toContain('data-quality="unknown"');
+    expect(attrs(body, "call-hangup").length).toBe(1);
+  });
+});
+
+describe("transfers view", () => {
+  it("shows offers with accept/decline and progress with rate and time left", () => {
+    let s = S.applyEvent(
+      app.state,
+      { event: "transfer_offered", account: 1, transfer: 5, from: "sip:bob@lyrebird.test", display_name: null, file_name: "a.txt", size: 10, mime_type: null, sha256: null },
+      NOW,
+    );
+    s = S.applyEvents(
+      s,
+      [
+        { event: "transfer_state", account: 1, transfer: 6, state: { state: "offering", peer: "sip:bob@lyrebird.test", file_name: "b.bin", size: 4_000_000 } },
+        { event: "transfer_progress", account: 1, transfer: 6, bytes: 1_000_000, total: 4_000_000, percent: 25, rate_bps: 1_048_576, eta_ms: 3000 },
+      ],
+      NOW,
+    );
+    app.state = s;
+    const { body } = render(Transfers);
+    const items = attrs(body, "transfer-item");
+    expect(items[0]).toContain('data-transfer="5"');
+    expect(items[0]).toContain('data-state="offered"');
+    expect(items[1]).toContain('data-state="active"');
+    expect(attrs(body, "transfer-accept").length).toBe(1);
+    expect(attrs(body, "transfer-decline").length).toBe(1);
+    expect(attrs(body, "transfer-cancel").length).toBe(1);
+    const progress = attrs(body, "transfer-progress");
+    expect(progress[1]).toMatch(/^<progress/);
+    expect(progress[1]).toContain('data-percent="25"');
+    expect(progress[1]).toContain('value="25"');
+    expect(body).toMatch(/data-testid="transfer-rate"[^>]*>1.0 MB\/s</);
+    expect(body).toMatch(/data-testid="transfer-eta"[^>]*>a few seconds left</);
+  });
+
+  it("offers to open the folder when a file has arrived", () => {
+    app.state = S.applyEvents(
+      app.state,
+      [
+        { event: "transfer_offered", account: 1, transfer: 5, from: "sip:b@x", display_name: null, file_name: "a.txt", size: 10, mime_type: null, sha256: null },
+        { event: "transfer_state", account: 1, transfer: 5, state: { state: "completed", bytes: 10, sha256: "00", path: "/dl/a.txt", duplicate_bytes: 0, out_of_order_writes: 0 } },
+      ],
+      NOW,
+    );
+    const { body } = render(Transfers);
+    expect(attrs(body, "transfer-item")[0]).toContain('data-state="completed"');
+    expect(attrs(body, "transfer-progress")[0]).toContain('data-percent="100"');
+    expect(attrs(body, "transfer-open-folder").length).toBe(1);
+  });
+});
+
+describe("settings and first run", () => {
+  it("lists accounts with their state and has the account form and audio controls", () => {
+    const { body } = render(Settings);
+    const items = attrs(body, "account-item");
+    expect(items[0]).toContain('data-account="1"');
+    expect(items[0]).toContain('data-state="registered"');
+    expect(items[1]).toContain('data-state="online"');
+    for (const id of [
+      "account-kind", "account-ws-url", "account-address", "account-password", "account-display-name",
+      "account-outbound-proxy", "account-turn-url", "account-turn-username", "account-turn-credential",
+      "account-msrp-relay-ws-url", "account-msrp-relay-uri", "account-remember", "account-check",
+      "account-check-result", "account-save", "settings-input-device", "settings-output-device",
+      "settings-meter", "settings-test-audio", "settings-autostart", "settings-theme",
+    ]) {
+      expect(attrs(body, id).length, id).toBe(1);
+    }
+  });
+
+  it("greys out 'remember password' and says why when there is no keyring", () => {
+    app.state = { ...app.state, keyringAvailable: false };
+    const { body } = render(Settings);
+    expect(attrs(body, "account-remember")[0]).toContain("disabled");
+    expect(body).toContain("No system keyring is available");
+  });
+
+  it("starts with the account form when there is no account, and the navigation otherwise", () => {
+    app.state = { ...S.emptyState(), booted: true };
+    let { body } = render(App);
+    expect(body).toContain("Welcome to Lyrebird");
+    expect(attrs(body, "nav-contacts")).toEqual([]);
+    app.state = S.applyBootstrap(S.emptyState(), bootstrap());
+    ({ body } = render(App));
+    for (const id of ["nav-contacts", "nav-chats", "nav-calls", "nav-transfers", "nav-settings"]) {
+      expect(attrs(body, id).length, id).toBe(1);
+    }
+    expect(attrs(body, "contact-item").length).toBe(3);
+    expect(attrs(body, "toast")).toEqual([]);
+  });
+
+  it("shows errors in a status region", () => {
+    app.state = S.addErrorToast(S.applyBootstrap(S.emptyState(), bootstrap()), { kind: "transport", detail: "refused" }, NOW);
+    const { body } = render(App);
+    const toast = attrs(body, "toast")[0] ?? "";
+    expect(toast).toContain('role="status"');
+    expect(body).toContain("Can't reach the server: refused.");
+  });
+});
