@@ -1315,8 +1315,15 @@ mod tests {
         assert_ne!(a.port, b.port);
         // Our own second attempt at the same lock fails while `a` holds it.
         assert!(try_lock(&format!("{}.lock", a.port)).unwrap().is_none());
-        let port = a.port;
-        drop(a);
-        assert!(try_lock(&format!("{port}.lock")).unwrap().is_some());
+        drop((a, b));
+        // Dropping a lock releases it. Checked on a name of its own: a released port's lock
+        // may be taken at once by another test leasing ports in parallel.
+        let name = format!("release-check-{}.lock", std::process::id());
+        let held = try_lock(&name).unwrap();
+        assert!(held.is_some());
+        assert!(try_lock(&name).unwrap().is_none());
+        drop(held);
+        assert!(try_lock(&name).unwrap().is_some());
+        let _ = std::fs::remove_file(lock_dir().unwrap().join(&name));
     }
 }

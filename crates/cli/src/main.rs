@@ -74,6 +74,9 @@ enum Command {
         /// Exit after the first call has ended.
         #[arg(long)]
         exit_after_call: bool,
+        /// Answer every SIP MESSAGE with "You said: <text>" to its sender (a demo contact).
+        #[arg(long)]
+        reply_messages: bool,
     },
     /// Register, call a SIP URI, and hang up after --duration or when the other side does.
     Call {
@@ -419,6 +422,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             auto_answer,
             echo,
             exit_after_call,
+            reply_messages,
         } => {
             let mut config = account_config(&account)?;
             if auto_answer {
@@ -430,7 +434,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let (engine, mut events) = start_engine(cli.db, media_config(&media)?)?;
             let account = engine.add_sip_account(config).await?;
-            let code = run_interactive(&engine, &mut events, account, audio, exit_after_call).await;
+            let behaviour = RunBehaviour {
+                exit_after_call,
+                reply_messages,
+            };
+            let code = run_interactive(&engine, &mut events, account, audio, behaviour).await;
             engine.shutdown().await;
             // What stopping produced (hang-ups, the unregistration) is reported too.
             while let Ok(event) = events.try_recv() {
@@ -698,13 +706,35 @@ fn choose_audio(
     audio
 }
 
+/// What `run` does by itself, besides printing events and taking commands.
+#[derive(Debug, Clone, Copy)]
+struct RunBehaviour {
+    exit_after_call: bool,
+    reply_messages: bool,
+}
+
+/// The prefix of a bot's replies. A message that already starts with it is not answered, so two
+/// bots never reply to each other for ever.
+pub(crate) const REPLY_PREFIX: &str = "You said: ";
+
+/// The bot's answer to `body`, or `None` when it must stay silent (an empty text, or another
+/// bot's reply).
+pub(crate) fn bot_reply(body: &str) -> Option<String> {
+    let text = body.trim();
+    if text.is_empty() || body.starts_with(REPLY_PREFIX) {
+        return None;
+    }
+    Some(format!("{REPLY_PREFIX}{body}"))
+}
+
 async fn run_interactive(
     engine: &EngineHandle,
     events: &mut UnboundedReceiver<EngineEvent>,
     account: AccountId,
     audio: AudioArgs,
-    exit_after_call: bool,
+    behaviour: RunBehaviour,
 ) -> Result<ExitCode> {
+    let exit_after_call = behaviour.exit_after_call;
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut had_call = false;
@@ -713,6 +743,18 @@ async fn run_interactive(
             event = events.recv() => {
                 let Some(event) = event else { return Ok(ExitCode::FAILURE) };
                 print_event(&event);
+                if let EngineEvent::MessageReceived { account: to, from, body, .. } = &event
+                    && behaviour.reply_messages
+                    && *to == account
+                    && let Some(reply) = bot_reply(body)
+                {
+                    // Reported like a stdin `message` command, so scripts see the reply's id.
+                    let result = engine.send_message(account, from, &reply).await;
+                    print_line(match result {
+                        Ok(message) => json!({"event": "bot_reply", "ok": true, "to": from, "message": message}),
+                        Err(e) => json!({"event": "bot_reply", "ok": false, "to": from, "detail": e.to_string()}),
+                    });
+                }
                 if let EngineEvent::CallState { state, .. } = &event {
                     match state {
                         CallState::Dialing { .. } => had_call = true,

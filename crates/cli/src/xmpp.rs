@@ -19,14 +19,14 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Args;
 use lyrebird_engine::{
-    AccountId, AccountState, EngineEvent, EngineHandle, PasswordSource, XmppAccountConfig,
-    XmppAction,
+    AccountId, AccountState, ChatOrigin, EngineEvent, EngineHandle, PasswordSource,
+    XmppAccountConfig, XmppAction,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::{print_event, print_line};
+use crate::{bot_reply, print_event, print_line};
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct XmppArgs {
@@ -69,6 +69,9 @@ pub(crate) struct XmppArgs {
     /// Do not send available presence on login.
     #[arg(long)]
     invisible: bool,
+    /// Answer each incoming 1:1 chat message with "You said: <body>" (a demo contact).
+    #[arg(long)]
+    reply_chats: bool,
 }
 
 pub(crate) fn account_config(args: &XmppArgs) -> Result<XmppAccountConfig> {
@@ -111,6 +114,9 @@ pub(crate) async fn run(
                 if let EngineEvent::AccountState { state: AccountState::AuthenticationFailed { .. }, .. } = &event {
                     return Ok(ExitCode::FAILURE);
                 }
+                if args.reply_chats {
+                    reply_to_chat(engine, account, &event).await;
+                }
             }
             line = stdin.next_line(), if stdin_open => match line {
                 Ok(Some(line)) if line.trim().is_empty() => {}
@@ -128,6 +134,36 @@ pub(crate) async fn run(
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+/// With `--reply-chats`: answers a live 1:1 message from someone else (not archive or carbon
+/// copies, not rooms, not corrections) with "You said: <body>".
+async fn reply_to_chat(engine: &EngineHandle, account: AccountId, event: &EngineEvent) {
+    let EngineEvent::ChatMessage {
+        account: to,
+        peer,
+        room: false,
+        outgoing: false,
+        body,
+        replaces: None,
+        origin: ChatOrigin::Live,
+        ..
+    } = event
+    else {
+        return;
+    };
+    if *to != account {
+        return;
+    }
+    let Some(reply) = bot_reply(body) else { return };
+    let action = XmppAction::Message {
+        to: peer.clone(),
+        body: reply,
+    };
+    print_line(match engine.xmpp(account, action).await {
+        Ok(reply) => json!({"event": "bot_reply", "ok": true, "to": peer, "reply": reply}),
+        Err(e) => json!({"event": "bot_reply", "ok": false, "to": peer, "detail": e.to_string()}),
+    });
 }
 
 /// Carries out one stdin command and prints its result. Returns true for `quit`.

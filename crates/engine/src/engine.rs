@@ -751,15 +751,7 @@ impl Supervisor {
                 };
                 let _ = reply.send(result);
             }
-            Command::Xmpp(command) => {
-                let context = crate::xmpp::SupervisorContext {
-                    next_account: &mut self.next_account,
-                    ids: &self.ids,
-                    notices: &self.notices_tx,
-                    history: &self.history,
-                };
-                self.xmpp.on_command(command, context).await;
-            }
+            Command::Xmpp(command) => self.forward_to_xmpp(command).await,
             Command::ToAccount { account, command } => match self.accounts.get(&account) {
                 Some(entry) => forward(entry, command).await,
                 None => command.fail(EngineError::UnknownAccount(account.0)),
@@ -834,16 +826,21 @@ impl Supervisor {
                     record,
                     reply,
                 };
-                let context = crate::xmpp::SupervisorContext {
-                    next_account: &mut self.next_account,
-                    ids: &self.ids,
-                    notices: &self.notices_tx,
-                    history: &self.history,
-                };
-                self.xmpp.on_command(command, context).await;
+                self.forward_to_xmpp(command).await;
                 result.await.map_err(|_| EngineError::Stopped)?
             }
         }
+    }
+
+    /// Hands a command to the XMPP accounts, lending them what they share with SIP ones.
+    async fn forward_to_xmpp(&mut self, command: crate::xmpp::SupervisorCommand) {
+        let context = crate::xmpp::SupervisorContext {
+            next_account: &mut self.next_account,
+            ids: &self.ids,
+            notices: &self.notices_tx,
+            history: &self.history,
+        };
+        self.xmpp.on_command(command, context).await;
     }
 
     /// Stops an account without waiting (a finished connection check).

@@ -698,21 +698,29 @@ export function presenceWords(p: PresenceWord): string {
   }
 }
 
+/** A roster entry (from the `roster` reply or a `contact` event) as a contact endpoint. */
+function xmppContact(
+  account: number,
+  c: { jid: string; name: string | null; subscription: string; pending_out: boolean; groups: string[] },
+): ContactEndpoint {
+  return {
+    account,
+    kind: "xmpp",
+    address: c.jid,
+    name: c.name ?? null,
+    subscription: c.subscription,
+    pendingOut: c.pending_out,
+    groups: [...c.groups],
+  };
+}
+
 /** The XMPP roster as the `roster` action returns it, with each resource's presence. */
 export function applyRoster(state: AppState, account: number, roster: RosterContact[]): AppState {
   const contacts = { ...state.contacts };
   const presence = { ...state.presence };
   for (const c of roster) {
     const key = contactKey(account, c.jid);
-    contacts[key] = {
-      account,
-      kind: "xmpp",
-      address: c.jid,
-      name: c.name ?? null,
-      subscription: c.subscription,
-      pendingOut: c.pending_out,
-      groups: [...c.groups],
-    };
+    contacts[key] = xmppContact(account, c);
     const resources: Record<string, ResourceView> = {};
     for (const r of c.resources) {
       resources[r.resource] = { show: r.show ?? null, status: r.status ?? null, priority: r.priority };
@@ -1458,15 +1466,7 @@ export function applyEvent(state: AppState, ev: EngineEvent, now: number): AppSt
     case "contact": {
       const account = num(ev.account);
       const key = contactKey(account, ev.jid);
-      const contact: ContactEndpoint = {
-        account,
-        kind: "xmpp",
-        address: ev.jid,
-        name: ev.name ?? null,
-        subscription: ev.subscription,
-        pendingOut: ev.pending_out,
-        groups: [...ev.groups],
-      };
+      const contact = xmppContact(account, ev);
       return { ...state, contacts: { ...state.contacts, [key]: contact } };
     }
     case "contact_removed": {
