@@ -284,6 +284,28 @@ fn print_line(mut value: Value) {
     println!("{value}");
 }
 
+/// Prints the answer to a JSON-line command: `ok`, and the result's fields or the error.
+fn print_result(id: Value, name: Value, result: Result<Value, lyrebird_engine::EngineError>) {
+    let mut line = json!({"event": "result", "id": id, "cmd": name});
+    if let Value::Object(map) = &mut line {
+        match result {
+            Ok(Value::Object(fields)) => {
+                map.insert("ok".into(), json!(true));
+                map.extend(fields);
+            }
+            Ok(_) => {
+                map.insert("ok".into(), json!(true));
+            }
+            Err(e) => {
+                map.insert("ok".into(), json!(false));
+                map.insert("error".into(), json!(e));
+                map.insert("detail".into(), json!(e.to_string()));
+            }
+        }
+    }
+    print_line(line);
+}
+
 fn print_event(event: &EngineEvent) {
     match serde_json::to_value(event) {
         Ok(value) => print_line(value),
@@ -874,23 +896,6 @@ async fn handle_line(
             .await
             .map(|()| json!({})),
     };
-    let mut line = json!({"event": "result", "id": id, "cmd": name});
-    if let Value::Object(map) = &mut line {
-        match result {
-            Ok(Value::Object(fields)) => {
-                map.insert("ok".into(), json!(true));
-                map.extend(fields);
-            }
-            Ok(_) => {
-                map.insert("ok".into(), json!(true));
-            }
-            Err(e) => {
-                map.insert("ok".into(), json!(false));
-                map.insert("error".into(), json!(e));
-                map.insert("detail".into(), json!(e.to_string()));
-            }
-        }
-    }
-    print_line(line);
+    print_result(id, name, result);
     false
 }

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::{bot_reply, print_event, print_line};
+use crate::{bot_reply, print_event, print_line, print_result};
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct XmppArgs {
@@ -219,23 +219,6 @@ async fn handle_line(engine: &EngineHandle, account: AccountId, line: &str) -> b
             }
         },
     };
-    let mut line = json!({"event": "result", "id": id, "cmd": name});
-    if let Value::Object(map) = &mut line {
-        match result {
-            Ok(Value::Object(fields)) => {
-                map.insert("ok".into(), json!(true));
-                map.extend(fields);
-            }
-            Ok(_) => {
-                map.insert("ok".into(), json!(true));
-            }
-            Err(e) => {
-                map.insert("ok".into(), json!(false));
-                map.insert("error".into(), json!(e));
-                map.insert("detail".into(), json!(e.to_string()));
-            }
-        }
-    }
-    print_line(line);
+    print_result(id, name, result);
     false
 }
