@@ -58,7 +58,7 @@ pub async fn bootstrap(shell: State<'_, Shell>) -> Reply<Bootstrap> {
         calls,
         transfers,
         downloads_dir: shell.paths.downloads_dir.display().to_string(),
-        keyring_available: shell.keyring_available,
+        keyring_available: shell.keyring_available().await,
         audio: shell.settings(),
     })
 }
@@ -70,7 +70,7 @@ pub async fn save_account(
     password: String,
     remember: bool,
 ) -> Reply<SavedAccount> {
-    let remember = remember && shell.keyring_available;
+    let remember = remember && shell.keyring_available().await;
     shell
         .engine
         .save_account(settings, Password::new(password), remember)

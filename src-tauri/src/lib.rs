@@ -159,16 +159,15 @@ fn setup(
     };
     let (engine, events) = tauri::async_runtime::block_on(async move { Engine::start(config) })
         .context("cannot start the engine")?;
-    let keyring_available = lyrebird_engine::secret::keyring_available();
-    info!(keyring_available, "engine started");
+    info!("engine started");
     app.manage(engine.clone());
-    app.manage(Shell::new(
-        engine.clone(),
-        paths,
-        clock,
-        settings,
-        keyring_available,
-    ));
+    app.manage(Shell::new(engine.clone(), paths, clock, settings));
+    // Probe the keyring while the window is being created, not before it.
+    let probe = handle.clone();
+    tauri::async_runtime::spawn(async move {
+        let available = probe.state::<Shell>().keyring_available().await;
+        info!(keyring_available = available, "keyring probed");
+    });
 
     webview::create_main_window(app, minimized).context("cannot create the window")?;
     let status = app.state::<Shell>().describe_status();

@@ -129,7 +129,9 @@ pub struct Shell {
     pub engine: EngineHandle,
     pub paths: Paths,
     pub clock: StartClock,
-    pub keyring_available: bool,
+    /// Whether an OS keyring answers. Asking costs D-Bus round trips (and may start a
+    /// keyring daemon), so it is asked once, off the start-up path; see `keyring_available`.
+    keyring: tokio::sync::OnceCell<bool>,
     settings: Mutex<ShellSettings>,
     gate: Mutex<Gate<Held>>,
     status: Mutex<Status>,
@@ -145,18 +147,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shell {
+    /// Whether "remember password" can work, probed on first use.
+    pub async fn keyring_available(&self) -> bool {
+        *self
+            .keyring
+            .get_or_init(|| async {
+                tauri::async_runtime::spawn_blocking(lyrebird_engine::secret::keyring_available)
+                    .await
+                    .unwrap_or(false)
+            })
+            .await
+    }
+
     pub fn new(
         engine: EngineHandle,
         paths: Paths,
         clock: StartClock,
         settings: ShellSettings,
-        keyring_available: bool,
     ) -> Self {
         Self {
             engine,
             paths,
             clock,
-            keyring_available,
+            keyring: tokio::sync::OnceCell::new(),
             settings: Mutex::new(settings),
             gate: Mutex::new(Gate::new(GATE_CAPACITY)),
             status: Mutex::new(Status::default()),
