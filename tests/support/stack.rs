@@ -467,7 +467,8 @@ impl Kamailio {
             .arg(&dir)
             .arg("-P")
             .arg(dir.join("kamailio.pid"))
-            .args(["-m", "32", "-M", "4", "-a", "no"])
+            // Shared memory holds the relay's write queues (tcp_wq_max in kamailio.cfg).
+            .args(["-m", "96", "-M", "4", "-a", "no"])
             .current_dir(&dir);
         let process = ServerProcess::new("kamailio", command, dir.join("kamailio.log"));
         Ok(Kamailio {
