@@ -276,6 +276,10 @@ impl FileReceiver {
             self.complete = true;
             self.report(&message, true);
             self.events.push_back(ReceiverEvent::Complete);
+        } else if self.complete {
+            // A chunk after the whole file is in: the sender did not get our final report
+            // (lost on the way) and sends the tail again. Say once more that we hold it all.
+            self.report(&message, true);
         } else if !self.reported_once || self.have >= self.reported + self.config.report_every {
             self.report(&message, false);
         }

@@ -175,3 +175,72 @@ fn an_aborted_message_is_reported() {
     assert_eq!(rx.poll_event(), Some(ReceiverEvent::Aborted));
     assert!(tx.next_chunk().is_none());
 }
+
+/// Sends every chunk of `data` and returns the receiver's reports (nothing delivered back).
+fn send_all(data: &[u8], tx: &mut FileSender, rx: &mut FileReceiver) -> Vec<Vec<u8>> {
+    let now = Instant::now();
+    let mut reports = Vec::new();
+    while let Some(plan) = tx.next_chunk() {
+        let bytes = &data[plan.offset as usize..plan.offset as usize + plan.len];
+        let frame = tx.encode_chunk(now, bytes).unwrap();
+        rx.handle_message(Message::parse(&frame).unwrap());
+        while let Some(frame) = rx.poll_transmit() {
+            let message = Message::parse(&frame).unwrap();
+            if message.method().is_some() {
+                reports.push(frame);
+            }
+        }
+    }
+    reports
+}
+
+fn completes_on(tx: &mut FileSender, reports: &[Vec<u8>]) -> bool {
+    for frame in reports {
+        tx.handle_message(&Message::parse(frame).unwrap());
+    }
+    std::iter::from_fn(|| tx.poll_event()).any(|e| e == SenderEvent::Completed)
+}
+
+#[test]
+fn a_lost_final_report_is_repeated_when_the_tail_comes_again() {
+    let data = file(3_500);
+    let mut tx = sender(3_500, 0);
+    let mut rx = receiver(3_500, 0);
+    let reports = send_all(&data, &mut tx, &mut rx);
+    assert!(rx.is_complete());
+    // Everything but the final report reaches the sender: it still waits for the last bytes.
+    assert!(!completes_on(&mut tx, &reports[..reports.len() - 1]));
+    // It sends again from its last confirmation; the receiver, complete, reports it all again.
+    tx.rewind();
+    let again = send_all(&data, &mut tx, &mut rx);
+    assert!(!again.is_empty(), "a resent tail must be answered");
+    assert!(completes_on(&mut tx, &again));
+    assert_eq!(
+        std::iter::from_fn(|| rx.poll_event())
+            .filter(|e| *e == ReceiverEvent::Complete)
+            .count(),
+        1,
+        "the file completes once"
+    );
+}
+
+#[test]
+fn a_resumed_session_for_a_complete_file_is_confirmed_at_once() {
+    let data = file(3_500);
+    // The receiver holds the whole file; the sender only knows of the first 1000 bytes.
+    let mut tx = sender(3_500, 1_000);
+    let mut rx = receiver(3_500, 3_500);
+    let now = Instant::now();
+    let plan = tx.next_chunk().unwrap();
+    let bytes = &data[plan.offset as usize..plan.offset as usize + plan.len];
+    let frame = tx.encode_chunk(now, bytes).unwrap();
+    rx.handle_message(Message::parse(&frame).unwrap());
+    let reports: Vec<Vec<u8>> = std::iter::from_fn(|| rx.poll_transmit())
+        .filter(|f| Message::parse(f).unwrap().method().is_some())
+        .collect();
+    assert!(completes_on(&mut tx, &reports));
+    assert!(
+        std::iter::from_fn(|| rx.poll_event()).all(|e| !matches!(e, ReceiverEvent::Write { .. })),
+        "nothing is written twice"
+    );
+}

@@ -34,8 +34,9 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 const REPORT_EVERY: u64 = 256 * 1024;
 /// Bound on reaching the relay and authenticating.
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);
-/// No confirmation for this long while bytes are outstanding: a chunk was lost (Kamailio's
-/// relay drops one now and then, measured about once per 100 MiB); send again from the last
+/// No confirmation for this long while bytes are outstanding: a chunk or a report was lost (a
+/// relay whose write queue overflows drops frames after answering 200 hop-by-hop — Kamailio
+/// with its default 32 KiB queue did, see tests/stack/kamailio.cfg); send again from the last
 /// confirmed byte in the same session. Confirmations normally come every few milliseconds.
 const STALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Rewinds in a row without progress before the session counts as broken.
@@ -47,6 +48,10 @@ const MAX_REWINDS: u32 = 3;
 /// interrupted transfer waits for a resume anyway. (Carrying the cancellation in the BYE itself,
 /// RFC 3326 Reason, would remove the race.)
 const BYE_GRACE: Duration = Duration::from_secs(5);
+/// How long a receiver that holds the whole file keeps the session for a sender that has not
+/// yet heard so: longer than the sender takes to give a silent session up
+/// (`STALL_TIMEOUT` × (`MAX_REWINDS` + 1)) and offer it again.
+const LINGER: Duration = Duration::from_secs(15);
 /// How long an interrupted incoming transfer waits for the sender to offer the rest.
 const RESUME_WAIT: Duration = Duration::from_secs(90);
 /// File reads, in blocks this big.
@@ -396,6 +401,15 @@ impl Task {
 
 // ---- sending ------------------------------------------------------------------------------
 
+/// What the earlier sessions of an outgoing transfer got to.
+#[derive(Default)]
+struct Offers {
+    /// The file was offered (the person has seen "offered").
+    made: bool,
+    /// The peer accepted an offer: every later offer resumes that transfer.
+    accepted: bool,
+}
+
 /// Reads the file in blocks off the runtime's threads and serves chunks from the block.
 struct BlockReader {
     file: Arc<std::fs::File>,
@@ -538,10 +552,10 @@ impl Task {
         let mut confirmed = 0u64;
         let mut interruptions = 0u32;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        let mut offered_once = false;
+        let mut offers = Offers::default();
         loop {
             let end = match self.open_link().await {
-                Err(reason) if !offered_once => SessionEnd::Failed(reason),
+                Err(reason) if !offers.made => SessionEnd::Failed(reason),
                 Err(reason) => SessionEnd::Interrupted(reason),
                 Ok(link) => {
                     self.send_session(
@@ -552,7 +566,7 @@ impl Task {
                         &mime,
                         &mut reader,
                         &mut confirmed,
-                        &mut offered_once,
+                        &mut offers,
                     )
                     .await
                 }
@@ -620,7 +634,7 @@ impl Task {
         mime: &str,
         reader: &mut BlockReader,
         confirmed: &mut u64,
-        offered_once: &mut bool,
+        offers: &mut Offers,
     ) -> SessionEnd {
         let total = selector.size.unwrap_or(0);
         let mut path = link.use_path.clone();
@@ -634,7 +648,9 @@ impl Task {
             file_transfer_id: Some(file_transfer_id.to_owned()),
             file_disposition: Some("attachment".into()),
             file_date: None,
-            file_range: (*confirmed > 0).then_some((*confirmed + 1, Some(total))),
+            // Every offer after the first is a resume (RFC 5547 §9), even when nothing was
+            // confirmed: the range ties it to the receiver's transfer instead of a new one.
+            file_range: offers.accepted.then_some((*confirmed + 1, Some(total))),
             max_size: None,
         };
         self.to_account(FromTask::Invite {
@@ -642,8 +658,8 @@ impl Task {
             sdp: media.to_sdp(rand::random::<u32>().into(), 1),
         })
         .await;
-        if !*offered_once {
-            *offered_once = true;
+        if !offers.made {
+            offers.made = true;
             self.state(TransferState::Offered);
         }
         // Wait for the answer, keeping the relay connection serviced.
@@ -693,6 +709,7 @@ impl Task {
                 return SessionEnd::Failed(format!("the peer's answer is unusable: {e}"));
             }
         };
+        offers.accepted = true;
         let mut to_path = link.use_path.clone();
         to_path.extend(peer.path.iter().cloned());
         let sender = FileSender::new(SenderConfig {
@@ -872,6 +889,12 @@ impl Task {
 
 // ---- receiving ----------------------------------------------------------------------------
 
+/// A finished session still open for the sender (see `Task::linger`).
+struct Lingering {
+    link: Link,
+    receiver: FileReceiver,
+}
+
 struct Partial {
     total: u64,
     have: u64,
@@ -937,9 +960,9 @@ impl Task {
         };
         let mut first = true;
         loop {
-            let end = match self.open_link().await {
-                Err(reason) if first => SessionEnd::Failed(reason),
-                Err(reason) => SessionEnd::Interrupted(reason),
+            let (end, lingering) = match self.open_link().await {
+                Err(reason) if first => (SessionEnd::Failed(reason), None),
+                Err(reason) => (SessionEnd::Interrupted(reason), None),
                 Ok(link) => self.receive_session(link, &offer, &mut rx).await,
             };
             first = false;
@@ -947,7 +970,17 @@ impl Task {
             let _ = rx.writer.flush().await;
             match end {
                 SessionEnd::Completed => {
-                    return self.finish_incoming(rx, &folder, &name, &selector).await;
+                    let total = rx.total;
+                    let completed = self.finish_incoming(rx, &folder, &name, &selector).await;
+                    match lingering {
+                        Some(lingering) if completed => self.linger(lingering, total).await,
+                        Some(lingering) => {
+                            self.bye().await;
+                            lingering.link.conn.close().await;
+                        }
+                        None => {}
+                    }
+                    return;
                 }
                 SessionEnd::CancelledByPeer | SessionEnd::CancelledLocally => {
                     drop(rx.writer);
@@ -1015,13 +1048,14 @@ impl Task {
         }
     }
 
+    /// Verifies and publishes the received file; `true` when it is complete.
     async fn finish_incoming(
         &mut self,
         rx: Partial,
         folder: &Path,
         name: &str,
         selector: &FileSelector,
-    ) {
+    ) -> bool {
         let Partial {
             writer,
             hasher,
@@ -1040,13 +1074,14 @@ impl Task {
             && expected != digest
         {
             let _ = tokio::fs::remove_file(&part).await;
-            return self.state(TransferState::Failed {
+            self.state(TransferState::Failed {
                 reason: format!(
                     "SHA-256 mismatch: offered {}, received {}",
                     hex::encode(expected),
                     hex::encode(digest)
                 ),
             });
+            return false;
         }
         match publish(&part, folder, name) {
             Ok(path) => {
@@ -1062,22 +1097,27 @@ impl Task {
                     duplicate_bytes,
                     out_of_order_writes,
                 });
+                true
             }
             Err(e) => {
                 let _ = tokio::fs::remove_file(&part).await;
                 self.state(TransferState::Failed {
                     reason: format!("cannot store the received file: {e}"),
                 });
+                false
             }
         }
     }
 
-    async fn receive_session(
+    /// Answers `offer` on `link` (RFC 5547: recvonly, our path behind the relay's) and makes
+    /// the receiver core for the bytes after the first `have`.
+    async fn answer(
         &mut self,
-        mut link: Link,
+        link: &Link,
         offer: &MsrpMedia,
-        rx: &mut Partial,
-    ) -> SessionEnd {
+        total: u64,
+        have: u64,
+    ) -> Result<FileReceiver, String> {
         let mut path = link.use_path.clone();
         path.push(link.local.clone());
         let answer = MsrpMedia {
@@ -1097,26 +1137,39 @@ impl Task {
             sdp: answer.to_sdp(rand::random::<u32>().into(), 1),
         })
         .await;
-        let receiver = FileReceiver::new(ReceiverConfig {
+        FileReceiver::new(ReceiverConfig {
             local: link.local.clone(),
-            total: rx.total,
-            already_have: rx.have,
+            total,
+            already_have: have,
             report_every: REPORT_EVERY,
             rng_seed: rand::random(),
             // The sender never has more than its window unconfirmed; allow for a larger one.
             max_reorder_bytes: 4 * self.context.config.window_bytes.max(1 << 20),
-        });
-        let mut receiver = match receiver {
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// One session of an incoming transfer. A completed session is handed back still open,
+    /// for `linger`.
+    async fn receive_session(
+        &mut self,
+        mut link: Link,
+        offer: &MsrpMedia,
+        rx: &mut Partial,
+    ) -> (SessionEnd, Option<Lingering>) {
+        let mut receiver = match self.answer(&link, offer, rx.total, rx.have).await {
             Ok(r) => r,
             Err(e) => {
                 self.bye().await;
-                return SessionEnd::Failed(e.to_string());
+                link.conn.close().await;
+                return (SessionEnd::Failed(e), None);
             }
         };
         self.progress.new_session(rx.have);
         self.state(TransferState::Active { from_byte: rx.have });
         let end = self.pump_receiver(&mut link, &mut receiver, rx).await;
         match end {
+            SessionEnd::Completed => return (end, Some(Lingering { link, receiver })),
             SessionEnd::CancelledLocally => {
                 // RFC 4975 §10: 413 asks the sender to stop sending this message.
                 if let Some((message_id, from_path)) = &rx.last_send {
@@ -1137,25 +1190,91 @@ impl Task {
             | SessionEnd::Failed(_)
             | SessionEnd::Declined(_)
             | SessionEnd::CancelledByPeer => self.bye().await,
-            SessionEnd::Completed => {
-                // The sender ends the session once it has our last report; end it ourselves
-                // if it does not.
-                let wait = tokio::time::sleep(Duration::from_secs(3));
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        () = &mut wait => { self.bye().await; break; }
-                        command = self.commands.recv() => match command {
-                            Some(ToTask::SessionEnded) | None => break,
-                            Some(_) => {}
-                        },
-                        incoming = link.conn.recv() => if !matches!(incoming, Ok(Some(_))) { self.bye().await; break; },
-                    }
-                }
-            }
         }
         link.conn.close().await;
-        end
+        (end, None)
+    }
+
+    /// Keeps a finished transfer's session for the sender, which counts the file as delivered
+    /// only when a Success-Report covers its last byte (RFC 4975 §7.1.2). If that report was
+    /// lost, the sender sends the tail again (answered by the receiver core with a report for
+    /// the whole file), or gives the session up and offers the rest in a new one (answered and
+    /// confirmed the same way). Nothing is written. Ends at the sender's BYE (unless a resume
+    /// follows it at once) or after `LINGER`.
+    async fn linger(&mut self, lingering: Lingering, total: u64) {
+        /// A resume comes this soon after the BYE of a session the sender gave up.
+        const RESUME_AFTER_BYE: Duration = Duration::from_secs(3);
+        let mut lingering = Some(lingering);
+        let mut session_open = true;
+        let mut deadline = Instant::now() + LINGER;
+        loop {
+            let incoming = async {
+                match lingering.as_mut() {
+                    Some(l) => l.link.conn.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(ToTask::SessionEnded) => {
+                        session_open = false;
+                        deadline = deadline.min(Instant::now() + RESUME_AFTER_BYE);
+                    }
+                    Some(ToTask::Resume { offer }) => {
+                        info!("the sender did not hear that the file arrived and offers it again");
+                        if let Some(old) = lingering.take() {
+                            old.link.conn.close().await;
+                        }
+                        let link = match self.open_link().await {
+                            Ok(link) => link,
+                            Err(reason) => {
+                                warn!(%reason, "cannot confirm the finished file to its sender");
+                                break;
+                            }
+                        };
+                        match self.answer(&link, &offer, total, total).await {
+                            Ok(receiver) => lingering = Some(Lingering { link, receiver }),
+                            Err(reason) => {
+                                warn!(%reason, "cannot confirm the finished file to its sender");
+                                break;
+                            }
+                        }
+                        session_open = true;
+                        deadline = Instant::now() + LINGER;
+                    }
+                    Some(ToTask::Cancel) | None => break,
+                    Some(_) => {}
+                },
+                incoming = incoming => match incoming {
+                    Ok(Some(Incoming::Message(frame))) => {
+                        let (Some(l), Ok(message)) = (lingering.as_mut(), Message::parse(&frame)) else {
+                            continue;
+                        };
+                        if !matches!(self.feed_auth(&mut l.link, &message).await, Ok(false)) {
+                            continue;
+                        }
+                        l.receiver.handle_message(message);
+                        while let Some(frame) = l.receiver.poll_transmit() {
+                            if l.link.conn.send(frame).await.is_err() {
+                                break;
+                            }
+                        }
+                        while l.receiver.poll_event().is_some() {}
+                    }
+                    Ok(Some(Incoming::Alive)) => {}
+                    // The relay connection is gone; a resume may still come.
+                    Ok(None) | Err(_) => lingering = None,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if session_open {
+            self.bye().await;
+        }
+        if let Some(l) = lingering {
+            l.link.conn.close().await;
+        }
     }
 
     async fn pump_receiver(
