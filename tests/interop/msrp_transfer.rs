@@ -20,6 +20,9 @@ const SETUP: Duration = Duration::from_secs(20);
 /// Generous bound for a 100 MiB transfer on a loaded 2-core machine (measured ≈ 10 s alone).
 const BIG: Duration = Duration::from_secs(240);
 const MIB: usize = 1 << 20;
+/// Bound on an offer reaching the receiver: the sender hashes the whole file first (100 MiB
+/// while other tests move 100 MiB files on the same 2 cores).
+const OFFER: Duration = Duration::from_secs(60);
 
 fn stack() -> Result<Stack> {
     Stack::start(StackOptions {
@@ -119,7 +122,7 @@ async fn final_state(lyrebird: &mut Lyrebird, transfer: u64, timeout: Duration) 
 /// The incoming offer's transfer id.
 async fn offered(lyrebird: &mut Lyrebird, file_name: Option<&str>) -> Result<(u64, Value)> {
     let event = lyrebird
-        .wait_for("a file offer", SETUP, |e| {
+        .wait_for("a file offer", OFFER, |e| {
             e["event"] == "transfer_offered"
                 && file_name.is_none_or(|name| e["file_name"] == json!(name))
         })
@@ -187,7 +190,10 @@ async fn transfer_ok(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let (received, offer) = offered(rx, Some(name)).await?;
+    let (received, offer) = match offered(rx, Some(name)).await {
+        Ok(offer) => offer,
+        Err(e) => bail!("{e}\nsender's log:\n{}", tx.log_tail()),
+    };
     ensure!(offer["size"] == json!(size), "offer size: {offer}");
     ensure!(offer["sha256"] == json!(sha), "offer hash: {offer}");
     let rx_state = match final_state(rx, received, timeout).await {
@@ -447,7 +453,11 @@ async fn concurrent_transfers_both_ways() -> Result<()> {
     for (from_alice, id) in &outgoing {
         let sender = if *from_alice { &mut alice } else { &mut bob };
         let state = final_state(sender, *id, BIG).await?;
-        ensure!(state["state"] == "completed", "outgoing {id}: {state}");
+        ensure!(
+            state["state"] == "completed",
+            "outgoing {id}: {state}\nlog:\n{}",
+            sender.log_tail()
+        );
     }
     // Each side received two files, each its own transfer with its own progress.
     for receiver in [&mut alice, &mut bob] {
@@ -458,7 +468,11 @@ async fn concurrent_transfers_both_ways() -> Result<()> {
         }
         for id in incoming {
             let state = final_state(receiver, id, BIG).await?;
-            ensure!(state["state"] == "completed", "incoming {id}: {state}");
+            ensure!(
+                state["state"] == "completed",
+                "incoming {id}: {state}\nlog:\n{}",
+                receiver.log_tail()
+            );
             ensure!(
                 last_progress(receiver, id).is_some(),
                 "no progress for {id}"

@@ -1055,7 +1055,7 @@ impl CallEnding {
         let (text, status, cause) = match reason {
             sip::EndReason::LocalHangup if answered => ("hung up".to_owned(), None, R::LocalHangup),
             sip::EndReason::LocalHangup => ("cancelled".to_owned(), None, R::LocalCancel),
-            sip::EndReason::RemoteHangup => {
+            sip::EndReason::RemoteHangup { .. } => {
                 ("the other side hung up".to_owned(), None, R::RemoteHangup)
             }
             sip::EndReason::Cancelled => (

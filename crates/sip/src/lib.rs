@@ -27,7 +27,7 @@
 //! - `transaction`: §17 state machines with RFC 6026, reliable-transport timers ([`timer`]);
 //! - `dialog`: §12; `registration`: §10 and RFC 5626;
 //! - [`ua`]: the [`UserAgent`] tying it together (INVITE §13, CANCEL §9, BYE §15, OPTIONS §11,
-//!   MESSAGE RFC 3428).
+//!   MESSAGE RFC 3428); [`reason`]: the Reason header of BYE and CANCEL (RFC 3326).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
@@ -36,10 +36,12 @@ pub mod auth;
 mod dialog;
 pub mod error;
 pub mod message;
+pub mod reason;
 pub mod registration;
 pub mod timer;
 mod transaction;
 pub mod ua;
 
 pub use error::SipError;
+pub use reason::Reason;
 pub use ua::{CallId, EndReason, MessageId, Party, UaConfig, UaEvent, UserAgent};

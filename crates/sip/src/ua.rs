@@ -12,6 +12,7 @@ use crate::auth::{self, Challenge, DigestInput};
 use crate::dialog::{Dialog, without_tag};
 use crate::error::SipError;
 use crate::message::{self, Message, Method, NameAddr, StartLine, Uri};
+use crate::reason::Reason;
 use crate::registration::{RegState, Registration, refresh_delay};
 use crate::timer::{T1, T2, TIMEOUT_64T1, TimerTable};
 use crate::transaction::{
@@ -81,8 +82,11 @@ impl From<&NameAddr> for Party {
 pub enum EndReason {
     /// We hung up (BYE, CANCEL, or declined/rejected an incoming call).
     LocalHangup,
-    /// The peer sent BYE.
-    RemoteHangup,
+    /// The peer sent BYE, saying why if it used a Reason header (RFC 3326).
+    RemoteHangup {
+        /// The BYE's Reason, if any.
+        reason: Option<Reason>,
+    },
     /// The caller cancelled before we answered.
     Cancelled,
     /// The peer answered our INVITE with a final error.
@@ -249,6 +253,8 @@ struct Call {
     ended: bool,
     /// Hangup requested while our 2xx awaits its ACK (§15: BYE only after ACK or timeout).
     bye_pending: bool,
+    /// The Reason (RFC 3326) for the CANCEL or BYE that ends the call.
+    hangup_reason: Option<Reason>,
     /// Outgoing: the ACK for the 2xx, resent when the 2xx is retransmitted.
     ack: Option<Vec<u8>>,
     /// Incoming: our 2xx, retransmitted until ACK.
@@ -570,6 +576,7 @@ impl UserAgent {
                 cancel_pending: false,
                 ended: false,
                 bye_pending: false,
+                hangup_reason: None,
                 ack: None,
                 final_2xx: None,
                 retransmit_interval: T1,
@@ -651,10 +658,23 @@ impl UserAgent {
 
     /// Ends a call: CANCEL (outgoing, early), BYE (confirmed), 603 (incoming unanswered).
     pub fn hangup(&mut self, now: Instant, call: CallId) -> Result<(), SipError> {
-        let c = self.calls.get(&call.0).ok_or(SipError::UnknownCall)?;
+        self.hangup_with_reason(now, call, None)
+    }
+
+    /// Ends a call like [`UserAgent::hangup`], with a Reason header (RFC 3326) on the CANCEL
+    /// or BYE that says why.
+    pub fn hangup_with_reason(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        reason: Option<Reason>,
+    ) -> Result<(), SipError> {
+        let c = self.calls.get_mut(&call.0).ok_or(SipError::UnknownCall)?;
         if c.ended {
             return Err(SipError::UnknownCall);
         }
+        c.hangup_reason = reason;
+        let c = self.calls.get(&call.0).ok_or(SipError::UnknownCall)?;
         match (c.outgoing, c.state) {
             (true, CallState::Calling) => {
                 // §9.1: no CANCEL before a provisional response; send it when one arrives.
@@ -1042,6 +1062,9 @@ impl UserAgent {
         }
         let seq = inv.cseq().map(|c| c.seq).unwrap_or(1);
         cancel.push_header("CSeq", format!("{seq} CANCEL"));
+        if let Some(reason) = &call.hangup_reason {
+            cancel.push_header("Reason", reason.to_header_value());
+        }
         self.transmit(&cancel);
         let mut timers = TimerTable::new();
         timers.set(client_timer::TIMEOUT, now + TIMEOUT_64T1);
@@ -1064,7 +1087,11 @@ impl UserAgent {
         };
         call.dialog.local_seq += 1;
         let dialog = call.dialog.clone();
-        let req = self.in_dialog_request(Method::Bye, &dialog, dialog.local_seq);
+        let reason = call.hangup_reason.clone();
+        let mut req = self.in_dialog_request(Method::Bye, &dialog, dialog.local_seq);
+        if let Some(reason) = reason {
+            req.push_header("Reason", reason.to_header_value());
+        }
         self.start_client_txn(now, req, Owner::Bye(id));
     }
 
@@ -1761,7 +1788,8 @@ impl UserAgent {
         match method {
             Method::Bye => {
                 self.reply(now, &req, 200, &[]);
-                self.end_call(id, EndReason::RemoteHangup);
+                let reason = req.header_values("Reason").find_map(Reason::parse);
+                self.end_call(id, EndReason::RemoteHangup { reason });
             }
             Method::Invite => {
                 if call.state != CallState::Confirmed || call.reinvite.is_some() {
@@ -1841,6 +1869,7 @@ impl UserAgent {
                 cancel_pending: false,
                 ended: false,
                 bye_pending: false,
+                hangup_reason: None,
                 ack: None,
                 final_2xx: None,
                 retransmit_interval: T1,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use lyrebird_sip::auth::{Algorithm, Credentials};
 use lyrebird_sip::message::{self, Message, Method, Uri};
-use lyrebird_sip::{EndReason, UaConfig, UaEvent, UserAgent};
+use lyrebird_sip::{EndReason, Reason, UaConfig, UaEvent, UserAgent};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 enum Side {
@@ -480,7 +480,7 @@ fn successful_call_then_callee_hangs_up() {
     }));
     assert!(net.ev_a.contains(&UaEvent::CallEnded {
         call: ca,
-        reason: EndReason::RemoteHangup
+        reason: EndReason::RemoteHangup { reason: None }
     }));
     let bye = net.sent(Side::B, "BYE");
     assert!(bye[0].starts_with("BYE sip:alice@"), "{}", bye[0]);
@@ -502,10 +502,29 @@ fn caller_hangs_up() {
     }));
     assert!(net.ev_b.contains(&UaEvent::CallEnded {
         call: cb,
-        reason: EndReason::RemoteHangup
+        reason: EndReason::RemoteHangup { reason: None }
     }));
     assert!(net.sent(Side::A, "BYE")[0].contains("CSeq: 2 BYE"));
     assert!(net.a.hangup(net.now, ca).is_err());
+}
+
+#[test]
+fn a_bye_says_why_with_a_reason_header() {
+    let mut net = Net::new();
+    net.register_both();
+    let (ca, cb) = net.call();
+    net.b.answer(net.now, cb, "v=0 answer".into()).unwrap();
+    net.pump();
+    let why = Reason::sip(487, "file transfer \"x\" cancelled");
+    net.a
+        .hangup_with_reason(net.now, ca, Some(why.clone()))
+        .unwrap();
+    net.pump();
+    assert!(net.sent(Side::A, "BYE")[0].contains("Reason: SIP ;cause=487 ;text="));
+    assert!(net.ev_b.contains(&UaEvent::CallEnded {
+        call: cb,
+        reason: EndReason::RemoteHangup { reason: Some(why) }
+    }));
 }
 
 #[test]

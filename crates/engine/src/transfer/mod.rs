@@ -199,13 +199,31 @@ impl TransferCommand {
     }
 }
 
+/// The cause in the Reason header (RFC 3326) of a BYE that ends a transfer because a person
+/// cancelled it. A BYE alone does not say so: a sender also ends a session it gives up, to
+/// resume in a new one, and the MSRP abort (or 413 REPORT) that does say so can sit behind
+/// megabytes of file in a relay while the BYE overtakes it. 487 is SIP's "Request Terminated".
+const CANCELLED_CAUSE: u16 = 487;
+
 /// From a transfer task to its account: SIP work to do.
 #[derive(Debug)]
 pub(crate) enum FromTask {
-    Invite { transfer: TransferId, sdp: String },
-    Answer { transfer: TransferId, sdp: String },
-    Bye { transfer: TransferId },
-    Finished { transfer: TransferId },
+    Invite {
+        transfer: TransferId,
+        sdp: String,
+    },
+    Answer {
+        transfer: TransferId,
+        sdp: String,
+    },
+    /// End the SIP session; `cancelled` when the person cancelled the transfer.
+    Bye {
+        transfer: TransferId,
+        cancelled: bool,
+    },
+    Finished {
+        transfer: TransferId,
+    },
 }
 
 /// From the account to a transfer task.
@@ -217,6 +235,8 @@ pub(crate) enum ToTask {
     OfferRefused { status: u16, reason: String },
     /// The SIP session ended (BYE or CANCEL from the peer, or a local failure).
     SessionEnded,
+    /// The peer ended the session saying it cancelled the transfer (see `CANCELLED_CAUSE`).
+    PeerCancelled,
     /// The peer offers the rest of an interrupted incoming transfer (RFC 5547 §9).
     Resume { offer: Box<MsrpMedia> },
     /// The person cancelled.
@@ -562,7 +582,12 @@ impl Transfers {
                 status: *status,
                 reason: reason.clone(),
             },
-            sip::EndReason::RemoteHangup
+            sip::EndReason::RemoteHangup {
+                reason: Some(reason),
+            } if reason.protocol.eq_ignore_ascii_case("SIP") && reason.cause == CANCELLED_CAUSE => {
+                ToTask::PeerCancelled
+            }
+            sip::EndReason::RemoteHangup { .. }
             | sip::EndReason::Cancelled
             | sip::EndReason::LocalHangup => ToTask::SessionEnded,
         };
@@ -769,10 +794,15 @@ impl Transfers {
                     self.to_task(transfer, ToTask::SessionEnded);
                 }
             }
-            FromTask::Bye { transfer } => {
+            FromTask::Bye {
+                transfer,
+                cancelled,
+            } => {
                 if let Some(call) = self.entries.get_mut(&transfer).and_then(|e| e.sip.take()) {
                     self.by_sip.remove(&call);
-                    let _ = ua.hangup(now, call);
+                    let reason = cancelled
+                        .then(|| sip::Reason::sip(CANCELLED_CAUSE, "file transfer cancelled"));
+                    let _ = ua.hangup_with_reason(now, call, reason);
                 }
             }
             FromTask::Finished { transfer } => {

@@ -45,8 +45,8 @@ const MAX_REWINDS: u32 = 3;
 /// the last chunks) are read for this long before deciding what the BYE meant. The SIP and MSRP
 /// paths race: a sender's abort chunk can sit behind megabytes of window in the relay while its
 /// BYE overtakes it, and on a loaded machine that took over a second. Waiting costs nothing: an
-/// interrupted transfer waits for a resume anyway. (Carrying the cancellation in the BYE itself,
-/// RFC 3326 Reason, would remove the race.)
+/// interrupted transfer waits for a resume anyway. A Lyrebird peer's BYE says when it cancels
+/// (RFC 3326 Reason, see `CANCELLED_CAUSE`); this grace is for peers whose BYE does not.
 const BYE_GRACE: Duration = Duration::from_secs(5);
 /// How long a receiver that holds the whole file keeps the session for a sender that has not
 /// yet heard so: longer than the sender takes to give a silent session up
@@ -317,6 +317,16 @@ impl Task {
     async fn bye(&self) {
         self.to_account(FromTask::Bye {
             transfer: self.transfer,
+            cancelled: false,
+        })
+        .await;
+    }
+
+    /// Ends the SIP session saying the person cancelled the transfer.
+    async fn cancelling_bye(&self) {
+        self.to_account(FromTask::Bye {
+            transfer: self.transfer,
+            cancelled: true,
         })
         .await;
     }
@@ -676,12 +686,12 @@ impl Task {
                             _ => SessionEnd::Failed(format!("the offer failed: {status} {reason}")),
                         };
                     }
-                    Some(ToTask::SessionEnded) => {
+                    Some(ToTask::SessionEnded | ToTask::PeerCancelled) => {
                         link.conn.close().await;
                         return SessionEnd::CancelledByPeer;
                     }
                     Some(ToTask::Cancel) | None => {
-                        self.bye().await;
+                        self.cancelling_bye().await;
                         link.conn.close().await;
                         return SessionEnd::CancelledLocally;
                     }
@@ -750,7 +760,7 @@ impl Task {
                 if let Some(abort) = sender.abort(Instant::now().into_std()) {
                     let _ = link.conn.send(abort).await;
                 }
-                self.bye().await;
+                self.cancelling_bye().await;
             }
             SessionEnd::CancelledByPeer => self.bye().await,
         }
@@ -818,6 +828,7 @@ impl Task {
                 biased;
                 command = self.commands.recv() => match command {
                     Some(ToTask::Cancel) | None => return SessionEnd::CancelledLocally,
+                    Some(ToTask::PeerCancelled) => return SessionEnd::CancelledByPeer,
                     Some(ToTask::SessionEnded) => {
                         // Read what is still in flight (a 413 REPORT means a cancel).
                         peer_ended_at.get_or_insert_with(Instant::now);
@@ -1012,7 +1023,13 @@ impl Task {
                             tokio::select! {
                                 command = self.commands.recv() => match command {
                                     Some(ToTask::Resume { offer }) => break Some(*offer),
-                                    Some(ToTask::Cancel) | None => break None,
+                                    Some(cancel @ (ToTask::Cancel | ToTask::PeerCancelled)) => {
+                                        drop(rx.writer);
+                                        let _ = tokio::fs::remove_file(&rx.part).await;
+                                        let by_peer = matches!(cancel, ToTask::PeerCancelled);
+                                        return self.state(TransferState::Cancelled { by_peer });
+                                    }
+                                    None => break None,
                                     Some(_) => {}
                                 },
                                 () = tokio::time::sleep_until(deadline) => break None,
@@ -1182,7 +1199,7 @@ impl Task {
                     let _ = link.conn.send(report.encode()).await;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                self.bye().await;
+                self.cancelling_bye().await;
             }
             // A resume offer already arrived: its session is the live one now.
             SessionEnd::Interrupted(_) if self.pending_resume.is_some() => {}
@@ -1217,7 +1234,7 @@ impl Task {
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
-                    Some(ToTask::SessionEnded) => {
+                    Some(ToTask::SessionEnded | ToTask::PeerCancelled) => {
                         session_open = false;
                         deadline = deadline.min(Instant::now() + RESUME_AFTER_BYE);
                     }
@@ -1296,6 +1313,7 @@ impl Task {
                 biased;
                 command = self.commands.recv() => match command {
                     Some(ToTask::Cancel) | None => return SessionEnd::CancelledLocally,
+                    Some(ToTask::PeerCancelled) => return SessionEnd::CancelledByPeer,
                     Some(ToTask::SessionEnded) => {
                         peer_ended_at.get_or_insert_with(Instant::now);
                     }
