@@ -1,5 +1,5 @@
-//! Lyrebird's sans-IO MSRP core: file transfer as RFC 4975 sessions through RFC 4976 relays,
-//! over WebSocket (RFC 7977), described in SDP per RFC 5547.
+//! Lyrebird's sans-IO MSRP core: file transfer and chat as RFC 4975 sessions through RFC 4976
+//! relays, over WebSocket (RFC 7977), described in SDP per RFC 4975 §8 and RFC 5547.
 //!
 //! # Event-loop contract
 //!
@@ -24,11 +24,15 @@
 //! - [`message`]: RFC 4975 §7 and §9 syntax, strict; [`uri`]: §6 URIs;
 //! - [`relay`]: RFC 4976 §5 AUTH with digest (the arithmetic is `lyrebird_sip::auth`);
 //! - [`sender`], [`receiver`]: §5.1 chunking, §7.1.2 reports;
+//! - [`chat`]: §5 and §7 for short messages both ways in one session; [`cpim`]: RFC 3862,
+//!   the `message/cpim` wrapper a chat peer may ask for;
 //! - [`sdp`]: RFC 4975 §8, RFC 5547 file selector and resume.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+pub mod chat;
+pub mod cpim;
 pub mod error;
 pub mod message;
 pub mod receiver;
@@ -37,6 +41,8 @@ pub mod sdp;
 pub mod sender;
 pub mod uri;
 
+pub use chat::{ChatConfig, ChatEvent, ChatSession};
+pub use cpim::CpimMessage;
 pub use error::MsrpError;
 pub use message::{ByteRange, Continuation, Kind, Message, Method, Status};
 pub use receiver::{FileReceiver, ReceiverConfig, ReceiverEvent};

@@ -45,6 +45,8 @@ pub struct MsrpMedia {
     pub path: Vec<MsrpUri>,
     /// `a=accept-types`.
     pub accept_types: Vec<String>,
+    /// `a=accept-wrapped-types`: what may travel inside a wrapper type such as `message/cpim`.
+    pub accept_wrapped_types: Vec<String>,
     /// Direction attribute.
     pub direction: Direction,
     /// `a=file-selector`, for a file transfer.
@@ -202,6 +204,10 @@ impl MsrpMedia {
             self.accept_types.join(" ")
         };
         let _ = write!(s, "a=accept-types:{types}\r\n");
+        if !self.accept_wrapped_types.is_empty() {
+            let wrapped = self.accept_wrapped_types.join(" ");
+            let _ = write!(s, "a=accept-wrapped-types:{wrapped}\r\n");
+        }
         // RFC 7977 §8: over WebSocket the client always opens the connection.
         s.push_str("a=setup:active\r\n");
         s.push_str(match self.direction {
@@ -262,6 +268,7 @@ impl MsrpMedia {
                         protocol: fields.get(2).copied().unwrap_or_default().to_owned(),
                         path: Vec::new(),
                         accept_types: Vec::new(),
+                        accept_wrapped_types: Vec::new(),
                         direction: Direction::SendRecv,
                         file_selector: None,
                         file_transfer_id: None,
@@ -282,6 +289,10 @@ impl MsrpMedia {
                 "path" => m.path = MsrpUri::parse_list(value)?,
                 "accept-types" => {
                     m.accept_types = value.split_ascii_whitespace().map(str::to_owned).collect();
+                }
+                "accept-wrapped-types" => {
+                    m.accept_wrapped_types =
+                        value.split_ascii_whitespace().map(str::to_owned).collect();
                 }
                 "sendonly" => m.direction = Direction::SendOnly,
                 "recvonly" => m.direction = Direction::RecvOnly,
@@ -358,11 +369,35 @@ a=file-range:1-32349\r\n";
     }
 
     #[test]
+    fn a_chat_offer_round_trips_its_wrapped_types() {
+        let media = MsrpMedia {
+            protocol: "TCP/WS/MSRP".into(),
+            path: MsrpUri::parse_list("msrp://r:1/x;ws msrp://me.invalid:2855/y;ws").unwrap(),
+            accept_types: vec!["message/cpim".into(), "text/plain".into()],
+            accept_wrapped_types: vec!["text/plain".into()],
+            direction: Direction::SendRecv,
+            file_selector: None,
+            file_transfer_id: None,
+            file_disposition: None,
+            file_date: None,
+            file_range: None,
+            max_size: None,
+        };
+        let sdp = media.to_sdp(1, 1);
+        assert!(
+            sdp.contains("a=accept-wrapped-types:text/plain\r\n"),
+            "{sdp}"
+        );
+        assert_eq!(MsrpMedia::parse(&sdp).unwrap(), media);
+    }
+
+    #[test]
     fn round_trips_with_hostile_name_and_sha256() {
         let media = MsrpMedia {
             protocol: "TCP/WS/MSRP".into(),
             path: MsrpUri::parse_list("msrp://r:1/x;ws msrp://me.invalid:2855/y;ws").unwrap(),
             accept_types: vec!["*".into()],
+            accept_wrapped_types: Vec::new(),
             direction: Direction::SendOnly,
             file_selector: Some(FileSelector {
                 name: "../\"evil\"%\r\n.txt".into(),
