@@ -698,3 +698,91 @@ async fn refusals_and_failures_are_clear_and_contained() -> Result<()> {
     }
     Ok(())
 }
+
+/// MSRP chat (RFC 4975 session mode) through the relay: Alice opens a session with Bob, who
+/// accepts only `message/cpim`; messages both ways (one bigger than a relay frame, with HTML
+/// and non-ASCII text) arrive intact, are confirmed by the peer's Success-Report, travel
+/// wrapped in CPIM towards Bob and plain towards Alice, and are in both histories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_sessions_carry_messages_both_ways() -> Result<()> {
+    let stack = stack()?;
+    let dir = tempfile::tempdir()?;
+    let mut alice = start(&stack, dir.path(), "alice", None, &[]).await?;
+    let mut bob = start(
+        &stack,
+        dir.path(),
+        "bob",
+        None,
+        &["--msrp-chat-accept", "message/cpim"],
+    )
+    .await?;
+    alice
+        .command(json!({"cmd": "open_chat", "target": uri(&stack, "bob")}))
+        .await?;
+    // 20 000 bytes: more than one relay frame (≈ 11 KB), so it travels in chunks.
+    let long = format!("<b>bold?</b> Grüße {} end", "0123456789".repeat(2_000 - 3));
+    let to_bob = ["<script>alert(1)</script> & hello", long.as_str()];
+    for body in to_bob {
+        let result = alice
+            .command(json!({"cmd": "message", "target": uri(&stack, "bob"), "body": body}))
+            .await?;
+        let message = result["message"].clone();
+        let got = bob
+            .wait_for("alice's chat message", SETUP, |e| {
+                e["event"] == "message_received"
+            })
+            .await?;
+        ensure!(got["body"] == body, "bob received {got}");
+        ensure!(got["from"] == json!(uri(&stack, "alice")), "{got}");
+        // The inner type of the CPIM wrapper: a SIP MESSAGE would say text/plain;charset=UTF-8.
+        ensure!(
+            got["content_type"] == "text/plain;charset=utf-8",
+            "not unwrapped from CPIM: {got}"
+        );
+        alice
+            .wait_for("bob's Success-Report", SETUP, |e| {
+                e["event"] == "message_delivered" && e["message"] == message
+            })
+            .await?;
+    }
+    let to_alice = "réponse über MSRP ✓";
+    bob.command(json!({"cmd": "message", "target": uri(&stack, "alice"), "body": to_alice}))
+        .await?;
+    let got = alice
+        .wait_for("bob's chat message", SETUP, |e| {
+            e["event"] == "message_received"
+        })
+        .await?;
+    ensure!(got["body"] == to_alice, "alice received {got}");
+    // Plain MSRP text/plain, as Alice accepts it first.
+    ensure!(got["content_type"] == "text/plain", "{got}");
+    bob.wait_for("alice's Success-Report", SETUP, |e| {
+        e["event"] == "message_delivered"
+    })
+    .await?;
+    alice.quit().await?;
+    bob.quit().await?;
+    for (user, query, body) in [
+        ("alice", "réponse", to_alice),
+        ("bob", "script", to_bob[0]),
+        ("bob", "bold", long.as_str()),
+    ] {
+        let db = dir.path().join(format!("{user}.sqlite3"));
+        let hits = run_cli(
+            &[
+                "--db",
+                db.to_str().unwrap_or_default(),
+                "history",
+                "search",
+                query,
+            ],
+            SETUP,
+        )
+        .await?;
+        ensure!(
+            hits.iter().any(|h| h["hit"]["message"]["body"] == body),
+            "{user}'s history search for {query:?} found {hits:?}"
+        );
+    }
+    Ok(())
+}

@@ -38,6 +38,7 @@ In `run` mode, commands are read from stdin as JSON lines:\n  \
 {\"cmd\":\"message\",\"target\":\"sip:bob@example.com\",\"body\":\"hello\"}\n  \
 {\"cmd\":\"stats\",\"call\":1}   {\"cmd\":\"mute\",\"call\":1,\"muted\":true}   {\"cmd\":\"dtmf\",\"call\":1,\"digit\":\"5\"}\n  \
 {\"cmd\":\"send_file\",\"target\":\"sip:bob@example.com\",\"path\":\"photo.jpg\"}   (needs --msrp-relay-ws/-uri)\n  \
+{\"cmd\":\"open_chat\",\"target\":\"sip:bob@example.com\"}   (an MSRP chat session: later messages to bob use it)\n  \
 {\"cmd\":\"accept_file\",\"transfer\":2,\"folder\":\"in\"}   {\"cmd\":\"decline_file\",\"transfer\":2}   {\"cmd\":\"cancel_file\",\"transfer\":2}\n  \
 {\"cmd\":\"quit\"}\n\
 Each command is answered with {\"event\":\"result\",\"cmd\":...,\"ok\":true|false,...}; an optional \"id\" \
@@ -195,6 +196,10 @@ struct AccountArgs {
     /// MSRP chunk body size in bytes (the relay bounds frame sizes).
     #[arg(long, value_name = "BYTES")]
     msrp_chunk_size: Option<usize>,
+    /// What MSRP chat sessions accept, comma-separated in order of preference
+    /// (default text/plain,message/cpim).
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    msrp_chat_accept: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -345,6 +350,9 @@ fn account_config(args: &AccountArgs) -> Result<SipAccountConfig> {
         }
         if let Some(size) = args.msrp_chunk_size {
             files.chunk_size = size.clamp(1, 64 * 1024);
+        }
+        if !args.msrp_chat_accept.is_empty() {
+            files.chat_accept_types = args.msrp_chat_accept.clone();
         }
         config.file_transfer = Some(files);
     }
@@ -687,6 +695,10 @@ enum StdinCommand {
         call: u64,
         digit: char,
     },
+    /// Open an MSRP chat session (RFC 4975); `message` to that peer then goes through it.
+    OpenChat {
+        target: String,
+    },
     /// Offer a file over MSRP.
     SendFile {
         target: String,
@@ -877,6 +889,10 @@ async fn handle_line(
             .map(|()| json!({})),
         StdinCommand::Dtmf { call, digit } => engine
             .send_dtmf(CallId(call), digit)
+            .await
+            .map(|()| json!({})),
+        StdinCommand::OpenChat { target } => engine
+            .open_chat_session(account, &target)
             .await
             .map(|()| json!({})),
         StdinCommand::SendFile { target, path } => engine

@@ -865,6 +865,14 @@ impl SipAccount {
     }
 
     fn send_message(&mut self, target: String, body: String) -> Result<MessageId, EngineError> {
+        // An open MSRP chat session with the peer carries it (session mode, RFC 4975).
+        let message = MessageId(self.ids.next());
+        let key = uuid::Uuid::new_v4().to_string();
+        if self.transfers.send_in_chat(&target, message, &key, &body) {
+            self.history
+                .message_sent(self.id, &key, &target, "text/plain", &body);
+            return Ok(message);
+        }
         let now = self.now();
         let sip_id = self.ua.send_message(
             now,
@@ -872,8 +880,6 @@ impl SipAccount {
             "text/plain;charset=UTF-8",
             body.clone().into_bytes(),
         )?;
-        let message = MessageId(self.ids.next());
-        let key = uuid::Uuid::new_v4().to_string();
         self.history
             .message_sent(self.id, &key, &target, "text/plain", &body);
         self.messages.insert(sip_id, (message, key, target));

@@ -278,6 +278,24 @@ impl EngineHandle {
         .await
     }
 
+    /// Opens an MSRP chat session (RFC 4975) with a SIP URI through the account's relay; from
+    /// then on `send_message` to that peer goes through it. Returns once the peer has taken it.
+    pub async fn open_chat_session(
+        &self,
+        account: AccountId,
+        target: &str,
+    ) -> Result<(), EngineError> {
+        let target = target.to_owned();
+        self.request(|reply| Command::ToAccount {
+            account,
+            command: AccountCommand::Transfer(crate::transfer::TransferCommand::OpenChat {
+                target,
+                reply,
+            }),
+        })
+        .await
+    }
+
     /// Offers a file to a SIP URI over MSRP (RFC 5547 push); progress and the outcome arrive as
     /// `TransferState` / `TransferProgress` events.
     pub async fn send_file(

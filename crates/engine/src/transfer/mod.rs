@@ -1,5 +1,6 @@
 //! File transfer over MSRP (RFC 4975) through a WebSocket relay (RFC 4976, RFC 7977), offered
-//! in SIP INVITEs with RFC 5547 SDP.
+//! in SIP INVITEs with RFC 5547 SDP — and, in [`chat`], MSRP chat sessions through the same
+//! relay.
 //!
 //! ```text
 //!  SIP account task                         transfer task (one per file, owns its MSRP WebSocket)
@@ -24,6 +25,7 @@
 //! RFC 4975 §10). A BYE without either, before the last byte, is an interruption: the sender
 //! offers the rest again.
 
+mod chat;
 mod names;
 mod task;
 
@@ -81,6 +83,8 @@ pub struct FileTransferConfig {
     /// Relay credentials when they differ from the SIP account's (RFC 4976 §5.1 digest).
     pub relay_username: Option<String>,
     pub relay_password: Option<crate::Password>,
+    /// What our chat sessions accept, in order of preference (`a=accept-types`).
+    pub chat_accept_types: Vec<String>,
 }
 
 impl FileTransferConfig {
@@ -102,6 +106,7 @@ impl FileTransferConfig {
             max_resumes: 20,
             relay_username: None,
             relay_password: None,
+            chat_accept_types: vec!["text/plain".into(), "message/cpim".into()],
         }
     }
 }
@@ -185,6 +190,11 @@ pub(crate) enum TransferCommand {
         transfer: TransferId,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Offer an MSRP chat session (see `chat`); answered when it is open.
+    OpenChat {
+        target: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
 }
 
 impl TransferCommand {
@@ -194,7 +204,8 @@ impl TransferCommand {
             TransferCommand::Send { reply, .. } => drop(reply.send(Err(error))),
             TransferCommand::Accept { reply, .. }
             | TransferCommand::Decline { reply, .. }
-            | TransferCommand::Cancel { reply, .. } => drop(reply.send(Err(error))),
+            | TransferCommand::Cancel { reply, .. }
+            | TransferCommand::OpenChat { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -224,6 +235,8 @@ pub(crate) enum FromTask {
     Finished {
         transfer: TransferId,
     },
+    /// From a chat session's task.
+    Chat(chat::FromChat),
 }
 
 /// From the account to a transfer task.
@@ -268,6 +281,8 @@ struct Entry {
 #[derive(Clone)]
 pub(crate) struct TaskContext {
     pub(crate) account: AccountId,
+    /// The account's own address (CPIM `From`).
+    pub(crate) aor: String,
     pub(crate) config: Arc<FileTransferConfig>,
     pub(crate) username: String,
     pub(crate) password: String,
@@ -286,6 +301,7 @@ pub(crate) struct Transfers {
     from_tasks: mpsc::Receiver<FromTask>,
     notices: mpsc::UnboundedSender<AccountNotice>,
     history: History,
+    chats: chat::Chats,
 }
 
 impl Transfers {
@@ -306,6 +322,7 @@ impl Transfers {
         });
         let context = config.file_transfer.clone().map(|ft| TaskContext {
             account,
+            aor: config.aor.clone(),
             username: ft.relay_username.clone().unwrap_or(username),
             password: ft
                 .relay_password
@@ -327,6 +344,7 @@ impl Transfers {
             from_tasks,
             notices,
             history,
+            chats: chat::Chats::new(account),
         }
     }
 
@@ -348,6 +366,18 @@ impl Transfers {
         });
     }
 
+    /// Sends a text through the open MSRP chat session with `peer`; `false` if there is none
+    /// (the caller sends a SIP MESSAGE instead).
+    pub(crate) fn send_in_chat(
+        &mut self,
+        peer: &str,
+        message: crate::MessageId,
+        key: &str,
+        body: &str,
+    ) -> bool {
+        self.chats.send(peer, message, key, body)
+    }
+
     /// The next message from a transfer task (for the account's `select!`).
     pub(crate) async fn next_message(&mut self) -> Option<FromTask> {
         self.from_tasks.recv().await
@@ -360,6 +390,7 @@ impl Transfers {
         now: Instant,
         event: UaEvent,
     ) -> Option<UaEvent> {
+        let event = self.chats.intercept(ua, now, event)?;
         match event {
             UaEvent::IncomingCall {
                 call,
@@ -427,8 +458,16 @@ impl Transfers {
             {
                 offer
             }
+            Ok(offer) if chat::is_chat_offer(&offer) => {
+                self.chats
+                    .on_offer(&context, ua, now, call, from.uri, offer);
+                return;
+            }
             Ok(_) => {
-                self.warn("an MSRP offer that is not a file push was declined (488)".into());
+                self.warn(
+                    "an MSRP offer that is neither a file push nor a chat was declined (488)"
+                        .into(),
+                );
                 let _ = ua.reject(now, call, 488);
                 return;
             }
@@ -654,6 +693,9 @@ impl Transfers {
                 };
                 let _ = reply.send(result);
             }
+            TransferCommand::OpenChat { target, reply } => {
+                self.chats.open(self.context.as_ref(), target, reply);
+            }
             TransferCommand::Cancel { transfer, reply } => {
                 let result = match self.entries.get(&transfer) {
                     Some(entry) if entry.phase == Phase::Offered => match entry.sip {
@@ -763,6 +805,11 @@ impl Transfers {
     /// SIP work asked for by a task.
     pub(crate) fn on_task_message(&mut self, ua: &mut UserAgent, now: Instant, message: FromTask) {
         match message {
+            FromTask::Chat(message) => {
+                if let Some(context) = &self.context {
+                    self.chats.on_task_message(context, ua, now, message);
+                }
+            }
             FromTask::Invite { transfer, sdp } => {
                 let Some(entry) = self.entries.get_mut(&transfer) else {
                     return;
@@ -817,6 +864,7 @@ impl Transfers {
 
     /// The account is stopping: end every session and task.
     pub(crate) fn shutdown(&mut self, ua: &mut UserAgent, now: Instant) {
+        self.chats.shutdown(ua, now);
         let ids: Vec<TransferId> = self.entries.keys().copied().collect();
         for transfer in ids {
             if let Some(entry) = self.entries.get(&transfer) {

@@ -157,11 +157,11 @@ pub(crate) async fn run(
 }
 
 /// An authenticated WebSocket to the relay.
-struct Link {
-    conn: WsConnection,
-    auth: RelayAuth,
-    local: MsrpUri,
-    use_path: Vec<MsrpUri>,
+pub(super) struct Link {
+    pub(super) conn: WsConnection,
+    pub(super) auth: RelayAuth,
+    pub(super) local: MsrpUri,
+    pub(super) use_path: Vec<MsrpUri>,
 }
 
 /// Why a session ended.
@@ -331,9 +331,15 @@ impl Task {
         .await;
     }
 
-    /// Connects to the relay and authenticates (RFC 4976 §5).
     async fn open_link(&self) -> Result<Link, String> {
-        let config = &self.context.config;
+        Link::open(&self.context).await
+    }
+}
+
+impl Link {
+    /// Connects to the relay and authenticates (RFC 4976 §5).
+    pub(super) async fn open(context: &TaskContext) -> Result<Link, String> {
+        let config = &context.config;
         let relay = MsrpUri::parse(&config.relay_uri)
             .map_err(|e| format!("the relay URI is unusable: {e}"))?;
         let target = WsTarget {
@@ -356,8 +362,8 @@ impl Task {
         let mut auth = RelayAuth::new(
             relay,
             local.clone(),
-            self.context.username.clone(),
-            self.context.password.clone(),
+            context.username.clone(),
+            context.password.clone(),
             config.auth_expires,
             rand::random(),
         );
@@ -405,6 +411,19 @@ impl Task {
                 }
                 Err(e) => return Err(format!("relay AUTH failed: {e}")),
             }
+        }
+    }
+
+    /// Gives a message to the relay AUTH machine; `true` if it was its.
+    pub(super) async fn feed_auth(&mut self, message: &Message) -> Result<bool, String> {
+        match self.auth.handle_message(Instant::now().into_std(), message) {
+            Ok(AuthOutcome::NotMine) => Ok(false),
+            Ok(AuthOutcome::Send(next)) => {
+                self.conn.send(next).await.map_err(|e| e.to_string())?;
+                Ok(true)
+            }
+            Ok(AuthOutcome::Granted(_)) => Ok(true),
+            Err(e) => Err(format!("relay re-AUTH failed: {e}")),
         }
     }
 }
@@ -701,7 +720,7 @@ impl Task {
                 incoming = link.conn.recv() => match incoming {
                     Ok(Some(Incoming::Message(frame))) => {
                         if let Ok(message) = Message::parse(&frame) {
-                            let _ = self.feed_auth(&mut link, &message).await;
+                            let _ = link.feed_auth(&message).await;
                         }
                     }
                     Ok(Some(Incoming::Alive)) => {}
@@ -769,19 +788,6 @@ impl Task {
         end
     }
 
-    /// Gives a message to the relay AUTH machine; `true` if it was its.
-    async fn feed_auth(&mut self, link: &mut Link, message: &Message) -> Result<bool, String> {
-        match link.auth.handle_message(Instant::now().into_std(), message) {
-            Ok(AuthOutcome::NotMine) => Ok(false),
-            Ok(AuthOutcome::Send(next)) => {
-                link.conn.send(next).await.map_err(|e| e.to_string())?;
-                Ok(true)
-            }
-            Ok(AuthOutcome::Granted(_)) => Ok(true),
-            Err(e) => Err(format!("relay re-AUTH failed: {e}")),
-        }
-    }
-
     async fn pump_sender(
         &mut self,
         link: &mut Link,
@@ -838,7 +844,7 @@ impl Task {
                 },
                 incoming = link.conn.recv() => match incoming {
                     Ok(Some(Incoming::Message(frame))) => match Message::parse(&frame) {
-                        Ok(message) => match self.feed_auth(link, &message).await {
+                        Ok(message) => match link.feed_auth(&message).await {
                             Ok(true) => {}
                             Ok(false) => {
                                 if !sender.handle_message(&message) {
@@ -1270,7 +1276,7 @@ impl Task {
                         let (Some(l), Ok(message)) = (lingering.as_mut(), Message::parse(&frame)) else {
                             continue;
                         };
-                        if !matches!(self.feed_auth(&mut l.link, &message).await, Ok(false)) {
+                        if !matches!(l.link.feed_auth(&message).await, Ok(false)) {
                             continue;
                         }
                         l.receiver.handle_message(message);
@@ -1336,7 +1342,7 @@ impl Task {
                                 continue;
                             }
                         };
-                        match self.feed_auth(link, &message).await {
+                        match link.feed_auth(&message).await {
                             Ok(true) => continue,
                             Ok(false) => {}
                             Err(reason) => return SessionEnd::Interrupted(reason),
