@@ -26,18 +26,19 @@ pub struct FileSelector {
 }
 
 /// Who sends in this media stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {
     /// `a=sendonly`: the describing side pushes the file.
     SendOnly,
     /// `a=recvonly`: the describing side receives it.
     RecvOnly,
     /// `a=sendrecv` (the default, e.g. chat).
+    #[default]
     SendRecv,
 }
 
 /// The `m=message` stream of an MSRP session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MsrpMedia {
     /// `TCP/WS/MSRP` over WebSocket (RFC 7977), `TCP/TLS/MSRP`, or `TCP/MSRP`.
     pub protocol: String,
@@ -266,16 +267,7 @@ impl MsrpMedia {
                     }
                     media = Some(MsrpMedia {
                         protocol: fields.get(2).copied().unwrap_or_default().to_owned(),
-                        path: Vec::new(),
-                        accept_types: Vec::new(),
-                        accept_wrapped_types: Vec::new(),
-                        direction: Direction::SendRecv,
-                        file_selector: None,
-                        file_transfer_id: None,
-                        file_disposition: None,
-                        file_date: None,
-                        file_range: None,
-                        max_size: None,
+                        ..MsrpMedia::default()
                     });
                 }
                 continue;
@@ -375,13 +367,7 @@ a=file-range:1-32349\r\n";
             path: MsrpUri::parse_list("msrp://r:1/x;ws msrp://me.invalid:2855/y;ws").unwrap(),
             accept_types: vec!["message/cpim".into(), "text/plain".into()],
             accept_wrapped_types: vec!["text/plain".into()],
-            direction: Direction::SendRecv,
-            file_selector: None,
-            file_transfer_id: None,
-            file_disposition: None,
-            file_date: None,
-            file_range: None,
-            max_size: None,
+            ..MsrpMedia::default()
         };
         let sdp = media.to_sdp(1, 1);
         assert!(

@@ -13,9 +13,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lyrebird_msrp::{
-    ChatConfig, ChatEvent, ChatSession, CpimMessage, Direction, Message, MsrpMedia,
-};
+use lyrebird_msrp::{ChatConfig, ChatEvent, ChatSession, CpimMessage, Direction, MsrpMedia};
 use lyrebird_sip::{self as sip, UaEvent, UserAgent};
 use lyrebird_store::DeliveryState;
 use tokio::sync::{mpsc, oneshot};
@@ -342,20 +340,8 @@ impl Chats {
                 });
             }
             FromChat::Delivered { chat, message } => {
-                let Some(entry) = self.entries.get_mut(&chat) else {
-                    return;
-                };
-                if let Some(key) = entry.in_flight.remove(&message) {
-                    context.history.message_state(
-                        self.account,
-                        &key,
-                        &entry.peer,
-                        DeliveryState::Sent,
-                    );
-                    emit(EngineEvent::MessageDelivered {
-                        account: self.account,
-                        message,
-                    });
+                if let Some(entry) = self.entries.get_mut(&chat) {
+                    settle(context, self.account, entry, message, Ok(()));
                 }
             }
             FromChat::Failed {
@@ -364,22 +350,8 @@ impl Chats {
                 status,
                 reason,
             } => {
-                let Some(entry) = self.entries.get_mut(&chat) else {
-                    return;
-                };
-                if let Some(key) = entry.in_flight.remove(&message) {
-                    context.history.message_state(
-                        self.account,
-                        &key,
-                        &entry.peer,
-                        DeliveryState::Failed,
-                    );
-                    emit(EngineEvent::MessageFailed {
-                        account: self.account,
-                        message,
-                        status,
-                        reason,
-                    });
+                if let Some(entry) = self.entries.get_mut(&chat) {
+                    settle(context, self.account, entry, message, Err((status, reason)));
                 }
             }
             FromChat::Finished { chat, reason } => {
@@ -398,19 +370,10 @@ impl Chats {
                         entry.peer
                     ))));
                 }
-                for (message, key) in entry.in_flight.drain() {
-                    context.history.message_state(
-                        self.account,
-                        &key,
-                        &entry.peer,
-                        DeliveryState::Failed,
-                    );
-                    emit(EngineEvent::MessageFailed {
-                        account: self.account,
-                        message,
-                        status: 0,
-                        reason: reason.clone(),
-                    });
+                let unsettled: Vec<MessageId> = entry.in_flight.keys().copied().collect();
+                for message in unsettled {
+                    let outcome = Err((0, reason.clone()));
+                    settle(context, self.account, &mut entry, message, outcome);
                 }
             }
         }
@@ -425,6 +388,40 @@ impl Chats {
             let _ = entry.task.try_send(ToChat::Close);
         }
     }
+}
+
+/// Records how an outgoing message ended, in history and as an event (once per message).
+fn settle(
+    context: &TaskContext,
+    account: AccountId,
+    entry: &mut Entry,
+    message: MessageId,
+    outcome: Result<(), (u16, String)>,
+) {
+    let Some(key) = entry.in_flight.remove(&message) else {
+        return;
+    };
+    let (state, event) = match outcome {
+        Ok(()) => (
+            DeliveryState::Sent,
+            EngineEvent::MessageDelivered { account, message },
+        ),
+        Err((status, reason)) => (
+            DeliveryState::Failed,
+            EngineEvent::MessageFailed {
+                account,
+                message,
+                status,
+                reason,
+            },
+        ),
+    };
+    context
+        .history
+        .message_state(account, &key, &entry.peer, state);
+    let _ = context
+        .notices
+        .send(crate::account::AccountNotice::Event(event));
 }
 
 /// How one side wraps what it sends: as the peer's accept-types allow.
@@ -509,12 +506,8 @@ where
         accept_types: context.config.chat_accept_types.clone(),
         accept_wrapped_types: vec![PLAIN.into()],
         direction: Direction::SendRecv,
-        file_selector: None,
-        file_transfer_id: None,
-        file_disposition: None,
-        file_date: None,
-        file_range: None,
         max_size: Some(MAX_MESSAGE_BYTES as u64),
+        ..MsrpMedia::default()
     };
     let sdp = ours.to_sdp(rand::random::<u32>().into(), 1);
     let theirs = match offer {
@@ -541,9 +534,7 @@ where
                     },
                     incoming = link.conn.recv() => match incoming {
                         Ok(Some(Incoming::Message(frame))) => {
-                            if let Ok(message) = Message::parse(&frame) {
-                                let _ = link.feed_auth(&message).await;
-                            }
+                            let _ = link.accept(&frame).await;
                         }
                         Ok(Some(Incoming::Alive)) => {}
                         Ok(None) | Err(_) => return Some("the relay connection dropped".into()),
@@ -619,21 +610,13 @@ where
                 Some(ToChat::Answered { .. }) => {}
             },
             incoming = link.conn.recv() => match incoming {
-                Ok(Some(Incoming::Message(frame))) => {
-                    let message = match Message::parse(&frame) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            warn!(error = %e, "malformed MSRP message ignored");
-                            continue;
-                        }
-                    };
-                    match link.feed_auth(&message).await {
-                        Ok(true) => continue,
-                        Ok(false) => {}
-                        Err(reason) => break Some(reason),
+                Ok(Some(Incoming::Message(frame))) => match link.accept(&frame).await {
+                    Ok(Some(message)) => {
+                        core.handle_message(message);
                     }
-                    core.handle_message(message);
-                }
+                    Ok(None) => continue,
+                    Err(reason) => break Some(reason),
+                },
                 Ok(Some(Incoming::Alive)) => {}
                 Ok(None) => break Some("the relay closed the connection".into()),
                 Err(e) => break Some(e.to_string()),
@@ -644,16 +627,10 @@ where
                     None => std::future::pending().await,
                 }
             } => {
-                let now = Instant::now().into_std();
-                core.handle_timeout(now);
-                match link.auth.handle_timeout(now) {
-                    Ok(Some(renew)) => {
-                        if let Err(e) = link.conn.send(renew).await {
-                            break Some(e.to_string());
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => break Some(format!("relay re-AUTH: {e}")),
+                let now = Instant::now();
+                core.handle_timeout(now.into_std());
+                if let Err(reason) = link.renew_auth(now).await {
+                    break Some(reason);
                 }
             }
         }
@@ -731,17 +708,8 @@ mod tests {
     #[test]
     fn the_peer_gets_plain_text_unless_it_only_takes_cpim() {
         let media = |types: &[&str]| MsrpMedia {
-            protocol: "TCP/WS/MSRP".into(),
-            path: Vec::new(),
             accept_types: types.iter().map(|t| (*t).to_owned()).collect(),
-            accept_wrapped_types: Vec::new(),
-            direction: Direction::SendRecv,
-            file_selector: None,
-            file_transfer_id: None,
-            file_disposition: None,
-            file_date: None,
-            file_range: None,
-            max_size: None,
+            ..MsrpMedia::default()
         };
         assert_eq!(
             outgoing_type(&media(&["message/cpim", "text/plain"])),

@@ -414,6 +414,29 @@ impl Link {
         }
     }
 
+    /// A frame received on the link as a message for the session: `Ok(None)` when there is
+    /// nothing for the session (relay AUTH traffic, handled here; a malformed frame, logged
+    /// and dropped), `Err` when the relay refused a re-AUTH.
+    pub(super) async fn accept(&mut self, frame: &[u8]) -> Result<Option<Message>, String> {
+        let message = match Message::parse(frame) {
+            Ok(message) => message,
+            Err(e) => {
+                warn!(error = %e, "malformed MSRP message ignored");
+                return Ok(None);
+            }
+        };
+        Ok((!self.feed_auth(&message).await?).then_some(message))
+    }
+
+    /// Renews the relay AUTH when it is due (RFC 4976 §5.2: before it expires).
+    pub(super) async fn renew_auth(&mut self, now: Instant) -> Result<(), String> {
+        match self.auth.handle_timeout(now.into_std()) {
+            Ok(Some(renew)) => self.conn.send(renew).await.map_err(|e| e.to_string()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("relay re-AUTH: {e}")),
+        }
+    }
+
     /// Gives a message to the relay AUTH machine; `true` if it was its.
     pub(super) async fn feed_auth(&mut self, message: &Message) -> Result<bool, String> {
         match self.auth.handle_message(Instant::now().into_std(), message) {
@@ -719,9 +742,7 @@ impl Task {
                 },
                 incoming = link.conn.recv() => match incoming {
                     Ok(Some(Incoming::Message(frame))) => {
-                        if let Ok(message) = Message::parse(&frame) {
-                            let _ = link.feed_auth(&message).await;
-                        }
+                        let _ = link.accept(&frame).await;
                     }
                     Ok(Some(Incoming::Alive)) => {}
                     Ok(None) | Err(_) => {
@@ -843,17 +864,14 @@ impl Task {
                     Some(_) => {}
                 },
                 incoming = link.conn.recv() => match incoming {
-                    Ok(Some(Incoming::Message(frame))) => match Message::parse(&frame) {
-                        Ok(message) => match link.feed_auth(&message).await {
-                            Ok(true) => {}
-                            Ok(false) => {
-                                if !sender.handle_message(&message) {
-                                    debug!("MSRP message for no one here ignored");
-                                }
+                    Ok(Some(Incoming::Message(frame))) => match link.accept(&frame).await {
+                        Ok(Some(message)) => {
+                            if !sender.handle_message(&message) {
+                                debug!("MSRP message for no one here ignored");
                             }
-                            Err(reason) => return SessionEnd::Interrupted(reason),
-                        },
-                        Err(e) => warn!(error = %e, "malformed MSRP message ignored"),
+                        }
+                        Ok(None) => {}
+                        Err(reason) => return SessionEnd::Interrupted(reason),
                     },
                     Ok(Some(Incoming::Alive)) => {}
                     Ok(None) => return SessionEnd::Interrupted("the relay closed the connection".into()),
@@ -876,14 +894,8 @@ impl Task {
                         last_confirmation = now;
                     }
                     sender.handle_timeout(now.into_std());
-                    match link.auth.handle_timeout(now.into_std()) {
-                        Ok(Some(renew)) => {
-                            if let Err(e) = link.conn.send(renew).await {
-                                return SessionEnd::Interrupted(e.to_string());
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => return SessionEnd::Interrupted(format!("relay re-AUTH: {e}")),
+                    if let Err(reason) = link.renew_auth(now).await {
+                        return SessionEnd::Interrupted(reason);
                     }
                 }
                 () = std::future::ready(()), if can_send => {
@@ -1273,12 +1285,10 @@ impl Task {
                 },
                 incoming = incoming => match incoming {
                     Ok(Some(Incoming::Message(frame))) => {
-                        let (Some(l), Ok(message)) = (lingering.as_mut(), Message::parse(&frame)) else {
+                        let Some(l) = lingering.as_mut() else { continue };
+                        let Ok(Some(message)) = l.link.accept(&frame).await else {
                             continue;
                         };
-                        if !matches!(l.link.feed_auth(&message).await, Ok(false)) {
-                            continue;
-                        }
                         l.receiver.handle_message(message);
                         while let Some(frame) = l.receiver.poll_transmit() {
                             if l.link.conn.send(frame).await.is_err() {
@@ -1335,18 +1345,11 @@ impl Task {
                 },
                 incoming = link.conn.recv() => match incoming {
                     Ok(Some(Incoming::Message(frame))) => {
-                        let message = match Message::parse(&frame) {
-                            Ok(m) => m,
-                            Err(e) => {
-                                warn!(error = %e, "malformed MSRP message ignored");
-                                continue;
-                            }
-                        };
-                        match link.feed_auth(&message).await {
-                            Ok(true) => continue,
-                            Ok(false) => {}
+                        let message = match link.accept(&frame).await {
+                            Ok(Some(message)) => message,
+                            Ok(None) => continue,
                             Err(reason) => return SessionEnd::Interrupted(reason),
-                        }
+                        };
                         if message.method() == Some(&Method::Send)
                             && let (Some(id), Some(from)) = (message.message_id(), message.header("From-Path"))
                         {
@@ -1400,14 +1403,8 @@ impl Task {
                         rx.duplicate_bytes += receiver.duplicate_bytes();
                         return SessionEnd::Interrupted("the sender ended the session early".into());
                     }
-                    match link.auth.handle_timeout(now.into_std()) {
-                        Ok(Some(renew)) => {
-                            if let Err(e) = link.conn.send(renew).await {
-                                return SessionEnd::Interrupted(e.to_string());
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => return SessionEnd::Interrupted(format!("relay re-AUTH: {e}")),
+                    if let Err(reason) = link.renew_auth(now).await {
+                        return SessionEnd::Interrupted(reason);
                     }
                 }
             }
