@@ -29,6 +29,46 @@ fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// CPU time (user + system) a process has used, in seconds, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks_per_second())
+}
+
+/// The kernel's clock tick for /proc times (`getconf CLK_TCK`; 100 on Linux in practice).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|t: &f64| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU time of every Kamailio process (the relay runs as several workers).
+fn relay_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "kamailio")
+        })
+        .filter_map(cpu_seconds)
+        .sum()
+}
+
 /// Sends `total` bytes in FRAME-sized binary messages to an echo server and waits for them all
 /// to come back; returns the elapsed time.
 async fn raw_websocket(total: usize) -> Result<Duration> {
@@ -127,6 +167,11 @@ async fn main() -> Result<()> {
 
     let (alice_pid, bob_pid) = (alice.pid().context("pid")?, bob.pid().context("pid")?);
     let idle = (memory_kib(alice_pid), memory_kib(bob_pid));
+    let cpu_before = (
+        cpu_seconds(alice_pid).unwrap_or(0.0),
+        cpu_seconds(bob_pid).unwrap_or(0.0),
+        relay_cpu_seconds(),
+    );
     let started = Instant::now();
     alice
         .command(
@@ -157,6 +202,11 @@ async fn main() -> Result<()> {
         "transfer failed: {done}"
     );
     let end = (memory_kib(alice_pid), memory_kib(bob_pid));
+    let cpu = (
+        cpu_seconds(alice_pid).unwrap_or(0.0) - cpu_before.0,
+        cpu_seconds(bob_pid).unwrap_or(0.0) - cpu_before.1,
+        relay_cpu_seconds() - cpu_before.2,
+    );
     sampler.abort();
     let raw = raw_websocket(total).await?;
     let rate = |d: Duration| total as f64 / (1 << 20) as f64 / d.as_secs_f64();
@@ -173,6 +223,10 @@ async fn main() -> Result<()> {
     println!(
         "MSRP / raw WebSocket: {:.2}",
         rate(msrp_elapsed) / rate(raw)
+    );
+    println!(
+        "CPU during the transfer: sender {:.2} s, receiver {:.2} s, relay (all Kamailio processes) {:.2} s",
+        cpu.0, cpu.1, cpu.2
     );
     println!(
         "sender RSS KiB (idle rss/hwm → end rss/hwm): {:?} → {:?}",
