@@ -30,9 +30,10 @@ use testkit::desktop::{
     DesktopOptions, GroupChild, SessionBus, Xvfb, process_name, process_tree, pss_kib,
     top_level_windows, window_painted,
 };
+use testkit::json_lines::JsonLines;
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
 use testkit::stack::{Stack, StackOptions};
-use testkit::xmpp::{JsonLines, online, start_lyrebird};
+use testkit::xmpp::{online, start_lyrebird};
 
 #[derive(Parser, Debug)]
 #[command(about = "Idle memory, start-to-paint time and .deb size: Lyrebird vs Linphone Desktop")]

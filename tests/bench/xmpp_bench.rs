@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
+use testkit::json_lines::JsonLines;
 use testkit::stack::{Stack, StackOptions};
-use testkit::xmpp::{JsonLines, online, start_lyrebird, start_reference};
+use testkit::xmpp::{online, start_lyrebird, start_reference};
 
 fn stats(samples: &mut [f64]) -> String {
     if samples.is_empty() {

@@ -26,11 +26,12 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::desktop::{DesktopApp, DesktopOptions};
+use testkit::json_lines::JsonLines;
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
 use testkit::speech::phrase_wav;
 use testkit::stack::{Stack, StackOptions};
 use testkit::webdriver::{Element, Session, testid};
-use testkit::xmpp::{JsonLines, online, start_lyrebird};
+use testkit::xmpp::{online, start_lyrebird};
 
 /// Bound for a server-side step (registration, login, delivery, call setup).
 const SETUP: Duration = Duration::from_secs(20);

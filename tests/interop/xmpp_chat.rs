@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use testkit::json_lines::JsonLines;
 use testkit::stack::{Stack, StackOptions};
-use testkit::xmpp::{CuttingRelay, JsonLines, online, start_lyrebird, start_reference};
+use testkit::xmpp::{CuttingRelay, online, start_lyrebird, start_reference};
 use tokio_tungstenite::tungstenite::Message;
 
 const LOGIN: Duration = Duration::from_secs(20);

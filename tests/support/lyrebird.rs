@@ -4,15 +4,14 @@
 //! events come back on stdout as JSON lines, each with `t_ms` (wall clock), which is what tests
 //! assert on and what the benchmark times.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::Command;
+
+use crate::json_lines::JsonLines;
 
 /// Where the `lyrebird-cli` binary is: `$LYREBIRD_CLI`, or next to the test binary's
 /// `deps/` folder in the same Cargo target directory.
@@ -82,23 +81,27 @@ impl LyrebirdOptions {
     }
 }
 
-/// A running `lyrebird-cli run` process.
+/// A running `lyrebird-cli run` process: a [`JsonLines`] process (waits, commands, history,
+/// log) registered as one SIP user.
 pub struct Lyrebird {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    /// Events read while waiting for something else, in arrival order.
-    seen: VecDeque<Value>,
-    /// Every event ever read, for assertions about what did (not) happen.
-    pub history: Vec<Value>,
-    log: PathBuf,
-    next_id: u64,
+    process: JsonLines,
+}
+
+impl std::ops::Deref for Lyrebird {
+    type Target = JsonLines;
+    fn deref(&self) -> &JsonLines {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Lyrebird {
+    fn deref_mut(&mut self) -> &mut JsonLines {
+        &mut self.process
+    }
 }
 
 impl Lyrebird {
     pub async fn start(options: LyrebirdOptions) -> Result<Self> {
-        let log = std::fs::File::create(&options.log)
-            .with_context(|| format!("creating {}", options.log.display()))?;
         let mut command = Command::new(cli_path()?);
         command
             .arg("--db")
@@ -120,103 +123,11 @@ impl Lyrebird {
             .args(&options.args)
             .env("LYREBIRD_TEST_PASSWORD", &options.password)
             .envs(options.env.iter().map(|(k, v)| (k, v)))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
-        let mut child = command.spawn().context("starting lyrebird-cli")?;
-        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+            .env_remove("RUST_LOG");
+        let name = format!("lyrebird {}", options.aor);
         Ok(Self {
-            child,
-            stdin,
-            stdout: BufReader::new(stdout).lines(),
-            seen: VecDeque::new(),
-            history: Vec::new(),
-            log: options.log,
-            next_id: 0,
+            process: JsonLines::spawn(&name, command, &options.log)?,
         })
-    }
-
-    /// The process id, for CPU and memory figures.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// The tail of the process's log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    async fn read_event(&mut self, deadline: tokio::time::Instant) -> Result<Value> {
-        if let Some(event) = self.seen.pop_front() {
-            return Ok(event);
-        }
-        let line = tokio::time::timeout_at(deadline, self.stdout.next_line())
-            .await
-            .map_err(|_| anyhow!("timed out"))??
-            .ok_or_else(|| anyhow!("lyrebird-cli exited; log:\n{}", self.log_tail()))?;
-        let event: Value = serde_json::from_str(&line)
-            .map_err(|_| anyhow!("lyrebird-cli printed a non-JSON line: {line}"))?;
-        self.history.push(event.clone());
-        Ok(event)
-    }
-
-    /// Waits for the first event matching `want`; other events are kept for later waits.
-    pub async fn wait_for(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        want: impl Fn(&Value) -> bool,
-    ) -> Result<Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut skipped = VecDeque::new();
-        let result = loop {
-            match self.read_event(deadline).await {
-                Ok(event) if want(&event) => break Ok(event),
-                Ok(event) => skipped.push_back(event),
-                Err(e) => {
-                    break Err(anyhow!(
-                        "waiting for {what}: {e}\nevents seen meanwhile: {skipped:?}\nlog tail:\n{}",
-                        self.log_tail()
-                    ));
-                }
-            }
-        };
-        // Unmatched events stay available, in order, ahead of anything newer.
-        while let Some(event) = skipped.pop_back() {
-            self.seen.push_front(event);
-        }
-        result
-    }
-
-    /// Forgets the events that arrived before the last match, so the next wait sees only
-    /// what happens from now on.
-    pub fn discard_pending(&mut self) {
-        self.seen.clear();
-    }
-
-    /// Sends a command and waits for its result line; fails if the engine refused it.
-    pub async fn command(&mut self, mut command: Value) -> Result<Value> {
-        self.next_id += 1;
-        let id = self.next_id;
-        command["id"] = json!(id);
-        let mut line = command.to_string();
-        line.push('\n');
-        self.stdin.write_all(line.as_bytes()).await?;
-        self.stdin.flush().await?;
-        let result = self
-            .wait_for("a command result", Duration::from_secs(20), |e| {
-                e["event"] == "result" && e["id"] == json!(id)
-            })
-            .await?;
-        if result["ok"] != json!(true) {
-            bail!("command {command} refused: {result}");
-        }
-        Ok(result)
     }
 
     /// Waits until the account is registered.
@@ -257,30 +168,9 @@ impl Lyrebird {
             .ok_or_else(|| anyhow!("incoming_call without an id: {event}"))
     }
 
-    /// Stops the process politely (quit, which unregisters), then forcibly after a bound.
-    pub async fn quit(mut self) -> Result<Vec<Value>> {
-        let _ = self.stdin.write_all(b"{\"cmd\":\"quit\"}\n").await;
-        let _ = self.stdin.flush().await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
-        while let Ok(event) = self.read_event(deadline).await {
-            let _ = event;
-        }
-        match tokio::time::timeout_at(deadline, self.child.wait()).await {
-            Ok(status) => {
-                let status = status?;
-                if !status.success() {
-                    bail!(
-                        "lyrebird-cli exited with {status}; log:\n{}",
-                        self.log_tail()
-                    );
-                }
-            }
-            Err(_) => {
-                let _ = self.child.kill().await;
-                bail!("lyrebird-cli did not exit within 8 s of quit");
-            }
-        }
-        Ok(self.history)
+    /// Quits politely (which unregisters); see [`JsonLines::quit`].
+    pub async fn quit(self) -> Result<Vec<Value>> {
+        self.process.quit().await
     }
 }
 
