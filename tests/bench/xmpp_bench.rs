@@ -57,6 +57,7 @@ async fn reference(
     user: &str,
     resource: &str,
     dir: &std::path::Path,
+    extra: &[&str],
 ) -> Result<JsonLines> {
     let mut p = start_reference(
         &stack.prosody().ws_url(),
@@ -64,7 +65,7 @@ async fn reference(
         &format!("{user}-secret"),
         resource,
         &dir.join(format!("{user}-{resource}.log")),
-        &[],
+        extra,
     )?;
     p.wait_for("online", Duration::from_secs(20), |e| {
         e["event"] == "online"
@@ -139,8 +140,8 @@ async fn main() -> Result<()> {
     bob.quit().await?;
 
     // --- 1b. xmpp.js ↔ xmpp.js (same server, same run)
-    let mut carol = reference(&stack, "carol", "bench", dir.path()).await?;
-    let dave = reference(&stack, "dave", "bench", dir.path()).await?;
+    let mut carol = reference(&stack, "carol", "bench", dir.path(), &[]).await?;
+    let dave = reference(&stack, "dave", "bench", dir.path(), &[]).await?;
     let r = carol
         .command_within(
             json!({"cmd": "rtt_receipt", "to": "dave@localhost/bench", "count": rounds}),
@@ -223,7 +224,7 @@ async fn main() -> Result<()> {
         "| Lyrebird: login → all stored and searchable | {searchable_ms:.0} ms (fetched {}, stored {}, catch-up {} ms, search hits {found}) |",
         synced["fetched"], synced["new"], synced["elapsed_ms"]
     );
-    let mut erin_ref = reference(&stack, "erin", "bench", dir.path()).await?;
+    let mut erin_ref = reference(&stack, "erin", "bench", dir.path(), &[]).await?;
     let m = erin_ref
         .command_within(json!({"cmd": "mam", "max": 1000}), Duration::from_secs(600))
         .await?;
@@ -234,5 +235,23 @@ async fn main() -> Result<()> {
         m["elapsed_ms"].as_f64().unwrap_or(f64::NAN),
         m["total"]
     );
+    // Lyrebird keeps XEP-0198 on, and then Prosody clones and queues every stanza it sends
+    // (mod_smacks); the same fetch by xmpp.js with stream management shows that share.
+    let with_sm = async {
+        let mut p = reference(&stack, "erin", "bench-sm", dir.path(), &["--sm"]).await?;
+        let m = p
+            .command_within(json!({"cmd": "mam", "max": 1000}), Duration::from_secs(600))
+            .await?;
+        p.quit().await?;
+        anyhow::Ok(m)
+    };
+    match with_sm.await {
+        Ok(m) => println!(
+            "| xmpp.js with stream management (XEP-0198): fetch the same archive | {:.0} ms ({} messages) |",
+            m["elapsed_ms"].as_f64().unwrap_or(f64::NAN),
+            m["total"]
+        ),
+        Err(e) => println!("| xmpp.js with stream management (XEP-0198) | failed: {e:#} |"),
+    }
     Ok(())
 }

@@ -86,6 +86,8 @@ pub(crate) enum ToChat {
 struct Entry {
     peer: String,
     sip: Option<sip::CallId>,
+    /// Our SDP, repeated if the peer re-INVITEs (a session refresh).
+    local_sdp: Option<String>,
     open: bool,
     task: mpsc::Sender<ToChat>,
     /// Who waits for an outgoing session to open.
@@ -137,6 +139,7 @@ impl Chats {
             Entry {
                 peer: peer.clone(),
                 sip,
+                local_sdp: None,
                 open: false,
                 task: tx,
                 opening: None,
@@ -250,8 +253,15 @@ impl Chats {
                 }
             },
             UaEvent::Reoffer { .. } => {
-                // No renegotiation of a chat session: refuse, the session goes on as it was.
-                let _ = ua.hangup(now, call);
+                // A refresh: the session goes on as it was, so the answer is our last SDP.
+                let local = self
+                    .entries
+                    .get(&chat)
+                    .and_then(|e| e.local_sdp.clone())
+                    .unwrap_or_default();
+                if let Err(e) = ua.answer_reoffer(now, call, local) {
+                    warn!(error = %e, "could not answer a re-INVITE of a chat session");
+                }
             }
             UaEvent::CallEnded { reason, .. } => {
                 self.by_sip.remove(&call);
@@ -292,6 +302,7 @@ impl Chats {
                 let Some(entry) = self.entries.get_mut(&chat) else {
                     return;
                 };
+                entry.local_sdp = Some(sdp.clone());
                 match ua.invite(now, &entry.peer, sdp) {
                     Ok(call) => {
                         entry.sip = Some(call);
@@ -304,8 +315,11 @@ impl Chats {
                 }
             }
             FromChat::Answer { chat, sdp } => {
-                let call = self.entries.get(&chat).and_then(|e| e.sip);
-                if let Some(call) = call
+                let Some(entry) = self.entries.get_mut(&chat) else {
+                    return;
+                };
+                entry.local_sdp = Some(sdp.clone());
+                if let Some(call) = entry.sip
                     && let Err(e) = ua.answer(now, call, sdp)
                 {
                     warn!(error = %e, "could not answer a chat offer");
