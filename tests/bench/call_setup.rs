@@ -17,6 +17,7 @@ use testkit::browser::{
     BrowserPeer, BrowserPeerOptions, browser_to_browser_setup, event_time, now_ms, summarize,
 };
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
+use testkit::procfs::{cpu_seconds, memory_kib};
 use testkit::speech::phrase_wav;
 use testkit::stack::{Stack, StackOptions};
 
@@ -196,28 +197,6 @@ async fn lyrebird_to_lyrebird(stack: &Stack, dir: &Path, rounds: usize) -> Resul
     Ok(figures)
 }
 
-/// CPU ticks (user + system) of a process, from /proc/PID/stat.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_name = stat
-        .rfind(')')
-        .map(|i| &stat[i + 2..])
-        .ok_or_else(|| anyhow!("bad stat"))?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the state field.
-    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-}
-
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmHWM"))
-}
-
 /// An Opus call between two headless Lyrebirds, both sending speech; after it settles, the
 /// caller's CPU is sampled over a fixed window.
 async fn established_call_cost(stack: &Stack, dir: &Path) -> Result<(f64, u64, f64)> {
@@ -251,34 +230,22 @@ async fn established_call_cost(stack: &Stack, dir: &Path) -> Result<(f64, u64, f
     println!("codec in use: {}", stats["stats"]["codec"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = alice.pid().context("no pid")?;
-    let ticks_per_second: f64 = String::from_utf8(
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()?
-            .stdout,
-    )?
-    .trim()
-    .parse()?;
-    let before = cpu_ticks(pid)?;
+    let before = cpu_seconds(pid).context("no CPU time")?;
     let started = std::time::Instant::now();
     tokio::time::sleep(WINDOW).await;
-    let used = cpu_ticks(pid)? - before;
+    let used = cpu_seconds(pid).context("no CPU time")? - before;
     let seconds = started.elapsed().as_secs_f64();
     let stats = alice.command(json!({"cmd": "stats", "call": call})).await?;
     ensure!(
         stats["stats"]["packets_received"].as_u64().unwrap_or(0) > 500,
         "the call carried no audio: {stats}"
     );
-    let peak = peak_rss_kib(pid)?;
+    let peak = memory_kib(pid).context("no VmHWM")?.1;
     alice
         .command(json!({"cmd": "hangup", "call": call}))
         .await?;
     alice.call_state(call, "ended", STEP).await?;
     alice.quit().await?;
     bob.quit().await?;
-    Ok((
-        used as f64 / ticks_per_second / seconds * 100.0,
-        peak,
-        seconds,
-    ))
+    Ok((used / seconds * 100.0, peak, seconds))
 }

@@ -10,64 +10,12 @@ use anyhow::{Context, Result, ensure};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
+use testkit::procfs::{cpu_seconds, cpu_seconds_of_all, memory_kib};
 use testkit::stack::{Stack, StackOptions};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 const FRAME: usize = 8 * 1024;
-
-/// Resident memory of a process, in KiB: (current, peak) from /proc.
-fn memory_kib(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// CPU time (user + system) a process has used, in seconds, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / clock_ticks_per_second())
-}
-
-/// The kernel's clock tick for /proc times (`getconf CLK_TCK`; 100 on Linux in practice).
-fn clock_ticks_per_second() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8(out.stdout).ok())
-            .and_then(|text| text.trim().parse().ok())
-            .filter(|t: &f64| *t > 0.0)
-            .unwrap_or(100.0)
-    })
-}
-
-/// CPU time of every Kamailio process (the relay runs as several workers).
-fn relay_cpu_seconds() -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim() == "kamailio")
-        })
-        .filter_map(cpu_seconds)
-        .sum()
-}
 
 /// Sends `total` bytes in FRAME-sized binary messages to an echo server and waits for them all
 /// to come back; returns the elapsed time.
@@ -170,7 +118,7 @@ async fn main() -> Result<()> {
     let cpu_before = (
         cpu_seconds(alice_pid).unwrap_or(0.0),
         cpu_seconds(bob_pid).unwrap_or(0.0),
-        relay_cpu_seconds(),
+        cpu_seconds_of_all("kamailio"),
     );
     let started = Instant::now();
     alice
@@ -205,7 +153,7 @@ async fn main() -> Result<()> {
     let cpu = (
         cpu_seconds(alice_pid).unwrap_or(0.0) - cpu_before.0,
         cpu_seconds(bob_pid).unwrap_or(0.0) - cpu_before.1,
-        relay_cpu_seconds() - cpu_before.2,
+        cpu_seconds_of_all("kamailio") - cpu_before.2,
     );
     sampler.abort();
     let raw = raw_websocket(total).await?;

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod desktop;
 pub mod json_lines;
 pub mod lyrebird;
+pub mod procfs;
 pub mod rawsip;
 pub mod speech;
 pub mod stack;
