@@ -264,6 +264,18 @@ describe("conversations and messages", () => {
     expect(S.conversationList(s)[0]?.key).toBe(carol);
   });
 
+  it("keeps a message unread in the open conversation until the window is focused", () => {
+    let s = S.openConversation(online(), 2, "carol@lyrebird.test");
+    s = S.setWindowFocused(s, false);
+    s = S.applyEvent(s, chat({ id: "m1", body: "still there?" }), T0);
+    expect(s.conversations[carol]?.unread).toBe(1);
+    expect(S.totalUnread(s)).toBe(1);
+    s = S.setWindowFocused(s, true);
+    expect(s.conversations[carol]?.unread).toBe(0);
+    s = S.applyEvent(s, chat({ id: "m2", body: "ok" }), T0 + 1);
+    expect(s.conversations[carol]?.unread).toBe(0);
+  });
+
   it("shows each message once, whatever path it came by", () => {
     let s = online();
     s = S.applyEvents(s, [chat({ id: "m1", body: "hi" }), chat({ id: "m1", body: "hi", origin: "archive" })], T0);

@@ -232,8 +232,11 @@ export interface AppState {
   seq: number;
   /** Audio devices chosen in the settings (null: the system default). */
   audio: { input: string | null; output: string | null };
-  /** The conversation on screen (its messages are read as they arrive). */
+  /** The conversation on screen (its messages are read as they arrive while the window has
+   * the person's attention). */
   openConversation: string | null;
+  /** Whether the window is focused: a message in the open conversation is unread until then. */
+  windowFocused: boolean;
 }
 
 /** A peer counts as typing this long after its last "composing" (XEP-0085 §5.2 suggests
@@ -282,6 +285,7 @@ export function emptyState(): AppState {
     seq: 1,
     audio: { input: null, output: null },
     openConversation: null,
+    windowFocused: true,
   };
 }
 
@@ -771,6 +775,18 @@ export function openConversation(
   };
 }
 
+/** The window gained or lost focus; gaining it reads the open conversation. */
+export function setWindowFocused(state: AppState, focused: boolean): AppState {
+  if (state.windowFocused === focused) return state;
+  const next = { ...state, windowFocused: focused };
+  const key = state.openConversation;
+  const conv = key ? state.conversations[key] : undefined;
+  if (focused && key && conv && conv.unread > 0) {
+    next.conversations = { ...state.conversations, [key]: { ...conv, unread: 0 } };
+  }
+  return next;
+}
+
 export function closeConversation(state: AppState): AppState {
   return { ...state, openConversation: null };
 }
@@ -839,7 +855,7 @@ export function addMessage(
   }
   const conv = s.conversations[key];
   if (!conv) return s;
-  const isOpen = s.openConversation === key;
+  const isRead = s.openConversation === key && s.windowFocused;
   const newest = next[next.length - 1];
   const convNext: ConversationView = {
     ...conv,
@@ -847,7 +863,7 @@ export function addMessage(
     lastBody: newest ? newest.body : conv.lastBody,
     unread:
       conv.unread +
-      (isNew && message.direction === "in" && (opts.countUnread ?? true) && !isOpen ? 1 : 0),
+      (isNew && message.direction === "in" && (opts.countUnread ?? true) && !isRead ? 1 : 0),
   };
   const typing = { ...s.typing };
   if (message.direction === "in") delete typing[key];

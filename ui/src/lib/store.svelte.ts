@@ -158,7 +158,7 @@ class AppStore {
     } else if (ev.event === "chat_message" || ev.event === "message_received") {
       const key =
         ev.event === "chat_message" ? S.convKey(ev.account, ev.peer) : S.convKey(ev.account, ev.from);
-      if (after.openConversation === key && before.openConversation === key && document.hasFocus()) {
+      if (after.openConversation === key && before.openConversation === key && after.windowFocused) {
         return key;
       }
     }
@@ -232,6 +232,18 @@ class AppStore {
   }
 
   // ------------------------------------------------------------ chat
+
+  /** The window gained or lost focus: what arrived in the open conversation meanwhile is
+   * read once the person is back. */
+  windowFocus(focused: boolean): void {
+    const before = this.state;
+    this.update((s) => S.setWindowFocused(s, focused));
+    const key = before.openConversation;
+    const conv = key ? before.conversations[key] : undefined;
+    if (focused && conv && conv.unread > 0) {
+      void this.run(() => api.markRead(conv.account, conv.peer));
+    }
+  }
 
   async openChat(account: number, peer: string, room = false): Promise<void> {
     this.update((s) => S.openConversation(s, account, peer, room));

@@ -93,6 +93,26 @@ describe("start-up", () => {
   });
 });
 
+describe("window focus", () => {
+  it("marks the open conversation read when the window comes back, not before", async () => {
+    const app = await freshStore();
+    await app.start();
+    await app.openChat(1, "sip:bob@lyrebird.test");
+    app.windowFocus(false);
+    const marks = () => calls.filter((c) => c.command === "mark_read").length;
+    const before = marks();
+    emit({ event: "message_received", account: 1, from: "sip:bob@lyrebird.test", content_type: "text/plain", body: "psst" });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(app.state.conversations["1|sip:bob@lyrebird.test"]?.unread).toBe(1);
+    expect(marks()).toBe(before);
+    app.windowFocus(true);
+    expect(app.state.conversations["1|sip:bob@lyrebird.test"]?.unread).toBe(0);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.filter((c) => c.command === "mark_read").at(-1)?.args).toEqual({ account: 1, peer: "sip:bob@lyrebird.test" });
+    expect(marks()).toBe(before + 1);
+  });
+});
+
 describe("commands", () => {
   it("sends SIP messages, XMPP chats and room messages through the right command", async () => {
     const app = await freshStore();
