@@ -459,6 +459,12 @@ pub enum MessageRef {
 pub struct SearchHit {
     /// The matching message.
     pub message: Message,
+    /// The account of the message's conversation.
+    pub account: AccountId,
+    /// The conversation's peer (SIP URI, bare JID or room JID), to open it from the hit.
+    pub peer_address: String,
+    /// Direct or room.
+    pub kind: ConversationKind,
     /// A short excerpt of the body with each matched term between
     /// [`SNIPPET_MATCH_START`] and [`SNIPPET_MATCH_END`]. The excerpt is raw text: a UI
     /// must escape it before rendering it as markup.

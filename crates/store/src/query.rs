@@ -276,8 +276,10 @@ pub(crate) fn search_messages(
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS},
                 snippet(messages_fts, 0, ?2, ?3, '…', 12),
-                bm25(messages_fts) AS score
+                bm25(messages_fts) AS score,
+                c.account_id, c.peer_address, c.kind
          FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
+              JOIN conversations c ON c.id = m.conversation_id
          WHERE messages_fts MATCH ?1
          ORDER BY score, m.id DESC
          LIMIT ?4"
@@ -294,6 +296,9 @@ pub(crate) fn search_messages(
                 message: message_from_row(row)?,
                 snippet: row.get(MESSAGE_COLUMN_COUNT)?,
                 rank: row.get(MESSAGE_COLUMN_COUNT + 1)?,
+                account: row.get(MESSAGE_COLUMN_COUNT + 2)?,
+                peer_address: row.get(MESSAGE_COLUMN_COUNT + 3)?,
+                kind: row.get(MESSAGE_COLUMN_COUNT + 4)?,
             })
         },
     )?;

@@ -316,6 +316,9 @@ fn full_text_search_ignores_case_and_diacritics_and_follows_edits() -> Result<()
     let hits = fx.store.search_messages("bar schlaft", 10)?;
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].message.id, ids[1]);
+    // A hit names its conversation, so a front end can open it whoever wrote the message.
+    assert_eq!(hits[0].peer_address, "sip:bob@127.0.0.1");
+    assert_eq!(hits[0].kind, ConversationKind::Direct);
     assert!(
         hits[0]
             .snippet

@@ -13,6 +13,7 @@ export type { CallRecord } from "./CallRecord";
 export type { CallState } from "./CallState";
 export type { ChatOrigin } from "./ChatOrigin";
 export type { ContactEntry } from "./ContactEntry";
+export type { ConversationKind } from "./ConversationKind";
 export type { ConversationSummary } from "./ConversationSummary";
 export type { DeliveryState } from "./DeliveryState";
 export type { Direction } from "./Direction";
