@@ -213,6 +213,34 @@ async fn two_lyrebirds_subscribe_see_presence_and_chat_with_receipts() -> Result
         hits["hits"].as_array().is_some_and(|h| h.len() == 1),
         "{hits}"
     );
+
+    // A "correction" naming the other side's message (XEP-0308 §5: only its author may) is
+    // kept as a message of its own; Alice's words stay hers, in both histories.
+    bob.command(
+        json!({"cmd": "correct", "to": alice_jid, "message": id, "body": "Bob owes nothing"}),
+    )
+    .await?;
+    alice
+        .wait_for("bob's spoofed correction", DELIVERY, |e| {
+            is_chat(e, "Bob owes nothing")
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let expected = [
+        "Hi Bob, lunch at one?",
+        "Yes! See you there.",
+        "Bob owes nothing",
+    ];
+    ensure!(
+        stored_bodies(&mut alice, &bob_jid).await? == expected,
+        "alice: {:?}",
+        stored_bodies(&mut alice, &bob_jid).await?
+    );
+    ensure!(
+        stored_bodies(&mut bob, &alice_jid).await? == expected,
+        "bob: {:?}",
+        stored_bodies(&mut bob, &alice_jid).await?
+    );
     alice.quit().await?;
     bob.quit().await?;
     Ok(())

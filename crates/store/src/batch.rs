@@ -51,13 +51,18 @@ pub enum Change {
         /// The new state.
         state: DeliveryState,
     },
-    /// Replace a message's body in place (an applied correction, XEP-0308); the full-text
-    /// index follows. → [`ChangeOutcome::Updated`] / [`ChangeOutcome::Missing`].
-    EditMessageBody {
-        /// Which message.
-        message: MessageRef,
-        /// New text.
-        body: String,
+    /// A correction (XEP-0308): the original's body becomes the correction's, in place (the
+    /// full-text index follows), when the original is here and has the same author — the same
+    /// direction and, for a message we received, the same sender. Otherwise (an original we
+    /// never got, or someone else's message named: a spoof) the correction is stored as a
+    /// message of its own, so nothing is lost and nobody rewrites what another wrote.
+    /// → [`ChangeOutcome::Updated`] / [`ChangeOutcome::Unchanged`], or as
+    /// [`Change::InsertMessage`].
+    CorrectMessage {
+        /// The message it corrects.
+        original: MessageRef,
+        /// The correction as received or sent.
+        correction: NewMessage,
     },
     /// Delete a message (retraction, XEP-0424, or the person deleting it).
     /// → [`ChangeOutcome::Removed`] / [`ChangeOutcome::Missing`].
@@ -205,16 +210,26 @@ fn apply_one(tx: &Transaction<'_>, change: &Change) -> Result<ChangeOutcome, Sto
             }
             Ok(ChangeOutcome::Updated)
         }
-        Change::EditMessageBody { message, body } => {
-            let Some(stored) = find_message(tx, message)? else {
-                return Ok(ChangeOutcome::Missing);
+        Change::CorrectMessage {
+            original,
+            correction,
+        } => {
+            let same_author = |stored: &Message| {
+                stored.direction == correction.direction
+                    && (correction.direction == Direction::Out
+                        || stored.sender == correction.sender)
             };
-            if stored.body == *body {
-                return Ok(ChangeOutcome::Unchanged);
+            match find_message(tx, original)? {
+                Some(stored) if same_author(&stored) => {
+                    if stored.body == correction.body {
+                        return Ok(ChangeOutcome::Unchanged);
+                    }
+                    tx.prepare_cached("UPDATE messages SET body = ?2 WHERE id = ?1")?
+                        .execute(params![stored.id, correction.body])?;
+                    Ok(ChangeOutcome::Updated)
+                }
+                _ => insert_message(tx, correction),
             }
-            tx.prepare_cached("UPDATE messages SET body = ?2 WHERE id = ?1")?
-                .execute(params![stored.id, body])?;
-            Ok(ChangeOutcome::Updated)
         }
         Change::DeleteMessage(message) => {
             let Some(stored) = find_message(tx, message)? else {

@@ -332,12 +332,12 @@ fn full_text_search_ignores_case_and_diacritics_and_follows_edits() -> Result<()
     );
 
     // Edit: the old word disappears from the index, the new one appears.
-    let edit = fx.store.apply(&[Change::EditMessageBody {
-        message: MessageRef::Stable {
+    let edit = fx.store.apply(&[Change::CorrectMessage {
+        original: MessageRef::Stable {
             conversation,
             stable_id: "a".into(),
         },
-        body: "Meet at the library instead".into(),
+        correction: incoming(conversation, "a2", "Meet at the library instead", 4),
     }])?;
     assert_eq!(edit.outcomes, vec![ChangeOutcome::Updated]);
     assert!(fx.store.search_messages("cafe", 10)?.is_empty());
@@ -363,6 +363,92 @@ fn full_text_search_ignores_case_and_diacritics_and_follows_edits() -> Result<()
         "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
         [],
     )?;
+    Ok(())
+}
+
+#[test]
+fn a_correction_rewrites_only_a_message_by_the_same_author() -> Result<()> {
+    let mut fx = fixture()?;
+    let conversation = direct_conversation(&mut fx, "sip:bob@127.0.0.1")?;
+    let ours = NewMessage {
+        direction: Direction::Out,
+        sender: "sip:alice@127.0.0.1".into(),
+        state: DeliveryState::Sent,
+        ..incoming(conversation, "ours", "I will pay you back 10", 1)
+    };
+    fx.store.apply(&[
+        Change::InsertMessage(ours.clone()),
+        Change::InsertMessage(incoming(conversation, "theirs", "see you at 8", 2)),
+    ])?;
+    let original = |stable_id: &str| MessageRef::Stable {
+        conversation,
+        stable_id: stable_id.into(),
+    };
+    let outcome = fx.store.apply(&[
+        // The peer names our message: a spoof. Ours stays; theirs is kept as their own.
+        Change::CorrectMessage {
+            original: original("ours"),
+            correction: incoming(conversation, "spoof", "I will pay you back 1000", 3),
+        },
+        // Someone else in the conversation names the peer's message: the same.
+        Change::CorrectMessage {
+            original: original("theirs"),
+            correction: NewMessage {
+                sender: "sip:mallory@127.0.0.1".into(),
+                ..incoming(conversation, "other", "see you never", 4)
+            },
+        },
+        // The peer corrects its own message, and we ours: applied in place.
+        Change::CorrectMessage {
+            original: original("theirs"),
+            correction: incoming(conversation, "fix", "see you at 9", 5),
+        },
+        Change::CorrectMessage {
+            original: original("ours"),
+            correction: NewMessage {
+                stable_id: "ours-fix".into(),
+                body: "I will pay you back 12".into(),
+                ..ours.clone()
+            },
+        },
+        // A correction of a message we never got is a message of its own.
+        Change::CorrectMessage {
+            original: original("never-seen"),
+            correction: incoming(conversation, "late", "corrected text", 6),
+        },
+    ])?;
+    assert!(matches!(
+        outcome.outcomes[0],
+        ChangeOutcome::MessageInserted(_)
+    ));
+    assert!(matches!(
+        outcome.outcomes[1],
+        ChangeOutcome::MessageInserted(_)
+    ));
+    assert_eq!(outcome.outcomes[2], ChangeOutcome::Updated);
+    assert_eq!(outcome.outcomes[3], ChangeOutcome::Updated);
+    assert!(matches!(
+        outcome.outcomes[4],
+        ChangeOutcome::MessageInserted(_)
+    ));
+    let bodies: Vec<(String, String)> = fx
+        .store
+        .messages(conversation, None, 50)?
+        .into_iter()
+        .map(|m| (m.stable_id, m.body))
+        .collect();
+    let body_of = |id: &str| {
+        bodies
+            .iter()
+            .find(|(s, _)| s == id)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(body_of("ours"), "I will pay you back 12");
+    assert_eq!(body_of("theirs"), "see you at 9");
+    assert_eq!(body_of("spoof"), "I will pay you back 1000");
+    assert_eq!(body_of("other"), "see you never");
+    assert_eq!(body_of("late"), "corrected text");
     Ok(())
 }
 

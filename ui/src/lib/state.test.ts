@@ -276,6 +276,15 @@ describe("conversations and messages", () => {
     expect(s.conversations[carol]?.unread).toBe(0);
   });
 
+  it("never lets a correction rewrite someone else's message", () => {
+    let s = S.openConversation(online(), 2, "carol@lyrebird.test");
+    s = S.addOutgoing(s, 2, "carol@lyrebird.test", false, "ours", "I owe you 10", T0);
+    s = S.applyEvent(s, chat({ id: "spoof", body: "I owe you 1000", replaces: "ours" }), T0 + 1);
+    const bodies = s.messages[carol]?.map((m) => m.body);
+    expect(bodies).toEqual(["I owe you 10", "I owe you 1000"]);
+    expect(s.messages[carol]?.find((m) => m.id === "ours")?.corrected).toBe(false);
+  });
+
   it("shows each message once, whatever path it came by", () => {
     let s = online();
     s = S.applyEvents(s, [chat({ id: "m1", body: "hi" }), chat({ id: "m1", body: "hi", origin: "archive" })], T0);

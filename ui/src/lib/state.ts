@@ -809,8 +809,19 @@ function insertSorted(list: MessageView[], m: MessageView): MessageView[] {
   return [...list.slice(0, i), m, ...list.slice(i)];
 }
 
+/** Whether `correction` may rewrite `original` (XEP-0308 §5): the same author — the same
+ * direction, and for a message we received the same sender. Anything else (someone naming
+ * another's message) is shown as a message of its own. */
+function sameAuthor(original: MessageView, correction: MessageView): boolean {
+  return (
+    original.direction === correction.direction &&
+    (correction.direction === "out" || original.from === correction.from)
+  );
+}
+
 /** Adds a message to a conversation once (by id); a correction (`replaces`) edits the message
- * it corrects instead (XEP-0308), or is shown as new when that one is not here. */
+ * it corrects instead (XEP-0308) when the same author wrote it, or is shown as new when that one
+ * is not here (or is someone else's). */
 export function addMessage(
   state: AppState,
   account: number,
@@ -833,7 +844,9 @@ export function addMessage(
   let next: MessageView[];
   let isNew = true;
   const replaces = opts.replaces ?? null;
-  const target = replaces ? list.findIndex((m) => m.id === replaces) : -1;
+  const named = replaces ? list.findIndex((m) => m.id === replaces) : -1;
+  const namedMessage = list[named];
+  const target = namedMessage && sameAuthor(namedMessage, message) ? named : -1;
   if (target >= 0) {
     const old = list[target];
     if (!old) return s;
@@ -1029,7 +1042,7 @@ export function applyHistory(state: AppState, key: string, records: MessageRecor
     const corrected = r.corrects_stable_id ?? null;
     const target = corrected ? list.findIndex((x) => x.id === corrected) : -1;
     const old = list[target];
-    if (target >= 0 && old) {
+    if (target >= 0 && old && sameAuthor(old, m)) {
       list[target] = { ...old, body: m.body, corrected: true };
     } else if (!list.some((x) => x.id === m.id)) {
       list = insertSorted(list, m);

@@ -184,23 +184,12 @@ impl Writer {
                 replaces,
             } => {
                 let conversation = self.xmpp_conversation(account, &peer, room)?;
-                if let Some(original) = replaces {
-                    // XEP-0308: the correction replaces the original's text in place, so
-                    // history and search show the corrected message once.
-                    return Ok(Some(Change::EditMessageBody {
-                        message: MessageRef::Stable {
-                            conversation,
-                            stable_id: original,
-                        },
-                        body,
-                    }));
-                }
                 let sender = if outgoing && !room {
                     self.xmpp_account(account)?.1
                 } else {
                     sender
                 };
-                Change::InsertMessage(NewMessage {
+                let message = NewMessage {
                     conversation,
                     direction: if outgoing {
                         Direction::Out
@@ -215,7 +204,19 @@ impl Writer {
                     received_at_ms: at_ms,
                     state,
                     corrects_stable_id: None,
-                })
+                };
+                match replaces {
+                    // XEP-0308: the correction replaces the original's text in place (history
+                    // and search show the message once) when its author wrote the original.
+                    Some(original) => Change::CorrectMessage {
+                        original: MessageRef::Stable {
+                            conversation,
+                            stable_id: original,
+                        },
+                        correction: message,
+                    },
+                    None => Change::InsertMessage(message),
+                }
             }
         }))
     }
