@@ -577,9 +577,12 @@ async fn group_chat_with_two_lyrebirds_and_a_third_party_client() -> Result<()> 
         .await?;
     bob.wait_for("carol in", DELIVERY, occupant("Carol"))
         .await?;
-    alice
+    let alice_said = alice
         .command(json!({"cmd": "room_message", "room": room, "body": "Hello room, from Alice"}))
-        .await?;
+        .await?["message"]
+        .as_str()
+        .context("no message id")?
+        .to_owned();
     bob.command(json!({"cmd": "room_message", "room": room, "body": "Hello room, from Bob"}))
         .await?;
     carol
@@ -614,6 +617,42 @@ async fn group_chat_with_two_lyrebirds_and_a_third_party_client() -> Result<()> 
         bodies.len() == 4,
         "each room message stored once: {bodies:?}"
     );
+
+    // XEP-0308 in the room: Alice corrects her message, in place everywhere; Bob "correcting"
+    // Alice's message only adds a message of his own.
+    alice
+        .command(json!({"cmd": "correct", "to": room, "room": true, "message": alice_said, "body": "Hello room, from Alice (edited)"}))
+        .await?;
+    bob.wait_for("alice's correction", DELIVERY, |e| {
+        is_chat(e, "Hello room, from Alice (edited)") && e["replaces"] == alice_said.as_str()
+    })
+    .await?;
+    bob.command(json!({"cmd": "correct", "to": room, "room": true, "message": alice_said, "body": "Alice agrees to pay"}))
+        .await?;
+    alice
+        .wait_for("bob's spoofed correction", DELIVERY, |e| {
+            is_chat(e, "Alice agrees to pay")
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for peer in [&mut alice, &mut bob] {
+        let stored = peer
+            .command(json!({"cmd": "room_history", "room": room, "limit": 100}))
+            .await?;
+        let bodies: Vec<&str> = stored["messages"]
+            .as_array()
+            .context("no messages")?
+            .iter()
+            .filter_map(|m| m["body"].as_str())
+            .collect();
+        ensure!(
+            bodies.len() == 5
+                && bodies.contains(&"Hello room, from Alice (edited)")
+                && !bodies.contains(&"Hello room, from Alice")
+                && bodies.contains(&"Alice agrees to pay"),
+            "room history after corrections: {bodies:?}"
+        );
+    }
     alice.command(json!({"cmd": "leave", "room": room})).await?;
     bob.wait_for("alice left", DELIVERY, |e| {
         e["event"] == "occupant" && e["nick"] == "Alice" && e["available"] == false

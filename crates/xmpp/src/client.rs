@@ -782,6 +782,25 @@ impl Client {
 
     /// Sends a message to a room (XEP-0045 §7.4). The room reflects it back with the same id.
     pub fn send_room_message(&mut self, room: &str, body: &str) -> Result<String, XmppError> {
+        self.send_room_message_with(room, body, None)
+    }
+
+    /// XEP-0308 in a room: replaces the text of our room message `original_id`.
+    pub fn send_room_correction(
+        &mut self,
+        room: &str,
+        original_id: &str,
+        body: &str,
+    ) -> Result<String, XmppError> {
+        self.send_room_message_with(room, body, Some(original_id))
+    }
+
+    fn send_room_message_with(
+        &mut self,
+        room: &str,
+        body: &str,
+        replaces: Option<&str>,
+    ) -> Result<String, XmppError> {
         if body.is_empty() {
             return Err(XmppError::InvalidInput("empty message".into()));
         }
@@ -796,6 +815,7 @@ impl Client {
             .attr("id", &id)
             .child(Xml::new("body").text(body))
             .child(Xml::ns("origin-id", ns::SID).attr("id", &id))
+            .child_opt(replaces.map(|r| Xml::ns("replace", ns::CORRECT).attr("id", r)))
             .build();
         self.send_stanza(xml, Some((id.clone(), room)));
         Ok(id)

@@ -287,7 +287,7 @@ class AppStore {
     const text = body.trim();
     if (text === "") return false;
     const ok = await this.run(async () => {
-      await api.xmpp(conv.account, { cmd: "correct", to: conv.peer, message: messageId, body: text });
+      await api.xmpp(conv.account, { cmd: "correct", to: conv.peer, message: messageId, body: text, room: conv.room });
       return true;
     });
     if (ok) this.update((s) => S.applyOwnCorrection(s, conv.key, messageId, text));

@@ -161,7 +161,7 @@ describe("commands", () => {
     await app.send(conv, "teh");
     replies.xmpp = {};
     await app.correct(conv, "m-1", "the");
-    expect(calls.at(-1)?.args).toEqual({ account: 2, action: { cmd: "correct", to: "carol@lyrebird.test", message: "m-1", body: "the" } });
+    expect(calls.at(-1)?.args).toEqual({ account: 2, action: { cmd: "correct", to: "carol@lyrebird.test", message: "m-1", body: "the", room: false } });
     expect(app.state.messages[conv.key]?.at(-1)).toMatchObject({ body: "the", corrected: true });
     await app.chatState(conv, "composing");
     expect(calls.at(-1)?.args).toEqual({ account: 2, action: { cmd: "chat_state", to: "carol@lyrebird.test", state: "composing" } });

@@ -155,11 +155,13 @@ pub enum XmppAction {
     Unsubscribe { jid: String },
     /// A 1:1 message; the reply carries its id.
     Message { to: String, body: String },
-    /// Corrects our earlier message `message` to `to` (XEP-0308).
+    /// Corrects our earlier message `message` to `to` (XEP-0308); `room` when `to` is a room.
     Correct {
         to: String,
         message: String,
         body: String,
+        #[serde(default)]
+        room: bool,
     },
     /// A chat state (XEP-0085): `active`, `composing`, `paused`, `inactive`, `gone`.
     ChatState { to: String, state: String },
@@ -1104,9 +1106,18 @@ impl XmppAccount {
                 self.record_outgoing(&id, &to, &body, false, None, None);
                 Ok(XmppReply::Message { message: id })
             }
-            XmppAction::Correct { to, message, body } => {
-                let new_id = self.client.send_correction(&to, &message, &body)?;
-                self.record_outgoing(&new_id, &to, &body, false, Some(message), None);
+            XmppAction::Correct {
+                to,
+                message,
+                body,
+                room,
+            } => {
+                let new_id = if room {
+                    self.client.send_room_correction(&to, &message, &body)?
+                } else {
+                    self.client.send_correction(&to, &message, &body)?
+                };
+                self.record_outgoing(&new_id, &to, &body, room, Some(message), None);
                 Ok(XmppReply::Message { message: new_id })
             }
             XmppAction::ChatState { to, state } => {
