@@ -8,7 +8,7 @@
 //!   {"cmd":"message","to":"bob@example.com","body":"hi"}  {"cmd":"correct","to":"...","message":"<id>","body":"..."}
 //!   {"cmd":"chat_state","to":"...","state":"composing"}
 //!   {"cmd":"join","room":"room@conference.example.com","nick":"alice"}  {"cmd":"leave","room":"..."}
-//!   {"cmd":"room_message","room":"...","body":"hello all"}
+//!   {"cmd":"room_message","room":"...","body":"hello all"}  (corrections in a room: "correct" with "room":true)
 //!   {"cmd":"share_file","to":"bob@example.com","path":"photo.jpg"}  {"cmd":"download","url":"https://..."}
 //!   {"cmd":"search","query":"words"}  {"cmd":"history","peer":"bob@example.com","limit":50}
 //!   {"cmd":"room_history","room":"...","limit":50}  {"cmd":"quit"}
