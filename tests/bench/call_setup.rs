@@ -30,11 +30,7 @@ async fn main() -> Result<()> {
         .map(|r| r.parse())
         .transpose()?
         .unwrap_or(10);
-    let stack = Stack::start(StackOptions {
-        prosody: false,
-        coturn: false,
-        ..StackOptions::default()
-    })?;
+    let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = tempfile::tempdir()?;
     println!("# Lyrebird call benchmark ({rounds} rounds each, Kamailio on loopback)\n");
 

@@ -62,11 +62,7 @@ async fn main() -> Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100);
     let total = mib << 20;
-    let stack = Stack::start(StackOptions {
-        prosody: false,
-        coturn: false,
-        ..StackOptions::default()
-    })?;
+    let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = tempfile::tempdir()?;
     let k = stack.kamailio();
     let mut peers = Vec::new();

@@ -87,11 +87,7 @@ async fn main() -> Result<()> {
         .map(|r| r.parse())
         .transpose()?
         .unwrap_or(10_000);
-    let stack = Stack::start(StackOptions {
-        kamailio: false,
-        coturn: false,
-        ..StackOptions::default()
-    })?;
+    let stack = Stack::start(StackOptions::prosody_only())?;
     let dir = tempfile::tempdir()?;
     println!("# Lyrebird XMPP benchmark (Prosody 0.12 on loopback, SQL storage)\n");
 

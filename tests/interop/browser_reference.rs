@@ -18,15 +18,6 @@ use testkit::stack::{Stack, StackOptions};
 
 const STEP: Duration = Duration::from_secs(20);
 
-fn kamailio_only() -> StackOptions {
-    StackOptions {
-        kamailio: true,
-        prosody: false,
-        coturn: false,
-        ..StackOptions::default()
-    }
-}
-
 fn speech_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("lyrebird-speech-cache")
 }
@@ -39,7 +30,7 @@ fn field<'a>(event: &'a Value, name: &str) -> &'a str {
 async fn jssip_browsers_call_and_message_each_other_through_kamailio() -> Result<()> {
     require_browser_tools()?;
     require_speech_tools()?;
-    let stack = Stack::start(kamailio_only())?;
+    let stack = Stack::start(StackOptions::kamailio_only())?;
     let kamailio = stack.kamailio();
     let ws_url = kamailio.ws_url();
     let domain = kamailio.domain().to_owned();
@@ -152,7 +143,7 @@ async fn jssip_browsers_call_and_message_each_other_through_kamailio() -> Result
 async fn jssip_browser_to_browser_call_setup_figures() -> Result<()> {
     require_browser_tools()?;
     require_speech_tools()?;
-    let stack = Stack::start(kamailio_only())?;
+    let stack = Stack::start(StackOptions::kamailio_only())?;
     let rounds = 5;
     let timings = browser_to_browser_setup(&stack, rounds).await?;
     ensure!(timings.len() == rounds, "{timings:?}");

@@ -21,11 +21,7 @@ fn is_sip_message(e: &Value, body: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_bot_answers_each_message_with_its_text() -> Result<()> {
-    let stack = Stack::start(StackOptions {
-        prosody: false,
-        coturn: false,
-        ..StackOptions::default()
-    })?;
+    let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = tempfile::tempdir()?;
     let kamailio = stack.kamailio();
     let options = |user: &str| {
@@ -80,11 +76,7 @@ async fn sip_bot_answers_each_message_with_its_text() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xmpp_bot_approves_and_answers_each_chat() -> Result<()> {
-    let stack = Stack::start(StackOptions {
-        kamailio: false,
-        coturn: false,
-        ..StackOptions::default()
-    })?;
+    let stack = Stack::start(StackOptions::prosody_only())?;
     let dir = tempfile::tempdir()?;
     let prosody = stack.prosody();
     let jid = |user: &str| format!("{user}@{}", prosody.domain());

@@ -25,11 +25,7 @@ const MIB: usize = 1 << 20;
 const OFFER: Duration = Duration::from_secs(60);
 
 fn stack() -> Result<Stack> {
-    Stack::start(StackOptions {
-        prosody: false,
-        coturn: false,
-        ..StackOptions::default()
-    })
+    Stack::start(StackOptions::kamailio_only())
 }
 
 fn uri(stack: &Stack, user: &str) -> String {

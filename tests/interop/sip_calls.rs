@@ -20,11 +20,7 @@ const SETUP: Duration = Duration::from_secs(20);
 const TALK: Duration = Duration::from_secs(7);
 
 fn sip_stack() -> Result<Stack> {
-    Stack::start(StackOptions {
-        prosody: false,
-        coturn: false,
-        ..StackOptions::default()
-    })
+    Stack::start(StackOptions::kamailio_only())
 }
 
 fn lyrebird_options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {

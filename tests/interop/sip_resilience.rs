@@ -13,11 +13,7 @@ use testkit::stack::{Stack, StackOptions};
 const SETUP: Duration = Duration::from_secs(20);
 
 fn sip_stack() -> Result<Stack> {
-    Stack::start(StackOptions {
-        prosody: false,
-        coturn: false,
-        ..StackOptions::default()
-    })
+    Stack::start(StackOptions::kamailio_only())
 }
 
 fn options(stack: &Stack, user: &str, password: &str, dir: &std::path::Path) -> LyrebirdOptions {

@@ -355,12 +355,7 @@ async fn kamailio_sha256_digest_and_restart_on_the_same_port() -> Result<()> {
 #[tokio::test]
 async fn kamailio_routes_message_to_registered_users_and_rejects_the_rest() -> Result<()> {
     testkit::stack::require_tools()?;
-    let stack = start(StackOptions {
-        prosody: false,
-        coturn: false,
-        ..StackOptions::default()
-    })
-    .await?;
+    let stack = start(StackOptions::kamailio_only()).await?;
     let kamailio = stack.kamailio();
     let domain = kamailio.domain();
 
@@ -499,12 +494,7 @@ async fn msrp_session(stack: &Stack, user: &str) -> Result<(Ws, String)> {
 #[tokio::test]
 async fn msrp_relay_carries_a_send_between_two_websocket_clients() -> Result<()> {
     testkit::stack::require_tools()?;
-    let stack = start(StackOptions {
-        prosody: false,
-        coturn: false,
-        ..StackOptions::default()
-    })
-    .await?;
+    let stack = start(StackOptions::kamailio_only()).await?;
     let (mut alice, alice_relay) = msrp_session(&stack, "alice").await?;
     let (mut bob, bob_relay) = msrp_session(&stack, "bob").await?;
     ensure!(

@@ -121,6 +121,26 @@ pub struct StackOptions {
     pub ports: Option<FixedPorts>,
 }
 
+impl StackOptions {
+    /// Kamailio alone (SIP over WebSocket and the MSRP relay), default users.
+    pub fn kamailio_only() -> StackOptions {
+        StackOptions {
+            prosody: false,
+            coturn: false,
+            ..StackOptions::default()
+        }
+    }
+
+    /// Prosody alone (XMPP over WebSocket), default users.
+    pub fn prosody_only() -> StackOptions {
+        StackOptions {
+            kamailio: false,
+            coturn: false,
+            ..StackOptions::default()
+        }
+    }
+}
+
 impl Default for StackOptions {
     /// All three servers, MD5, users alice/bob/carol/dave/erin with passwords `<user>-secret`.
     fn default() -> StackOptions {
