@@ -1140,6 +1140,32 @@ function setCall(state: AppState, call: CallView): AppState {
   return { ...state, calls: { ...state.calls, [call.key]: call } };
 }
 
+/** A call as it begins: ringing in, or dialling out. */
+function newCall(
+  id: number | bigint,
+  account: number,
+  peer: string,
+  displayName: string | null,
+  direction: CallView["direction"],
+  now: number,
+): CallView {
+  return {
+    key: idKey(id),
+    id,
+    account,
+    peer,
+    displayName,
+    direction,
+    status: direction === "incoming" ? "ringing" : "dialing",
+    startedAt: now,
+    answeredAt: null,
+    endedAt: null,
+    endReason: null,
+    endStatus: null,
+    muted: false,
+  };
+}
+
 /** A call we placed, once `start_call` returned its id (the Dialing event may come first). */
 export function callStarted(
   state: AppState,
@@ -1148,23 +1174,8 @@ export function callStarted(
   peer: string,
   now: number,
 ): AppState {
-  const key = idKey(id);
-  if (state.calls[key]) return state;
-  return setCall(state, {
-    key,
-    id,
-    account,
-    peer,
-    displayName: null,
-    direction: "outgoing",
-    status: "dialing",
-    startedAt: now,
-    answeredAt: null,
-    endedAt: null,
-    endReason: null,
-    endStatus: null,
-    muted: false,
-  });
+  if (state.calls[idKey(id)]) return state;
+  return setCall(state, newCall(id, account, peer, null, "outgoing", now));
 }
 
 export function setMuted(state: AppState, callKey: string, muted: boolean): AppState {
@@ -1357,45 +1368,18 @@ export function applyEvent(state: AppState, ev: EngineEvent, now: number): AppSt
     case "archive_synced":
       return state;
 
-    case "incoming_call": {
-      const key = idKey(ev.call);
-      return setCall(state, {
-        key,
-        id: ev.call,
-        account: num(ev.account),
-        peer: ev.from,
-        displayName: ev.display_name ?? null,
-        direction: "incoming",
-        status: "ringing",
-        startedAt: now,
-        answeredAt: null,
-        endedAt: null,
-        endReason: null,
-        endStatus: null,
-        muted: false,
-      });
-    }
+    case "incoming_call":
+      return setCall(
+        state,
+        newCall(ev.call, num(ev.account), ev.from, ev.display_name ?? null, "incoming", now),
+      );
     case "call_state": {
       const key = idKey(ev.call);
       const existing = state.calls[key];
       const cs = ev.state;
       if (cs.state === "dialing") {
         if (existing) return setCall(state, { ...existing, peer: existing.peer || cs.peer });
-        return setCall(state, {
-          key,
-          id: ev.call,
-          account: num(ev.account),
-          peer: cs.peer,
-          displayName: null,
-          direction: cs.direction,
-          status: cs.direction === "incoming" ? "ringing" : "dialing",
-          startedAt: now,
-          answeredAt: null,
-          endedAt: null,
-          endReason: null,
-          endStatus: null,
-          muted: false,
-        });
+        return setCall(state, newCall(ev.call, num(ev.account), cs.peer, null, cs.direction, now));
       }
       if (!existing) return state;
       if (existing.status === "ended") return state;

@@ -484,30 +484,23 @@ async fn run(
     offer: Option<MsrpMedia>,
     mut commands: mpsc::Receiver<ToChat>,
 ) {
-    let to_account = context.to_account.clone();
-    let send = |message: FromChat| {
-        let to_account = to_account.clone();
-        async move {
-            let _ = to_account.send(FromTask::Chat(message)).await;
-        }
-    };
-    let reason = session(&context, chat, &peer, offer, &mut commands, &send).await;
-    send(FromChat::Finished { chat, reason }).await;
+    let reason = session(&context, chat, &peer, offer, &mut commands).await;
+    send(&context, FromChat::Finished { chat, reason }).await;
+}
+
+/// Hands a chat task's message to its account.
+async fn send(context: &TaskContext, message: FromChat) {
+    let _ = context.to_account.send(FromTask::Chat(message)).await;
 }
 
 /// Runs the session; returns why it ended when that was not a normal close.
-async fn session<F, Fut>(
+async fn session(
     context: &TaskContext,
     chat: ChatId,
     peer: &str,
     offer: Option<MsrpMedia>,
     commands: &mut mpsc::Receiver<ToChat>,
-    send: &F,
-) -> Option<String>
-where
-    F: Fn(FromChat) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+) -> Option<String> {
     let mut link = match Link::open(context).await {
         Ok(link) => link,
         Err(reason) => return Some(reason),
@@ -526,11 +519,11 @@ where
     let sdp = ours.to_sdp(rand::random::<u32>().into(), 1);
     let theirs = match offer {
         Some(offer) => {
-            send(FromChat::Answer { chat, sdp }).await;
+            send(context, FromChat::Answer { chat, sdp }).await;
             offer
         }
         None => {
-            send(FromChat::Invite { chat, sdp }).await;
+            send(context, FromChat::Invite { chat, sdp }).await;
             let deadline = Instant::now() + ANSWER_TIMEOUT;
             let answer = loop {
                 tokio::select! {
@@ -584,7 +577,7 @@ where
             return Some(e.to_string());
         }
     };
-    send(FromChat::Opened { chat }).await;
+    send(context, FromChat::Opened { chat }).await;
     // MSRP Message-ID → the engine's message id.
     let mut ids: HashMap<String, MessageId> = HashMap::new();
     let result = loop {
@@ -616,7 +609,7 @@ where
                         Ok(id) => {
                             ids.insert(id, message);
                         }
-                        Err(reason) => send(FromChat::Failed { chat, message, status: 0, reason }).await,
+                        Err(reason) => send(context, FromChat::Failed { chat, message, status: 0, reason }).await,
                     }
                 }
                 Some(ToChat::SessionEnded) => break None,
@@ -660,18 +653,21 @@ where
                     content_type, body, ..
                 } => match unwrap_text(&content_type, &body) {
                     Ok((content_type, body)) => {
-                        send(FromChat::Received {
-                            chat,
-                            content_type,
-                            body,
-                        })
+                        send(
+                            context,
+                            FromChat::Received {
+                                chat,
+                                content_type,
+                                body,
+                            },
+                        )
                         .await;
                     }
                     Err(reason) => warn!(%reason, "chat message dropped"),
                 },
                 ChatEvent::Delivered { message_id } => {
                     if let Some(message) = ids.remove(&message_id) {
-                        send(FromChat::Delivered { chat, message }).await;
+                        send(context, FromChat::Delivered { chat, message }).await;
                     }
                 }
                 ChatEvent::Failed {
@@ -680,12 +676,15 @@ where
                     comment,
                 } => {
                     if let Some(message) = ids.remove(&message_id) {
-                        send(FromChat::Failed {
-                            chat,
-                            message,
-                            status,
-                            reason: comment,
-                        })
+                        send(
+                            context,
+                            FromChat::Failed {
+                                chat,
+                                message,
+                                status,
+                                reason: comment,
+                            },
+                        )
                         .await;
                     }
                 }
