@@ -89,8 +89,9 @@ fn options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
         &format!("{user}-secret"),
         dir,
     )
+    // Quiet by default so logging costs nothing in the CPU figure; LYREBIRD_TEST_LOG to trace.
     .arg("--log")
-    .arg("warn")
+    .arg(std::env::var("LYREBIRD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
 }
 
 fn event_ms(event: &serde_json::Value) -> Result<f64> {

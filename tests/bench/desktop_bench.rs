@@ -27,8 +27,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use serde_json::json;
 use testkit::desktop::{
-    DesktopOptions, GroupChild, SessionBus, Xvfb, process_name, process_tree, pss_kib,
-    top_level_windows, window_painted,
+    DesktopOptions, GroupChild, SessionBus, Xvfb, process_name, process_tree, pss_by_mapping,
+    pss_kib, top_level_windows, window_painted,
 };
 use testkit::json_lines::JsonLines;
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
@@ -58,6 +58,9 @@ struct Args {
     /// measure WebKit's own defaults instead of Lyrebird's tuning.
     #[arg(long = "env", value_name = "NAME=VALUE")]
     app_env: Vec<String>,
+    /// Also print, per process, the N mappings with the most PSS (where the memory goes).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    mappings: usize,
 }
 
 /// Bound for any one thing to happen (a window, a login, a log line).
@@ -159,7 +162,8 @@ async fn main() -> Result<()> {
                 "lyrebird: SIP and XMPP accounts online; settling {} s",
                 args.settle
             );
-            let (total, breakdown) = idle_memory(started.process.pid(), args.settle).await;
+            let (total, breakdown) =
+                idle_memory(started.process.pid(), args.settle, args.mappings).await;
             lyrebird.pss_kib = Some(total);
             lyrebird.breakdown = breakdown;
         }
@@ -190,7 +194,8 @@ async fn main() -> Result<()> {
             eprintln!("linphone round {round}: window painted after {paint:.0} ms");
             if round == 0 {
                 eprintln!("linphone: settling {} s", args.settle);
-                let (total, breakdown) = idle_memory(started.process.pid(), args.settle).await;
+                let (total, breakdown) =
+                    idle_memory(started.process.pid(), args.settle, args.mappings).await;
                 linphone.pss_kib = Some(total);
                 linphone.breakdown = breakdown;
             }
@@ -264,8 +269,9 @@ async fn own_paint_ms(log: &Path) -> Result<f64> {
 }
 
 /// After `settle` seconds, the sum of PSS over the process tree (median of three readings two
-/// seconds apart), with the per-process figures of the last reading.
-async fn idle_memory(root: u32, settle: u64) -> (u64, Vec<(String, u64)>) {
+/// seconds apart), with the per-process figures of the last reading. With `mappings` > 0, also
+/// prints each process's largest mappings.
+async fn idle_memory(root: u32, settle: u64, mappings: usize) -> (u64, Vec<(String, u64)>) {
     tokio::time::sleep(Duration::from_secs(settle)).await;
     let mut totals = Vec::new();
     let mut breakdown = Vec::new();
@@ -283,6 +289,15 @@ async fn idle_memory(root: u32, settle: u64) -> (u64, Vec<(String, u64)>) {
         totals.push(breakdown.iter().map(|(_, kib)| kib).sum::<u64>());
     }
     totals.sort_unstable();
+    if mappings > 0 {
+        for pid in process_tree(root) {
+            let name = process_name(pid).unwrap_or_else(|| pid.to_string());
+            eprintln!("PSS of {name} ({pid}) by mapping:");
+            for (path, kib) in pss_by_mapping(pid).into_iter().take(mappings) {
+                eprintln!("  {:8.1} MiB  {path}", mib(kib));
+            }
+        }
+    }
     (totals[totals.len() / 2], breakdown)
 }
 

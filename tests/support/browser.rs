@@ -97,7 +97,8 @@ pub struct BrowserPeerOptions {
     /// Send the offer/answer at the first ICE candidate instead of JsSIP's default of waiting
     /// for gathering to complete. Off for reference figures.
     pub early_ice: bool,
-    /// JsSIP debug logging to the log file.
+    /// JsSIP debug logging (every SIP message) to the log file; on by default when
+    /// `LYREBIRD_BROWSER_DEBUG` is set.
     pub debug: bool,
     /// Where the log file goes; `$LYREBIRD_TEST_LOG_DIR` or `<tmp>/lyrebird-browser-logs` when
     /// `None`.
@@ -118,7 +119,7 @@ impl BrowserPeerOptions {
             auto_answer: false,
             name: None,
             early_ice: false,
-            debug: false,
+            debug: std::env::var_os("LYREBIRD_BROWSER_DEBUG").is_some(),
             log_dir: None,
         }
     }

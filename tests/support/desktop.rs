@@ -614,6 +614,40 @@ pub fn pss_kib(pid: u32) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
+/// PSS (KiB) of a process by what is mapped: each file by its path, anonymous memory as
+/// `[anon]` (heap and thread stacks included), largest first. Where the memory of
+/// [`pss_kib`] goes.
+pub fn pss_by_mapping(pid: u32) -> Vec<(String, u64)> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return Vec::new();
+    };
+    let mut totals: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if let Some(kib) = line.strip_prefix("Pss:") {
+            let kib: u64 = kib
+                .split_whitespace()
+                .next()
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(0);
+            *totals.entry(current.clone()).or_default() += kib;
+        } else if line.split_whitespace().next().is_some_and(|range| {
+            range.contains('-') && range.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        }) {
+            // A mapping's header: range, perms, offset, device, inode, then the path if any.
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            current = match path {
+                "" | "[heap]" | "[stack]" => "[anon]".to_owned(),
+                other if other.starts_with("[stack:") => "[anon]".to_owned(),
+                other => other.to_owned(),
+            };
+        }
+    }
+    let mut sorted: Vec<(String, u64)> = totals.into_iter().collect();
+    sorted.sort_by_key(|(_, kib)| std::cmp::Reverse(*kib));
+    sorted
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -25,6 +25,7 @@ pub mod codec;
 mod config;
 mod device;
 pub mod dtmf;
+mod early_packets;
 mod error;
 pub mod g711;
 pub mod jitter;

@@ -151,9 +151,33 @@ pub fn usable_audio_section(sdp: &str) -> Result<AudioSection, MediaError> {
     Ok(section)
 }
 
+/// The ICE username fragment and password (`a=ice-ufrag`, `a=ice-pwd`, RFC 8839 §5.4) of a
+/// description with one set of credentials (BUNDLE: the first occurrence of each counts).
+pub fn ice_credentials(sdp: &str) -> Option<(String, String)> {
+    let value = |name: &str| {
+        sdp.lines()
+            .find_map(|line| line.trim().strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    Some((value("a=ice-ufrag:")?, value("a=ice-pwd:")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_ice_credentials() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:Ab3d\r\n\
+            a=ice-pwd:0123456789abcdefghijkl\r\n";
+        assert_eq!(
+            ice_credentials(sdp),
+            Some(("Ab3d".to_owned(), "0123456789abcdefghijkl".to_owned()))
+        );
+        assert_eq!(ice_credentials("v=0\r\na=ice-ufrag:Ab3d\r\n"), None);
+        assert_eq!(ice_credentials(OFFER), None);
+    }
 
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
         m=audio 9 UDP/TLS/RTP/SAVPF 111 0 126\r\nc=IN IP4 0.0.0.0\r\n\

@@ -19,9 +19,10 @@ use crate::audio::{Sink, Source};
 use crate::codec::{Decoder, Encoder, FRAME_48K, rms_level};
 use crate::config::{AudioCodec, AudioSink, AudioSource, MediaConfig, MediaEvent, MediaStats};
 use crate::dtmf::{EventSender, event_code};
+use crate::early_packets::{AnsweringRuntime, EarlyPackets};
 use crate::error::MediaError;
 use crate::jitter::{Insert, JitterBuffer, Playout};
-use crate::sdp::{PayloadFormat, audio_section, usable_audio_section};
+use crate::sdp::{PayloadFormat, audio_section, ice_credentials, usable_audio_section};
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
@@ -46,9 +47,9 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
-    configure_rtcp_reports,
+    RTCConfigurationBuilder, RTCIceConnectionState, RTCIceGatheringState, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder, configure_rtcp_reports,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -80,6 +81,8 @@ pub struct MediaSession {
     events: Option<mpsc::Receiver<MediaEvent>>,
     gathering_complete: Arc<watch::Sender<bool>>,
     gathering_timeout: Duration,
+    /// Sees to the peer's checks and DTLS between our offer and our agent's connection.
+    early_packets: Arc<EarlyPackets>,
     sender: Arc<dyn RtpSender>,
     task: Option<JoinHandle<()>>,
     closed: bool,
@@ -163,10 +166,23 @@ struct Handler {
     gathering_complete: Arc<watch::Sender<bool>>,
     connected: watch::Sender<bool>,
     rtp: mpsc::Sender<ReceivedRtp>,
+    early_packets: Arc<EarlyPackets>,
 }
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        debug!(%state, "ICE connection state");
+        if !matches!(
+            state,
+            RTCIceConnectionState::Unspecified
+                | RTCIceConnectionState::New
+                | RTCIceConnectionState::Checking
+        ) {
+            self.early_packets.ice_settled();
+        }
+    }
+
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         debug!(?state, "ICE gathering state");
         if state == RTCIceGatheringState::Complete {
@@ -368,7 +384,9 @@ impl MediaSession {
         let (rtp_tx, rtp_rx) = mpsc::channel(RTP_QUEUE);
         let (connected_tx, connected_rx) = watch::channel(false);
         let gathering_complete = Arc::new(watch::channel(false).0);
+        let early_packets = Arc::new(EarlyPackets::default());
         let handler = Handler {
+            early_packets: early_packets.clone(),
             events: events_tx.clone(),
             gathering_complete: gathering_complete.clone(),
             connected: connected_tx,
@@ -376,6 +394,7 @@ impl MediaSession {
         };
 
         let peer = PeerConnectionBuilder::new()
+            .with_runtime(Arc::new(AnsweringRuntime::new(early_packets.clone())))
             .with_configuration(rtc_config.build())
             .with_media_engine(media_engine)
             .with_setting_engine(settings.build())
@@ -444,6 +463,7 @@ impl MediaSession {
             events: Some(events_rx),
             gathering_complete,
             gathering_timeout: config.gathering_timeout,
+            early_packets,
             sender,
             task: Some(task),
             closed: false,
@@ -457,7 +477,12 @@ impl MediaSession {
             .create_offer(None)
             .await
             .map_err(MediaError::transport)?;
-        self.set_local_and_gather(offer).await
+        let sdp = self.set_local_and_gather(offer).await?;
+        // The peer starts checking as soon as it has our offer (see `early_packets`).
+        if let Some((ufrag, pwd)) = ice_credentials(&sdp) {
+            self.early_packets.offered(ufrag, pwd);
+        }
+        Ok(sdp)
     }
 
     /// Applies the peer's answer to our offer and starts sending once connected.
@@ -467,6 +492,8 @@ impl MediaSession {
         usable_audio_section(sdp)?;
         let answer = RTCSessionDescription::answer(sdp.to_owned())
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        // From here the ICE agent has the peer's credentials and answers checks itself.
+        self.early_packets.answer_applied();
         self.peer
             .set_remote_description(answer)
             .await
