@@ -20,19 +20,31 @@ fn tuning_enabled() -> bool {
 
 /// Environment for WebKit, set before any thread or GTK exists. Must be called first in `main`.
 ///
-/// `WEBKIT_DISABLE_COMPOSITING_MODE=1` makes WebKitGTK draw without accelerated compositing from
-/// the first paint (the setting in [`tune`] only applies after the page started); measured on
-/// Debian 12 under Xvfb it saves tens of MiB of the web process. A value the user set wins.
+/// - `WEBKIT_DISABLE_COMPOSITING_MODE=1` makes WebKitGTK draw without accelerated compositing
+///   from the first paint (the setting in [`tune`] only applies after the page started);
+///   measured on Debian 12 under Xvfb it saves tens of MiB of the web process.
+/// - `JSC_useJIT=0` runs the UI's script in JavaScriptCore's interpreter: a 50 kB app that
+///   mostly waits for events gains nothing from compiled code, and the web process is 7–10 MiB
+///   smaller without the JIT's code and compiler memory (start-to-paint unchanged within noise;
+///   BENCHMARKS.md). It also leaves no writable-and-executable memory in the web process. The
+///   web process inherits the variable.
+///
+/// A value the user set wins.
 pub fn prepare_environment() {
-    if cfg!(target_os = "linux")
-        && tuning_enabled()
-        && std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none()
-    {
-        // SAFETY: called at the top of `main`, before any other thread exists, so nothing can
-        // read the environment concurrently (the reason `set_var` is unsafe).
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+    if !cfg!(target_os = "linux") || !tuning_enabled() {
+        return;
+    }
+    for (name, value) in [
+        ("WEBKIT_DISABLE_COMPOSITING_MODE", "1"),
+        ("JSC_useJIT", "0"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: called at the top of `main`, before any other thread exists, so nothing
+            // can read the environment concurrently (the reason `set_var` is unsafe).
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var(name, value);
+            }
         }
     }
 }
