@@ -232,7 +232,8 @@ fn check_response(
     Some(response.raw)
 }
 
-/// webrtc-rs's tokio runtime, except that UDP sockets see to early packets.
+/// webrtc-rs's tokio runtime, except that its tasks run on the media thread
+/// ([`crate::media_thread`]) and its UDP sockets see to early packets.
 pub(crate) struct AnsweringRuntime {
     inner: TokioRuntime,
     early: Arc<EarlyPackets>,
@@ -263,16 +264,17 @@ impl fmt::Debug for AnsweringRuntime {
 }
 
 impl Runtime for AnsweringRuntime {
+    /// The peer connection's tasks (its driver above all) run on the media thread.
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
-        self.inner.spawn(future)
+        Box::new(MediaTaskHandle(crate::media_thread::spawn(future)))
     }
 
     fn spawn_reactor(
         &self,
-        reactor_pool_size: usize,
+        _reactor_pool_size: usize,
         future: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) -> Box<dyn JoinHandle> {
-        self.inner.spawn_reactor(reactor_pool_size, future)
+        self.spawn(future)
     }
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
@@ -327,6 +329,21 @@ impl Runtime for AnsweringRuntime {
 
     fn name(&self) -> &'static str {
         "tokio (early packets)"
+    }
+}
+
+/// A task of the peer connection on the media thread. Dropping it detaches the task.
+struct MediaTaskHandle(tokio::task::JoinHandle<()>);
+
+impl JoinHandle for MediaTaskHandle {
+    fn detach(&self) {}
+
+    fn abort(&self) {
+        self.0.abort();
+    }
+
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
     }
 }
 

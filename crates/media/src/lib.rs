@@ -29,6 +29,7 @@ mod early_packets;
 mod error;
 pub mod g711;
 pub mod jitter;
+mod media_thread;
 pub mod resample;
 pub mod sdp;
 mod session;

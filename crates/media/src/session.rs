@@ -223,7 +223,7 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let rtp = self.rtp.clone();
         debug!("remote audio track");
-        tokio::spawn(async move {
+        crate::media_thread::spawn(async move {
             while let Some(event) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(packet) = event {
                     trace!(
@@ -454,7 +454,8 @@ impl MediaSession {
             first_audio_seen: false,
             start: Instant::now(),
         };
-        let task = tokio::spawn(task.run(commands_rx, rtp_rx));
+        // Beside the peer connection's driver, so a frame's hand-overs stay on one thread.
+        let task = crate::media_thread::spawn(task.run(commands_rx, rtp_rx));
 
         Ok(MediaSession {
             peer,
