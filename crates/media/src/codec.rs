@@ -35,7 +35,9 @@ enum EncoderKind {
     },
 }
 
-/// libopus encoder complexity (0–10); see [`Encoder::new`].
+/// libopus encoder complexity (0–10). 9, as Chromium uses on desktops: SILK's search is the
+/// same as at 10 (its widest, from 8 up); only 10 adds libopus's signal analysis, a
+/// speech/music detector that a voice call does not need.
 const OPUS_COMPLEXITY: i32 = 9;
 
 impl Encoder {
@@ -46,12 +48,9 @@ impl Encoder {
                 let mut encoder =
                     opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
                         .map_err(|e| format!("opus encoder: {e}"))?;
-                // FEC only helps if the encoder expects loss; 5 % keeps the bitrate cost small.
-                // Complexity 9, as Chromium uses on desktops: SILK's search is the same as at
-                // 10 (its widest, from 8 up); only 10 adds libopus's signal analysis, a music
-                // detector that a voice call does not need.
                 encoder
                     .set_complexity(OPUS_COMPLEXITY)
+                    // FEC only helps if the encoder expects loss; 5 % keeps the bitrate cost small.
                     .and_then(|()| encoder.set_inband_fec(true))
                     .and_then(|()| encoder.set_packet_loss_perc(5))
                     .and_then(|()| encoder.set_bitrate(opus::Bitrate::Bits(32_000)))

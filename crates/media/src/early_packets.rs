@@ -269,6 +269,8 @@ impl Runtime for AnsweringRuntime {
         Box::new(MediaTaskHandle(crate::media_thread::spawn(future)))
     }
 
+    /// The media thread replaces webrtc-rs's own pool of reactor threads, so the pool's size
+    /// does not apply.
     fn spawn_reactor(
         &self,
         _reactor_pool_size: usize,

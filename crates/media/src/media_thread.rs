@@ -2,8 +2,9 @@
 //!
 //! Each 20 ms frame crosses several tasks: the media task encodes and hands the packet to the
 //! peer connection's driver, which encrypts and sends it; a received packet goes from the
-//! driver to the remote track's reader and on to the media task. On a multi-threaded runtime
-//! each of those hand-overs may wake another worker (a futex wake and a context switch).
+//! driver to the remote track's reader and on to the media task. webrtc-rs puts its driver on
+//! a reactor thread of its own and the other two tasks ran on the engine's multi-threaded
+//! runtime, so every hand-over woke another thread (a futex wake and a context switch).
 //! Here they all run on one current-thread runtime, so a hand-over is a local wake and the
 //! thread wakes only for the frame clock and for packets arriving. The peer connection's
 //! sockets and timers belong to this thread's runtime too (webrtc-rs wraps them inside the
