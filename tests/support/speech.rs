@@ -47,8 +47,18 @@ pub fn require_speech_tools() -> Result<()> {
 /// Returns a 48 kHz mono 16-bit WAV of `phrase` spoken by espeak-ng, creating it in `dir` if it
 /// is not cached there yet.
 pub fn speech_wav(dir: &Path, phrase: &str) -> Result<PathBuf> {
+    voiced_speech_wav(dir, phrase, None)
+}
+
+/// [`speech_wav`] in an espeak-ng voice of its own (`espeak-ng --voices`, e.g. `en-us+f3`), or
+/// espeak-ng's default voice with `None`.
+pub fn voiced_speech_wav(dir: &Path, phrase: &str, voice: Option<&str>) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("speech-{:016x}.wav", fnv1a64(phrase.as_bytes())));
+    let key = match voice {
+        Some(voice) => format!("{voice}\0{phrase}"),
+        None => phrase.to_owned(),
+    };
+    let path = dir.join(format!("speech-{:016x}.wav", fnv1a64(key.as_bytes())));
     if path.is_file() {
         return Ok(path);
     }
@@ -60,13 +70,15 @@ pub fn speech_wav(dir: &Path, phrase: &str) -> Result<PathBuf> {
     let raw = dir.join(format!(".espeak-{unique}.wav"));
     let partial = dir.join(format!(".speech-{unique}.wav"));
 
-    run(Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&raw)
-        .arg("--")
-        .arg(phrase))?;
+    let mut espeak = Command::new("espeak-ng");
+    if let Some(voice) = voice {
+        espeak.args(["-v", voice]);
+    }
+    run(espeak.arg("-w").arg(&raw).arg("--").arg(phrase))?;
     // espeak-ng writes 22.05 kHz; sox's default rate converter is a high-quality sinc filter.
+    // -R seeds sox's dither the same every time, so a phrase is the same samples in every run.
     run(Command::new("sox")
+        .arg("-R")
         .arg(&raw)
         .args(["-r", "48000", "-c", "1", "-b", "16", "-e", "signed-integer"])
         .arg(&partial))?;

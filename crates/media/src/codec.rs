@@ -35,38 +35,51 @@ enum EncoderKind {
     },
 }
 
-/// libopus encoder complexity (0–10). 9, as Chromium uses on desktops: SILK's search is the
-/// same as at 10 (its widest, from 8 up); only 10 adds libopus's signal analysis, a
-/// speech/music detector that a voice call does not need.
-const OPUS_COMPLEXITY: i32 = 9;
+/// libopus encoder complexity (0–10) and bitrate (bit/s), chosen together by
+/// `bench-opus-complexity` (BENCHMARKS.md): 6 at 36 kbit/s scores the same PESQ as Chromium's 9 at
+/// 32 kbit/s without loss and better with 5 % loss, for a fifth less encoder CPU. Below 9 the
+/// 32 kbit/s of Chromium is too little for libopus to turn FEC on at all (its `decide_fec`
+/// weighs the bitrate by complexity and expected loss), and at 9 it is on by a hair; 36 kbit/s
+/// keeps FEC on with room. From 7 up a float libopus also runs its speech/music analysis, which
+/// changes nothing measurable in a voice call.
+const OPUS_COMPLEXITY: i32 = 6;
+/// See [`OPUS_COMPLEXITY`].
+const OPUS_BITRATE: i32 = 36_000;
 
 impl Encoder {
     /// An encoder for `codec`.
     pub fn new(codec: AudioCodec) -> Result<Self, String> {
         let kind = match codec {
-            AudioCodec::Opus => {
-                let mut encoder =
-                    opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
-                        .map_err(|e| format!("opus encoder: {e}"))?;
-                encoder
-                    .set_complexity(OPUS_COMPLEXITY)
-                    // FEC only helps if the encoder expects loss; 5 % keeps the bitrate cost small.
-                    .and_then(|()| encoder.set_inband_fec(true))
-                    .and_then(|()| encoder.set_packet_loss_perc(5))
-                    .and_then(|()| encoder.set_bitrate(opus::Bitrate::Bits(32_000)))
-                    .map_err(|e| format!("opus encoder settings: {e}"))?;
-                EncoderKind::Opus(encoder)
-            }
+            AudioCodec::Opus => return Self::opus(OPUS_COMPLEXITY, OPUS_BITRATE),
             AudioCodec::Pcmu | AudioCodec::Pcma => EncoderKind::G711 {
                 alaw: codec == AudioCodec::Pcma,
                 decimator: Resampler::new(48_000, 8_000),
                 narrowband: Vec::with_capacity(FRAME_48K),
             },
         };
-        Ok(Encoder {
+        Ok(Encoder::with_kind(kind))
+    }
+
+    /// The call's Opus encoder at another libopus complexity (0–10) and bitrate (bit/s), so a
+    /// benchmark can weigh CPU against voice quality with every other setting as in a call.
+    pub fn opus(complexity: i32, bitrate: i32) -> Result<Self, String> {
+        let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+            .map_err(|e| format!("opus encoder: {e}"))?;
+        encoder
+            .set_complexity(complexity)
+            // FEC only helps if the encoder expects loss; 5 % keeps the bitrate cost small.
+            .and_then(|()| encoder.set_inband_fec(true))
+            .and_then(|()| encoder.set_packet_loss_perc(5))
+            .and_then(|()| encoder.set_bitrate(opus::Bitrate::Bits(bitrate)))
+            .map_err(|e| format!("opus encoder settings: {e}"))?;
+        Ok(Encoder::with_kind(EncoderKind::Opus(encoder)))
+    }
+
+    fn with_kind(kind: EncoderKind) -> Self {
+        Encoder {
             kind,
             payload: vec![0; MAX_OPUS_PACKET],
-        })
+        }
     }
 
     /// RTP timestamp increment per 20 ms frame.
@@ -322,5 +335,65 @@ mod tests {
             // Garbage payloads are concealed, not a panic.
             decoder.decode(&[0xFF, 0xFF, 0xFF], &mut concealed);
         }
+    }
+
+    /// A voiced, vowel-like frame: a gliding 120–160 Hz fundamental with falling harmonics and a
+    /// syllable-rate swell, so SILK codes it as active speech.
+    fn voiced_frame(start: usize) -> [f32; FRAME_48K] {
+        let mut frame = [0.0; FRAME_48K];
+        for (i, s) in frame.iter_mut().enumerate() {
+            let t = (start + i) as f32 / 48_000.0;
+            let pitch = 140.0 + 20.0 * (2.0 * std::f32::consts::PI * 0.7 * t).sin();
+            let swell = 0.6 + 0.4 * (2.0 * std::f32::consts::PI * 3.0 * t).sin();
+            *s = swell
+                * (1..=12)
+                    .map(|h| (2.0 * std::f32::consts::PI * pitch * h as f32 * t).sin() / h as f32)
+                    .sum::<f32>()
+                * 0.15;
+        }
+        frame
+    }
+
+    fn distance(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt()
+    }
+
+    /// The bitrate is chosen so that libopus keeps in-band FEC on (see `OPUS_COMPLEXITY`): a lost
+    /// frame rebuilt from the next packet must be the lost audio, not the decoder's guess.
+    #[test]
+    fn call_opus_packets_carry_fec_for_the_frame_before() {
+        let mut encoder = Encoder::new(AudioCodec::Opus).unwrap();
+        let packets: Vec<Vec<u8>> = (0..60)
+            .map(|n| {
+                encoder
+                    .encode(&voiced_frame(n * FRAME_48K))
+                    .unwrap()
+                    .to_vec()
+            })
+            .collect();
+        const LOST: usize = 40;
+        let decoded_up_to_loss = || {
+            let mut decoder = Decoder::new(AudioCodec::Opus).unwrap();
+            let mut scratch = Vec::new();
+            for packet in &packets[..LOST] {
+                decoder.decode(packet, &mut scratch);
+            }
+            decoder
+        };
+        let mut clean = Vec::new();
+        decoded_up_to_loss().decode(&packets[LOST], &mut clean);
+        let mut from_fec = Vec::new();
+        decoded_up_to_loss().conceal(Some(&packets[LOST + 1]), &mut from_fec);
+        let mut guessed = Vec::new();
+        decoded_up_to_loss().conceal(None, &mut guessed);
+        let (fec_error, plc_error) = (distance(&from_fec, &clean), distance(&guessed, &clean));
+        assert!(
+            fec_error < plc_error / 2.0,
+            "FEC rebuilt the frame no better than concealment: {fec_error} vs {plc_error}"
+        );
     }
 }
