@@ -203,3 +203,35 @@ impl Sink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wav_recording_holds_every_frame_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recording.wav");
+        let mut sink = Sink::open(&AudioSink::Wav { path: path.clone() })
+            .await
+            .unwrap();
+        let frames: Vec<Vec<f32>> = (0..3)
+            .map(|n| {
+                (0..FRAME_48K)
+                    .map(|i| ((n * FRAME_48K + i) as f32 * 0.01).sin() * 0.5)
+                    .collect()
+            })
+            .collect();
+        for frame in &frames {
+            sink.write(frame).unwrap();
+        }
+        sink.finalize().unwrap();
+        let written: Vec<i16> = hound::WavReader::open(&path)
+            .unwrap()
+            .samples::<i16>()
+            .map(Result::unwrap)
+            .collect();
+        let expected: Vec<i16> = frames.iter().flatten().map(|&s| to_i16(s)).collect();
+        assert_eq!(written, expected);
+    }
+}
