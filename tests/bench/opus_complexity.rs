@@ -266,15 +266,18 @@ async fn pesq_python() -> Result<PathBuf> {
     Ok(python)
 }
 
-/// PESQ wideband MOS-LQO of `degraded` against `reference`, both 16 kHz mono 16-bit WAVs.
+/// PESQ wideband MOS-LQO of `degraded` against `reference`, mono 16-bit WAVs at [`PESQ_RATE`]
+/// (the script takes the rate from the files).
 async fn pesq(python: &Path, reference: &Path, degraded: &Path) -> Result<f64> {
     const SCRIPT: &str = "import sys, wave, numpy\n\
         from pesq import pesq\n\
         def read(path):\n    \
             with wave.open(path) as w:\n        \
-                assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2\n        \
-                return numpy.frombuffer(w.readframes(w.getnframes()), dtype='<i2').astype(numpy.float64)\n\
-        print(pesq(16000, read(sys.argv[1]), read(sys.argv[2]), 'wb'))\n";
+                assert w.getnchannels() == 1 and w.getsampwidth() == 2\n        \
+                return w.getframerate(), numpy.frombuffer(w.readframes(w.getnframes()), dtype='<i2').astype(numpy.float64)\n\
+        rate, reference = read(sys.argv[1])\n\
+        _, degraded = read(sys.argv[2])\n\
+        print(pesq(rate, reference, degraded, 'wb'))\n";
     let output = run(
         python,
         &[
