@@ -11,7 +11,7 @@ use anyhow::{Context, Result, ensure};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use testkit::json_lines::JsonLines;
-use testkit::stack::{Stack, StackOptions};
+use testkit::stack::{ArchiveOwner, ArchiveSeed, Stack, StackOptions};
 use testkit::xmpp::{CuttingRelay, online, start_lyrebird, start_reference};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -442,6 +442,296 @@ async fn archive_brings_what_arrived_while_offline_exactly_once_in_order() -> Re
         ensure!(stored_bodies(&mut alice, &bob_jid).await? == expected);
         alice.quit().await?;
     }
+    bob.quit().await?;
+    Ok(())
+}
+
+/// Old messages the interrupted catch-up tests put into an archive.
+const SEEDED: u32 = 3000;
+/// Archived messages shown before the interrupted catch-up is stopped.
+const SHOWN_BEFORE_STOP: usize = 500;
+
+/// How a person stops Lyrebird in the middle of a catch-up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    Quit,
+    Kill,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The bodies `seed_archive` gave the seeded messages.
+fn seeded_bodies(prefix: &str) -> Vec<String> {
+    (1..=SEEDED).map(|i| format!("{prefix}{i:05}")).collect()
+}
+
+/// Waits until `peer` has shown `count` archived messages of `room` (or of 1:1 chats), and
+/// checks the catch-up was still under way then.
+async fn shown_from_archive(peer: &mut JsonLines, room: bool, count: usize) -> Result<()> {
+    let shown = std::cell::Cell::new(0);
+    let synced = std::cell::Cell::new(false);
+    peer.wait_for("archived messages shown", Duration::from_secs(60), |e| {
+        if e["event"] == "chat_message" && e["origin"] == "archive" && e["room"] == room {
+            shown.set(shown.get() + 1);
+        }
+        if e["event"] == "archive_synced" && e["room"].is_string() == room {
+            synced.set(true);
+        }
+        shown.get() >= count
+    })
+    .await?;
+    ensure!(
+        !synced.get(),
+        "the catch-up finished before it could be interrupted: seed more messages"
+    );
+    Ok(())
+}
+
+/// Stops `peer` as `stop` says.
+async fn stop(peer: JsonLines, stop: Stop) -> Result<()> {
+    match stop {
+        Stop::Quit => {
+            peer.quit().await?;
+        }
+        Stop::Kill => peer.kill().await,
+    }
+    Ok(())
+}
+
+/// `bodies` holds each of `want` exactly once.
+fn each_once(bodies: &[String], want: &[String]) -> Result<()> {
+    let mut counts = std::collections::HashMap::<&str, usize>::new();
+    for body in bodies {
+        *counts.entry(body.as_str()).or_default() += 1;
+    }
+    let missing: Vec<&String> = want
+        .iter()
+        .filter(|w| !counts.contains_key(w.as_str()))
+        .collect();
+    let twice: Vec<(&&str, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    ensure!(
+        missing.is_empty() && twice.is_empty(),
+        "{} of {} missing (first: {:?}), {} stored more than once: {:?}",
+        missing.len(),
+        want.len(),
+        missing.first(),
+        twice.len(),
+        twice.iter().take(5).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// Messages lost: a live message during the archive catch-up, then a quit or a `kill -9`
+/// part-way through it. After the restart every archived message is in history, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_catch_up_fetches_the_rest_despite_a_live_message() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let prefix = "archived #";
+    // Two hours old: far older than any overlap a catch-up by date would allow.
+    stack.prosody().seed_archive(&ArchiveSeed {
+        owner: ArchiveOwner::User("alice"),
+        from: "bob",
+        count: SEEDED,
+        prefix,
+        first_at_unix: unix_now() - 2 * 3600,
+    })?;
+    let mut bob = lyrebird(&stack, "bob", dir.path(), &["--no-archive"]).await?;
+    for how in [Stop::Quit, Stop::Kill] {
+        let db = dir.path().join(format!("alice-{how:?}.sqlite3"));
+        let log = |n: u32| dir.path().join(format!("alice-{how:?}-{n}.log"));
+        let mut alice = start_lyrebird(
+            &stack.prosody().ws_url(),
+            &alice_jid,
+            "alice-secret",
+            &db,
+            &log(1),
+            &["--archive-page", "50"],
+        )?;
+        online(&mut alice, LOGIN).await?;
+        alice
+            .wait_for("the catch-up under way", DELIVERY, |e| {
+                e["event"] == "chat_message" && e["origin"] == "archive"
+            })
+            .await?;
+        let live = format!("live during the catch-up ({how:?})");
+        bob.command(json!({"cmd": "message", "to": alice_jid, "body": live}))
+            .await?;
+        alice
+            .wait_for("the live message", DELIVERY, |e| {
+                is_chat(e, &live) && e["origin"] == "live"
+            })
+            .await?;
+        shown_from_archive(&mut alice, false, SHOWN_BEFORE_STOP).await?;
+        stop(alice, how).await?;
+
+        let mut alice = start_lyrebird(
+            &stack.prosody().ws_url(),
+            &alice_jid,
+            "alice-secret",
+            &db,
+            &log(2),
+            &[],
+        )?;
+        online(&mut alice, LOGIN).await?;
+        let synced = alice
+            .wait_for("the catch-up to finish", Duration::from_secs(60), |e| {
+                e["event"] == "archive_synced" && e["room"].is_null()
+            })
+            .await?;
+        let stored = alice
+            .command(json!({"cmd": "history", "peer": bob_jid, "limit": 10 * SEEDED}))
+            .await?;
+        let bodies: Vec<String> = stored["messages"]
+            .as_array()
+            .context("history without messages")?
+            .iter()
+            .filter_map(|m| m["body"].as_str().map(str::to_owned))
+            .collect();
+        let mut want = seeded_bodies(prefix);
+        want.push(live.clone());
+        each_once(&bodies, &want).with_context(|| format!("after a {how:?}: {synced}"))?;
+        alice.quit().await?;
+    }
+    bob.quit().await?;
+    Ok(())
+}
+
+/// The same for a room's archive (XEP-0313 §6.1.2): the catch-up of a room we join resumes
+/// where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_room_catch_up_fetches_the_rest_despite_a_live_message() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let alice_jid = jid(&stack, "alice");
+    let room = format!("archive@{}", stack.prosody().muc_domain());
+    let prefix = "room archived #";
+    // Bob stays in the room throughout: Prosody drops a temporary room's archive with it.
+    let mut bob = lyrebird(&stack, "bob", dir.path(), &["--no-archive"]).await?;
+    bob.command(json!({"cmd": "join", "room": room, "nick": "Bob"}))
+        .await?;
+    bob.wait_for("bob in the room", DELIVERY, |e| {
+        e["event"] == "room_joined" && e["room"] == room.as_str()
+    })
+    .await?;
+    stack.prosody().seed_archive(&ArchiveSeed {
+        owner: ArchiveOwner::Room("archive"),
+        from: "Carol",
+        count: SEEDED,
+        prefix,
+        first_at_unix: unix_now() - 2 * 3600,
+    })?;
+    for how in [Stop::Quit, Stop::Kill] {
+        let db = dir.path().join(format!("alice-{how:?}.sqlite3"));
+        let log = |n: u32| dir.path().join(format!("alice-{how:?}-{n}.log"));
+        let mut alice = start_lyrebird(
+            &stack.prosody().ws_url(),
+            &alice_jid,
+            "alice-secret",
+            &db,
+            &log(1),
+            &["--archive-page", "50"],
+        )?;
+        online(&mut alice, LOGIN).await?;
+        alice
+            .command(json!({"cmd": "join", "room": room, "nick": "Alice", "history": 0}))
+            .await?;
+        alice
+            .wait_for("the room catch-up under way", DELIVERY, |e| {
+                e["event"] == "chat_message" && e["origin"] == "archive" && e["room"] == true
+            })
+            .await?;
+        let live = format!("live in the room during the catch-up ({how:?})");
+        bob.command(json!({"cmd": "room_message", "room": room, "body": live}))
+            .await?;
+        alice
+            .wait_for("the live room message", DELIVERY, |e| {
+                is_chat(e, &live) && e["origin"] == "live"
+            })
+            .await?;
+        shown_from_archive(&mut alice, true, SHOWN_BEFORE_STOP).await?;
+        stop(alice, how).await?;
+
+        let mut alice = start_lyrebird(
+            &stack.prosody().ws_url(),
+            &alice_jid,
+            "alice-secret",
+            &db,
+            &log(2),
+            &[],
+        )?;
+        online(&mut alice, LOGIN).await?;
+        alice
+            .command(json!({"cmd": "join", "room": room, "nick": "Alice", "history": 0}))
+            .await?;
+        let synced = alice
+            .wait_for(
+                "the room catch-up to finish",
+                Duration::from_secs(60),
+                |e| e["event"] == "archive_synced" && e["room"] == room.as_str(),
+            )
+            .await?;
+        let stored = alice
+            .command(json!({"cmd": "room_history", "room": room, "limit": 10 * SEEDED}))
+            .await?;
+        let bodies: Vec<String> = stored["messages"]
+            .as_array()
+            .context("room history without messages")?
+            .iter()
+            .filter_map(|m| m["body"].as_str().map(str::to_owned))
+            .collect();
+        let mut want = seeded_bodies(prefix);
+        want.push(live.clone());
+        each_once(&bodies, &want).with_context(|| format!("after a {how:?}: {synced}"))?;
+        alice.quit().await?;
+    }
+    bob.quit().await?;
+    Ok(())
+}
+
+/// A `kill -9` in the middle of a flood of messages: after the restart every message is in
+/// history exactly once (the catch-up brings back what was shown but not yet written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_a_flood_loses_and_repeats_nothing() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let flood = 300;
+    let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
+    let mut bob = lyrebird(&stack, "bob", dir.path(), &["--no-archive"]).await?;
+    let bodies: Vec<String> = (0..flood).map(|i| format!("flood #{i:03}")).collect();
+    let pid = alice.pid().context("alice has no pid")?;
+    for (i, body) in bodies.iter().enumerate() {
+        bob.command(json!({"cmd": "message", "to": alice_jid, "body": body}))
+            .await?;
+        if i == flood / 3 {
+            // Killed while messages keep arriving and being written.
+            alice
+                .wait_for("a third of the flood", DELIVERY, |e| is_chat(e, body))
+                .await?;
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+                nix::sys::signal::Signal::SIGKILL,
+            )?;
+        }
+    }
+    alice.kill().await;
+    let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
+    alice
+        .wait_for("the catch-up", Duration::from_secs(60), |e| {
+            e["event"] == "archive_synced" && e["room"].is_null()
+        })
+        .await?;
+    let stored = stored_bodies(&mut alice, &bob_jid).await?;
+    each_once(&stored, &bodies)?;
+    ensure!(stored.len() == bodies.len(), "{} stored", stored.len());
+    alice.quit().await?;
     bob.quit().await?;
     Ok(())
 }

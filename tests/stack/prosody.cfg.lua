@@ -37,6 +37,9 @@ modules_enabled = {
 	"roster"; "saslauth"; "disco"; "carbons"; "pep"; "private"; "blocklist";
 	"vcard4"; "vcard_legacy"; "version"; "uptime"; "time"; "ping"; "register";
 	"mam"; "smacks"; "csi_simple"; "bosh"; "websocket"; "http";
+	-- `prosodyctl shell` over a Unix socket in the data directory: tests put old
+	-- messages straight into archives with it (tests/support/stack.rs).
+	"admin_shell";
 }
 -- No TLS on loopback: without mod_tls no STARTTLS is offered (a c2s that offers
 -- it without a certificate fails every handshake). No server-to-server at all.

@@ -745,6 +745,124 @@ impl Prosody {
     }
 }
 
+/// Whose archive [`Prosody::seed_archive`] fills.
+#[derive(Debug, Clone, Copy)]
+pub enum ArchiveOwner<'a> {
+    /// A user's own archive (XEP-0313), by local part: chat messages from `from` to them.
+    User(&'a str),
+    /// A room's archive on the MUC service (XEP-0313 §6.1.2), by the room's local part:
+    /// groupchat messages from `room@service/from`.
+    Room(&'a str),
+}
+
+/// Old messages to put into an archive: `count` messages with bodies (and ids)
+/// `"{prefix}{i:05}"` for i in 1..=count, archived one second apart from `first_at_unix`.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveSeed<'a> {
+    pub owner: ArchiveOwner<'a>,
+    /// A user's local part for chats; a nickname for rooms.
+    pub from: &'a str,
+    pub count: u32,
+    pub prefix: &'a str,
+    pub first_at_unix: i64,
+}
+
+impl Prosody {
+    /// Runs a line of Lua inside the running server (`prosodyctl shell`, mod_admin_shell),
+    /// within `timeout`, and returns what it printed.
+    pub fn shell_lua(&self, code: &str, timeout: Duration) -> Result<String> {
+        let binary =
+            find_tool("prosodyctl").context("prosodyctl is not installed (run ./task test)")?;
+        let mut child = Command::new(binary)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("shell")
+            .arg(format!(">{code}"))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running prosodyctl shell")?;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("prosodyctl shell did not finish within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            stdout.read_to_string(&mut out)?;
+        }
+        if let Some(mut stderr) = child.stderr.take() {
+            stderr.read_to_string(&mut err)?;
+        }
+        if !status.success() || !err.trim().is_empty() {
+            bail!("prosodyctl shell failed ({status}): {out}{err}");
+        }
+        Ok(out)
+    }
+
+    /// Puts old messages straight into an archive through Prosody's storage manager, as if
+    /// they had been archived long ago (what a person's server holds after a holiday).
+    pub fn seed_archive(&self, seed: &ArchiveSeed<'_>) -> Result<()> {
+        let plain = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || " #-_.".contains(c))
+        };
+        if !plain(seed.prefix) || !plain(seed.from) {
+            bail!("seed_archive takes plain ASCII prefixes and names");
+        }
+        let muc = self.muc_domain();
+        let (host, store, owner, from, to, kind, with) = match seed.owner {
+            ArchiveOwner::User(user) => (
+                DOMAIN.to_owned(),
+                "archive",
+                user,
+                format!("{}@{DOMAIN}/seed", seed.from),
+                format!("{user}@{DOMAIN}"),
+                "chat",
+                format!("{}@{DOMAIN}", seed.from),
+            ),
+            ArchiveOwner::Room(room) => (
+                muc.clone(),
+                "muc_log",
+                room,
+                format!("{room}@{muc}/{}", seed.from),
+                format!("{room}@{muc}"),
+                "groupchat",
+                "message<groupchat".to_owned(),
+            ),
+        };
+        if !plain(owner) {
+            bail!("seed_archive takes plain ASCII owners");
+        }
+        let code = format!(
+            "local st = require 'util.stanza'; \
+             local a = require 'core.storagemanager'.open('{host}', '{store}', 'archive'); \
+             for i = 1, {count} do \
+               local text = string.format('{prefix}%05d', i); \
+               local m = st.message({{ from = '{from}', to = '{to}', type = '{kind}', id = text }}) \
+                 :tag('body'):text(text):up(); \
+               assert(a:append('{owner}', nil, m, {first} + i - 1, '{with}')); \
+             end",
+            count = seed.count,
+            prefix = seed.prefix,
+            first = seed.first_at_unix,
+        );
+        self.shell_lua(&code, Duration::from_secs(120))
+            .map(|_| ())
+            .context("seeding an archive")
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // coturn
 

@@ -184,8 +184,10 @@ pub enum EngineEvent {
         is_self: bool,
     },
     /// Archive catch-up (XEP-0313) finished: `fetched` from the server, `new` of them stored.
+    /// `room` is the room whose archive it was, `None` for the account's own.
     ArchiveSynced {
         account: AccountId,
+        room: Option<String>,
         fetched: u64,
         new: u64,
         elapsed_ms: u64,

@@ -85,6 +85,10 @@ pub enum Change {
     /// Insert a transfer or update the one with the same (account, transfer_key).
     /// → [`ChangeOutcome::Transfer`].
     UpsertTransfer(NewTransfer),
+    /// Record how far an archive's catch-up has got (replacing what was recorded for the
+    /// same account and archive). Put it in the batch that stores the page's messages, so
+    /// the point never gets ahead of what is stored. → [`ChangeOutcome::Updated`].
+    SetArchiveSync(ArchiveSync),
 }
 
 /// What one [`Change`] did.
@@ -263,6 +267,7 @@ fn apply_one(tx: &Transaction<'_>, change: &Change) -> Result<ChangeOutcome, Sto
             ended,
         } => update_call(tx, call, *answered_at_ms, *ended),
         Change::UpsertTransfer(transfer) => upsert_transfer(tx, transfer),
+        Change::SetArchiveSync(sync) => set_archive_sync(tx, sync),
     }
 }
 
@@ -505,6 +510,36 @@ fn update_call(
         end.map(|end| end.reason)
     ])?;
     Ok(ChangeOutcome::Updated)
+}
+
+fn set_archive_sync(tx: &Transaction<'_>, sync: &ArchiveSync) -> Result<ChangeOutcome, StoreError> {
+    require_non_empty(&sync.last_id, "archive sync id")?;
+    let written = tx
+        .prepare_cached(
+            "INSERT INTO archive_sync (account_id, archive, last_id, last_at_ms, complete,
+                                       updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (account_id, archive) DO UPDATE SET
+                 last_id = excluded.last_id,
+                 last_at_ms = coalesce(excluded.last_at_ms, archive_sync.last_at_ms),
+                 complete = excluded.complete,
+                 updated_at_ms = excluded.updated_at_ms",
+        )?
+        .execute(params![
+            sync.account,
+            sync.archive,
+            sync.last_id,
+            sync.last_at_ms,
+            sync.complete,
+            sync.updated_at_ms
+        ]);
+    match written {
+        Ok(_) => Ok(ChangeOutcome::Updated),
+        Err(e) if is_foreign_key_violation(&e) => {
+            Err(StoreError::NotFound(sync.account.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn upsert_transfer(

@@ -188,6 +188,16 @@ impl Store {
         query::calls(&self.conn, limit)
     }
 
+    /// How far the catch-up of `archive` (`""`: the account's own; else a room's bare JID)
+    /// has got, if it ever stored a page.
+    pub fn archive_sync(
+        &self,
+        account: AccountId,
+        archive: &str,
+    ) -> Result<Option<ArchiveSync>, StoreError> {
+        query::archive_sync(&self.conn, account, archive)
+    }
+
     /// The newest `limit` transfers of all accounts, newest first.
     pub fn transfers(&self, limit: u32) -> Result<Vec<Transfer>, StoreError> {
         query::transfers(&self.conn, limit)

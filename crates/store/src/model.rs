@@ -618,3 +618,21 @@ pub struct Transfer {
     /// Error text.
     pub error: Option<String>,
 }
+
+/// How far the catch-up of one server archive (XEP-0313) has got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSync {
+    /// Account.
+    pub account: AccountId,
+    /// Which archive: `""` for the account's own, else a room's bare JID.
+    pub archive: String,
+    /// The archive id (RSM UID) of the last item of the last page stored.
+    pub last_id: String,
+    /// The newest message time among what was stored, if any message had one: where a
+    /// catch-up restarts by date when the server no longer knows `last_id`.
+    pub last_at_ms: Option<i64>,
+    /// Whether that page was the archive's last (the catch-up reached its end).
+    pub complete: bool,
+    /// When this was written.
+    pub updated_at_ms: i64,
+}

@@ -358,6 +358,29 @@ pub(crate) fn transfers(conn: &Connection, limit: u32) -> Result<Vec<Transfer>, 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+pub(crate) fn archive_sync(
+    conn: &Connection,
+    account: AccountId,
+    archive: &str,
+) -> Result<Option<ArchiveSync>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT last_id, last_at_ms, complete, updated_at_ms FROM archive_sync
+             WHERE account_id = ?1 AND archive = ?2",
+        )?
+        .query_row(params![account, archive], |row| {
+            Ok(ArchiveSync {
+                account,
+                archive: archive.to_owned(),
+                last_id: row.get(0)?,
+                last_at_ms: row.get(1)?,
+                complete: row.get(2)?,
+                updated_at_ms: row.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::fts_query_from_user_input;

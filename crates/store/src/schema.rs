@@ -23,7 +23,7 @@ use crate::StoreError;
 pub(crate) const APPLICATION_ID: i32 = 0x4C59_5242;
 
 /// Schema steps, applied in order.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The schema version this build writes.
 pub fn supported_version() -> i64 {
@@ -162,6 +162,23 @@ CREATE TABLE transfers (
     UNIQUE (account_id, transfer_key)
 ) STRICT;
 CREATE INDEX transfers_by_start ON transfers (started_at_ms DESC, id DESC);
+"#;
+
+const MIGRATION_2: &str = r#"
+-- How far the catch-up of each server archive (XEP-0313) has got: the archive id (RSM UID)
+-- of the last item of the last page stored, written in the same transaction as that page's
+-- messages. The next catch-up resumes after it. It is moved only by archive pages, never by
+-- a message that arrived live, so a live message cannot make older archived ones look
+-- fetched. archive is '' for the account's own archive, else the room's bare JID.
+CREATE TABLE archive_sync (
+    account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    archive       TEXT    NOT NULL,
+    last_id       TEXT    NOT NULL CHECK (length(last_id) > 0),
+    last_at_ms    INTEGER,
+    complete      INTEGER NOT NULL CHECK (complete IN (0, 1)),
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (account_id, archive)
+) STRICT;
 "#;
 
 /// Reads `PRAGMA user_version`.

@@ -996,3 +996,87 @@ fn account_settings_are_merged_and_null_removes_a_key() -> Result<()> {
     assert_eq!(settings["outbound"], true);
     Ok(())
 }
+
+fn sync_point(account: AccountId, archive: &str, last_id: &str, at: Option<i64>) -> ArchiveSync {
+    ArchiveSync {
+        account,
+        archive: archive.to_owned(),
+        last_id: last_id.to_owned(),
+        last_at_ms: at,
+        complete: false,
+        updated_at_ms: 9_000,
+    }
+}
+
+#[test]
+fn an_archive_sync_point_moves_only_with_the_batch_that_stores_its_page() -> Result<()> {
+    let mut fx = fixture()?;
+    let conversation = direct_conversation(&mut fx, "bob@localhost")?;
+    assert_eq!(fx.store.archive_sync(fx.account, "")?, None);
+    fx.store.apply(&[
+        Change::InsertMessage(incoming(conversation, "a1", "page one", 2_000)),
+        Change::SetArchiveSync(sync_point(fx.account, "", "A1", Some(2_000))),
+    ])?;
+    assert_eq!(
+        fx.store.archive_sync(fx.account, "")?,
+        Some(sync_point(fx.account, "", "A1", Some(2_000)))
+    );
+    // A page whose messages cannot be stored leaves the point where it was.
+    let failed = fx.store.apply(&[
+        Change::InsertMessage(incoming(ConversationId(9_999), "a2", "lost?", 3_000)),
+        Change::SetArchiveSync(sync_point(fx.account, "", "A2", Some(3_000))),
+    ]);
+    assert!(failed.is_err());
+    assert_eq!(
+        fx.store.archive_sync(fx.account, "")?.map(|s| s.last_id),
+        Some("A1".to_owned())
+    );
+    // A page of items without bodies keeps the newest time it knew; rooms have their own.
+    fx.store.apply(&[Change::SetArchiveSync(sync_point(
+        fx.account, "", "A3", None,
+    ))])?;
+    let own = fx
+        .store
+        .archive_sync(fx.account, "")?
+        .context("own point")?;
+    assert_eq!((own.last_id.as_str(), own.last_at_ms), ("A3", Some(2_000)));
+    assert_eq!(
+        fx.store.archive_sync(fx.account, "room@muc.localhost")?,
+        None
+    );
+    // An empty id is a bug, not a point.
+    assert!(
+        fx.store
+            .apply(&[Change::SetArchiveSync(sync_point(fx.account, "", "", None))])
+            .is_err()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_file_of_the_first_schema_gains_archive_sync_points() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = db_path(&dir);
+    {
+        // What the first release wrote: its schema and version 1, nothing newer.
+        let mut store = Store::open(&path)?;
+        store.apply(&[Change::UpsertAccount(new_account("xmpp-alice", 1))])?;
+        drop(store);
+        let conn = raw(&path)?;
+        conn.execute_batch("DROP TABLE archive_sync; PRAGMA user_version = 1;")?;
+    }
+    let mut store = Store::open(&path)?;
+    assert_eq!(store.schema_version()?, supported_version());
+    let account = store.accounts()?[0].id;
+    store.apply(&[Change::SetArchiveSync(sync_point(
+        account,
+        "",
+        "A9",
+        Some(5),
+    ))])?;
+    assert_eq!(
+        store.archive_sync(account, "")?.map(|s| s.last_id),
+        Some("A9".to_owned())
+    );
+    Ok(())
+}

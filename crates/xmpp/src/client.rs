@@ -184,9 +184,24 @@ struct SmState {
 
 #[derive(Debug, Default)]
 struct ArchiveQuery {
+    /// A room's bare JID, or `None` for our own archive.
+    archive: Option<String>,
     start_ms: Option<i64>,
-    with: Option<String>,
+    /// The RSM `<after>` of the page asked for last.
+    after: Option<String>,
     messages: u64,
+}
+
+/// Where an archive catch-up starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveStart {
+    /// The whole archive.
+    Beginning,
+    /// Just after the item with this archive id (XEP-0059 `<after>`): where an earlier
+    /// catch-up stopped. A server that no longer has it answers `item-not-found`.
+    After(String),
+    /// Messages from this time (ms since the Unix epoch) on (the `start` field).
+    Since(i64),
 }
 
 #[derive(Debug, Clone)]
@@ -821,26 +836,37 @@ impl Client {
         Ok(id)
     }
 
-    /// Fetches our archive (XEP-0313) from `start_ms` (or everything), paging with RSM until the
-    /// server says the result is complete. Messages arrive as [`XmppEvent::Message`] with
-    /// [`MessageOrigin::Archive`], oldest first; then [`XmppEvent::ArchiveComplete`].
+    /// Fetches an archive (XEP-0313): ours when `archive` is `None`, else the room's with that
+    /// bare JID (§6.1.2), from `start` on, paging with RSM until the server says the result is
+    /// complete. Messages arrive as [`XmppEvent::Message`] with [`MessageOrigin::Archive`],
+    /// oldest first; after each page's messages comes an [`XmppEvent::ArchivePage`] naming the
+    /// page's last archive id, which is where a later catch-up can resume.
     pub fn mam_catch_up(
         &mut self,
         now: Instant,
-        start_ms: Option<i64>,
-        with: Option<&str>,
+        archive: Option<&str>,
+        start: ArchiveStart,
     ) -> Result<String, XmppError> {
-        let with = with.map(checked_jid).transpose()?;
+        let archive = archive
+            .map(|a| checked_jid(a).map(|j| bare_of(&j)))
+            .transpose()?;
         let query = self.new_id();
+        let (start_ms, after) = match start {
+            ArchiveStart::Beginning => (None, None),
+            ArchiveStart::Since(ms) => (Some(ms), None),
+            ArchiveStart::After(id) if id.is_empty() => (None, None),
+            ArchiveStart::After(id) => (None, Some(id)),
+        };
         self.archive.insert(
             query.clone(),
             ArchiveQuery {
+                archive,
                 start_ms,
-                with,
                 messages: 0,
+                after: after.clone(),
             },
         );
-        self.send_archive_page(now, &query, None);
+        self.send_archive_page(now, &query, after.as_deref());
         Ok(query)
     }
 
@@ -854,13 +880,6 @@ impl Client {
                 .attr("type", "hidden")
                 .child(Xml::new("value").text(ns::MAM)),
         );
-        if let Some(with) = &q.with {
-            form = form.child(
-                Xml::new("field")
-                    .attr("var", "with")
-                    .child(Xml::new("value").text(with)),
-            );
-        }
         if let Some(start) = q.start_ms {
             form = form.child(
                 Xml::new("field")
@@ -875,10 +894,11 @@ impl Client {
             .attr("queryid", query)
             .child(form)
             .child(set);
+        let to = q.archive.clone();
         self.send_iq(
             now,
             "set",
-            None,
+            to.as_deref(),
             payload,
             IqPurpose::Archive {
                 query: query.to_owned(),
@@ -1381,11 +1401,16 @@ impl Client {
             return;
         }
         if let Some(result) = el.get_child("result", ns::MAM) {
-            if !self.is_from_self_account(from.as_deref()) {
+            let query = result.attr("queryid").unwrap_or_default().to_owned();
+            // Results come from the archive we asked: our account, or the room.
+            let trusted = match self.archive.get(&query).and_then(|q| q.archive.as_deref()) {
+                Some(room) => from.as_deref().is_some_and(|f| f == room),
+                None => self.is_from_self_account(from.as_deref()),
+            };
+            if !trusted {
                 self.warn("ignored an archive result from a stranger".into());
                 return;
             }
-            let query = result.attr("queryid").unwrap_or_default().to_owned();
             let archive_id = result.attr("id").map(str::to_owned);
             let delay = result
                 .get_child("forwarded", ns::FORWARD)
@@ -1854,18 +1879,33 @@ impl Client {
             }
             IqPurpose::Archive { query } => {
                 let fin = el.get_child("fin", ns::MAM);
-                let complete =
-                    fin.is_some_and(|f| matches!(f.attr("complete"), Some("true" | "1")));
                 let last = fin
                     .and_then(|f| f.get_child("set", ns::RSM))
-                    .and_then(|s| child_text(s, "last", ns::RSM));
-                match (complete, last) {
-                    (false, Some(last)) => self.send_archive_page(now, &query, Some(&last)),
-                    _ => {
-                        let messages = self.archive.remove(&query).map(|q| q.messages).unwrap_or(0);
-                        self.events
-                            .push_back(XmppEvent::ArchiveComplete { query, messages });
-                    }
+                    .and_then(|s| child_text(s, "last", ns::RSM))
+                    .filter(|l| !l.is_empty());
+                let Some(q) = self.archive.get_mut(&query) else {
+                    return;
+                };
+                // A page without a last item, or one that did not move past the previous
+                // page, ends the query: asking again would repeat it forever.
+                let moved = last.is_some() && last != q.after;
+                let complete =
+                    !moved || fin.is_some_and(|f| matches!(f.attr("complete"), Some("true" | "1")));
+                let messages = q.messages;
+                let last = last.filter(|_| moved);
+                if complete {
+                    self.archive.remove(&query);
+                } else {
+                    q.after = last.clone();
+                }
+                self.events.push_back(XmppEvent::ArchivePage {
+                    query: query.clone(),
+                    last: last.clone(),
+                    complete,
+                    messages,
+                });
+                if !complete {
+                    self.send_archive_page(now, &query, last.as_deref());
                 }
             }
             IqPurpose::UploadSlot { request } => {

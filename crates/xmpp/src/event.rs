@@ -288,11 +288,16 @@ pub enum XmppEvent {
         /// The subject.
         subject: String,
     },
-    /// An archive query finished: every page was fetched.
-    ArchiveComplete {
+    /// One page of an archive query is over: its messages were reported before this.
+    ArchivePage {
         /// The query id.
         query: String,
-        /// Messages with a body that the query returned.
+        /// The archive id of the page's last item (messages without a body included): a
+        /// later catch-up resumes after it. `None` for an empty page.
+        last: Option<String>,
+        /// The archive has nothing after this page; the query is over.
+        complete: bool,
+        /// Messages with a body that the query returned so far.
         messages: u64,
     },
     /// An archive query failed.

@@ -50,7 +50,7 @@ pub mod sasl;
 pub mod time;
 pub mod xml;
 
-pub use client::{Client, ClientConfig, ns};
+pub use client::{ArchiveStart, Client, ClientConfig, ns};
 pub use error::XmppError;
 pub use event::{
     ChatMessage, ChatState, MessageKind, MessageOrigin, Occupant, Presence, RosterItem, Show,

@@ -368,7 +368,9 @@ fn archive_pages_until_complete() {
     let mut c = Client::new(cfg).unwrap();
     login(&mut c, now);
     drain(&mut c);
-    let q = c.mam_catch_up(now, Some(1_700_000_000_000), None).unwrap();
+    let q = c
+        .mam_catch_up(now, None, ArchiveStart::Since(1_700_000_000_000))
+        .unwrap();
     let sent = drain(&mut c);
     assert!(sent[0].contains("<max>2</max>") && sent[0].contains("2023-11-14T22:13:20.000Z"));
     let iq = attr(&sent[0], "id").to_owned();
@@ -401,11 +403,177 @@ fn archive_pages_until_complete() {
             ("old 3".into(), false, "oA3".into())
         ]
     );
+    let pages: Vec<&XmppEvent> = ev
+        .iter()
+        .filter(|e| matches!(e, XmppEvent::ArchivePage { .. }))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            &XmppEvent::ArchivePage {
+                query: q.clone(),
+                last: Some("A2".into()),
+                complete: false,
+                messages: 2
+            },
+            &XmppEvent::ArchivePage {
+                query: q,
+                last: Some("A3".into()),
+                complete: true,
+                messages: 3
+            }
+        ]
+    );
+    // Each page's end comes after its messages.
+    let kinds: Vec<&str> = ev
+        .iter()
+        .filter_map(|e| match e {
+            XmppEvent::Message(_) => Some("m"),
+            XmppEvent::ArchivePage { .. } => Some("p"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["m", "m", "p", "m", "p"]);
+}
+
+/// The archive result page `iq` answering query `q` with items `ids`.
+fn archive_fin(iq: &str, last: Option<&str>, complete: bool) -> String {
+    let set = match last {
+        Some(last) => {
+            format!("<set xmlns='http://jabber.org/protocol/rsm'><last>{last}</last></set>")
+        }
+        None => "<set xmlns='http://jabber.org/protocol/rsm'/>".into(),
+    };
+    format!(
+        "<iq xmlns='jabber:client' type='result' id='{iq}'><fin xmlns='urn:xmpp:mam:2' complete='{complete}'>{set}</fin></iq>"
+    )
+}
+
+#[test]
+fn archive_catch_up_resumes_after_an_archive_id_without_a_date() {
+    let now = Instant::now();
+    let mut c = Client::new(config()).unwrap();
+    login(&mut c, now);
+    drain(&mut c);
+    events(&mut c);
+    let q = c
+        .mam_catch_up(now, None, ArchiveStart::After("A41".into()))
+        .unwrap();
+    let sent: Vec<String> = drain(&mut c)
+        .into_iter()
+        .filter(|x| x.contains("urn:xmpp:mam:2"))
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].contains("<after>A41</after>"), "{sent:?}");
+    assert!(!sent[0].contains("var=\"start\"") && !sent[0].contains("var='start'"));
+    assert!(!sent[0].contains(" to="), "our own archive: {}", sent[0]);
+    // The server no longer knows A41 (XEP-0059 §2.6): the query fails with that condition.
+    let iq = attr(&sent[0], "id").to_owned();
+    c.handle_frame(now, &format!("<iq xmlns='jabber:client' type='error' id='{iq}'><error type='modify'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"));
+    assert_eq!(
+        events(&mut c),
+        [XmppEvent::ArchiveFailed {
+            query: q,
+            condition: "item-not-found".into()
+        }]
+    );
+}
+
+#[test]
+fn a_page_that_does_not_move_on_ends_the_query() {
+    let now = Instant::now();
+    let mut c = Client::new(config()).unwrap();
+    login(&mut c, now);
+    drain(&mut c);
+    events(&mut c);
+    let q = c
+        .mam_catch_up(now, None, ArchiveStart::After("A7".into()))
+        .unwrap();
+    let iq = attr(&drain(&mut c)[0], "id").to_owned();
+    // Not complete, yet its last item is the one we asked to start after.
+    c.handle_frame(now, &archive_fin(&iq, Some("A7"), false));
+    assert!(drain(&mut c).is_empty(), "no endless re-asking");
+    assert_eq!(
+        events(&mut c),
+        [XmppEvent::ArchivePage {
+            query: q.clone(),
+            last: None,
+            complete: true,
+            messages: 0
+        }]
+    );
+    // An empty page that claims more is over too.
+    let q = c.mam_catch_up(now, None, ArchiveStart::Beginning).unwrap();
+    let iq = attr(&drain(&mut c)[0], "id").to_owned();
+    c.handle_frame(now, &archive_fin(&iq, None, false));
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(
+        events(&mut c),
+        [XmppEvent::ArchivePage {
+            query: q,
+            last: None,
+            complete: true,
+            messages: 0
+        }]
+    );
+}
+
+#[test]
+fn a_room_archive_is_asked_of_the_room_and_only_the_room_answers_it() {
+    let now = Instant::now();
+    let mut c = Client::new(config()).unwrap();
+    login(&mut c, now);
+    drain(&mut c);
+    events(&mut c);
+    let room = "lunch@conference.localhost";
+    let q = c
+        .mam_catch_up(now, Some(room), ArchiveStart::Beginning)
+        .unwrap();
+    let sent = drain(&mut c);
+    assert!(
+        sent[0].contains(&format!("to='{room}'")) || sent[0].contains(&format!("to=\"{room}\"")),
+        "{sent:?}"
+    );
+    let iq = attr(&sent[0], "id").to_owned();
+    let result = |from: &str, id: &str, body: &str| {
+        format!(
+            "<message xmlns='jabber:client' from='{from}' to='alice@localhost/phone'><result xmlns='urn:xmpp:mam:2' queryid='{q}' id='{id}'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2010-07-10T23:08:25Z'/><message xmlns='jabber:client' from='{room}/bob' type='groupchat' id='o{id}'><body>{body}</body></message></forwarded></result></message>"
+        )
+    };
+    c.handle_frame(now, &result(room, "R1", "from the room"));
+    // Our own account may not answer for the room, nor may anyone else.
+    c.handle_frame(now, &result("alice@localhost", "R2", "forged by us?"));
+    c.handle_frame(now, &result("mallory@localhost", "R3", "forged"));
+    c.handle_frame(now, &archive_fin(&iq, Some("R1"), true));
+    let ev = events(&mut c);
+    let messages: Vec<&ChatMessage> = ev
+        .iter()
+        .filter_map(|e| match e {
+            XmppEvent::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 1, "{ev:?}");
+    assert_eq!(messages[0].body, "from the room");
+    assert_eq!(messages[0].peer, room);
+    assert_eq!(messages[0].kind, MessageKind::Groupchat);
+    assert_eq!(
+        messages[0].origin,
+        MessageOrigin::Archive { query: q.clone() }
+    );
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, XmppEvent::Warning(_)))
+            .count(),
+        2
+    );
     assert_eq!(
         ev.last(),
-        Some(&XmppEvent::ArchiveComplete {
+        Some(&XmppEvent::ArchivePage {
             query: q,
-            messages: 3
+            last: Some("R1".into()),
+            complete: true,
+            messages: 1
         })
     );
 }

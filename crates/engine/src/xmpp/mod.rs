@@ -9,13 +9,15 @@
 //!   `transport::KeepAlive` and the account reconnects with jittered backoff (`backoff.rs`). The core
 //!   resumes the XEP-0198 session on the new socket, so unacknowledged stanzas are resent and
 //!   nothing is received twice; when the server has forgotten the session, a fresh one is bound
-//!   and the archive (XEP-0313) is fetched from the newest stored message on.
+//!   and our archive and each room's (XEP-0313) are caught up from where the last catch-up
+//!   stopped (`archive.rs`).
 //! - Everything received or sent goes to the history writer (`history.rs`); archive pages are
 //!   written one transaction per page, and only messages the store did not have yet are shown
 //!   as events (the store de-duplicates by stable id per conversation).
 //! - HTTP upload (XEP-0363) and downloads of shared links run in their own tasks (`http.rs`),
 //!   reporting progress as events.
 
+mod archive;
 mod http;
 pub(crate) mod store;
 
@@ -41,10 +43,6 @@ use crate::transport::{Flow, FlowEvent, Incoming, KeepAlive, WsTarget, sleep_unt
 use crate::{AccountId, EngineError, Password};
 
 pub(crate) use store::XmppHappening;
-
-/// Archive catch-up starts this long before the newest stored message, so clock skew between
-/// us and the server cannot skip a message; the overlap is de-duplicated by stable id.
-const ARCHIVE_OVERLAP_MS: i64 = 5 * 60 * 1000;
 
 /// An XMPP account: where to connect and who to be.
 #[derive(Debug, Clone)]
@@ -318,14 +316,14 @@ pub(crate) struct XmppAccount {
     presence: HashMap<String, HashMap<String, ResourcePresence>>,
     /// Outgoing message id → (peer, room?) for delivery-state updates.
     sent: HashMap<String, (String, bool)>,
-    /// Archive query → (messages waiting to be written, fetched so far, started).
-    archive: HashMap<String, (Vec<ChatMessage>, u64, u64, Instant)>,
+    /// Archive catch-ups in progress (`archive.rs`).
+    archive: archive::ArchiveFetches,
     /// Archive pages to write, in order, by the archive writer task (so fetching the next
     /// page overlaps with storing this one), and what it wrote.
-    archive_jobs: mpsc::UnboundedSender<ArchiveJob>,
-    archive_jobs_rx: Option<mpsc::UnboundedReceiver<ArchiveJob>>,
-    archive_written_tx: mpsc::UnboundedSender<ArchiveWritten>,
-    archive_written: mpsc::UnboundedReceiver<ArchiveWritten>,
+    archive_jobs: mpsc::UnboundedSender<archive::ArchiveJob>,
+    archive_jobs_rx: Option<mpsc::UnboundedReceiver<archive::ArchiveJob>>,
+    archive_written_tx: mpsc::UnboundedSender<archive::ArchiveWritten>,
+    archive_written: mpsc::UnboundedReceiver<archive::ArchiveWritten>,
     uploads: HashMap<String, Upload>,
     transfers_tx: mpsc::UnboundedSender<FromTransfer>,
     transfers: mpsc::UnboundedReceiver<FromTransfer>,
@@ -411,7 +409,7 @@ impl XmppAccount {
 
     async fn drive_until_stopped(mut self) {
         if let Some(jobs) = self.archive_jobs_rx.take() {
-            tokio::spawn(write_archive_pages(
+            tokio::spawn(archive::write_archive_pages(
                 self.id,
                 self.history.clone(),
                 jobs,
@@ -596,7 +594,7 @@ impl XmppAccount {
                     resumed,
                 });
                 if !resumed && self.config.archive_catch_up {
-                    self.start_archive_catch_up().await;
+                    self.start_archive_catch_up(None).await;
                 }
             }
             XmppEvent::Offline { error } => {
@@ -714,9 +712,12 @@ impl XmppAccount {
                 });
                 self.emit(EngineEvent::RoomJoined {
                     account: self.id,
-                    room,
+                    room: room.clone(),
                     nick,
                 });
+                if self.config.archive_catch_up {
+                    self.start_archive_catch_up(Some(room)).await;
+                }
             }
             XmppEvent::RoomError { room, condition } => self.emit(EngineEvent::RoomError {
                 account: self.id,
@@ -737,13 +738,14 @@ impl XmppAccount {
                 room,
                 subject,
             }),
-            XmppEvent::ArchiveComplete { query, messages } => {
-                self.flush_archive(&query, Some(messages));
-            }
+            XmppEvent::ArchivePage {
+                query,
+                last,
+                complete,
+                messages,
+            } => self.on_archive_page(&query, last, complete, messages),
             XmppEvent::ArchiveFailed { query, condition } => {
-                let fetched = self.archive.get(&query).map(|a| a.1).unwrap_or(0);
-                self.flush_archive(&query, Some(fetched));
-                self.warn(format!("archive catch-up failed: {condition}"));
+                self.on_archive_failed(&query, condition)
             }
             XmppEvent::ServerInfo {
                 features,
@@ -906,15 +908,7 @@ impl XmppAccount {
     fn on_message(&mut self, message: ChatMessage) {
         if let MessageOrigin::Archive { query } = &message.origin {
             let query = query.clone();
-            let page = self.config.archive_page_size.max(1) as usize;
-            let full = self.archive.get_mut(&query).is_some_and(|entry| {
-                entry.0.push(message);
-                entry.1 += 1;
-                entry.0.len() >= page
-            });
-            if full {
-                self.flush_archive(&query, None);
-            }
+            self.on_archive_message(&query, message);
             return;
         }
         // A room reflecting our own message: it reached the room.
@@ -930,115 +924,6 @@ impl XmppAccount {
         self.history
             .record_xmpp(store::message_happening(self.id, &message, None));
         self.emit(self.chat_event(&message));
-    }
-
-    async fn start_archive_catch_up(&mut self) {
-        let account = self.id;
-        let newest = self
-            .history
-            .query_writer(move |w| store::newest_message_ms(w, account))
-            .await
-            .unwrap_or(None);
-        let start = newest.map(|ms| ms - ARCHIVE_OVERLAP_MS);
-        let now = self.now();
-        match self.client.mam_catch_up(now, start, None) {
-            Ok(query) => {
-                let started = Instant::now();
-                self.archive.insert(query, (Vec::new(), 0, 0, started));
-            }
-            Err(e) => self.warn(format!("archive catch-up not started: {e}")),
-        }
-    }
-
-    /// Hands the archived messages gathered so far to the archive writer (one transaction);
-    /// `done` carries the total fetched once the query is over.
-    fn flush_archive(&mut self, query: &str, done: Option<u64>) {
-        let Some(entry) = self.archive.get_mut(query) else {
-            return;
-        };
-        let messages = std::mem::take(&mut entry.0);
-        let _ = self.archive_jobs.send(ArchiveJob {
-            query: query.to_owned(),
-            messages,
-            done,
-        });
-    }
-
-    /// A page is stored: shows the messages that were new, in order.
-    fn on_archive_written(&mut self, written: ArchiveWritten) {
-        let mut new = 0;
-        for (message, is_new) in written.messages.iter().zip(written.new_flags) {
-            if is_new {
-                new += 1;
-                self.emit(self.chat_event(message));
-            }
-        }
-        if let Some(entry) = self.archive.get_mut(&written.query) {
-            entry.2 += new;
-        }
-        if let Some(fetched) = written.done
-            && let Some((_, _, new_total, started)) = self.archive.remove(&written.query)
-        {
-            self.emit(EngineEvent::ArchiveSynced {
-                account: self.id,
-                fetched,
-                new: new_total,
-                elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            });
-        }
-    }
-}
-
-/// One page of archived messages to store.
-struct ArchiveJob {
-    query: String,
-    messages: Vec<ChatMessage>,
-    done: Option<u64>,
-}
-
-/// A stored page: which of its messages were new.
-struct ArchiveWritten {
-    query: String,
-    messages: Vec<ChatMessage>,
-    new_flags: Vec<bool>,
-    done: Option<u64>,
-}
-
-/// Stores archive pages one after another (one transaction each), off the account loop.
-async fn write_archive_pages(
-    account: AccountId,
-    history: History,
-    mut jobs: mpsc::UnboundedReceiver<ArchiveJob>,
-    written: mpsc::UnboundedSender<ArchiveWritten>,
-) {
-    while let Some(job) = jobs.recv().await {
-        let messages = job.messages;
-        let outcome = history
-            .query_writer(move |w| {
-                let flags = store::insert_archive(w, account, &messages);
-                Ok((messages, flags))
-            })
-            .await;
-        let (messages, new_flags) = match outcome {
-            Ok((messages, Ok(flags))) => (messages, flags),
-            Ok((messages, Err(e))) => {
-                warn!(error = %e, "archive page not stored");
-                (messages, Vec::new())
-            }
-            Err(e) => {
-                warn!(error = %e, "archive page not stored");
-                (Vec::new(), Vec::new())
-            }
-        };
-        let result = ArchiveWritten {
-            query: job.query,
-            messages,
-            new_flags,
-            done: job.done,
-        };
-        if written.send(result).is_err() {
-            break;
-        }
     }
 }
 

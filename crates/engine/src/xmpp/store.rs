@@ -222,17 +222,19 @@ impl Writer {
     }
 }
 
-/// Writes one archive page in one transaction; `true` for each message that was new.
-pub(crate) fn insert_archive(
+/// Writes archived messages in one transaction, with the sync point they reach (if any) in
+/// the same one; `true` for each message that was new.
+pub(super) fn insert_archive(
     writer: &mut Writer,
     account: AccountId,
     messages: &[ChatMessage],
+    sync: Option<super::archive::SyncPoint>,
 ) -> Result<Vec<bool>, EngineError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let mut changes = Vec::with_capacity(messages.len());
+    let mut changes = Vec::with_capacity(messages.len() + 1);
     for m in messages {
         let happening = message_happening(account, m, None);
         // A message always becomes exactly one change, so outcomes line up with `messages`.
@@ -243,6 +245,12 @@ pub(crate) fn insert_archive(
         };
         changes.push(change);
     }
+    if let Some(point) = sync {
+        let row = writer.xmpp_account(account)?.0;
+        changes.push(Change::SetArchiveSync(super::archive::sync_row(
+            row, point, now,
+        )));
+    }
     if changes.is_empty() {
         return Ok(Vec::new());
     }
@@ -250,6 +258,7 @@ pub(crate) fn insert_archive(
     Ok(outcome
         .outcomes
         .iter()
+        .take(messages.len())
         .map(|o| {
             matches!(
                 o,
@@ -259,18 +268,14 @@ pub(crate) fn insert_archive(
         .collect())
 }
 
-/// The newest message time on an account (for archive catch-up), if any.
-pub(crate) fn newest_message_ms(
+/// How far the catch-up of `archive` (`""`: our own; else a room's bare JID) has got.
+pub(super) fn archive_sync(
     writer: &mut Writer,
     account: AccountId,
-) -> Result<Option<i64>, EngineError> {
+    archive: &str,
+) -> Result<Option<st::ArchiveSync>, EngineError> {
     let (account, _) = writer.xmpp_account(account)?;
-    Ok(writer
-        .store
-        .conversations(account)?
-        .iter()
-        .filter_map(|c| c.last_activity_at_ms)
-        .max())
+    Ok(writer.store.archive_sync(account, archive)?)
 }
 
 impl crate::history::History {

@@ -1,0 +1,315 @@
+//! Archive catch-up (XEP-0313): what the server kept while we were away, for our own archive
+//! and for each room we are in (§6.1.2).
+//!
+//! Each archive has a *sync point* in history (`archive_sync`): the archive id of the last
+//! item of the last page stored. A catch-up resumes just after it (RSM `<after>`), and every
+//! page's messages are written in one transaction together with the new sync point, so the
+//! point can never get ahead of what is stored: a quit, a `kill -9` or a lost connection in
+//! the middle of a catch-up leaves a point from which the next one fetches the rest. Live
+//! messages never move it — a message that arrived live says nothing about the older ones
+//! still in the archive. The price is that what arrived live since the last catch-up is
+//! fetched once more at the next login, and dropped there as a duplicate (the store
+//! de-duplicates by stable id per conversation).
+//!
+//! When the server no longer has the item we stopped at (expired, archive reset) it answers
+//! `item-not-found`, and the catch-up starts again by date, a little before the newest message
+//! it had stored, so clock skew cannot skip anything.
+//!
+//! Pages are written by their own task, so fetching the next page overlaps with storing this
+//! one; archived messages are shown only once stored, and only those that were new.
+
+use std::collections::HashMap;
+
+use lyrebird_store::ArchiveSync;
+use lyrebird_xmpp::{ArchiveStart, ChatMessage};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::XmppAccount;
+use super::store;
+use crate::AccountId;
+use crate::event::EngineEvent;
+use crate::history::History;
+
+/// A catch-up by date starts this long before the newest message stored from that archive,
+/// so clock skew between us and the server cannot skip a message; the overlap is
+/// de-duplicated by stable id.
+const ARCHIVE_OVERLAP_MS: i64 = 5 * 60 * 1000;
+
+/// Conditions with which a room says it keeps no archive; not worth a warning.
+const NO_ROOM_ARCHIVE: [&str; 2] = ["feature-not-implemented", "service-unavailable"];
+
+/// One catch-up in progress.
+pub(super) struct ArchiveFetch {
+    /// `None`: the account's own archive; else the room's bare JID.
+    room: Option<String>,
+    start: ArchiveStart,
+    /// The newest message time of the sync point it started from, for a restart by date.
+    resume_at_ms: Option<i64>,
+    /// Messages of the page being received, not yet handed to the writer.
+    page: Vec<ChatMessage>,
+    /// The newest message time seen in this page.
+    page_newest_ms: Option<i64>,
+    /// Archived messages stored that were new.
+    new: u64,
+    started: Instant,
+}
+
+/// Archive catch-ups by query id.
+pub(super) type ArchiveFetches = HashMap<String, ArchiveFetch>;
+
+/// Messages to store, and the sync point they reach (for a page's last batch).
+pub(super) struct ArchiveJob {
+    query: String,
+    messages: Vec<ChatMessage>,
+    sync: Option<SyncPoint>,
+    /// The query is over: how many messages it fetched.
+    done: Option<u64>,
+    room: Option<String>,
+}
+
+/// Where a stored page leaves an archive's catch-up.
+pub(super) struct SyncPoint {
+    pub(super) archive: String,
+    pub(super) last_id: String,
+    pub(super) last_at_ms: Option<i64>,
+    pub(super) complete: bool,
+}
+
+/// A stored batch: which of its messages were new.
+pub(super) struct ArchiveWritten {
+    query: String,
+    messages: Vec<ChatMessage>,
+    new_flags: Vec<bool>,
+    done: Option<u64>,
+    room: Option<String>,
+}
+
+/// The key of an archive in the `archive_sync` table.
+fn archive_key(room: Option<&str>) -> String {
+    room.unwrap_or_default().to_owned()
+}
+
+impl XmppAccount {
+    /// Starts catching up on our archive (`room` = `None`) or a room's, from its sync point.
+    pub(super) async fn start_archive_catch_up(&mut self, room: Option<String>) {
+        let account = self.id;
+        let key = archive_key(room.as_deref());
+        let sync = self
+            .history
+            .query_writer(move |w| store::archive_sync(w, account, &key))
+            .await;
+        let (start, resume_at_ms) = match sync {
+            Ok(Some(sync)) => (ArchiveStart::After(sync.last_id), sync.last_at_ms),
+            Ok(None) => (ArchiveStart::Beginning, None),
+            Err(e) => {
+                // Without the point, fetching everything is slow but loses nothing.
+                warn!(error = %e, "archive sync point not readable; fetching the whole archive");
+                (ArchiveStart::Beginning, None)
+            }
+        };
+        // A catch-up of the same archive from an earlier stream can never finish now.
+        self.archive.retain(|_, fetch| fetch.room != room);
+        self.begin_archive_fetch(room, start, resume_at_ms);
+    }
+
+    fn begin_archive_fetch(
+        &mut self,
+        room: Option<String>,
+        start: ArchiveStart,
+        resume_at_ms: Option<i64>,
+    ) {
+        debug!(?room, ?start, "archive catch-up");
+        let now = self.now();
+        match self
+            .client
+            .mam_catch_up(now, room.as_deref(), start.clone())
+        {
+            Ok(query) => {
+                self.archive.insert(
+                    query,
+                    ArchiveFetch {
+                        room,
+                        start,
+                        resume_at_ms,
+                        page: Vec::new(),
+                        page_newest_ms: None,
+                        new: 0,
+                        started: Instant::now(),
+                    },
+                );
+            }
+            Err(e) => self.warn(format!("archive catch-up not started: {e}")),
+        }
+    }
+
+    /// An archived message of query `query`: kept until its page is over.
+    pub(super) fn on_archive_message(&mut self, query: &str, message: ChatMessage) {
+        // A page bigger than we asked for (a careless server) is stored in parts, without
+        // moving the sync point until its end, so memory stays bounded.
+        let limit = 4 * self.config.archive_page_size.max(1) as usize;
+        let Some(fetch) = self.archive.get_mut(query) else {
+            return;
+        };
+        if let Some(at) = message.sent_at_ms {
+            fetch.page_newest_ms = Some(fetch.page_newest_ms.map_or(at, |n| n.max(at)));
+        }
+        fetch.page.push(message);
+        if fetch.page.len() >= limit {
+            self.store_archive_batch(query, None, None);
+        }
+    }
+
+    /// A page of `query` is over: its messages and the point it reaches are stored together.
+    pub(super) fn on_archive_page(
+        &mut self,
+        query: &str,
+        last: Option<String>,
+        complete: bool,
+        fetched: u64,
+    ) {
+        let Some(fetch) = self.archive.get_mut(query) else {
+            return;
+        };
+        let sync = last.map(|last_id| SyncPoint {
+            archive: archive_key(fetch.room.as_deref()),
+            last_id,
+            last_at_ms: fetch.page_newest_ms.take(),
+            complete,
+        });
+        self.store_archive_batch(query, sync, complete.then_some(fetched));
+    }
+
+    /// A query failed: what it gathered is stored (without moving its sync point); a point
+    /// the server has forgotten restarts the catch-up by date.
+    pub(super) fn on_archive_failed(&mut self, query: &str, condition: String) {
+        self.store_archive_batch(query, None, None);
+        let Some(fetch) = self.archive.remove(query) else {
+            return;
+        };
+        if condition == "item-not-found" && matches!(fetch.start, ArchiveStart::After(_)) {
+            info!(room = ?fetch.room, "the server no longer has where the last catch-up stopped; catching up by date");
+            let start = match fetch.resume_at_ms {
+                Some(at) => ArchiveStart::Since(at.saturating_sub(ARCHIVE_OVERLAP_MS)),
+                None => ArchiveStart::Beginning,
+            };
+            self.begin_archive_fetch(fetch.room, start, None);
+            return;
+        }
+        match fetch.room {
+            Some(room) if NO_ROOM_ARCHIVE.contains(&condition.as_str()) => {
+                debug!(%room, %condition, "room keeps no archive");
+            }
+            Some(room) => self.warn(format!("catch-up of room {room} failed: {condition}")),
+            None => self.warn(format!("archive catch-up failed: {condition}")),
+        }
+    }
+
+    /// Hands the gathered messages of `query` to the archive writer (one transaction).
+    fn store_archive_batch(&mut self, query: &str, sync: Option<SyncPoint>, done: Option<u64>) {
+        let Some(fetch) = self.archive.get_mut(query) else {
+            return;
+        };
+        let messages = std::mem::take(&mut fetch.page);
+        if messages.is_empty() && sync.is_none() && done.is_none() {
+            return;
+        }
+        let _ = self.archive_jobs.send(ArchiveJob {
+            query: query.to_owned(),
+            messages,
+            sync,
+            done,
+            room: fetch.room.clone(),
+        });
+    }
+
+    /// A batch is stored: shows the messages that were new, in order; says when the
+    /// catch-up is over.
+    pub(super) fn on_archive_written(&mut self, written: ArchiveWritten) {
+        let mut new = 0;
+        for (message, is_new) in written.messages.iter().zip(written.new_flags) {
+            if is_new {
+                new += 1;
+                self.emit(self.chat_event(message));
+            }
+        }
+        if let Some(fetch) = self.archive.get_mut(&written.query) {
+            fetch.new += new;
+        }
+        if let Some(fetched) = written.done
+            && let Some(fetch) = self.archive.remove(&written.query)
+        {
+            self.emit(EngineEvent::ArchiveSynced {
+                account: self.id,
+                room: written.room,
+                fetched,
+                new: fetch.new,
+                elapsed_ms: u64::try_from(fetch.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+    }
+}
+
+/// Stores archive batches one after another (one transaction each), off the account loop.
+pub(super) async fn write_archive_pages(
+    account: AccountId,
+    history: History,
+    mut jobs: mpsc::UnboundedReceiver<ArchiveJob>,
+    written: mpsc::UnboundedSender<ArchiveWritten>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let ArchiveJob {
+            query,
+            messages,
+            sync,
+            done,
+            room,
+        } = job;
+        let outcome = history
+            .query_writer(move |w| {
+                let flags = store::insert_archive(w, account, &messages, sync);
+                Ok((messages, flags))
+            })
+            .await;
+        let (messages, new_flags) = match outcome {
+            Ok((messages, Ok(flags))) => (messages, flags),
+            Ok((messages, Err(e))) => {
+                // Nothing of the page (nor its sync point) was written: the next catch-up
+                // fetches it again.
+                warn!(error = %e, "archive page not stored");
+                (messages, Vec::new())
+            }
+            Err(e) => {
+                warn!(error = %e, "archive page not stored");
+                (Vec::new(), Vec::new())
+            }
+        };
+        let result = ArchiveWritten {
+            query,
+            messages,
+            new_flags,
+            done,
+            room,
+        };
+        if written.send(result).is_err() {
+            break;
+        }
+    }
+}
+
+/// The sync point row for a stored page.
+pub(super) fn sync_row(
+    account: lyrebird_store::AccountId,
+    point: SyncPoint,
+    now_ms: i64,
+) -> ArchiveSync {
+    ArchiveSync {
+        account,
+        archive: point.archive,
+        last_id: point.last_id,
+        last_at_ms: point.last_at_ms,
+        complete: point.complete,
+        updated_at_ms: now_ms,
+    }
+}
