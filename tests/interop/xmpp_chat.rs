@@ -526,68 +526,82 @@ fn each_once(bodies: &[String], want: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Messages lost: a live message during the archive catch-up, then a quit or a `kill -9`
-/// part-way through it. After the restart every archived message is in history, once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_catch_up_fetches_the_rest_despite_a_live_message() -> Result<()> {
-    let stack = prosody()?;
-    let dir = test_dir()?;
-    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
-    let prefix = "archived #";
-    // Two hours old: far older than any overlap a catch-up by date would allow.
-    stack.prosody().seed_archive(&ArchiveSeed {
-        owner: ArchiveOwner::User("alice"),
-        from: "bob",
-        count: SEEDED,
-        prefix,
-        first_at_unix: unix_now() - 2 * 3600,
-    })?;
-    let mut bob = lyrebird(&stack, "bob", dir.path(), &["--no-archive"]).await?;
+/// Runs Lyrebird as alice on `db` until she is online and, for a room, in it.
+async fn alice_on(
+    stack: &Stack,
+    db: &Path,
+    log: &Path,
+    room: Option<&str>,
+    extra: &[&str],
+) -> Result<JsonLines> {
+    let alice_jid = jid(stack, "alice");
+    let mut alice = start_lyrebird(
+        &stack.prosody().ws_url(),
+        &alice_jid,
+        "alice-secret",
+        db,
+        log,
+        extra,
+    )?;
+    online(&mut alice, LOGIN).await?;
+    if let Some(room) = room {
+        // No join history: what arrives from the room's past comes from its archive.
+        alice
+            .command(json!({"cmd": "join", "room": room, "nick": "Alice", "history": 0}))
+            .await?;
+    }
+    Ok(alice)
+}
+
+/// Messages lost: a live message during the catch-up of an archive (alice's own, or `room`'s)
+/// that holds [`SEEDED`] old messages, then a quit or a `kill -9` part-way through it. After
+/// the restart every archived message is in history, once.
+async fn interrupted_catch_up_loses_nothing(
+    stack: &Stack,
+    dir: &Path,
+    bob: &mut JsonLines,
+    room: Option<&str>,
+    prefix: &str,
+) -> Result<()> {
+    let (alice_jid, bob_jid) = (jid(stack, "alice"), jid(stack, "bob"));
+    let is_room = room.is_some();
+    let from_archive = |e: &Value| e["event"] == "archive_synced" && e["room"].as_str() == room;
     for how in [Stop::Quit, Stop::Kill] {
-        let db = dir.path().join(format!("alice-{how:?}.sqlite3"));
-        let log = |n: u32| dir.path().join(format!("alice-{how:?}-{n}.log"));
-        let mut alice = start_lyrebird(
-            &stack.prosody().ws_url(),
-            &alice_jid,
-            "alice-secret",
-            &db,
-            &log(1),
-            &["--archive-page", "50"],
-        )?;
-        online(&mut alice, LOGIN).await?;
+        let db = dir.join(format!("alice-{how:?}.sqlite3"));
+        let log = |n: u32| dir.join(format!("alice-{how:?}-{n}.log"));
+        let mut alice = alice_on(stack, &db, &log(1), room, &["--archive-page", "50"]).await?;
         alice
             .wait_for("the catch-up under way", DELIVERY, |e| {
-                e["event"] == "chat_message" && e["origin"] == "archive"
+                e["event"] == "chat_message" && e["origin"] == "archive" && e["room"] == is_room
             })
             .await?;
         let live = format!("live during the catch-up ({how:?})");
-        bob.command(json!({"cmd": "message", "to": alice_jid, "body": live}))
-            .await?;
+        let send = match room {
+            Some(room) => json!({"cmd": "room_message", "room": room, "body": live}),
+            None => json!({"cmd": "message", "to": alice_jid, "body": live}),
+        };
+        bob.command(send).await?;
         alice
             .wait_for("the live message", DELIVERY, |e| {
                 is_chat(e, &live) && e["origin"] == "live"
             })
             .await?;
-        shown_from_archive(&mut alice, false, SHOWN_BEFORE_STOP).await?;
+        shown_from_archive(&mut alice, is_room, SHOWN_BEFORE_STOP).await?;
         stop(alice, how).await?;
 
-        let mut alice = start_lyrebird(
-            &stack.prosody().ws_url(),
-            &alice_jid,
-            "alice-secret",
-            &db,
-            &log(2),
-            &[],
-        )?;
-        online(&mut alice, LOGIN).await?;
+        let mut alice = alice_on(stack, &db, &log(2), room, &[]).await?;
         let synced = alice
-            .wait_for("the catch-up to finish", Duration::from_secs(60), |e| {
-                e["event"] == "archive_synced" && e["room"].is_null()
-            })
+            .wait_for(
+                "the catch-up to finish",
+                Duration::from_secs(60),
+                from_archive,
+            )
             .await?;
-        let stored = alice
-            .command(json!({"cmd": "history", "peer": bob_jid, "limit": 10 * SEEDED}))
-            .await?;
+        let ask = match room {
+            Some(room) => json!({"cmd": "room_history", "room": room, "limit": 10 * SEEDED}),
+            None => json!({"cmd": "history", "peer": bob_jid, "limit": 10 * SEEDED}),
+        };
+        let stored = alice.command(ask).await?;
         let bodies: Vec<String> = stored["messages"]
             .as_array()
             .context("history without messages")?
@@ -599,17 +613,33 @@ async fn an_interrupted_catch_up_fetches_the_rest_despite_a_live_message() -> Re
         each_once(&bodies, &want).with_context(|| format!("after a {how:?}: {synced}"))?;
         alice.quit().await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_catch_up_fetches_the_rest_despite_a_live_message() -> Result<()> {
+    let stack = prosody()?;
+    let dir = test_dir()?;
+    let prefix = "archived #";
+    // Two hours old: far older than any overlap a catch-up by date would allow.
+    stack.prosody().seed_archive(&ArchiveSeed {
+        owner: ArchiveOwner::User("alice"),
+        from: "bob",
+        count: SEEDED,
+        prefix,
+        first_at_unix: unix_now() - 2 * 3600,
+    })?;
+    let mut bob = lyrebird(&stack, "bob", dir.path(), &["--no-archive"]).await?;
+    interrupted_catch_up_loses_nothing(&stack, dir.path(), &mut bob, None, prefix).await?;
     bob.quit().await?;
     Ok(())
 }
 
-/// The same for a room's archive (XEP-0313 §6.1.2): the catch-up of a room we join resumes
-/// where it stopped.
+/// The same for a room's archive (XEP-0313 §6.1.2), caught up when the room is joined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_room_catch_up_fetches_the_rest_despite_a_live_message() -> Result<()> {
     let stack = prosody()?;
     let dir = test_dir()?;
-    let alice_jid = jid(&stack, "alice");
     let room = format!("archive@{}", stack.prosody().muc_domain());
     let prefix = "room archived #";
     // Bob stays in the room throughout: Prosody drops a temporary room's archive with it.
@@ -627,70 +657,7 @@ async fn an_interrupted_room_catch_up_fetches_the_rest_despite_a_live_message() 
         prefix,
         first_at_unix: unix_now() - 2 * 3600,
     })?;
-    for how in [Stop::Quit, Stop::Kill] {
-        let db = dir.path().join(format!("alice-{how:?}.sqlite3"));
-        let log = |n: u32| dir.path().join(format!("alice-{how:?}-{n}.log"));
-        let mut alice = start_lyrebird(
-            &stack.prosody().ws_url(),
-            &alice_jid,
-            "alice-secret",
-            &db,
-            &log(1),
-            &["--archive-page", "50"],
-        )?;
-        online(&mut alice, LOGIN).await?;
-        alice
-            .command(json!({"cmd": "join", "room": room, "nick": "Alice", "history": 0}))
-            .await?;
-        alice
-            .wait_for("the room catch-up under way", DELIVERY, |e| {
-                e["event"] == "chat_message" && e["origin"] == "archive" && e["room"] == true
-            })
-            .await?;
-        let live = format!("live in the room during the catch-up ({how:?})");
-        bob.command(json!({"cmd": "room_message", "room": room, "body": live}))
-            .await?;
-        alice
-            .wait_for("the live room message", DELIVERY, |e| {
-                is_chat(e, &live) && e["origin"] == "live"
-            })
-            .await?;
-        shown_from_archive(&mut alice, true, SHOWN_BEFORE_STOP).await?;
-        stop(alice, how).await?;
-
-        let mut alice = start_lyrebird(
-            &stack.prosody().ws_url(),
-            &alice_jid,
-            "alice-secret",
-            &db,
-            &log(2),
-            &[],
-        )?;
-        online(&mut alice, LOGIN).await?;
-        alice
-            .command(json!({"cmd": "join", "room": room, "nick": "Alice", "history": 0}))
-            .await?;
-        let synced = alice
-            .wait_for(
-                "the room catch-up to finish",
-                Duration::from_secs(60),
-                |e| e["event"] == "archive_synced" && e["room"] == room.as_str(),
-            )
-            .await?;
-        let stored = alice
-            .command(json!({"cmd": "room_history", "room": room, "limit": 10 * SEEDED}))
-            .await?;
-        let bodies: Vec<String> = stored["messages"]
-            .as_array()
-            .context("room history without messages")?
-            .iter()
-            .filter_map(|m| m["body"].as_str().map(str::to_owned))
-            .collect();
-        let mut want = seeded_bodies(prefix);
-        want.push(live.clone());
-        each_once(&bodies, &want).with_context(|| format!("after a {how:?}: {synced}"))?;
-        alice.quit().await?;
-    }
+    interrupted_catch_up_loses_nothing(&stack, dir.path(), &mut bob, Some(&room), prefix).await?;
     bob.quit().await?;
     Ok(())
 }
