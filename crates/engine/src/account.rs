@@ -111,6 +111,17 @@ impl IdSource {
 const MAX_PENDING_TRANSMITS: usize = 256;
 /// How long shutdown waits for the registrar to confirm the unregistration.
 const UNREGISTER_WAIT: Duration = Duration::from_secs(2);
+/// How long shutdown waits for incoming messages being stored, to answer them on the way out.
+const STORE_WAIT: Duration = Duration::from_secs(2);
+
+/// An incoming MESSAGE the history writer has stored, or failed to store.
+struct StoredMessage {
+    id: sip::IncomingMessageId,
+    result: Result<(), EngineError>,
+    from: String,
+    content_type: String,
+    body: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallPhase {
@@ -163,6 +174,9 @@ pub(crate) struct SipAccount {
     from_calls: mpsc::Receiver<FromCall>,
     notices: mpsc::UnboundedSender<AccountNotice>,
     history: History,
+    /// The history writer's word on incoming MESSAGEs: they are answered only once stored.
+    stored_tx: mpsc::UnboundedSender<StoredMessage>,
+    stored: mpsc::UnboundedReceiver<StoredMessage>,
     shutdown_reply: Option<(oneshot::Sender<()>, Instant)>,
     /// File transfers: their SIP sessions go through `ua`, their bytes through their own tasks.
     transfers: crate::transfer::Transfers,
@@ -209,6 +223,7 @@ impl SipAccount {
             connect_timeout: Duration::from_secs(10),
         };
         let (from_calls_tx, from_calls) = mpsc::channel(64);
+        let (stored_tx, stored) = mpsc::unbounded_channel();
         let transfers = crate::transfer::Transfers::new(
             id,
             &config,
@@ -235,6 +250,8 @@ impl SipAccount {
             from_calls,
             notices,
             history,
+            stored_tx,
+            stored,
             shutdown_reply: None,
             transfers,
         })
@@ -289,6 +306,13 @@ impl SipAccount {
                     None => self.begin_shutdown(None),
                 },
                 Some(from_call) = self.from_calls.recv() => self.on_call_message(from_call),
+                Some(stored) = self.stored.recv() => {
+                    // A batch's commit settles many at once: answer them all in one turn.
+                    self.on_message_stored(stored);
+                    while let Ok(stored) = self.stored.try_recv() {
+                        self.on_message_stored(stored);
+                    }
+                }
                 Some(message) = self.transfers.next_message() => {
                     let now = self.now();
                     self.transfers.on_task_message(&mut self.ua, now, message);
@@ -515,19 +539,29 @@ impl SipAccount {
                 self.end_call(call, CallEnding::from_sip(&reason, answered));
             }
             UaEvent::MessageReceived {
+                id,
+                stable_id,
                 from,
                 to: _,
                 content_type,
                 body,
             } => {
                 let body = String::from_utf8_lossy(&body).into_owned();
-                self.history
-                    .message_received(self.id, &from.uri, &content_type, &body);
-                self.emit(EngineEvent::MessageReceived {
-                    account: self.id,
-                    from: from.uri,
-                    content_type,
-                    body,
+                self.store_message(id, &stable_id, from.uri, content_type, body);
+            }
+            UaEvent::MessageAnswerTimedOut { id } => {
+                warn!(
+                    account = self.id.0,
+                    ?id,
+                    "an incoming message was not stored in time"
+                );
+                self.emit(EngineEvent::Warning {
+                    account: Some(self.id),
+                    detail: format!(
+                        "an incoming message was not stored within {} s, so the sender was \
+                         told it was not delivered (500)",
+                        sip::timer::MESSAGE_ANSWER_WAIT.as_secs()
+                    ),
                 });
             }
             UaEvent::MessageDelivered { id } => {
@@ -553,6 +587,71 @@ impl SipAccount {
                 }
             }
             UaEvent::ProtocolError { detail } => self.warn(detail),
+        }
+    }
+
+    /// Hands an incoming MESSAGE to the history writer; it is answered and shown once the
+    /// writer says it is stored (`on_message_stored`), so "delivered" to the sender and "shown"
+    /// here both mean "on disk".
+    fn store_message(
+        &self,
+        id: sip::IncomingMessageId,
+        stable_id: &str,
+        from: String,
+        content_type: String,
+        body: String,
+    ) {
+        let stored = self.stored_tx.clone();
+        let (history_from, history_type, history_body) =
+            (from.clone(), content_type.clone(), body.clone());
+        let ack: crate::history::Ack = Box::new(move |result| {
+            let _ = stored.send(StoredMessage {
+                id,
+                result,
+                from,
+                content_type,
+                body,
+            });
+        });
+        self.history.message_received(
+            self.id,
+            stable_id,
+            &history_from,
+            &history_type,
+            &history_body,
+            Some(ack),
+        );
+    }
+
+    fn on_message_stored(&mut self, stored: StoredMessage) {
+        let now = self.now();
+        match stored.result {
+            Ok(()) => {
+                if let Err(e) = self.ua.answer_message(now, stored.id, 200) {
+                    // It is stored all the same; only the sender did not hear so from us (the
+                    // flow went down, or the core gave up waiting and answered 500).
+                    debug!(account = self.id.0, error = %e, "stored message not answered 200");
+                }
+                self.emit(EngineEvent::MessageReceived {
+                    account: self.id,
+                    from: stored.from,
+                    content_type: stored.content_type,
+                    body: stored.body,
+                });
+            }
+            Err(e) => {
+                // 500 tells the sender it was not delivered, so it can say so or send again.
+                let _ = self.ua.answer_message(now, stored.id, 500);
+                warn!(account = self.id.0, error = %e, "an incoming message could not be stored");
+                self.emit(EngineEvent::Warning {
+                    account: Some(self.id),
+                    detail: format!(
+                        "a message from {} could not be stored, so the sender was told it was \
+                         not delivered (500): {e}",
+                        stored.from
+                    ),
+                });
+            }
         }
     }
 
@@ -1026,6 +1125,20 @@ impl SipAccount {
     }
 
     async fn finish(mut self) {
+        // Messages being stored are still answered on the way out, rather than left for the
+        // sender's proxy to time out.
+        if tokio::time::timeout(STORE_WAIT, self.history.flush())
+            .await
+            .is_err()
+        {
+            warn!(
+                account = self.id.0,
+                "history writer slow; unanswered messages left"
+            );
+        }
+        while let Ok(stored) = self.stored.try_recv() {
+            self.on_message_stored(stored);
+        }
         self.drive().await;
         for entry in self.calls.values() {
             if let Some(task) = &entry.task {

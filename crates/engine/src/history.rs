@@ -2,8 +2,18 @@
 //!
 //! Tasks report what happened (`record`), never blocking on the disk. The writer drains
 //! everything queued and writes it in one transaction, so a burst of messages costs one commit,
-//! while a lone message is committed at once — nothing a person received waits in memory for a
-//! batch to fill up, so nothing is lost if the app is killed.
+//! while a lone message is committed at once: nothing waits in memory for a batch to fill up.
+//!
+//! Queued is not yet stored, though: a kill before the commit loses what was queued. So a
+//! record can carry an acknowledgement ([`Ack`]), called on the writer thread once the
+//! transaction holding it has committed (`Ok`), or has failed or could not be built (`Err`).
+//! A message already stored (same stable id) counts as stored. The SIP account answers an
+//! incoming MESSAGE only from that acknowledgement, so no sender is told "delivered" about a
+//! message a kill could still lose. Records without one are written as promptly but nothing
+//! waits for them, so a kill just before their commit loses them: acceptable for what is kept
+//! elsewhere too (an XMPP server's archive) or is our own doing (calls, messages we send). A
+//! message received in an MSRP chat is among them, though its sender has already been told
+//! it arrived (`transfer/chat.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,8 +87,18 @@ enum Happening {
 
 type Query = Box<dyn FnOnce(&mut Writer) + Send>;
 
+/// Told, on the writer thread, whether the record it came with is committed. It must not
+/// block: it hands the news to its task.
+pub(crate) type Ack = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
+
+struct Record {
+    at_ms: i64,
+    happening: Happening,
+    ack: Option<Ack>,
+}
+
 enum Job {
-    Record { at_ms: i64, happening: Happening },
+    Record(Record),
     Query(Query),
 }
 
@@ -124,15 +144,20 @@ impl History {
     }
 
     fn record(&self, happening: Happening) {
-        if self
-            .jobs
-            .send(Job::Record {
-                at_ms: now_ms(),
-                happening,
-            })
-            .is_err()
-        {
+        self.record_acked(happening, None);
+    }
+
+    fn record_acked(&self, happening: Happening, ack: Option<Ack>) {
+        let record = Record {
+            at_ms: now_ms(),
+            happening,
+            ack,
+        };
+        if let Err(std_mpsc::SendError(job)) = self.jobs.send(Job::Record(record)) {
             error!("history writer has stopped; an event was not recorded");
+            if let Job::Record(Record { ack: Some(ack), .. }) = job {
+                ack(Err(EngineError::Stopped));
+            }
         }
     }
 
@@ -195,20 +220,27 @@ impl History {
         });
     }
 
+    /// Records an incoming message; `ack`, if any, learns when it is stored (see the module
+    /// docs). A message with a `stable_id` already stored from `from` is not stored again.
     pub(crate) fn message_received(
         &self,
         account: AccountId,
+        stable_id: &str,
         from: &str,
         content_type: &str,
         body: &str,
+        ack: Option<Ack>,
     ) {
-        self.record(Happening::MessageIn {
-            account,
-            stable_id: uuid::Uuid::new_v4().to_string(),
-            from: from.to_owned(),
-            content_type: content_type.to_owned(),
-            body: body.to_owned(),
-        });
+        self.record_acked(
+            Happening::MessageIn {
+                account,
+                stable_id: stable_id.to_owned(),
+                from: from.to_owned(),
+                content_type: content_type.to_owned(),
+                body: body.to_owned(),
+            },
+            ack,
+        );
     }
 
     pub(crate) fn message_sent(
@@ -323,7 +355,7 @@ impl Writer {
             let mut job = Some(first);
             while let Some(next) = job.take() {
                 match next {
-                    Job::Record { at_ms, happening } => batch.push((at_ms, happening)),
+                    Job::Record(record) => batch.push(record),
                     Job::Query(query) => {
                         // A query sees everything recorded before it.
                         self.write(std::mem::take(&mut batch));
@@ -371,30 +403,60 @@ impl Writer {
             .id)
     }
 
-    /// Writes a batch in one transaction. Accounts are written first, on their own, because
-    /// every other change names the account's row id.
-    fn write(&mut self, batch: Vec<(i64, Happening)>) {
+    /// Writes a batch in one transaction, then tells the records' acknowledgements how it
+    /// went. Accounts are written first, on their own, because every other change names the
+    /// account's row id.
+    fn write(&mut self, batch: Vec<Record>) {
         if batch.is_empty() {
             return;
         }
         let mut changes = Vec::with_capacity(batch.len());
-        for (at_ms, happening) in batch {
+        let mut acks = Vec::new();
+        for Record {
+            at_ms,
+            happening,
+            ack,
+        } in batch
+        {
             match self.change_for(at_ms, happening) {
-                Ok(Some(change)) => changes.push(change),
-                Ok(None) => {}
-                Err(e) => error!(error = %e, "history: event not recorded"),
+                Ok(Some(change)) => {
+                    changes.push(change);
+                    acks.extend(ack);
+                }
+                // Already written on its own.
+                Ok(None) => {
+                    if let Some(ack) = ack {
+                        ack(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "history: event not recorded");
+                    if let Some(ack) = ack {
+                        ack(Err(e));
+                    }
+                }
             }
         }
         if changes.is_empty() {
             return;
         }
-        match self.store.apply(&changes) {
-            Ok(outcome) => debug!(
-                changes = changes.len(),
-                duplicates = outcome.duplicates(),
-                "history written"
-            ),
-            Err(e) => error!(error = %e, changes = changes.len(), "history batch failed"),
+        // A duplicate is an outcome, not an error: the message is stored, once.
+        let failure = match self.store.apply(&changes) {
+            Ok(outcome) => {
+                debug!(
+                    changes = changes.len(),
+                    duplicates = outcome.duplicates(),
+                    "history written"
+                );
+                None
+            }
+            Err(e) => {
+                error!(error = %e, changes = changes.len(), "history batch failed");
+                Some(EngineError::from(e))
+            }
+        };
+        for ack in acks {
+            ack(failure.clone().map_or(Ok(()), Err));
         }
     }
 
@@ -523,5 +585,143 @@ impl Writer {
             }
             Happening::Xmpp(happening) => return self.xmpp_change(at_ms, happening),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{Receiver, channel};
+    use std::time::Duration;
+
+    use super::*;
+
+    const ACCOUNT: AccountId = AccountId(1);
+    const PEER: &str = "sip:bob@example.com";
+
+    /// An acknowledgement that reports into the returned receiver.
+    fn ack() -> (Ack, Receiver<Result<(), EngineError>>) {
+        let (tx, rx) = channel();
+        (
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+            rx,
+        )
+    }
+
+    fn message_in(stable_id: &str, body: &str, ack: Option<Ack>) -> Record {
+        Record {
+            at_ms: 1_000,
+            happening: Happening::MessageIn {
+                account: ACCOUNT,
+                stable_id: stable_id.into(),
+                from: PEER.into(),
+                content_type: "text/plain".into(),
+                body: body.into(),
+            },
+            ack,
+        }
+    }
+
+    fn writer(path: &Path) -> Writer {
+        let mut writer = Writer {
+            store: Store::open(path).unwrap(),
+            accounts: HashMap::new(),
+        };
+        writer.write(vec![Record {
+            at_ms: 0,
+            happening: Happening::AccountAdded {
+                account: ACCOUNT,
+                aor: "sip:alice@example.com".into(),
+                display_name: None,
+                server_url: "ws://127.0.0.1:8080".into(),
+            },
+            ack: None,
+        }]);
+        writer
+    }
+
+    /// Bodies found by `word`, read through a connection of their own: what a restarted app
+    /// would see.
+    fn stored(path: &Path, word: &str) -> Vec<String> {
+        Store::open(path)
+            .unwrap()
+            .search_messages(word, 100)
+            .unwrap()
+            .into_iter()
+            .map(|hit| hit.message.body)
+            .collect()
+    }
+
+    #[test]
+    fn acks_come_after_the_commit_and_a_duplicate_counts_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite3");
+        let mut writer = writer(&path);
+        let (first, first_rx) = ack();
+        let (second, second_rx) = ack();
+        writer.write(vec![
+            message_in("s1", "hello one", Some(first)),
+            message_in("s2", "hello two", Some(second)),
+        ]);
+        assert_eq!(first_rx.try_recv(), Ok(Ok(())));
+        assert_eq!(second_rx.try_recv(), Ok(Ok(())));
+        let mut bodies = stored(&path, "hello");
+        bodies.sort();
+        assert_eq!(bodies, ["hello one", "hello two"]);
+
+        let (again, again_rx) = ack();
+        writer.write(vec![message_in("s1", "hello one", Some(again))]);
+        assert_eq!(again_rx.try_recv(), Ok(Ok(())));
+        assert_eq!(stored(&path, "one"), ["hello one"]);
+    }
+
+    #[test]
+    fn a_failed_batch_fails_every_ack_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite3");
+        let mut writer = writer(&path);
+        let (good, good_rx) = ack();
+        // An empty stable id is refused by the store, which rolls the whole batch back.
+        writer.write(vec![
+            message_in("s1", "hello good", Some(good)),
+            message_in("", "hello bad", None),
+        ]);
+        assert!(matches!(
+            good_rx.try_recv(),
+            Ok(Err(EngineError::History(_)))
+        ));
+        assert!(stored(&path, "hello").is_empty());
+    }
+
+    #[test]
+    fn an_ack_hears_when_the_change_cannot_even_be_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite3");
+        let mut writer = writer(&path);
+        let (ack, rx) = ack();
+        let mut record = message_in("s1", "hello stranger", Some(ack));
+        if let Happening::MessageIn { account, .. } = &mut record.happening {
+            *account = AccountId(99);
+        }
+        writer.write(vec![record]);
+        assert_eq!(rx.try_recv(), Ok(Err(EngineError::UnknownAccount(99))));
+    }
+
+    #[test]
+    fn message_received_acks_from_the_writer_thread_once_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite3");
+        let history = History::open(Some(&path)).unwrap();
+        history.account_added(
+            ACCOUNT,
+            "sip:alice@example.com",
+            None,
+            "ws://127.0.0.1:8080",
+        );
+        let (ack, rx) = ack();
+        history.message_received(ACCOUNT, "s1", PEER, "text/plain", "hello there", Some(ack));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Ok(())));
+        assert_eq!(stored(&path, "there"), ["hello there"]);
     }
 }

@@ -24,6 +24,9 @@ pub enum SipError {
     /// The call handle does not name a live call.
     #[error("unknown call")]
     UnknownCall,
+    /// The incoming-message handle does not name a MESSAGE awaiting its answer.
+    #[error("no such incoming message awaiting an answer")]
+    UnknownMessage,
     /// The command does not fit the call's current state (e.g. `answer` on an outgoing call).
     #[error("call is {state}; cannot {action}")]
     InvalidCallState {

@@ -44,4 +44,6 @@ pub mod ua;
 
 pub use error::SipError;
 pub use reason::Reason;
-pub use ua::{CallId, EndReason, MessageId, Party, UaConfig, UaEvent, UserAgent};
+pub use ua::{
+    CallId, EndReason, IncomingMessageId, MessageId, Party, UaConfig, UaEvent, UserAgent,
+};

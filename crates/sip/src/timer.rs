@@ -12,6 +12,9 @@ pub const T1: Duration = Duration::from_millis(500);
 pub const T2: Duration = Duration::from_secs(4);
 /// 64*T1: Timers B, F, H, L, M and the UAS wait for ACK (§13.3.1.4).
 pub const TIMEOUT_64T1: Duration = Duration::from_secs(32);
+/// How long an incoming MESSAGE waits for the engine's answer before the core answers 500:
+/// half of the sender's Timer F, so the 500 reaches it while it still listens.
+pub const MESSAGE_ANSWER_WAIT: Duration = Duration::from_secs(16);
 
 /// One slot per timer kind: a kind is an index below `N`, set or cleared as a whole, in the
 /// manner of quinn-proto's `TimerTable`.

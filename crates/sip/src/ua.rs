@@ -14,7 +14,7 @@ use crate::error::SipError;
 use crate::message::{self, Message, Method, NameAddr, StartLine, Uri};
 use crate::reason::Reason;
 use crate::registration::{RegState, Registration, refresh_delay};
-use crate::timer::{T1, T2, TIMEOUT_64T1, TimerTable};
+use crate::timer::{MESSAGE_ANSWER_WAIT, T1, T2, TIMEOUT_64T1, TimerTable};
 use crate::transaction::{
     ClientState, ClientTxn, ClientVerdict, Owner, ServerState, ServerTxn, client_timer,
     server_timer,
@@ -58,6 +58,10 @@ pub struct CallId(u64);
 /// Local handle of an outgoing MESSAGE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(u64);
+
+/// Local handle of an incoming MESSAGE that awaits its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IncomingMessageId(u64);
 
 /// A party of a call or message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,8 +176,16 @@ pub enum UaEvent {
         /// why
         reason: EndReason,
     },
-    /// An incoming MESSAGE (already answered 200).
+    /// An incoming MESSAGE, not answered yet: answer it with [`UserAgent::answer_message`]
+    /// once it is kept for good, because a 2xx tells the sender it was delivered (RFC 3428 §7)
+    /// and the sender will not send it again. Unanswered after [`MESSAGE_ANSWER_WAIT`], the
+    /// core answers 500 itself and reports [`UaEvent::MessageAnswerTimedOut`].
     MessageReceived {
+        /// handle for the answer
+        id: IncomingMessageId,
+        /// The same for every copy of this request (its Call-ID, CSeq number and From tag),
+        /// so a copy that comes in a transaction of its own, after ours has ended, is known.
+        stable_id: String,
         /// sender
         from: Party,
         /// recipient as addressed
@@ -182,6 +194,12 @@ pub enum UaEvent {
         content_type: String,
         /// body
         body: Vec<u8>,
+    },
+    /// An incoming MESSAGE was not answered within [`MESSAGE_ANSWER_WAIT`]; the core
+    /// answered it 500 (Server Internal Error), so the sender knows it was not delivered.
+    MessageAnswerTimedOut {
+        /// handle
+        id: IncomingMessageId,
     },
     /// Our MESSAGE got a 2xx.
     MessageDelivered {
@@ -270,6 +288,19 @@ struct OutMessage {
     auth_retries: u8,
 }
 
+mod in_message_timer {
+    /// Answer 500 when the engine has not answered by then.
+    pub const ANSWER_BY: usize = 0;
+}
+
+/// An incoming MESSAGE whose server transaction waits for `answer_message`.
+#[derive(Debug, Clone)]
+struct InMessage {
+    /// The request without its body, to build the response from.
+    request: Message,
+    timers: TimerTable<1>,
+}
+
 /// The sans-IO SIP user agent. See the crate documentation for the event-loop contract.
 #[derive(Debug)]
 pub struct UserAgent {
@@ -289,6 +320,7 @@ pub struct UserAgent {
     servers: Vec<ServerTxn>,
     calls: BTreeMap<u64, Call>,
     messages: BTreeMap<u64, OutMessage>,
+    incoming_messages: BTreeMap<u64, InMessage>,
     registration: Registration,
     /// Registration refresh: one slot.
     reg_timers: TimerTable<1>,
@@ -365,6 +397,7 @@ impl UserAgent {
             servers: Vec::new(),
             calls: BTreeMap::new(),
             messages: BTreeMap::new(),
+            incoming_messages: BTreeMap::new(),
             registration,
             reg_timers: TimerTable::new(),
             nonce_count: None,
@@ -415,9 +448,14 @@ impl UserAgent {
         let clients = self.clients.iter().filter_map(|t| t.timers.next());
         let servers = self.servers.iter().filter_map(|t| t.timers.next());
         let calls = self.calls.values().filter_map(|c| c.timers.next());
+        let incoming = self
+            .incoming_messages
+            .values()
+            .filter_map(|m| m.timers.next());
         clients
             .chain(servers)
             .chain(calls)
+            .chain(incoming)
             .chain(self.reg_timers.next())
             .min()
     }
@@ -493,6 +531,15 @@ impl UserAgent {
                     reason: "transport closed".into(),
                 },
             );
+        }
+        // Nor can incoming MESSAGEs: their transactions die with the flow, and the sender's
+        // proxy answers them for us.
+        if !self.incoming_messages.is_empty() {
+            debug!(
+                count = self.incoming_messages.len(),
+                "flow down: incoming MESSAGEs left unanswered"
+            );
+            self.incoming_messages.clear();
         }
         self.servers.clear();
     }
@@ -778,6 +825,27 @@ impl UserAgent {
         Ok(MessageId(id))
     }
 
+    /// Answers an incoming MESSAGE (see [`UaEvent::MessageReceived`]) with a final status:
+    /// 200 once it is kept, an error when it cannot be. Fails with
+    /// [`SipError::UnknownMessage`] when it was already answered, by the deadline too, or its
+    /// flow is gone.
+    pub fn answer_message(
+        &mut self,
+        now: Instant,
+        id: IncomingMessageId,
+        status: u16,
+    ) -> Result<(), SipError> {
+        if !(200..=699).contains(&status) {
+            return Err(SipError::InvalidStatus(status));
+        }
+        let pending = self
+            .incoming_messages
+            .remove(&id.0)
+            .ok_or(SipError::UnknownMessage)?;
+        self.reply(now, &pending.request, status, &[]);
+        Ok(())
+    }
+
     // ------------------------------------------------------------------ input
 
     /// One received WebSocket message.
@@ -823,6 +891,25 @@ impl UserAgent {
             }
         }
         self.servers.retain(|t| t.state != ServerState::Terminated);
+        // Incoming MESSAGEs the engine did not answer in time.
+        let late: Vec<u64> = self
+            .incoming_messages
+            .iter_mut()
+            .filter_map(|(id, m)| {
+                m.timers
+                    .take_expired(in_message_timer::ANSWER_BY, now)
+                    .then_some(*id)
+            })
+            .collect();
+        for id in late {
+            if let Some(pending) = self.incoming_messages.remove(&id) {
+                debug!(message = id, "incoming MESSAGE not answered in time; 500");
+                self.reply(now, &pending.request, 500, &[]);
+                self.events.push_back(UaEvent::MessageAnswerTimedOut {
+                    id: IncomingMessageId(id),
+                });
+            }
+        }
         // Calls.
         let ids: Vec<u64> = self.calls.keys().copied().collect();
         for id in ids {
@@ -1886,16 +1973,35 @@ impl UserAgent {
         });
     }
 
-    fn handle_message(&mut self, now: Instant, req: Message) {
-        let (Ok(from), Ok(to)) = (req.from(), req.to()) else {
+    /// Keeps the MESSAGE's server transaction open until the engine answers: a
+    /// retransmission meanwhile matches it and gets nothing, as in the Trying state (§17.2.2).
+    fn handle_message(&mut self, now: Instant, mut req: Message) {
+        let (Ok(from), Ok(to), Ok(call_id), Ok(cseq)) =
+            (req.from(), req.to(), req.call_id(), req.cseq())
+        else {
             return;
         };
-        self.reply(now, &req, 200, &[]);
+        // None of the three holds whitespace (§25.1: Call-ID is words, a tag a token).
+        let stable_id = format!("{call_id} {} {}", cseq.seq, from.tag().unwrap_or(""));
+        let content_type = req.content_type().unwrap_or_else(|| "text/plain".into());
+        let body = std::mem::take(&mut req.body);
+        let id = self.next_handle();
+        let mut timers = TimerTable::new();
+        timers.set(in_message_timer::ANSWER_BY, now + MESSAGE_ANSWER_WAIT);
+        self.incoming_messages.insert(
+            id,
+            InMessage {
+                request: req,
+                timers,
+            },
+        );
         self.events.push_back(UaEvent::MessageReceived {
+            id: IncomingMessageId(id),
+            stable_id,
             from: Party::from(&from),
             to: Party::from(&to),
-            content_type: req.content_type().unwrap_or_else(|| "text/plain".into()),
-            body: req.body,
+            content_type,
+            body,
         });
     }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use lyrebird_sip::auth::{Algorithm, Credentials};
 use lyrebird_sip::message::{self, Message, Method, Uri};
-use lyrebird_sip::{EndReason, Reason, UaConfig, UaEvent, UserAgent};
+use lyrebird_sip::timer::MESSAGE_ANSWER_WAIT;
+use lyrebird_sip::{EndReason, IncomingMessageId, Reason, SipError, UaConfig, UaEvent, UserAgent};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 enum Side {
@@ -612,10 +613,30 @@ fn message_both_ways() {
         )
         .unwrap();
     net.pump();
+    // Bob has it but has not answered: he answers once he has stored it.
+    assert!(!net.ev_a.contains(&UaEvent::MessageDelivered { id }));
+    let incoming = net
+        .ev_b
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::MessageReceived {
+                id,
+                from,
+                content_type,
+                body,
+                ..
+            } if from.uri == "sip:alice@example.com"
+                && content_type == "text/plain"
+                && body == b"hi bob" =>
+            {
+                Some(*id)
+            }
+            _ => None,
+        })
+        .expect("bob got the message");
+    net.b.answer_message(net.now, incoming, 200).unwrap();
+    net.pump();
     assert!(net.ev_a.contains(&UaEvent::MessageDelivered { id }));
-    assert!(net.ev_b.iter().any(|e| matches!(e,
-        UaEvent::MessageReceived { from, content_type, body, .. }
-            if from.uri == "sip:alice@example.com" && content_type == "text/plain" && body == b"hi bob")));
     let id = net
         .b
         .send_message(
@@ -626,12 +647,17 @@ fn message_both_ways() {
         )
         .unwrap();
     net.pump();
+    let incoming = net
+        .ev_a
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::MessageReceived { id, body, .. } if body == b"hi alice" => Some(*id),
+            _ => None,
+        })
+        .expect("alice got the message");
+    net.a.answer_message(net.now, incoming, 200).unwrap();
+    net.pump();
     assert!(net.ev_b.contains(&UaEvent::MessageDelivered { id }));
-    assert!(
-        net.ev_a
-            .iter()
-            .any(|e| matches!(e, UaEvent::MessageReceived { body, .. } if body == b"hi alice"))
-    );
     let id = net
         .a
         .send_message(
@@ -823,6 +849,106 @@ fn uas_answers_options_unknown_methods_require_and_media_types() {
     // Keepalive ping gets a pong, no event.
     ua.handle_input(now, b"\r\n\r\n");
     assert_eq!(ua.poll_transmit().as_deref(), Some(&b"\r\n"[..]));
+}
+
+fn message_received(ua: &mut UserAgent) -> (IncomingMessageId, String) {
+    match ua.poll_event() {
+        Some(UaEvent::MessageReceived { id, stable_id, .. }) => (id, stable_id),
+        other => panic!("expected MessageReceived, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_incoming_message_is_answered_only_when_the_engine_says_so() {
+    let (mut ua, now) = raw_ua();
+    let message = request("MESSAGE", "Content-Type: text/plain\r\n", "kept?");
+    ua.handle_input(now, &message);
+    assert_eq!(ua.poll_transmit(), None, "answered before it was stored");
+    let (id, stable_id) = message_received(&mut ua);
+    assert_eq!(stable_id, "raw-MESSAGE-31 1 c1");
+
+    // The sender's retransmission meets the open server transaction: no answer, no event.
+    ua.handle_input(now, &message);
+    assert_eq!(ua.poll_transmit(), None);
+    assert_eq!(ua.poll_event(), None);
+
+    assert_eq!(
+        ua.answer_message(now, id, 100),
+        Err(SipError::InvalidStatus(100))
+    );
+    ua.answer_message(now, id, 200).unwrap();
+    let response = String::from_utf8(ua.poll_transmit().unwrap()).unwrap();
+    assert!(response.starts_with("SIP/2.0 200 OK\r\n"), "{response}");
+    assert!(response.contains("To: <sip:bob@example.com>;tag="));
+    assert!(response.contains("Call-ID: raw-MESSAGE-31\r\n"));
+    assert_eq!(ua.poll_transmit(), None);
+    assert_eq!(
+        ua.answer_message(now, id, 200),
+        Err(SipError::UnknownMessage)
+    );
+    assert_eq!(ua.poll_timeout(), None);
+
+    // A copy after the transaction ended is news to the transaction layer; the stable id is
+    // what tells the engine it already has it.
+    ua.handle_input(now, &message);
+    let (again, again_stable) = message_received(&mut ua);
+    assert_ne!(again, id);
+    assert_eq!(again_stable, stable_id);
+}
+
+#[test]
+fn an_incoming_message_can_be_refused_with_the_status_given() {
+    let (mut ua, now) = raw_ua();
+    ua.handle_input(now, &request("MESSAGE", "", "x"));
+    let (id, _) = message_received(&mut ua);
+    ua.answer_message(now, id, 500).unwrap();
+    assert_eq!(first_line(&mut ua), "SIP/2.0 500 Server Internal Error");
+    ua.handle_input(now, &request("MESSAGE", "", "xy"));
+    let (id, _) = message_received(&mut ua);
+    ua.answer_message(now, id, 488).unwrap();
+    assert_eq!(first_line(&mut ua), "SIP/2.0 488 Not Acceptable Here");
+}
+
+#[test]
+fn an_incoming_message_not_answered_in_time_gets_500() {
+    let (mut ua, now) = raw_ua();
+    ua.handle_input(now, &request("MESSAGE", "", "slow"));
+    let (id, _) = message_received(&mut ua);
+    let deadline = now + MESSAGE_ANSWER_WAIT;
+    assert_eq!(ua.poll_timeout(), Some(deadline));
+    assert!(
+        MESSAGE_ANSWER_WAIT < Duration::from_secs(32),
+        "beyond Timer F"
+    );
+
+    ua.handle_timeout(deadline - Duration::from_millis(1));
+    assert_eq!(ua.poll_transmit(), None);
+    ua.handle_timeout(deadline);
+    assert_eq!(first_line(&mut ua), "SIP/2.0 500 Server Internal Error");
+    assert_eq!(ua.poll_event(), Some(UaEvent::MessageAnswerTimedOut { id }));
+    assert_eq!(ua.poll_timeout(), None);
+    // The engine's answer comes too late and changes nothing.
+    assert_eq!(
+        ua.answer_message(deadline, id, 200),
+        Err(SipError::UnknownMessage)
+    );
+    assert_eq!(ua.poll_transmit(), None);
+}
+
+#[test]
+fn incoming_messages_are_dropped_with_their_flow() {
+    let (mut ua, now) = raw_ua();
+    ua.handle_input(now, &request("MESSAGE", "", "gone"));
+    let (id, _) = message_received(&mut ua);
+    ua.handle_disconnected(now);
+    assert_eq!(ua.poll_timeout(), None);
+    assert_eq!(
+        ua.answer_message(now, id, 200),
+        Err(SipError::UnknownMessage)
+    );
+    ua.handle_connected(now);
+    ua.handle_timeout(now + MESSAGE_ANSWER_WAIT);
+    assert_eq!(ua.poll_transmit(), None);
 }
 
 #[test]

@@ -343,9 +343,14 @@ impl Chats {
                 let Some(entry) = self.entries.get(&chat) else {
                     return;
                 };
-                context
-                    .history
-                    .message_received(self.account, &entry.peer, &content_type, &body);
+                context.history.message_received(
+                    self.account,
+                    &uuid::Uuid::new_v4().to_string(),
+                    &entry.peer,
+                    &content_type,
+                    &body,
+                    None,
+                );
                 emit(EngineEvent::MessageReceived {
                     account: self.account,
                     from: entry.peer.clone(),
