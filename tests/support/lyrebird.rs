@@ -172,6 +172,11 @@ impl Lyrebird {
     pub async fn quit(self) -> Result<Vec<Value>> {
         self.process.quit().await
     }
+
+    /// Kills the process at once (SIGKILL) and reaps it; see [`JsonLines::kill`].
+    pub async fn kill(self) {
+        self.process.kill().await
+    }
 }
 
 /// Runs `lyrebird-cli` with `args` to completion (history queries, one-shot commands) and

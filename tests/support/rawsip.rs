@@ -1,6 +1,7 @@
 //! A deliberately dumb SIP-over-WebSocket client that sends exactly the bytes a test writes.
 //! Tests use it to play a hostile or broken peer: messages no real user agent would produce.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -13,8 +14,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub struct RawSipClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    counter: u64,
 }
+
+/// Shared by every client of the process, so two clients never send the same branch or
+/// Call-ID (the proxy would take the second client's requests for retransmissions).
+static TOKENS: AtomicU64 = AtomicU64::new(0);
 
 /// A parsed-enough response: status code and the raw text.
 #[derive(Debug, Clone)]
@@ -49,13 +53,13 @@ impl RawSipClient {
         )
         .await
         .context("WebSocket connect timed out")??;
-        Ok(Self { ws, counter: 0 })
+        Ok(Self { ws })
     }
 
     /// A fresh token for branches, tags and Call-IDs.
     pub fn token(&mut self) -> String {
-        self.counter += 1;
-        format!("{:x}{:04x}", std::process::id(), self.counter)
+        let n = TOKENS.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{:x}{n:04x}", std::process::id())
     }
 
     pub async fn send(&mut self, text: &str) -> Result<()> {
