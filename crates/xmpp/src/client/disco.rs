@@ -1,0 +1,178 @@
+//! Service discovery (XEP-0030) and entity capabilities (XEP-0115): after binding, the server's
+//! disco#info and disco#items, and disco#info of each item to find the HTTP upload service
+//! (XEP-0363 §2), reported together as one [`XmppEvent::ServerInfo`]; what peers' caps mean,
+//! asked once per `ver` (XEP-0115 §6.2); our own caps `ver` (§5.1) and our answer to disco#info.
+//!
+//! State owned here: [`Disco`], what the server offers and which caps are already known.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use xmpp_parsers::minidom::Element;
+
+use super::iq::IqPurpose;
+use super::upload::upload_limit;
+use super::{Client, ns};
+use crate::event::*;
+use crate::xml::Xml;
+
+/// What we tell others we support (XEP-0030 / XEP-0115).
+const OUR_FEATURES: [&str; 10] = [
+    ns::DISCO_INFO,
+    ns::CAPS,
+    ns::RECEIPTS,
+    ns::CHATSTATES,
+    ns::CORRECT,
+    ns::CARBONS,
+    ns::OOB,
+    ns::MUC,
+    ns::PING,
+    ns::SID,
+];
+
+#[derive(Debug, Default)]
+pub(super) struct Disco {
+    /// The server's disco#info features.
+    server_features: Vec<String>,
+    /// disco#info queries of the server's items not answered yet.
+    pending: usize,
+    /// The HTTP upload service found among the server's items, and its size limit.
+    pub(super) upload_service: Option<(String, Option<u64>)>,
+    /// XEP-0115 `ver`s already asked about (or being asked about).
+    known_caps: HashSet<String>,
+}
+
+impl Client {
+    /// The answer to [`IqPurpose::ServerInfo`].
+    pub(super) fn on_server_info(&mut self, el: &Element) {
+        if let Some(q) = el.get_child("query", ns::DISCO_INFO) {
+            self.disco.server_features = features_of(q);
+        }
+        self.report_server_info_if_done();
+    }
+
+    /// The answer to [`IqPurpose::ServerItems`]: asks each item what it is.
+    pub(super) fn on_server_items(&mut self, now: Instant, el: &Element) {
+        let items: Vec<String> = el
+            .get_child("query", ns::DISCO_ITEMS)
+            .map(|q| {
+                q.children()
+                    .filter(|c| c.name() == "item")
+                    .filter_map(|c| c.attr("jid"))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for item in items {
+            self.disco.pending += 1;
+            self.send_iq(
+                now,
+                "get",
+                Some(&item),
+                Xml::ns("query", ns::DISCO_INFO),
+                IqPurpose::ServiceInfo(item.clone()),
+            );
+        }
+        self.report_server_info_if_done();
+    }
+
+    /// The answer to [`IqPurpose::ServiceInfo`].
+    pub(super) fn on_service_info(&mut self, service: String, el: &Element) {
+        self.disco.pending = self.disco.pending.saturating_sub(1);
+        if let Some(q) = el.get_child("query", ns::DISCO_INFO)
+            && features_of(q).iter().any(|f| f == ns::UPLOAD)
+        {
+            self.disco.upload_service = Some((service, upload_limit(q)));
+        }
+        self.report_server_info_if_done();
+    }
+
+    pub(super) fn service_info_failed(&mut self) {
+        self.disco.pending = self.disco.pending.saturating_sub(1);
+        self.report_server_info_if_done();
+    }
+
+    pub(super) fn report_server_info_if_done(&mut self) {
+        let waiting = self.iqs.values().any(|(p, _)| {
+            matches!(
+                p,
+                IqPurpose::ServerInfo | IqPurpose::ServerItems | IqPurpose::ServiceInfo(_)
+            )
+        });
+        if !waiting {
+            self.events.push_back(XmppEvent::ServerInfo {
+                features: self.disco.server_features.clone(),
+                upload_service: self.disco.upload_service.clone(),
+            });
+        }
+    }
+
+    /// Caps `node#ver` seen in available presence from `from` (not ourselves).
+    pub(super) fn learn_caps(&mut self, now: Instant, from: &str, node: &str, ver: &str) {
+        if !self.disco.known_caps.insert(ver.to_owned()) {
+            return;
+        }
+        // XEP-0115 §6.2: ask once per ver what it means.
+        self.send_iq(
+            now,
+            "get",
+            Some(from),
+            Xml::ns("query", ns::DISCO_INFO).attr("node", &format!("{node}#{ver}")),
+            IqPurpose::PeerInfo {
+                jid: from.to_owned(),
+                ver: ver.to_owned(),
+            },
+        );
+    }
+
+    /// The answer to [`IqPurpose::PeerInfo`].
+    pub(super) fn on_peer_info(&mut self, jid: String, ver: String, el: &Element) {
+        let features = el
+            .get_child("query", ns::DISCO_INFO)
+            .map(features_of)
+            .unwrap_or_default();
+        let _ = ver;
+        self.events
+            .push_back(XmppEvent::PeerFeatures { jid, features });
+    }
+
+    /// Answers a disco#info request about us (any node: we have one set of features).
+    pub(super) fn answer_disco_info(&mut self, payload: &Element, id: &str, from: Option<&str>) {
+        let node = payload.attr("node").map(str::to_owned);
+        let mut query = Xml::ns("query", ns::DISCO_INFO).attr_opt("node", node.as_deref());
+        query = query.child(
+            Xml::new("identity")
+                .attr("category", "client")
+                .attr("type", "pc")
+                .attr("name", "Lyrebird"),
+        );
+        for feature in OUR_FEATURES {
+            query = query.child(Xml::new("feature").attr("var", feature));
+        }
+        self.iq_reply(from, id, Some(query));
+    }
+
+    /// XEP-0115 §5.1 verification string over our disco#info, SHA-1, base64.
+    pub(super) fn caps_ver(&self) -> String {
+        let mut features: Vec<&str> = OUR_FEATURES.to_vec();
+        features.sort_unstable();
+        let mut s = String::from("client/pc//Lyrebird<");
+        for f in features {
+            s.push_str(f);
+            s.push('<');
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes());
+        B64.encode(digest.as_ref())
+    }
+}
+
+fn features_of(query: &Element) -> Vec<String> {
+    query
+        .children()
+        .filter(|c| c.name() == "feature")
+        .filter_map(|c| c.attr("var"))
+        .map(str::to_owned)
+        .collect()
+}
