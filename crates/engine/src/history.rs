@@ -3,6 +3,7 @@
 //! Tasks report what happened (`record`), never blocking on the disk. The writer drains
 //! everything queued and writes it in one transaction, so a burst of messages costs one commit,
 //! while a lone message is committed at once: nothing waits in memory for a batch to fill up.
+//! A change the store refuses is dropped from its batch (with an error) and the rest written.
 //!
 //! Queued is not yet stored, though: a kill before the commit loses what was queued. So a
 //! record can carry an acknowledgement ([`Ack`]), called on the writer thread once the
@@ -411,7 +412,8 @@ impl Writer {
             return;
         }
         let mut changes = Vec::with_capacity(batch.len());
-        let mut acks = Vec::new();
+        // `acks[i]` belongs to `changes[i]`.
+        let mut acks: Vec<Option<Ack>> = Vec::with_capacity(batch.len());
         for Record {
             at_ms,
             happening,
@@ -421,7 +423,7 @@ impl Writer {
             match self.change_for(at_ms, happening) {
                 Ok(Some(change)) => {
                     changes.push(change);
-                    acks.extend(ack);
+                    acks.push(ack);
                 }
                 // Already written on its own.
                 Ok(None) => {
@@ -437,26 +439,39 @@ impl Writer {
                 }
             }
         }
-        if changes.is_empty() {
+        // One change the store refuses (a peer's odd data, a bug) must not take the rest of
+        // the batch with it: it is dropped, with an error, and the others are written. A
+        // failure of SQLite itself (disk full, I/O) fails them all.
+        while !changes.is_empty() {
+            // A duplicate is an outcome, not an error: the message is stored, once.
+            let failure = match self.store.apply(&changes) {
+                Ok(outcome) => {
+                    debug!(
+                        changes = changes.len(),
+                        duplicates = outcome.duplicates(),
+                        "history written"
+                    );
+                    None
+                }
+                Err(lyrebird_store::StoreError::ChangeFailed { index, source })
+                    if index < changes.len() =>
+                {
+                    error!(error = %source, "history: a change could not be written; writing the rest");
+                    changes.remove(index);
+                    if let Some(ack) = acks.remove(index) {
+                        ack(Err(EngineError::from(*source)));
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    error!(error = %e, changes = changes.len(), "history batch failed");
+                    Some(EngineError::from(e))
+                }
+            };
+            for ack in acks.into_iter().flatten() {
+                ack(failure.clone().map_or(Ok(()), Err));
+            }
             return;
-        }
-        // A duplicate is an outcome, not an error: the message is stored, once.
-        let failure = match self.store.apply(&changes) {
-            Ok(outcome) => {
-                debug!(
-                    changes = changes.len(),
-                    duplicates = outcome.duplicates(),
-                    "history written"
-                );
-                None
-            }
-            Err(e) => {
-                error!(error = %e, changes = changes.len(), "history batch failed");
-                Some(EngineError::from(e))
-            }
-        };
-        for ack in acks {
-            ack(failure.clone().map_or(Ok(()), Err));
         }
     }
 
@@ -677,21 +692,29 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_batch_fails_every_ack_in_it() {
+    fn a_change_the_store_refuses_does_not_take_the_rest_of_the_batch_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("history.sqlite3");
         let mut writer = writer(&path);
         let (good, good_rx) = ack();
-        // An empty stable id is refused by the store, which rolls the whole batch back.
+        let (bad, bad_rx) = ack();
+        let (later, later_rx) = ack();
+        // An empty stable id is refused by the store.
         writer.write(vec![
             message_in("s1", "hello good", Some(good)),
-            message_in("", "hello bad", None),
+            message_in("", "hello bad", Some(bad)),
+            message_in("s3", "hello later", Some(later)),
+            message_in("", "hello worse", None),
         ]);
+        assert_eq!(good_rx.try_recv(), Ok(Ok(())));
+        assert_eq!(later_rx.try_recv(), Ok(Ok(())));
         assert!(matches!(
-            good_rx.try_recv(),
+            bad_rx.try_recv(),
             Ok(Err(EngineError::History(_)))
         ));
-        assert!(stored(&path, "hello").is_empty());
+        let mut bodies = stored(&path, "hello");
+        bodies.sort();
+        assert_eq!(bodies, ["hello good", "hello later"]);
     }
 
     #[test]
