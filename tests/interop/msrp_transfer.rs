@@ -782,3 +782,84 @@ async fn chat_sessions_carry_messages_both_ways() -> Result<()> {
     }
     Ok(())
 }
+
+/// A received chat message is confirmed to its sender (the Success-Report that makes it
+/// "delivered" there) only once it is stored: Bob is killed (`kill -9`) in the middle of a
+/// burst, and every message Alice saw delivered is in Bob's history file, once. The kill lands
+/// at a different point in each round, because the window it must not fall into is small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_chat_message_reported_delivered_survives_a_kill_9() -> Result<()> {
+    const BURST: usize = 120;
+    let stack = stack()?;
+    for kill_at in [BURST / 3, BURST / 2, 2 * BURST / 3] {
+        let dir = tempfile::tempdir()?;
+        let mut alice = start(&stack, dir.path(), "alice", None, &[]).await?;
+        let mut bob = Some(start(&stack, dir.path(), "bob", None, &[]).await?);
+        alice
+            .command(json!({"cmd": "open_chat", "target": uri(&stack, "bob")}))
+            .await?;
+        // Message id → body, for all that were sent.
+        let mut sent = std::collections::HashMap::new();
+        for i in 0..BURST {
+            let body = format!("chatburst {i:03}");
+            let result = alice
+                .command(json!({"cmd": "message", "target": uri(&stack, "bob"), "body": body}))
+                .await?;
+            sent.insert(result["message"].to_string(), body);
+            if i == kill_at
+                && let Some(bob) = bob.take()
+            {
+                // Killed while messages are arriving, being stored and being confirmed.
+                bob.kill().await;
+            }
+        }
+        // Whatever was confirmed before the kill has reached Alice by now or never will.
+        alice.drain(Duration::from_secs(3)).await;
+        let delivered: std::collections::BTreeSet<String> = alice
+            .history
+            .iter()
+            .filter(|e| e["event"] == "message_delivered")
+            .map(|e| e["message"].to_string())
+            .collect();
+        ensure!(
+            !delivered.is_empty(),
+            "nothing was delivered before the kill"
+        );
+        let db = dir.path().join("bob.sqlite3");
+        let hits = run_cli(
+            &[
+                "--db",
+                db.to_str().unwrap_or_default(),
+                "history",
+                "search",
+                "chatburst",
+                "--limit",
+                "1000",
+            ],
+            SETUP,
+        )
+        .await?;
+        let mut stored: Vec<String> = hits
+            .iter()
+            .filter_map(|h| h["hit"]["message"]["body"].as_str().map(str::to_owned))
+            .collect();
+        stored.sort();
+        let before = stored.len();
+        stored.dedup();
+        ensure!(stored.len() == before, "a message stored twice: {stored:?}");
+        let lost: Vec<&String> = delivered
+            .iter()
+            .filter_map(|id| sent.get(id))
+            .filter(|body| stored.binary_search(body).is_err())
+            .collect();
+        ensure!(
+            lost.is_empty(),
+            "kill after {kill_at}: {} of {} messages reported delivered are not in bob's \
+             history: {lost:?}",
+            lost.len(),
+            delivered.len()
+        );
+        alice.quit().await?;
+    }
+    Ok(())
+}

@@ -9,12 +9,11 @@
 //! record can carry an acknowledgement ([`Ack`]), called on the writer thread once the
 //! transaction holding it has committed (`Ok`), or has failed or could not be built (`Err`).
 //! A message already stored (same stable id) counts as stored. The SIP account answers an
-//! incoming MESSAGE only from that acknowledgement, so no sender is told "delivered" about a
-//! message a kill could still lose. Records without one are written as promptly but nothing
-//! waits for them, so a kill just before their commit loses them: acceptable for what is kept
-//! elsewhere too (an XMPP server's archive) or is our own doing (calls, messages we send). A
-//! message received in an MSRP chat is among them, though its sender has already been told
-//! it arrived (`transfer/chat.rs`).
+//! incoming MESSAGE, and an MSRP chat session sends a received message's Success-Report, only
+//! from that acknowledgement, so no sender is told "delivered" about a message a kill could
+//! still lose. Records without one are written as promptly but nothing waits for them, so a
+//! kill just before their commit loses them: acceptable for what is kept elsewhere too (an
+//! XMPP server's archive) or is our own doing (calls, messages we send).
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -91,6 +91,9 @@ pub struct ChatSession {
     /// Messages waiting for their Success-Report.
     outgoing: HashMap<String, Outgoing>,
     incoming: HashMap<String, Partial>,
+    /// Success-Reports of received messages, held until the receiver has stored them
+    /// ([`ChatSession::confirm_received`]): a report tells the sender "delivered".
+    unconfirmed: HashMap<String, Message>,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<ChatEvent>,
 }
@@ -110,6 +113,7 @@ impl ChatSession {
             transactions: HashMap::new(),
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
+            unconfirmed: HashMap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             config,
@@ -339,7 +343,7 @@ impl ChatSession {
                 )
                 .with_header("Status", "000 200 OK");
             report.continuation = Continuation::Complete;
-            self.transmit.push_back(report.encode());
+            self.unconfirmed.insert(message_id.clone(), report);
         }
         let content_type = if partial.content_type.is_empty() {
             "text/plain".to_owned()
@@ -380,6 +384,26 @@ impl ChatSession {
             let comment = format!("no report within {} s", REPORT_TIMEOUT.as_secs());
             self.fail(&message_id, 408, comment);
         }
+    }
+
+    /// The receiver has stored the message `message_id` ([`ChatEvent::Received`]): its
+    /// Success-Report (RFC 4975 §7.1.2), if the sender asked for one, goes out now. Returns
+    /// whether there was one to send.
+    pub fn confirm_received(&mut self, message_id: &str) -> bool {
+        match self.unconfirmed.remove(message_id) {
+            Some(report) => {
+                self.transmit.push_back(report.encode());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The receiver could not keep the message `message_id`: no Success-Report goes out, so
+    /// the sender does not count it as delivered (it fails it when its wait for the report
+    /// runs out).
+    pub fn forget_received(&mut self, message_id: &str) {
+        self.unconfirmed.remove(message_id);
     }
 
     /// Messages sent and not yet confirmed.

@@ -20,8 +20,10 @@ fn session(local: &str, peer: &str, max_message_bytes: usize) -> ChatSession {
 const A: &str = "msrp://a.invalid:2855/a1;ws";
 const B: &str = "msrp://b.invalid:2855/b1;ws";
 
-/// Moves frames both ways until both are quiet; returns (events of a, events of b).
+/// Moves frames both ways until both are quiet, confirming every received message as an
+/// application that has stored it would; returns (events of a, events of b).
 fn pump(a: &mut ChatSession, b: &mut ChatSession) -> (Vec<ChatEvent>, Vec<ChatEvent>) {
+    let (mut events_a, mut events_b) = (Vec::new(), Vec::new());
     loop {
         let mut moved = false;
         while let Some(frame) = a.poll_transmit() {
@@ -32,14 +34,56 @@ fn pump(a: &mut ChatSession, b: &mut ChatSession) -> (Vec<ChatEvent>, Vec<ChatEv
             a.handle_message(Message::parse(&frame).unwrap());
             moved = true;
         }
+        for (session, events) in [(&mut *a, &mut events_a), (&mut *b, &mut events_b)] {
+            while let Some(event) = session.poll_event() {
+                if let ChatEvent::Received { message_id, .. } = &event {
+                    session.confirm_received(message_id);
+                }
+                events.push(event);
+                moved = true;
+            }
+        }
         if !moved {
             break;
         }
     }
-    (
-        std::iter::from_fn(|| a.poll_event()).collect(),
-        std::iter::from_fn(|| b.poll_event()).collect(),
-    )
+    (events_a, events_b)
+}
+
+#[test]
+fn a_message_counts_as_delivered_only_once_the_receiver_has_kept_it() {
+    let (mut a, mut b) = (session(A, B, 10_000), session(B, A, 10_000));
+    let now = Instant::now();
+    let kept = a.send(now, "text/plain", b"keep me").unwrap();
+    let lost = a.send(now, "text/plain", b"lose me").unwrap();
+    // Everything moves, but b has not said yet whether it stored what arrived.
+    let mut received = Vec::new();
+    for _ in 0..10 {
+        while let Some(frame) = a.poll_transmit() {
+            b.handle_message(Message::parse(&frame).unwrap());
+        }
+        while let Some(frame) = b.poll_transmit() {
+            a.handle_message(Message::parse(&frame).unwrap());
+        }
+        while let Some(ChatEvent::Received { message_id, .. }) = b.poll_event() {
+            received.push(message_id);
+        }
+    }
+    assert_eq!(received.len(), 2);
+    assert!(
+        std::iter::from_fn(|| a.poll_event()).all(|e| !matches!(e, ChatEvent::Delivered { .. }))
+    );
+    assert_eq!(a.pending().count(), 2);
+    // b stored the first and could not store the second.
+    assert!(b.confirm_received(&received[0]));
+    b.forget_received(&received[1]);
+    assert!(
+        !b.confirm_received(&received[1]),
+        "nothing to confirm any more"
+    );
+    let (ev_a, _) = pump(&mut a, &mut b);
+    assert_eq!(ev_a, vec![ChatEvent::Delivered { message_id: kept }]);
+    assert_eq!(a.pending().collect::<Vec<_>>(), [lost.as_str()]);
 }
 
 #[test]

@@ -343,14 +343,7 @@ impl Chats {
                 let Some(entry) = self.entries.get(&chat) else {
                     return;
                 };
-                context.history.message_received(
-                    self.account,
-                    &uuid::Uuid::new_v4().to_string(),
-                    &entry.peer,
-                    &content_type,
-                    &body,
-                    None,
-                );
+                // Already stored by the chat task, which confirmed it to the sender.
                 emit(EngineEvent::MessageReceived {
                     account: self.account,
                     from: entry.peer.clone(),
@@ -498,6 +491,14 @@ async fn send(context: &TaskContext, message: FromChat) {
     let _ = context.to_account.send(FromTask::Chat(message)).await;
 }
 
+/// A received chat message the history writer has stored, or failed to store.
+struct StoredChatMessage {
+    message_id: String,
+    result: Result<(), EngineError>,
+    content_type: String,
+    body: String,
+}
+
 /// Runs the session; returns why it ended when that was not a normal close.
 async fn session(
     context: &TaskContext,
@@ -585,6 +586,9 @@ async fn session(
     send(context, FromChat::Opened { chat }).await;
     // MSRP Message-ID → the engine's message id.
     let mut ids: HashMap<String, MessageId> = HashMap::new();
+    // The history writer's word on received messages: each is confirmed to its sender (the
+    // Success-Report that makes it "delivered" there) and shown only once it is stored.
+    let (stored_tx, mut stored) = mpsc::unbounded_channel::<StoredChatMessage>();
     let result = loop {
         let deadline = [
             core.poll_timeout().map(Instant::from_std),
@@ -633,6 +637,34 @@ async fn session(
                 Ok(None) => break Some("the relay closed the connection".into()),
                 Err(e) => break Some(e.to_string()),
             },
+            Some(message) = stored.recv() => match message.result {
+                Ok(()) => {
+                    core.confirm_received(&message.message_id);
+                    send(
+                        context,
+                        FromChat::Received {
+                            chat,
+                            content_type: message.content_type,
+                            body: message.body,
+                        },
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    // No report: the sender counts it as not delivered.
+                    core.forget_received(&message.message_id);
+                    warn!(error = %e, "a received chat message could not be stored");
+                    let _ = context.notices.send(crate::account::AccountNotice::Event(
+                        EngineEvent::Warning {
+                            account: Some(context.account),
+                            detail: format!(
+                                "a chat message from {peer} could not be stored, so its sender \
+                                 was not told it arrived: {e}"
+                            ),
+                        },
+                    ));
+                }
+            },
             () = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -655,20 +687,36 @@ async fn session(
         while let Some(event) = core.poll_event() {
             match event {
                 ChatEvent::Received {
-                    content_type, body, ..
+                    message_id,
+                    content_type,
+                    body,
                 } => match unwrap_text(&content_type, &body) {
                     Ok((content_type, body)) => {
-                        send(
-                            context,
-                            FromChat::Received {
-                                chat,
-                                content_type,
-                                body,
-                            },
-                        )
-                        .await;
+                        let reply = stored_tx.clone();
+                        let (id, kind, text) =
+                            (message_id.clone(), content_type.clone(), body.clone());
+                        let ack: crate::history::Ack = Box::new(move |result| {
+                            let _ = reply.send(StoredChatMessage {
+                                message_id: id,
+                                result,
+                                content_type: kind,
+                                body: text,
+                            });
+                        });
+                        // The sender's Message-ID keeps a resent copy from being stored twice.
+                        context.history.message_received(
+                            context.account,
+                            &format!("msrp:{message_id}"),
+                            peer,
+                            &content_type,
+                            &body,
+                            Some(ack),
+                        );
                     }
-                    Err(reason) => warn!(%reason, "chat message dropped"),
+                    Err(reason) => {
+                        core.forget_received(&message_id);
+                        warn!(%reason, "chat message dropped");
+                    }
                 },
                 ChatEvent::Delivered { message_id } => {
                     if let Some(message) = ids.remove(&message_id) {
