@@ -173,10 +173,7 @@ fn a_silent_server_times_out() {
 #[test]
 fn chat_receipts_chat_states_and_corrections() {
     let now = Instant::now();
-    let mut c = Client::new(config()).unwrap();
-    login(&mut c, now);
-    drain(&mut c);
-    events(&mut c);
+    let mut c = logged_in(now);
     let id = c.send_chat("bob@localhost", "hi <bob> & co").unwrap();
     let sent = drain(&mut c);
     assert!(sent[0].contains("<body>hi &lt;bob&gt; &amp; co</body>"));
@@ -436,7 +433,16 @@ fn archive_pages_until_complete() {
     assert_eq!(kinds, ["m", "m", "p", "m", "p"]);
 }
 
-/// The archive result page `iq` answering query `q` with items `ids`.
+/// A client that has logged in, with what that sent and reported taken away.
+fn logged_in(now: Instant) -> Client {
+    let mut c = Client::new(config()).unwrap();
+    login(&mut c, now);
+    drain(&mut c);
+    events(&mut c);
+    c
+}
+
+/// The answer `iq` to an archive query page: its last item and whether it was the end.
 fn archive_fin(iq: &str, last: Option<&str>, complete: bool) -> String {
     let set = match last {
         Some(last) => {
@@ -452,10 +458,7 @@ fn archive_fin(iq: &str, last: Option<&str>, complete: bool) -> String {
 #[test]
 fn archive_catch_up_resumes_after_an_archive_id_without_a_date() {
     let now = Instant::now();
-    let mut c = Client::new(config()).unwrap();
-    login(&mut c, now);
-    drain(&mut c);
-    events(&mut c);
+    let mut c = logged_in(now);
     let q = c
         .mam_catch_up(now, None, ArchiveStart::After("A41".into()))
         .unwrap();
@@ -482,10 +485,7 @@ fn archive_catch_up_resumes_after_an_archive_id_without_a_date() {
 #[test]
 fn a_page_that_does_not_move_on_ends_the_query() {
     let now = Instant::now();
-    let mut c = Client::new(config()).unwrap();
-    login(&mut c, now);
-    drain(&mut c);
-    events(&mut c);
+    let mut c = logged_in(now);
     let q = c
         .mam_catch_up(now, None, ArchiveStart::After("A7".into()))
         .unwrap();
@@ -521,10 +521,7 @@ fn a_page_that_does_not_move_on_ends_the_query() {
 #[test]
 fn a_room_archive_is_asked_of_the_room_and_only_the_room_answers_it() {
     let now = Instant::now();
-    let mut c = Client::new(config()).unwrap();
-    login(&mut c, now);
-    drain(&mut c);
-    events(&mut c);
+    let mut c = logged_in(now);
     let room = "lunch@conference.localhost";
     let q = c
         .mam_catch_up(now, Some(room), ArchiveStart::Beginning)
@@ -581,10 +578,7 @@ fn a_room_archive_is_asked_of_the_room_and_only_the_room_answers_it() {
 #[test]
 fn rooms_join_occupants_and_reflected_messages() {
     let now = Instant::now();
-    let mut c = Client::new(config()).unwrap();
-    login(&mut c, now);
-    drain(&mut c);
-    events(&mut c);
+    let mut c = logged_in(now);
     c.join_room("room@conference.localhost", "alice", 10)
         .unwrap();
     let sent = drain(&mut c);
