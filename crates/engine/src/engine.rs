@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::account::{AccountCommand, AccountNotice, IdSource, SipAccount};
 use crate::event::EngineEvent;
-use crate::history::{CallRecord, History, MessageRecord, SearchHit};
+use crate::history::{CallRecord, History, MessageRecord, SearchHit, now_ms};
 use crate::profile::AccountConfig;
 use crate::secret;
 use crate::{
@@ -954,11 +954,4 @@ impl AccountCommand {
             AccountCommand::Shutdown { reply } => drop(reply.send(())),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -108,7 +108,8 @@ pub(crate) struct History {
     jobs: std_mpsc::Sender<Job>,
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock time in ms since the Unix epoch, as history stores it.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use lyrebird_msrp::{
     AuthOutcome, FileReceiver, FileSelector, FileSender, Message, Method, MsrpError, MsrpMedia,
@@ -73,12 +73,7 @@ pub(crate) enum TransferSetup {
     },
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use crate::history::now_ms;
 
 /// A history row for a transfer (the account id is filled in by the history writer).
 pub(crate) fn row(

@@ -230,10 +230,7 @@ pub(super) fn insert_archive(
     messages: &[ChatMessage],
     sync: Option<super::archive::SyncPoint>,
 ) -> Result<Vec<bool>, EngineError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+    let now = crate::history::now_ms();
     let mut changes = Vec::with_capacity(messages.len() + 1);
     for m in messages {
         let happening = message_happening(account, m, None);
