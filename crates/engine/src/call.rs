@@ -10,9 +10,12 @@ use lyrebird_media::{MediaConfig, MediaError, MediaEvent, MediaSession};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, warn};
 
-use crate::account::AccountNotice;
+use crate::config::CallAudio;
 use crate::event::{CallState, EngineEvent};
-use crate::{AccountId, CallAudio, CallId, EngineError, MediaStats};
+use crate::ground::{AccountId, CallId, EngineError};
+use crate::notice::AccountNotice;
+use crate::session::Signal;
+use lyrebird_media::MediaStats;
 
 /// Which side of the offer/answer exchange (RFC 3264) this call is on.
 #[derive(Debug)]
@@ -51,20 +54,9 @@ pub(crate) enum ToCall {
 /// Call task → account task.
 #[derive(Debug)]
 pub(crate) enum FromCall {
-    OfferReady {
-        call: CallId,
-        sdp: String,
-    },
-    AnswerReady {
-        call: CallId,
-        sdp: String,
-    },
-    /// The answer to a re-INVITE; `None` when renegotiation failed and the current description
-    /// should be repeated.
-    ReofferAnswer {
-        call: CallId,
-        sdp: Option<String>,
-    },
+    /// Offer/answer work on the call's dialog: the offer, the answer, the answer to a re-offer
+    /// (`None` when renegotiation failed and the current description should be repeated).
+    Signal { call: CallId, signal: Signal },
     /// Media could not be set up or broke. `peer_fault` when the peer's SDP was the cause.
     MediaFailed {
         call: CallId,
@@ -72,9 +64,7 @@ pub(crate) enum FromCall {
         peer_fault: bool,
     },
     /// The task has stopped and released the media.
-    Finished {
-        call: CallId,
-    },
+    Finished { call: CallId },
 }
 
 fn is_peer_fault(e: &MediaError) -> bool {
@@ -134,14 +124,19 @@ async fn drive(
         }
     };
     let first = match role {
-        CallRole::Offerer => session
-            .create_offer()
-            .await
-            .map(|sdp| FromCall::OfferReady { call, sdp }),
-        CallRole::Answerer { offer } => session
-            .accept_offer(&offer)
-            .await
-            .map(|sdp| FromCall::AnswerReady { call, sdp }),
+        CallRole::Offerer => session.create_offer().await.map(|sdp| FromCall::Signal {
+            call,
+            signal: Signal::Offer { sdp },
+        }),
+        CallRole::Answerer { offer } => {
+            session
+                .accept_offer(&offer)
+                .await
+                .map(|sdp| FromCall::Signal {
+                    call,
+                    signal: Signal::Answer { sdp },
+                })
+        }
     };
     let mut media_events = session.events();
     match first {
@@ -173,7 +168,8 @@ async fn drive(
                             None
                         }
                     };
-                    let _ = to_account.send(FromCall::ReofferAnswer { call, sdp: answer }).await;
+                    let signal = Signal::AnswerReoffer { sdp: answer };
+                    let _ = to_account.send(FromCall::Signal { call, signal }).await;
                 }
                 Some(ToCall::Stats { reply }) => {
                     let _ = reply.send(Ok(session.stats()));

@@ -11,15 +11,20 @@ use lyrebird_media::MediaConfig;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use crate::account::{AccountCommand, AccountNotice, IdSource, SipAccount};
+use crate::config::{CallAudio, SipAccountConfig};
 use crate::event::EngineEvent;
-use crate::history::{CallRecord, History, MessageRecord, SearchHit, now_ms};
+use crate::ground::now_ms;
+use crate::ground::{AccountId, CallId, EngineError, IdSource, MessageId, TransferId};
+use crate::history::{CallRecord, History, MessageRecord, SearchHit};
+use crate::notice::AccountNotice;
 use crate::profile::AccountConfig;
-use crate::secret;
-use crate::{
-    AccountCheck, AccountId, AccountSettings, CallAudio, CallId, ContactEntry, ConversationSummary,
-    EngineError, MediaStats, MessageId, Password, SavedAccount, SipAccountConfig,
+use crate::profile::{
+    AccountCheck, AccountSettings, ContactEntry, ConversationSummary, SavedAccount,
 };
+use crate::secret;
+use crate::secret::Password;
+use crate::sip::{AccountCommand, SipAccount};
+use lyrebird_media::MediaStats;
 
 /// How the engine is set up.
 #[derive(Debug, Clone)]
@@ -72,8 +77,8 @@ enum Command {
         command: AccountCommand,
     },
     ToTransferOwner {
-        transfer: crate::TransferId,
-        command: crate::transfer::TransferCommand,
+        transfer: TransferId,
+        command: crate::msrp::TransferCommand,
     },
     /// The ids of the accounts running now.
     Running {
@@ -288,7 +293,7 @@ impl EngineHandle {
         let target = target.to_owned();
         self.request(|reply| Command::ToAccount {
             account,
-            command: AccountCommand::Transfer(crate::transfer::TransferCommand::OpenChat {
+            command: AccountCommand::Transfer(crate::msrp::TransferCommand::OpenChat {
                 target,
                 reply,
             }),
@@ -303,11 +308,11 @@ impl EngineHandle {
         account: AccountId,
         target: &str,
         path: impl Into<PathBuf>,
-    ) -> Result<crate::TransferId, EngineError> {
+    ) -> Result<TransferId, EngineError> {
         let (target, path) = (target.to_owned(), path.into());
         self.request(|reply| Command::ToAccount {
             account,
-            command: AccountCommand::Transfer(crate::transfer::TransferCommand::Send {
+            command: AccountCommand::Transfer(crate::msrp::TransferCommand::Send {
                 target,
                 path,
                 reply,
@@ -319,12 +324,12 @@ impl EngineHandle {
     /// Accepts an offered file into `folder` (the account's downloads folder when `None`).
     pub async fn accept_transfer(
         &self,
-        transfer: crate::TransferId,
+        transfer: TransferId,
         folder: Option<PathBuf>,
     ) -> Result<(), EngineError> {
         self.request(|reply| Command::ToTransferOwner {
             transfer,
-            command: crate::transfer::TransferCommand::Accept {
+            command: crate::msrp::TransferCommand::Accept {
                 transfer,
                 folder,
                 reply,
@@ -334,19 +339,19 @@ impl EngineHandle {
     }
 
     /// Declines an offered file (603 Decline).
-    pub async fn decline_transfer(&self, transfer: crate::TransferId) -> Result<(), EngineError> {
+    pub async fn decline_transfer(&self, transfer: TransferId) -> Result<(), EngineError> {
         self.request(|reply| Command::ToTransferOwner {
             transfer,
-            command: crate::transfer::TransferCommand::Decline { transfer, reply },
+            command: crate::msrp::TransferCommand::Decline { transfer, reply },
         })
         .await
     }
 
     /// Cancels a transfer in whatever state it is; the peer learns it was a cancel.
-    pub async fn cancel_transfer(&self, transfer: crate::TransferId) -> Result<(), EngineError> {
+    pub async fn cancel_transfer(&self, transfer: TransferId) -> Result<(), EngineError> {
         self.request(|reply| Command::ToTransferOwner {
             transfer,
-            command: crate::transfer::TransferCommand::Cancel { transfer, reply },
+            command: crate::msrp::TransferCommand::Cancel { transfer, reply },
         })
         .await
     }
@@ -363,7 +368,7 @@ impl EngineHandle {
     /// reporting progress as `AccountState` / `XmppOnline` events.
     pub async fn add_xmpp_account(
         &self,
-        config: crate::XmppAccountConfig,
+        config: crate::xmpp::XmppAccountConfig,
     ) -> Result<AccountId, EngineError> {
         self.start_account(AccountConfig::Xmpp(Box::new(config)), None)
             .await
@@ -373,8 +378,8 @@ impl EngineHandle {
     pub async fn xmpp(
         &self,
         account: AccountId,
-        action: crate::XmppAction,
-    ) -> Result<crate::XmppReply, EngineError> {
+        action: crate::xmpp::XmppAction,
+    ) -> Result<crate::xmpp::XmppReply, EngineError> {
         self.request(|reply| {
             Command::Xmpp(crate::xmpp::SupervisorCommand::Action {
                 account,
@@ -392,12 +397,12 @@ impl EngineHandle {
         to: &str,
         body: &str,
     ) -> Result<String, EngineError> {
-        let action = crate::XmppAction::Message {
+        let action = crate::xmpp::XmppAction::Message {
             to: to.to_owned(),
             body: body.to_owned(),
         };
         match self.xmpp(account, action).await? {
-            crate::XmppReply::Message { message } => Ok(message),
+            crate::xmpp::XmppReply::Message { message } => Ok(message),
             other => Err(EngineError::InvalidState(format!(
                 "unexpected reply {other:?}"
             ))),
@@ -529,7 +534,7 @@ impl EngineHandle {
                 Err(_) => {
                     let _ = self.events.send(EngineEvent::AccountState {
                         account: id,
-                        state: crate::AccountState::AuthenticationFailed {
+                        state: crate::event::AccountState::AuthenticationFailed {
                             reason: "password needed".into(),
                         },
                     });
@@ -659,7 +664,7 @@ struct Supervisor {
     probes: HashMap<AccountId, Option<oneshot::Sender<Verdict>>>,
     accounts: HashMap<AccountId, AccountEntry>,
     calls: HashMap<CallId, AccountId>,
-    transfers: HashMap<crate::TransferId, AccountId>,
+    transfers: HashMap<TransferId, AccountId>,
     xmpp: crate::xmpp::XmppAccounts,
     events: mpsc::UnboundedSender<EngineEvent>,
     notices_tx: mpsc::UnboundedSender<AccountNotice>,
@@ -707,7 +712,7 @@ impl Supervisor {
                         if matches!(
                             event,
                             EngineEvent::AccountState {
-                                state: crate::AccountState::Stopped,
+                                state: crate::event::AccountState::Stopped,
                                 ..
                             }
                         ) {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountId, CallId, MessageId, TransferId, TransferState};
+use crate::ground::{AccountId, CallId, MessageId, TransferId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -52,7 +52,7 @@ pub enum EngineEvent {
         account: AccountId,
         transfer: TransferId,
         #[serde(flatten)]
-        offer: Box<crate::OfferedFile>,
+        offer: Box<OfferedFile>,
     },
     /// A file transfer moved on.
     TransferState {
@@ -139,7 +139,7 @@ pub enum EngineEvent {
         /// A shared file's URL (XEP-0066).
         url: Option<String>,
         /// `live`, `carbon`, `archive` or `room_history`.
-        origin: crate::xmpp::ChatOrigin,
+        origin: ChatOrigin,
         sent_at_ms: Option<i64>,
     },
     /// A contact is typing, paused, ... (XEP-0085).
@@ -291,4 +291,116 @@ pub enum CallState {
     AudioFlowing,
     /// The call is over.
     Ended { reason: String, status: Option<u16> },
+}
+
+/// What an incoming offer says about the file (RFC 5547 file selector) and who sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct OfferedFile {
+    pub from: String,
+    pub display_name: Option<String>,
+    /// As offered: untrusted; the saved file gets a safe name.
+    pub file_name: String,
+    pub size: Option<u64>,
+    pub mime_type: Option<String>,
+    /// SHA-256 as 64 lowercase hex digits, if offered.
+    pub sha256: Option<String>,
+}
+
+/// In or out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum TransferDirection {
+    Outgoing,
+    Incoming,
+}
+
+/// Where a transfer is in its life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TransferState {
+    /// Outgoing: hashing the file, reaching the relay, offering it.
+    Offering {
+        peer: String,
+        file_name: String,
+        size: u64,
+    },
+    /// Waiting for the person to accept or decline (incoming), or for the peer (outgoing).
+    Offered,
+    /// Bytes are flowing (again, after an interruption, from `from_byte`).
+    Active { from_byte: u64 },
+    /// The connection dropped; the transfer will resume from `confirmed`.
+    Interrupted { reason: String, confirmed: u64 },
+    /// Every byte arrived and the SHA-256 matches. `path` is where the file is (incoming).
+    Completed {
+        bytes: u64,
+        sha256: String,
+        path: Option<String>,
+        /// Bytes that arrived twice (resumed overlap) and were not written again.
+        duplicate_bytes: u64,
+        /// Writes that did not continue exactly where the previous one ended (always 0).
+        out_of_order_writes: u64,
+    },
+    /// The peer declined the offer.
+    Declined { status: u16 },
+    /// Cancelled by us or by the peer.
+    Cancelled { by_peer: bool },
+    /// It cannot go on; nothing incomplete is left under the file's name.
+    Failed { reason: String },
+}
+
+/// Where a chat message shown in an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum ChatOrigin {
+    /// Delivered live.
+    Live,
+    /// Held on another of our devices (XEP-0280 carbons).
+    Carbon,
+    /// Fetched from the server archive (XEP-0313).
+    Archive,
+    /// Room history sent on joining (XEP-0045).
+    RoomHistory,
+}
+
+impl EngineEvent {
+    /// The account an event is about, if any.
+    pub fn account(&self) -> Option<AccountId> {
+        use EngineEvent as E;
+        match self {
+            E::Warning { account, .. } => *account,
+            E::AccountState { account, .. }
+            | E::IncomingCall { account, .. }
+            | E::CallState { account, .. }
+            | E::MessageReceived { account, .. }
+            | E::MessageDelivered { account, .. }
+            | E::MessageFailed { account, .. }
+            | E::TransferOffered { account, .. }
+            | E::TransferState { account, .. }
+            | E::TransferProgress { account, .. }
+            | E::XmppOnline { account, .. }
+            | E::XmppServerInfo { account, .. }
+            | E::Contact { account, .. }
+            | E::ContactRemoved { account, .. }
+            | E::Presence { account, .. }
+            | E::SubscriptionRequest { account, .. }
+            | E::SubscriptionChanged { account, .. }
+            | E::ChatMessage { account, .. }
+            | E::ChatState { account, .. }
+            | E::ChatMessageState { account, .. }
+            | E::RoomJoined { account, .. }
+            | E::RoomError { account, .. }
+            | E::RoomSubject { account, .. }
+            | E::Occupant { account, .. }
+            | E::ArchiveSynced { account, .. }
+            | E::PeerFeatures { account, .. }
+            | E::FileProgress { account, .. }
+            | E::FileShared { account, .. }
+            | E::FileDownloaded { account, .. }
+            | E::FileFailed { account, .. } => Some(*account),
+        }
+    }
 }

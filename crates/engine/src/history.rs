@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use lyrebird_store::{
     self as store, AccountKind, CallEnd, CallEndReason, CallRef, Change, ChangeOutcome,
@@ -30,7 +29,7 @@ use tracing::{debug, error};
 pub use lyrebird_store::{CallRecord, Message as MessageRecord, SearchHit};
 
 use crate::event::CallDirection;
-use crate::{AccountId, EngineError};
+use crate::ground::{AccountId, EngineError, now_ms};
 
 /// Something that happened, in the engine's words; the writer turns it into store changes.
 #[derive(Debug)]
@@ -81,11 +80,25 @@ enum Happening {
         account: AccountId,
         transfer: Box<store::NewTransfer>,
     },
-    /// Roster, rooms and chat of an XMPP account (see `xmpp/store.rs`).
-    Xmpp(crate::xmpp::XmppHappening),
+    /// A change a protocol module words itself (XMPP roster, rooms and chat: `xmpp/store.rs`),
+    /// so history needs to know nothing of that protocol.
+    Other(Box<dyn OtherHappening>),
 }
 
 type Query = Box<dyn FnOnce(&mut Writer) + Send>;
+
+/// A happening recorded by a module history does not know: it says, on the writer thread,
+/// what store change it is (`None` when it wrote itself directly).
+/// The key in an account row's settings JSON that marks it as saved by the person.
+pub(crate) const PROFILE_KEY: &str = "profile";
+
+pub(crate) trait OtherHappening: Send + std::fmt::Debug {
+    fn change(
+        self: Box<Self>,
+        writer: &mut Writer,
+        at_ms: i64,
+    ) -> Result<Option<Change>, EngineError>;
+}
 
 /// Told, on the writer thread, whether the record it came with is committed. It must not
 /// block: it hands the news to its task.
@@ -106,14 +119,6 @@ enum Job {
 #[derive(Clone)]
 pub(crate) struct History {
     jobs: std_mpsc::Sender<Job>,
-}
-
-/// Wall-clock time in ms since the Unix epoch, as history stores it.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl History {
@@ -323,9 +328,9 @@ impl History {
         .await
     }
 
-    /// Records what an XMPP account saw or did (see `xmpp/store.rs`).
-    pub(crate) fn record_xmpp(&self, happening: crate::xmpp::XmppHappening) {
-        self.record(Happening::Xmpp(happening));
+    /// Records a happening worded by another module.
+    pub(crate) fn record_other(&self, happening: Box<dyn OtherHappening>) {
+        self.record(Happening::Other(happening));
     }
 
     /// Runs `run` on the writer thread after everything recorded so far is written.
@@ -384,7 +389,7 @@ impl Writer {
             .store
             .accounts()?
             .iter()
-            .any(|a| a.id == row && a.settings.get(crate::profile::PROFILE_KEY).is_some());
+            .any(|a| a.id == row && a.settings.get(PROFILE_KEY).is_some());
         if saved {
             Ok(row)
         } else {
@@ -598,7 +603,7 @@ impl Writer {
                 transfer.account = self.store_account(account)?;
                 Change::UpsertTransfer(*transfer)
             }
-            Happening::Xmpp(happening) => return self.xmpp_change(at_ms, happening),
+            Happening::Other(happening) => return happening.change(self, at_ms),
         }))
     }
 }

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    AccountId, EngineError, FileTransferConfig, IceServer, Password, SipAccountConfig,
-    XmppAccountConfig,
-};
+use crate::config::{FileTransferConfig, SipAccountConfig};
+use crate::event::{AccountState, EngineEvent};
+use crate::ground::{AccountId, EngineError};
+use crate::secret::Password;
+use crate::xmpp::XmppAccountConfig;
+use lyrebird_media::IceServer;
 
-/// The key in an account row's settings JSON that marks it as saved by the person.
-pub(crate) const PROFILE_KEY: &str = "profile";
+pub(crate) use crate::history::PROFILE_KEY;
 
 /// One account as a person configures it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -513,8 +514,7 @@ fn relay_uri_for(ws_url: &str) -> String {
 }
 
 /// Says, in words, what a failed account state means for a connection check.
-pub(crate) fn check_verdict(event: &crate::EngineEvent) -> Option<(bool, &'static str, String)> {
-    use crate::{AccountState, EngineEvent};
+pub(crate) fn check_verdict(event: &EngineEvent) -> Option<(bool, &'static str, String)> {
     match event {
         EngineEvent::AccountState { state, .. } => match state {
             AccountState::Registered { .. } => Some((
@@ -563,45 +563,6 @@ pub(crate) fn check_verdict(event: &crate::EngineEvent) -> Option<(bool, &'stati
             Some((true, "done", "connected and signed in".to_owned()))
         }
         _ => None,
-    }
-}
-
-impl crate::EngineEvent {
-    /// The account an event is about, if any.
-    pub fn account(&self) -> Option<AccountId> {
-        use crate::EngineEvent as E;
-        match self {
-            E::Warning { account, .. } => *account,
-            E::AccountState { account, .. }
-            | E::IncomingCall { account, .. }
-            | E::CallState { account, .. }
-            | E::MessageReceived { account, .. }
-            | E::MessageDelivered { account, .. }
-            | E::MessageFailed { account, .. }
-            | E::TransferOffered { account, .. }
-            | E::TransferState { account, .. }
-            | E::TransferProgress { account, .. }
-            | E::XmppOnline { account, .. }
-            | E::XmppServerInfo { account, .. }
-            | E::Contact { account, .. }
-            | E::ContactRemoved { account, .. }
-            | E::Presence { account, .. }
-            | E::SubscriptionRequest { account, .. }
-            | E::SubscriptionChanged { account, .. }
-            | E::ChatMessage { account, .. }
-            | E::ChatState { account, .. }
-            | E::ChatMessageState { account, .. }
-            | E::RoomJoined { account, .. }
-            | E::RoomError { account, .. }
-            | E::RoomSubject { account, .. }
-            | E::Occupant { account, .. }
-            | E::ArchiveSynced { account, .. }
-            | E::PeerFeatures { account, .. }
-            | E::FileProgress { account, .. }
-            | E::FileShared { account, .. }
-            | E::FileDownloaded { account, .. }
-            | E::FileFailed { account, .. } => Some(*account),
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::EngineError;
+use crate::ground::EngineError;
 
 /// The keyring service name every Lyrebird secret is filed under.
 pub const KEYRING_SERVICE: &str = "lyrebird";

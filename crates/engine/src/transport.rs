@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::EngineError;
+use crate::ground::EngineError;
 
 type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -487,13 +487,16 @@ impl Flow {
 
     /// Schedules the next attempt after a jittered, growing delay, and says what to report:
     /// `None` when one is already scheduled.
-    pub(crate) fn schedule_reconnect(&mut self, reason: String) -> Option<crate::AccountState> {
+    pub(crate) fn schedule_reconnect(
+        &mut self,
+        reason: String,
+    ) -> Option<crate::event::AccountState> {
         if self.reconnect_at.is_some() {
             return None;
         }
         let (delay, attempt) = self.backoff.next_delay();
         self.reconnect_at = Some(tokio::time::Instant::now() + delay);
-        Some(crate::AccountState::Reconnecting {
+        Some(crate::event::AccountState::Reconnecting {
             attempt,
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             reason,

@@ -166,10 +166,9 @@ async fn tone_call(offerer_config: MediaConfig, expected_codec: &str) -> Result<
         assert_eq!(stats.codec, expected_codec);
         assert!(stats.packets_sent >= 40, "{stats:?}");
         assert!(stats.packets_received >= 40, "{stats:?}");
-        assert!(
-            stats.output_level > 0.1 && stats.input_level > 0.1,
-            "{stats:?}"
-        );
+        // The output meter is the level of the last frame played, which may be concealment
+        // on a loaded machine; the recordings below prove what each side heard.
+        assert!(stats.input_level > 0.1, "{stats:?}");
         assert_eq!(stats.packets_lost, 0, "loopback should not lose: {stats:?}");
     }
     drop((call.offerer_events, call.answerer_events));

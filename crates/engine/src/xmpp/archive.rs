@@ -20,17 +20,18 @@
 
 use std::collections::HashMap;
 
-use lyrebird_store::ArchiveSync;
 use lyrebird_xmpp::{ArchiveStart, ChatMessage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::XmppAccount;
-use super::store;
-use crate::AccountId;
+use lyrebird_xmpp::Client;
+
+use super::store::{self, SyncPoint, chat_event};
 use crate::event::EngineEvent;
+use crate::ground::AccountId;
 use crate::history::History;
+use crate::notice::AccountNotice;
 
 /// A catch-up by date starts this long before the newest message stored from that archive,
 /// so clock skew between us and the server cannot skip a message; the overlap is
@@ -56,25 +57,31 @@ pub(super) struct ArchiveFetch {
     started: Instant,
 }
 
-/// Archive catch-ups by query id.
-pub(super) type ArchiveFetches = HashMap<String, ArchiveFetch>;
+/// The catch-ups of one account, by query id, and the writer task's channels.
+pub(super) struct CatchUp {
+    account: AccountId,
+    page_size: u32,
+    notices: mpsc::UnboundedSender<AccountNotice>,
+    fetches: HashMap<String, ArchiveFetch>,
+    /// Pages to write, in order, by the writer task (so fetching the next page overlaps with
+    /// storing this one).
+    jobs: mpsc::UnboundedSender<ArchiveJob>,
+    /// The writer's ends until it is started.
+    writer: Option<(
+        mpsc::UnboundedReceiver<ArchiveJob>,
+        mpsc::UnboundedSender<ArchiveWritten>,
+    )>,
+    written: mpsc::UnboundedReceiver<ArchiveWritten>,
+}
 
 /// Messages to store, and the sync point they reach (for a page's last batch).
-pub(super) struct ArchiveJob {
+struct ArchiveJob {
     query: String,
     messages: Vec<ChatMessage>,
     sync: Option<SyncPoint>,
     /// The query is over: how many messages it fetched.
     done: Option<u64>,
     room: Option<String>,
-}
-
-/// Where a stored page leaves an archive's catch-up.
-pub(super) struct SyncPoint {
-    pub(super) archive: String,
-    pub(super) last_id: String,
-    pub(super) last_at_ms: Option<i64>,
-    pub(super) complete: bool,
 }
 
 /// A stored batch: which of its messages were new.
@@ -91,13 +98,59 @@ fn archive_key(room: Option<&str>) -> String {
     room.unwrap_or_default().to_owned()
 }
 
-impl XmppAccount {
+impl CatchUp {
+    /// `page_size` is the RSM page size asked of the server.
+    pub(super) fn new(
+        account: AccountId,
+        page_size: u32,
+        notices: mpsc::UnboundedSender<AccountNotice>,
+    ) -> Self {
+        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+        let (written_tx, written) = mpsc::unbounded_channel();
+        Self {
+            account,
+            page_size,
+            notices,
+            fetches: HashMap::new(),
+            jobs,
+            writer: Some((jobs_rx, written_tx)),
+            written,
+        }
+    }
+
+    /// Starts the task that stores pages (once, from within the account's task).
+    pub(super) fn start_writer(&mut self, history: History) {
+        if let Some((jobs, written)) = self.writer.take() {
+            tokio::spawn(write_archive_pages(self.account, history, jobs, written));
+        }
+    }
+
+    /// The next batch the writer has stored (for the account's `select!`).
+    pub(super) async fn next_written(&mut self) -> Option<ArchiveWritten> {
+        self.written.recv().await
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        let _ = self.notices.send(AccountNotice::Event(event));
+    }
+
+    fn warn(&self, detail: String) {
+        self.emit(EngineEvent::Warning {
+            account: Some(self.account),
+            detail,
+        });
+    }
+
     /// Starts catching up on our archive (`room` = `None`) or a room's, from its sync point.
-    pub(super) async fn start_archive_catch_up(&mut self, room: Option<String>) {
-        let account = self.id;
+    pub(super) async fn start_catch_up(
+        &mut self,
+        client: &mut Client,
+        history: &History,
+        room: Option<String>,
+    ) {
+        let account = self.account;
         let key = archive_key(room.as_deref());
-        let sync = self
-            .history
+        let sync = history
             .query_writer(move |w| store::archive_sync(w, account, &key))
             .await;
         let (start, resume_at_ms) = match sync {
@@ -110,24 +163,22 @@ impl XmppAccount {
             }
         };
         // A catch-up of the same archive from an earlier stream can never finish now.
-        self.archive.retain(|_, fetch| fetch.room != room);
-        self.begin_archive_fetch(room, start, resume_at_ms);
+        self.fetches.retain(|_, fetch| fetch.room != room);
+        self.begin_fetch(client, room, start, resume_at_ms);
     }
 
-    fn begin_archive_fetch(
+    fn begin_fetch(
         &mut self,
+        client: &mut Client,
         room: Option<String>,
         start: ArchiveStart,
         resume_at_ms: Option<i64>,
     ) {
         debug!(?room, ?start, "archive catch-up");
-        let now = self.now();
-        match self
-            .client
-            .mam_catch_up(now, room.as_deref(), start.clone())
-        {
+        let now = Instant::now().into_std();
+        match client.mam_catch_up(now, room.as_deref(), start.clone()) {
             Ok(query) => {
-                self.archive.insert(
+                self.fetches.insert(
                     query,
                     ArchiveFetch {
                         room,
@@ -145,11 +196,11 @@ impl XmppAccount {
     }
 
     /// An archived message of query `query`: kept until its page is over.
-    pub(super) fn on_archive_message(&mut self, query: &str, message: ChatMessage) {
+    pub(super) fn on_message(&mut self, query: &str, message: ChatMessage) {
         // A page bigger than we asked for (a careless server) is stored in parts, without
         // moving the sync point until its end, so memory stays bounded.
-        let limit = 4 * self.config.archive_page_size.max(1) as usize;
-        let Some(fetch) = self.archive.get_mut(query) else {
+        let limit = 4 * self.page_size.max(1) as usize;
+        let Some(fetch) = self.fetches.get_mut(query) else {
             return;
         };
         if let Some(at) = message.sent_at_ms {
@@ -157,19 +208,19 @@ impl XmppAccount {
         }
         fetch.page.push(message);
         if fetch.page.len() >= limit {
-            self.store_archive_batch(query, None, None);
+            self.store_batch(query, None, None);
         }
     }
 
     /// A page of `query` is over: its messages and the point it reaches are stored together.
-    pub(super) fn on_archive_page(
+    pub(super) fn on_page(
         &mut self,
         query: &str,
         last: Option<String>,
         complete: bool,
         fetched: u64,
     ) {
-        let Some(fetch) = self.archive.get_mut(query) else {
+        let Some(fetch) = self.fetches.get_mut(query) else {
             return;
         };
         let sync = last.map(|last_id| SyncPoint {
@@ -178,14 +229,14 @@ impl XmppAccount {
             last_at_ms: fetch.page_newest_ms.take(),
             complete,
         });
-        self.store_archive_batch(query, sync, complete.then_some(fetched));
+        self.store_batch(query, sync, complete.then_some(fetched));
     }
 
     /// A query failed: what it gathered is stored (without moving its sync point); a point
     /// the server has forgotten restarts the catch-up by date.
-    pub(super) fn on_archive_failed(&mut self, query: &str, condition: String) {
-        self.store_archive_batch(query, None, None);
-        let Some(fetch) = self.archive.remove(query) else {
+    pub(super) fn on_failed(&mut self, client: &mut Client, query: &str, condition: String) {
+        self.store_batch(query, None, None);
+        let Some(fetch) = self.fetches.remove(query) else {
             return;
         };
         if condition == "item-not-found" && matches!(fetch.start, ArchiveStart::After(_)) {
@@ -194,7 +245,7 @@ impl XmppAccount {
                 Some(at) => ArchiveStart::Since(at.saturating_sub(ARCHIVE_OVERLAP_MS)),
                 None => ArchiveStart::Beginning,
             };
-            self.begin_archive_fetch(fetch.room, start, None);
+            self.begin_fetch(client, fetch.room, start, None);
             return;
         }
         match fetch.room {
@@ -207,15 +258,15 @@ impl XmppAccount {
     }
 
     /// Hands the gathered messages of `query` to the archive writer (one transaction).
-    fn store_archive_batch(&mut self, query: &str, sync: Option<SyncPoint>, done: Option<u64>) {
-        let Some(fetch) = self.archive.get_mut(query) else {
+    fn store_batch(&mut self, query: &str, sync: Option<SyncPoint>, done: Option<u64>) {
+        let Some(fetch) = self.fetches.get_mut(query) else {
             return;
         };
         let messages = std::mem::take(&mut fetch.page);
         if messages.is_empty() && sync.is_none() && done.is_none() {
             return;
         }
-        let _ = self.archive_jobs.send(ArchiveJob {
+        let _ = self.jobs.send(ArchiveJob {
             query: query.to_owned(),
             messages,
             sync,
@@ -226,22 +277,22 @@ impl XmppAccount {
 
     /// A batch is stored: shows the messages that were new, in order; says when the
     /// catch-up is over.
-    pub(super) fn on_archive_written(&mut self, written: ArchiveWritten) {
+    pub(super) fn on_written(&mut self, written: ArchiveWritten) {
         let mut new = 0;
         for (message, is_new) in written.messages.iter().zip(written.new_flags) {
             if is_new {
                 new += 1;
-                self.emit(self.chat_event(message));
+                self.emit(chat_event(self.account, message));
             }
         }
-        if let Some(fetch) = self.archive.get_mut(&written.query) {
+        if let Some(fetch) = self.fetches.get_mut(&written.query) {
             fetch.new += new;
         }
         if let Some(fetched) = written.done
-            && let Some(fetch) = self.archive.remove(&written.query)
+            && let Some(fetch) = self.fetches.remove(&written.query)
         {
             self.emit(EngineEvent::ArchiveSynced {
-                account: self.id,
+                account: self.account,
                 room: written.room,
                 fetched,
                 new: fetch.new,
@@ -252,7 +303,7 @@ impl XmppAccount {
 }
 
 /// Stores archive batches one after another (one transaction each), off the account loop.
-pub(super) async fn write_archive_pages(
+async fn write_archive_pages(
     account: AccountId,
     history: History,
     mut jobs: mpsc::UnboundedReceiver<ArchiveJob>,
@@ -295,21 +346,5 @@ pub(super) async fn write_archive_pages(
         if written.send(result).is_err() {
             break;
         }
-    }
-}
-
-/// The sync point row for a stored page.
-pub(super) fn sync_row(
-    account: lyrebird_store::AccountId,
-    point: SyncPoint,
-    now_ms: i64,
-) -> ArchiveSync {
-    ArchiveSync {
-        account,
-        archive: point.archive,
-        last_id: point.last_id,
-        last_at_ms: point.last_at_ms,
-        complete: point.complete,
-        updated_at_ms: now_ms,
     }
 }

@@ -36,13 +36,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::account::{AccountNotice, IdSource};
 use crate::event::{AccountState, EngineEvent};
+use crate::ground::IdSource;
+use crate::ground::{AccountId, EngineError};
 use crate::history::History;
+use crate::notice::AccountNotice;
+use crate::secret::Password;
 use crate::transport::{Flow, FlowEvent, Incoming, KeepAlive, WsTarget, sleep_until_opt};
-use crate::{AccountId, EngineError, Password};
 
 pub(crate) use store::XmppHappening;
+use store::chat_event;
 
 /// An XMPP account: where to connect and who to be.
 #[derive(Debug, Clone)]
@@ -87,21 +90,6 @@ impl XmppAccountConfig {
             archive_page_size: 500,
         }
     }
-}
-
-/// Where a chat message shown in an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-#[serde(rename_all = "snake_case")]
-pub enum ChatOrigin {
-    /// Delivered live.
-    Live,
-    /// Held on another of our devices (XEP-0280 carbons).
-    Carbon,
-    /// Fetched from the server archive (XEP-0313).
-    Archive,
-    /// Room history sent on joining (XEP-0045).
-    RoomHistory,
 }
 
 /// Something to do on an XMPP account (also the CLI's JSON-line commands, tagged `cmd`).
@@ -317,13 +305,7 @@ pub(crate) struct XmppAccount {
     /// Outgoing message id → (peer, room?) for delivery-state updates.
     sent: HashMap<String, (String, bool)>,
     /// Archive catch-ups in progress (`archive.rs`).
-    archive: archive::ArchiveFetches,
-    /// Archive pages to write, in order, by the archive writer task (so fetching the next
-    /// page overlaps with storing this one), and what it wrote.
-    archive_jobs: mpsc::UnboundedSender<archive::ArchiveJob>,
-    archive_jobs_rx: Option<mpsc::UnboundedReceiver<archive::ArchiveJob>>,
-    archive_written_tx: mpsc::UnboundedSender<archive::ArchiveWritten>,
-    archive_written: mpsc::UnboundedReceiver<archive::ArchiveWritten>,
+    archive: archive::CatchUp,
     uploads: HashMap<String, Upload>,
     transfers_tx: mpsc::UnboundedSender<FromTransfer>,
     transfers: mpsc::UnboundedReceiver<FromTransfer>,
@@ -358,8 +340,7 @@ impl XmppAccount {
             connect_timeout: Duration::from_secs(10),
         };
         let (transfers_tx, transfers) = mpsc::unbounded_channel();
-        let (archive_jobs, archive_jobs_rx) = mpsc::unbounded_channel();
-        let (archive_written_tx, archive_written) = mpsc::unbounded_channel();
+        let archive = archive::CatchUp::new(id, config.archive_page_size, notices.clone());
         Ok(Self {
             id,
             config,
@@ -375,11 +356,7 @@ impl XmppAccount {
             roster: HashMap::new(),
             presence: HashMap::new(),
             sent: HashMap::new(),
-            archive: HashMap::new(),
-            archive_jobs,
-            archive_jobs_rx: Some(archive_jobs_rx),
-            archive_written_tx,
-            archive_written,
+            archive,
             uploads: HashMap::new(),
             transfers_tx,
             transfers,
@@ -408,14 +385,7 @@ impl XmppAccount {
     }
 
     async fn drive_until_stopped(mut self) {
-        if let Some(jobs) = self.archive_jobs_rx.take() {
-            tokio::spawn(archive::write_archive_pages(
-                self.id,
-                self.history.clone(),
-                jobs,
-                self.archive_written_tx.clone(),
-            ));
-        }
+        self.archive.start_writer(self.history.clone());
         self.start_connecting();
         let mut shutdown_reply = None;
         loop {
@@ -438,7 +408,7 @@ impl XmppAccount {
                     None => self.stopping = true,
                 },
                 Some(message) = self.transfers.recv() => self.on_transfer(message),
-                Some(written) = self.archive_written.recv() => self.on_archive_written(written),
+                Some(written) = self.archive.next_written() => self.archive.on_written(written),
                 event = self.flow.next() => match event {
                     FlowEvent::Opened => self.on_connected(),
                     FlowEvent::Failed(e) => self.schedule_reconnect(e.to_string()),
@@ -594,7 +564,9 @@ impl XmppAccount {
                     resumed,
                 });
                 if !resumed && self.config.archive_catch_up {
-                    self.start_archive_catch_up(None).await;
+                    self.archive
+                        .start_catch_up(&mut self.client, &self.history, None)
+                        .await;
                 }
             }
             XmppEvent::Offline { error } => {
@@ -716,7 +688,9 @@ impl XmppAccount {
                     nick,
                 });
                 if self.config.archive_catch_up {
-                    self.start_archive_catch_up(Some(room)).await;
+                    self.archive
+                        .start_catch_up(&mut self.client, &self.history, Some(room))
+                        .await;
                 }
             }
             XmppEvent::RoomError { room, condition } => self.emit(EngineEvent::RoomError {
@@ -743,9 +717,9 @@ impl XmppAccount {
                 last,
                 complete,
                 messages,
-            } => self.on_archive_page(&query, last, complete, messages),
+            } => self.archive.on_page(&query, last, complete, messages),
             XmppEvent::ArchiveFailed { query, condition } => {
-                self.on_archive_failed(&query, condition)
+                self.archive.on_failed(&mut self.client, &query, condition)
             }
             XmppEvent::ServerInfo {
                 features,
@@ -883,32 +857,10 @@ impl XmppAccount {
         });
     }
 
-    fn chat_event(&self, m: &ChatMessage) -> EngineEvent {
-        EngineEvent::ChatMessage {
-            account: self.id,
-            id: m.stable_id.clone(),
-            peer: m.peer.clone(),
-            from: m.from.clone(),
-            nick: m.nick.clone(),
-            room: m.kind == MessageKind::Groupchat,
-            outgoing: m.outgoing,
-            body: m.body.clone(),
-            replaces: m.replaces.clone(),
-            url: m.oob_url.clone(),
-            origin: match &m.origin {
-                MessageOrigin::Live => ChatOrigin::Live,
-                MessageOrigin::Carbon => ChatOrigin::Carbon,
-                MessageOrigin::Archive { .. } => ChatOrigin::Archive,
-                MessageOrigin::RoomHistory => ChatOrigin::RoomHistory,
-            },
-            sent_at_ms: m.sent_at_ms,
-        }
-    }
-
     fn on_message(&mut self, message: ChatMessage) {
         if let MessageOrigin::Archive { query } = &message.origin {
             let query = query.clone();
-            self.on_archive_message(&query, message);
+            self.archive.on_message(&query, message);
             return;
         }
         // A room reflecting our own message: it reached the room.
@@ -923,7 +875,7 @@ impl XmppAccount {
         }
         self.history
             .record_xmpp(store::message_happening(self.id, &message, None));
-        self.emit(self.chat_event(&message));
+        self.emit(chat_event(self.id, &message));
     }
 }
 

@@ -7,10 +7,11 @@ use lyrebird_store::{
     self as st, AccountKind, Change, ChangeOutcome, ConversationKind, DeliveryState, Direction,
     MessageRef, NewAccount, NewContact, NewMessage, Subscription,
 };
-use lyrebird_xmpp::{ChatMessage, MessageKind};
+use lyrebird_xmpp::{ChatMessage, MessageKind, MessageOrigin};
 
+use crate::event::{ChatOrigin, EngineEvent};
+use crate::ground::{AccountId, EngineError};
 use crate::history::Writer;
-use crate::{AccountId, EngineError};
 
 /// Something an XMPP account saw or did that history keeps.
 #[derive(Debug)]
@@ -228,9 +229,9 @@ pub(super) fn insert_archive(
     writer: &mut Writer,
     account: AccountId,
     messages: &[ChatMessage],
-    sync: Option<super::archive::SyncPoint>,
+    sync: Option<SyncPoint>,
 ) -> Result<Vec<bool>, EngineError> {
-    let now = crate::history::now_ms();
+    let now = crate::ground::now_ms();
     let mut changes = Vec::with_capacity(messages.len() + 1);
     for m in messages {
         let happening = message_happening(account, m, None);
@@ -244,9 +245,7 @@ pub(super) fn insert_archive(
     }
     if let Some(point) = sync {
         let row = writer.xmpp_account(account)?.0;
-        changes.push(Change::SetArchiveSync(super::archive::sync_row(
-            row, point, now,
-        )));
+        changes.push(Change::SetArchiveSync(sync_row(row, point, now)));
     }
     if changes.is_empty() {
         return Ok(Vec::new());
@@ -275,7 +274,22 @@ pub(super) fn archive_sync(
     Ok(writer.store.archive_sync(account, archive)?)
 }
 
+impl crate::history::OtherHappening for XmppHappening {
+    fn change(
+        self: Box<Self>,
+        writer: &mut Writer,
+        at_ms: i64,
+    ) -> Result<Option<Change>, EngineError> {
+        writer.xmpp_change(at_ms, *self)
+    }
+}
+
 impl crate::history::History {
+    /// Records what an XMPP account saw or did.
+    pub(crate) fn record_xmpp(&self, happening: XmppHappening) {
+        self.record_other(Box::new(happening));
+    }
+
     /// The newest `limit` messages of a room on `account`, oldest first.
     pub(crate) async fn room_messages(
         &self,
@@ -289,5 +303,52 @@ impl crate::history::History {
             Ok(w.store.messages(conversation, None, limit)?)
         })
         .await
+    }
+}
+
+/// Where a stored page leaves an archive's catch-up.
+pub(super) struct SyncPoint {
+    pub(super) archive: String,
+    pub(super) last_id: String,
+    pub(super) last_at_ms: Option<i64>,
+    pub(super) complete: bool,
+}
+
+/// The sync point row for a stored page.
+pub(super) fn sync_row(
+    account: lyrebird_store::AccountId,
+    point: SyncPoint,
+    now_ms: i64,
+) -> st::ArchiveSync {
+    st::ArchiveSync {
+        account,
+        archive: point.archive,
+        last_id: point.last_id,
+        last_at_ms: point.last_at_ms,
+        complete: point.complete,
+        updated_at_ms: now_ms,
+    }
+}
+
+/// How a chat message is shown to front ends.
+pub(super) fn chat_event(account: AccountId, m: &ChatMessage) -> EngineEvent {
+    EngineEvent::ChatMessage {
+        account,
+        id: m.stable_id.clone(),
+        peer: m.peer.clone(),
+        from: m.from.clone(),
+        nick: m.nick.clone(),
+        room: m.kind == MessageKind::Groupchat,
+        outgoing: m.outgoing,
+        body: m.body.clone(),
+        replaces: m.replaces.clone(),
+        url: m.oob_url.clone(),
+        origin: match &m.origin {
+            MessageOrigin::Live => ChatOrigin::Live,
+            MessageOrigin::Carbon => ChatOrigin::Carbon,
+            MessageOrigin::Archive { .. } => ChatOrigin::Archive,
+            MessageOrigin::RoomHistory => ChatOrigin::RoomHistory,
+        },
+        sent_at_ms: m.sent_at_ms,
     }
 }

@@ -14,17 +14,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use lyrebird_msrp::{ChatConfig, ChatEvent, ChatSession, CpimMessage, Direction, MsrpMedia};
-use lyrebird_sip::{self as sip, UaEvent, UserAgent};
+use lyrebird_sip as sip;
 use lyrebird_store::DeliveryState;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
-use super::task::Link;
-use super::{FromTask, TaskContext};
+use super::context::{FromChat, FromTask, TaskContext, ToChat};
+use super::relay::Link;
 use crate::event::EngineEvent;
+use crate::ground::{AccountId, EngineError, MessageId};
+use crate::session::{ChatId, DialogEvent, SessionId, Signal};
+use crate::sip::sessions::Signalling;
 use crate::transport::Incoming;
-use crate::{AccountId, EngineError, MessageId};
 
 /// Largest message accepted from a peer.
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -33,61 +35,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 const PLAIN: &str = "text/plain";
 const CPIM: &str = "message/cpim";
 
-/// Identifies a chat session within its account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct ChatId(u64);
-
-/// From a chat task to its account.
-#[derive(Debug)]
-pub(crate) enum FromChat {
-    Invite {
-        chat: ChatId,
-        sdp: String,
-    },
-    Answer {
-        chat: ChatId,
-        sdp: String,
-    },
-    /// The session carries messages now.
-    Opened {
-        chat: ChatId,
-    },
-    Received {
-        chat: ChatId,
-        content_type: String,
-        body: String,
-    },
-    Delivered {
-        chat: ChatId,
-        message: MessageId,
-    },
-    Failed {
-        chat: ChatId,
-        message: MessageId,
-        status: u16,
-        reason: String,
-    },
-    /// The task ends; `reason` says why when it was not a normal close.
-    Finished {
-        chat: ChatId,
-        reason: Option<String>,
-    },
-}
-
-/// From the account to a chat task.
-#[derive(Debug)]
-pub(crate) enum ToChat {
-    Answered { sdp: String },
-    SessionEnded,
-    Send { message: MessageId, body: String },
-    Close,
-}
-
 struct Entry {
     peer: String,
-    sip: Option<sip::CallId>,
-    /// Our SDP, repeated if the peer re-INVITEs (a session refresh).
-    local_sdp: Option<String>,
     open: bool,
     task: mpsc::Sender<ToChat>,
     /// Who waits for an outgoing session to open.
@@ -101,7 +50,6 @@ pub(crate) struct Chats {
     account: AccountId,
     next: u64,
     entries: HashMap<ChatId, Entry>,
-    by_sip: HashMap<sip::CallId, ChatId>,
 }
 
 /// True if an MSRP offer is a chat session: two-way, no file, and some text type accepted.
@@ -120,16 +68,16 @@ impl Chats {
             account,
             next: 0,
             entries: HashMap::new(),
-            by_sip: HashMap::new(),
         }
     }
 
     fn spawn(
         &mut self,
         context: &TaskContext,
+        sig: &mut Signalling,
         peer: String,
         offer: Option<MsrpMedia>,
-        sip: Option<sip::CallId>,
+        dialog: Option<sip::CallId>,
     ) -> ChatId {
         self.next += 1;
         let chat = ChatId(self.next);
@@ -138,17 +86,14 @@ impl Chats {
             chat,
             Entry {
                 peer: peer.clone(),
-                sip,
-                local_sdp: None,
                 open: false,
                 task: tx,
                 opening: None,
                 in_flight: HashMap::new(),
             },
         );
-        if let Some(call) = sip {
-            self.by_sip.insert(call, chat);
-        }
+        sig.sessions
+            .open(SessionId::Chat(chat), peer.clone(), dialog);
         let span = tracing::info_span!("chat", account = self.account.0, chat = chat.0);
         tokio::spawn(run(context.clone(), chat, peer, offer, rx).instrument(span));
         chat
@@ -158,21 +103,21 @@ impl Chats {
     pub(crate) fn on_offer(
         &mut self,
         context: &TaskContext,
-        ua: &mut UserAgent,
-        now: std::time::Instant,
-        call: sip::CallId,
+        sig: &mut Signalling,
+        dialog: sip::CallId,
         from: String,
         offer: MsrpMedia,
     ) {
         info!(account = self.account.0, peer = %from, "chat session offered");
-        let _ = ua.ring(now, call);
-        self.spawn(context, from, Some(offer), Some(call));
+        let _ = sig.ua.ring(sig.now, dialog);
+        self.spawn(context, sig, from, Some(offer), Some(dialog));
     }
 
     /// Offers a chat session to `target`; `reply` is answered when it is open or has failed.
     pub(crate) fn open(
         &mut self,
         context: Option<&TaskContext>,
+        sig: &mut Signalling,
         target: String,
         reply: oneshot::Sender<Result<(), EngineError>>,
     ) {
@@ -193,7 +138,7 @@ impl Chats {
             let _ = reply.send(Ok(()));
             return;
         }
-        let chat = self.spawn(context, target, None, None);
+        let chat = self.spawn(context, sig, target, None, None);
         if let Some(entry) = self.entries.get_mut(&chat) {
             entry.opening = Some(reply);
         }
@@ -227,53 +172,29 @@ impl Chats {
         sent
     }
 
-    /// Takes the SIP events of chat sessions; gives back the others.
-    pub(crate) fn intercept(
-        &mut self,
-        ua: &mut UserAgent,
-        now: std::time::Instant,
-        event: UaEvent,
-    ) -> Option<UaEvent> {
-        let call = match &event {
-            UaEvent::CallAnswered { call, .. }
-            | UaEvent::CallProgress { call, .. }
-            | UaEvent::CallConfirmed { call }
-            | UaEvent::Reoffer { call, .. }
-            | UaEvent::CallEnded { call, .. } => *call,
-            _ => return Some(event),
-        };
-        let Some(&chat) = self.by_sip.get(&call) else {
-            return Some(event);
-        };
+    /// Something happened on a chat session's dialog.
+    pub(crate) fn on_dialog(&mut self, sig: &mut Signalling, chat: ChatId, event: DialogEvent) {
         match event {
-            UaEvent::CallAnswered { sdp, .. } => match sdp {
+            DialogEvent::Answered { sdp } => match sdp {
                 Some(sdp) => self.to_task(chat, ToChat::Answered { sdp }),
                 None => {
-                    let _ = ua.hangup(now, call);
+                    let _ = sig.send(SessionId::Chat(chat), Signal::End { reason: None });
+                    self.to_task(chat, ToChat::SessionEnded);
                 }
             },
-            UaEvent::Reoffer { .. } => {
+            DialogEvent::Reoffered { .. } => {
                 // A refresh: the session goes on as it was, so the answer is our last SDP.
-                let local = self
-                    .entries
-                    .get(&chat)
-                    .and_then(|e| e.local_sdp.clone())
-                    .unwrap_or_default();
-                if let Err(e) = ua.answer_reoffer(now, call, local) {
+                let answer = Signal::AnswerReoffer { sdp: None };
+                if let Err(e) = sig.send(SessionId::Chat(chat), answer) {
                     warn!(error = %e, "could not answer a re-INVITE of a chat session");
                 }
             }
-            UaEvent::CallEnded { reason, .. } => {
-                self.by_sip.remove(&call);
-                if let Some(entry) = self.entries.get_mut(&chat) {
-                    entry.sip = None;
-                }
+            DialogEvent::Ended { reason } => {
                 debug!(chat = chat.0, ?reason, "chat session ended by SIP");
                 self.to_task(chat, ToChat::SessionEnded);
             }
-            _ => {}
+            DialogEvent::Progress { .. } => {}
         }
-        None
     }
 
     fn to_task(&self, chat: ChatId, message: ToChat) {
@@ -288,41 +209,21 @@ impl Chats {
     pub(crate) fn on_task_message(
         &mut self,
         context: &TaskContext,
-        ua: &mut UserAgent,
-        now: std::time::Instant,
+        sig: &mut Signalling,
         message: FromChat,
     ) {
         let emit = |event| {
             let _ = context
                 .notices
-                .send(crate::account::AccountNotice::Event(event));
+                .send(crate::notice::AccountNotice::Event(event));
         };
         match message {
-            FromChat::Invite { chat, sdp } => {
-                let Some(entry) = self.entries.get_mut(&chat) else {
-                    return;
-                };
-                entry.local_sdp = Some(sdp.clone());
-                match ua.invite(now, &entry.peer, sdp) {
-                    Ok(call) => {
-                        entry.sip = Some(call);
-                        self.by_sip.insert(call, chat);
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot offer a chat session");
-                        self.to_task(chat, ToChat::SessionEnded);
-                    }
-                }
-            }
-            FromChat::Answer { chat, sdp } => {
-                let Some(entry) = self.entries.get_mut(&chat) else {
-                    return;
-                };
-                entry.local_sdp = Some(sdp.clone());
-                if let Some(call) = entry.sip
-                    && let Err(e) = ua.answer(now, call, sdp)
+            FromChat::Signal { chat, signal } => {
+                let offering = matches!(signal, Signal::Offer { .. } | Signal::Answer { .. });
+                if let Err(e) = sig.send(SessionId::Chat(chat), signal)
+                    && offering
                 {
-                    warn!(error = %e, "could not answer a chat offer");
+                    warn!(error = %e, "chat session not set up");
                     self.to_task(chat, ToChat::SessionEnded);
                 }
             }
@@ -370,10 +271,8 @@ impl Chats {
                 let Some(mut entry) = self.entries.remove(&chat) else {
                     return;
                 };
-                if let Some(call) = entry.sip.take() {
-                    self.by_sip.remove(&call);
-                    let _ = ua.hangup(now, call);
-                }
+                let _ = sig.send(SessionId::Chat(chat), Signal::End { reason: None });
+                sig.sessions.close(SessionId::Chat(chat));
                 let reason = reason.unwrap_or_else(|| "the chat session ended".into());
                 info!(chat = chat.0, peer = %entry.peer, %reason, "chat session over");
                 if let Some(reply) = entry.opening.take() {
@@ -392,11 +291,9 @@ impl Chats {
     }
 
     /// The account is stopping: end every session.
-    pub(crate) fn shutdown(&mut self, ua: &mut UserAgent, now: std::time::Instant) {
-        for entry in self.entries.values() {
-            if let Some(call) = entry.sip {
-                let _ = ua.hangup(now, call);
-            }
+    pub(crate) fn shutdown(&mut self, sig: &mut Signalling) {
+        for (&chat, entry) in &self.entries {
+            let _ = sig.send(SessionId::Chat(chat), Signal::End { reason: None });
             let _ = entry.task.try_send(ToChat::Close);
         }
     }
@@ -433,7 +330,7 @@ fn settle(
         .message_state(account, &key, &entry.peer, state);
     let _ = context
         .notices
-        .send(crate::account::AccountNotice::Event(event));
+        .send(crate::notice::AccountNotice::Event(event));
 }
 
 /// How one side wraps what it sends: as the peer's accept-types allow.
@@ -525,11 +422,25 @@ async fn session(
     let sdp = ours.to_sdp(rand::random::<u32>().into(), 1);
     let theirs = match offer {
         Some(offer) => {
-            send(context, FromChat::Answer { chat, sdp }).await;
+            send(
+                context,
+                FromChat::Signal {
+                    chat,
+                    signal: Signal::Answer { sdp },
+                },
+            )
+            .await;
             offer
         }
         None => {
-            send(context, FromChat::Invite { chat, sdp }).await;
+            send(
+                context,
+                FromChat::Signal {
+                    chat,
+                    signal: Signal::Offer { sdp },
+                },
+            )
+            .await;
             let deadline = Instant::now() + ANSWER_TIMEOUT;
             let answer = loop {
                 tokio::select! {
@@ -606,7 +517,7 @@ async fn session(
                             from: format!("<{}>", context.aor),
                             to: format!("<{peer}>"),
                             // RFC 3339, which XEP-0082's format is a profile of.
-                            date_time: Some(lyrebird_xmpp::time::format_ms(super::task::now_ms())),
+                            date_time: Some(lyrebird_xmpp::time::format_ms(crate::ground::now_ms())),
                             content_type: "text/plain;charset=utf-8".into(),
                             body: body.into_bytes(),
                         }.encode())),
@@ -654,7 +565,7 @@ async fn session(
                     // No report: the sender counts it as not delivered.
                     core.forget_received(&message.message_id);
                     warn!(error = %e, "a received chat message could not be stored");
-                    let _ = context.notices.send(crate::account::AccountNotice::Event(
+                    let _ = context.notices.send(crate::notice::AccountNotice::Event(
                         EngineEvent::Warning {
                             account: Some(context.account),
                             detail: format!(

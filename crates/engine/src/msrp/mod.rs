@@ -26,148 +26,29 @@
 //! offers the rest again.
 
 mod chat;
+mod context;
+mod file;
 mod names;
-mod task;
+mod relay;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
-use lyrebird_msrp::{Direction as SdpDirection, MsrpMedia, offers_msrp};
-use lyrebird_sip::{self as sip, UaEvent, UserAgent};
-use serde::{Deserialize, Serialize};
+use lyrebird_msrp::{Direction as SdpDirection, MsrpMedia};
+use lyrebird_sip as sip;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::account::{AccountNotice, IdSource};
-use crate::event::EngineEvent;
+use crate::config::SipAccountConfig;
+use crate::event::{EngineEvent, OfferedFile, TransferDirection, TransferState};
+use crate::ground::{AccountId, EngineError, IdSource, TransferId};
 use crate::history::History;
-use crate::{AccountId, EngineError, SipAccountConfig};
-
-pub(crate) use task::TransferSetup;
-
-/// Identifies a file transfer for the life of the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-#[serde(transparent)]
-pub struct TransferId(pub u64);
-
-impl std::fmt::Display for TransferId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "transfer {}", self.0)
-    }
-}
-
-/// Where and how an account sends and receives files.
-#[derive(Debug, Clone)]
-pub struct FileTransferConfig {
-    /// `ws://` or `wss://` URL of the MSRP relay's WebSocket (sub-protocol `msrp`).
-    pub relay_ws_url: String,
-    /// The relay's own MSRP URI, the To-Path of AUTH, e.g. `msrp://relay.example.com:443;ws`.
-    pub relay_uri: String,
-    /// Received files land here.
-    pub downloads: PathBuf,
-    /// Accept every offered file at once, into `downloads`.
-    pub auto_accept: bool,
-    /// MSRP chunk body size (the relay bounds frames; see `lyrebird_msrp::DEFAULT_CHUNK_SIZE`).
-    pub chunk_size: usize,
-    /// Most bytes in flight unconfirmed.
-    pub window_bytes: u64,
-    /// A PEM certificate trusted for the relay in addition to the system roots.
-    pub trusted_certificate: Option<PathBuf>,
-    /// Relay AUTH lifetime asked for, seconds (RFC 4976 §5.1; Kamailio allows 60–3600).
-    pub auth_expires: u32,
-    /// How often an interrupted transfer is resumed before it counts as failed.
-    pub max_resumes: u32,
-    /// Relay credentials when they differ from the SIP account's (RFC 4976 §5.1 digest).
-    pub relay_username: Option<String>,
-    pub relay_password: Option<crate::Password>,
-    /// What our chat sessions accept, in order of preference (`a=accept-types`).
-    pub chat_accept_types: Vec<String>,
-}
-
-impl FileTransferConfig {
-    /// Defaults for everything but where the relay is and where files go.
-    pub fn new(
-        relay_ws_url: impl Into<String>,
-        relay_uri: impl Into<String>,
-        downloads: impl Into<PathBuf>,
-    ) -> Self {
-        Self {
-            relay_ws_url: relay_ws_url.into(),
-            relay_uri: relay_uri.into(),
-            downloads: downloads.into(),
-            auto_accept: false,
-            chunk_size: lyrebird_msrp::DEFAULT_CHUNK_SIZE,
-            window_bytes: 4 << 20,
-            trusted_certificate: None,
-            auth_expires: 600,
-            max_resumes: 20,
-            relay_username: None,
-            relay_password: None,
-            chat_accept_types: vec!["text/plain".into(), "message/cpim".into()],
-        }
-    }
-}
-
-/// What an incoming offer says about the file (RFC 5547 file selector) and who sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-pub struct OfferedFile {
-    pub from: String,
-    pub display_name: Option<String>,
-    /// As offered: untrusted; the saved file gets a safe name.
-    pub file_name: String,
-    pub size: Option<u64>,
-    pub mime_type: Option<String>,
-    /// SHA-256 as 64 lowercase hex digits, if offered.
-    pub sha256: Option<String>,
-}
-
-/// In or out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-#[serde(rename_all = "snake_case")]
-pub enum TransferDirection {
-    Outgoing,
-    Incoming,
-}
-
-/// Where a transfer is in its life.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum TransferState {
-    /// Outgoing: hashing the file, reaching the relay, offering it.
-    Offering {
-        peer: String,
-        file_name: String,
-        size: u64,
-    },
-    /// Waiting for the person to accept or decline (incoming), or for the peer (outgoing).
-    Offered,
-    /// Bytes are flowing (again, after an interruption, from `from_byte`).
-    Active { from_byte: u64 },
-    /// The connection dropped; the transfer will resume from `confirmed`.
-    Interrupted { reason: String, confirmed: u64 },
-    /// Every byte arrived and the SHA-256 matches. `path` is where the file is (incoming).
-    Completed {
-        bytes: u64,
-        sha256: String,
-        path: Option<String>,
-        /// Bytes that arrived twice (resumed overlap) and were not written again.
-        duplicate_bytes: u64,
-        /// Writes that did not continue exactly where the previous one ended (always 0).
-        out_of_order_writes: u64,
-    },
-    /// The peer declined the offer.
-    Declined { status: u16 },
-    /// Cancelled by us or by the peer.
-    Cancelled { by_peer: bool },
-    /// It cannot go on; nothing incomplete is left under the file's name.
-    Failed { reason: String },
-}
+use crate::notice::AccountNotice;
+use crate::session::{DialogEvent, SessionId, Signal};
+use crate::sip::sessions::Signalling;
+use context::{CANCELLED_CAUSE, FromTask, TaskContext, ToTask};
+use file::TransferSetup;
 
 /// Commands about transfers, routed to the account that owns the transfer.
 #[derive(Debug)]
@@ -210,52 +91,6 @@ impl TransferCommand {
     }
 }
 
-/// The cause in the Reason header (RFC 3326) of a BYE that ends a transfer because a person
-/// cancelled it. A BYE alone does not say so: a sender also ends a session it gives up, to
-/// resume in a new one, and the MSRP abort (or 413 REPORT) that does say so can sit behind
-/// megabytes of file in a relay while the BYE overtakes it. 487 is SIP's "Request Terminated".
-const CANCELLED_CAUSE: u16 = 487;
-
-/// From a transfer task to its account: SIP work to do.
-#[derive(Debug)]
-pub(crate) enum FromTask {
-    Invite {
-        transfer: TransferId,
-        sdp: String,
-    },
-    Answer {
-        transfer: TransferId,
-        sdp: String,
-    },
-    /// End the SIP session; `cancelled` when the person cancelled the transfer.
-    Bye {
-        transfer: TransferId,
-        cancelled: bool,
-    },
-    Finished {
-        transfer: TransferId,
-    },
-    /// From a chat session's task.
-    Chat(chat::FromChat),
-}
-
-/// From the account to a transfer task.
-#[derive(Debug)]
-pub(crate) enum ToTask {
-    /// The peer answered our offer with this SDP.
-    Answered { sdp: String },
-    /// Our offer was refused (status) or failed.
-    OfferRefused { status: u16, reason: String },
-    /// The SIP session ended (BYE or CANCEL from the peer, or a local failure).
-    SessionEnded,
-    /// The peer ended the session saying it cancelled the transfer (see `CANCELLED_CAUSE`).
-    PeerCancelled,
-    /// The peer offers the rest of an interrupted incoming transfer (RFC 5547 §9).
-    Resume { offer: Box<MsrpMedia> },
-    /// The person cancelled.
-    Cancel,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Incoming, waiting for the person.
@@ -268,27 +103,10 @@ struct Entry {
     direction: TransferDirection,
     peer: String,
     phase: Phase,
-    sip: Option<sip::CallId>,
-    /// The SDP we sent last, repeated if the peer re-INVITEs.
-    local_sdp: Option<String>,
     /// The incoming offer not yet accepted.
     offer: Option<MsrpMedia>,
     file_transfer_id: String,
     task: Option<mpsc::Sender<ToTask>>,
-}
-
-/// Everything needed to start transfer tasks for one account.
-#[derive(Clone)]
-pub(crate) struct TaskContext {
-    pub(crate) account: AccountId,
-    /// The account's own address (CPIM `From`).
-    pub(crate) aor: String,
-    pub(crate) config: Arc<FileTransferConfig>,
-    pub(crate) username: String,
-    pub(crate) password: String,
-    pub(crate) notices: mpsc::UnboundedSender<AccountNotice>,
-    pub(crate) history: History,
-    pub(crate) to_account: mpsc::Sender<FromTask>,
 }
 
 /// The account's book of transfers: SIP sessions ↔ transfer tasks.
@@ -297,7 +115,6 @@ pub(crate) struct Transfers {
     ids: Arc<IdSource>,
     account: AccountId,
     entries: HashMap<TransferId, Entry>,
-    by_sip: HashMap<sip::CallId, TransferId>,
     from_tasks: mpsc::Receiver<FromTask>,
     notices: mpsc::UnboundedSender<AccountNotice>,
     history: History,
@@ -340,7 +157,6 @@ impl Transfers {
             ids,
             account,
             entries: HashMap::new(),
-            by_sip: HashMap::new(),
             from_tasks,
             notices,
             history,
@@ -371,7 +187,7 @@ impl Transfers {
     pub(crate) fn send_in_chat(
         &mut self,
         peer: &str,
-        message: crate::MessageId,
+        message: crate::ground::MessageId,
         key: &str,
         body: &str,
     ) -> bool {
@@ -383,84 +199,61 @@ impl Transfers {
         self.from_tasks.recv().await
     }
 
-    /// Takes the SIP events that belong to transfers; gives back the others.
-    pub(crate) fn intercept(
+    /// Something happened on the dialog of a transfer or a chat session.
+    pub(crate) fn on_dialog(
         &mut self,
-        ua: &mut UserAgent,
-        now: Instant,
-        event: UaEvent,
-    ) -> Option<UaEvent> {
-        let event = self.chats.intercept(ua, now, event)?;
+        sig: &mut Signalling,
+        session: SessionId,
+        event: DialogEvent,
+    ) {
+        let transfer = match session {
+            SessionId::File(transfer) => transfer,
+            SessionId::Chat(chat) => return self.chats.on_dialog(sig, chat, event),
+            SessionId::Call(_) => return,
+        };
         match event {
-            UaEvent::IncomingCall {
-                call,
-                from,
-                to: _,
-                sdp: Some(sdp),
-            } if offers_msrp(&sdp) => {
-                self.on_offer(ua, now, call, from, &sdp);
-                None
+            DialogEvent::Answered { sdp: Some(sdp) } => {
+                self.to_task(transfer, ToTask::Answered { sdp });
             }
-            UaEvent::CallAnswered { call, sdp } if self.by_sip.contains_key(&call) => {
-                let transfer = self.by_sip[&call];
-                match sdp {
-                    Some(sdp) => self.to_task(transfer, ToTask::Answered { sdp }),
-                    None => {
-                        let _ = ua.hangup(now, call);
-                    }
-                }
-                None
+            DialogEvent::Answered { sdp: None } => {
+                let _ = sig.send(session, Signal::End { reason: None });
+                self.to_task(transfer, ToTask::SessionEnded);
             }
-            UaEvent::CallProgress { call, .. } | UaEvent::CallConfirmed { call }
-                if self.by_sip.contains_key(&call) =>
-            {
-                None
-            }
-            UaEvent::Reoffer { call, .. } if self.by_sip.contains_key(&call) => {
-                let transfer = self.by_sip[&call];
-                let local = self
-                    .entries
-                    .get(&transfer)
-                    .and_then(|e| e.local_sdp.clone())
-                    .unwrap_or_default();
-                if let Err(e) = ua.answer_reoffer(now, call, local) {
+            DialogEvent::Progress { .. } => {}
+            DialogEvent::Reoffered { .. } => {
+                // A refresh: the transfer goes on as it was, so the answer is our last SDP.
+                if let Err(e) = sig.send(session, Signal::AnswerReoffer { sdp: None }) {
                     warn!(error = %e, "could not answer a re-INVITE of a transfer");
                 }
-                None
             }
-            UaEvent::CallEnded { call, reason } if self.by_sip.contains_key(&call) => {
-                self.on_session_ended(call, &reason);
-                None
-            }
-            other => Some(other),
+            DialogEvent::Ended { reason } => self.on_session_ended(sig, transfer, &reason),
         }
     }
 
-    fn on_offer(
+    /// An incoming INVITE whose offer is MSRP: a file pushed to us, or a chat session.
+    pub(crate) fn on_offer(
         &mut self,
-        ua: &mut UserAgent,
-        now: Instant,
+        sig: &mut Signalling,
         call: sip::CallId,
         from: sip::Party,
-        sdp: &str,
+        sdp: String,
     ) {
         let Some(context) = self.context.clone() else {
             info!(
                 account = self.account.0,
                 "file offered but file transfer is not set up: 488"
             );
-            let _ = ua.reject(now, call, 488);
+            let _ = sig.ua.reject(sig.now, call, 488);
             return;
         };
-        let offer = match MsrpMedia::parse(sdp) {
+        let offer = match MsrpMedia::parse(&sdp) {
             Ok(offer)
                 if offer.direction == SdpDirection::SendOnly && offer.file_selector.is_some() =>
             {
                 offer
             }
             Ok(offer) if chat::is_chat_offer(&offer) => {
-                self.chats
-                    .on_offer(&context, ua, now, call, from.uri, offer);
+                self.chats.on_offer(&context, sig, call, from.uri, offer);
                 return;
             }
             Ok(_) => {
@@ -468,12 +261,12 @@ impl Transfers {
                     "an MSRP offer that is neither a file push nor a chat was declined (488)"
                         .into(),
                 );
-                let _ = ua.reject(now, call, 488);
+                let _ = sig.ua.reject(sig.now, call, 488);
                 return;
             }
             Err(e) => {
                 self.warn(format!("unusable file offer declined (488): {e}"));
-                let _ = ua.reject(now, call, 488);
+                let _ = sig.ua.reject(sig.now, call, 488);
                 return;
             }
         };
@@ -488,12 +281,10 @@ impl Transfers {
                     && e.file_transfer_id == file_transfer_id
                     && e.peer == from.uri
             });
-            if let Some((&transfer, entry)) = resumed {
-                if let Some(old) = entry.sip.replace(call) {
-                    self.by_sip.remove(&old);
-                    let _ = ua.hangup(now, old);
+            if let Some((&transfer, _)) = resumed {
+                if let Some(old) = sig.sessions.rebind(SessionId::File(transfer), call) {
+                    let _ = sig.ua.hangup(sig.now, old);
                 }
-                self.by_sip.insert(call, transfer);
                 info!(
                     account = self.account.0,
                     transfer = transfer.0,
@@ -518,23 +309,22 @@ impl Transfers {
                 direction: TransferDirection::Incoming,
                 peer: from.uri.clone(),
                 phase: Phase::Offered,
-                sip: Some(call),
-                local_sdp: None,
                 offer: Some(offer),
                 file_transfer_id: file_transfer_id.clone(),
                 task: None,
             },
         );
-        self.by_sip.insert(call, transfer);
+        sig.sessions
+            .open(SessionId::File(transfer), from.uri.clone(), Some(call));
         let _ = self.notices.send(AccountNotice::TransferOpened {
             transfer,
             account: self.account,
         });
-        let _ = ua.ring(now, call);
+        let _ = sig.ua.ring(sig.now, call);
         let sha256 = selector.sha256.map(hex::encode);
         self.history.transfer(
             self.account,
-            task::row(
+            file::row(
                 &file_transfer_id,
                 TransferDirection::Incoming,
                 &from.uri,
@@ -573,46 +363,22 @@ impl Transfers {
         });
     }
 
-    fn on_session_ended(&mut self, call: sip::CallId, reason: &sip::EndReason) {
-        let Some(transfer) = self.by_sip.remove(&call) else {
+    fn on_session_ended(
+        &mut self,
+        sig: &mut Signalling,
+        transfer: TransferId,
+        reason: &sip::EndReason,
+    ) {
+        let Some(entry) = self.entries.get(&transfer) else {
             return;
         };
-        let Some(entry) = self.entries.get_mut(&transfer) else {
-            return;
-        };
-        entry.sip = None;
         if entry.phase == Phase::Offered {
-            // Never accepted: the caller cancelled, or we declined.
-            let state = match reason {
-                sip::EndReason::LocalHangup => TransferState::Declined { status: 603 },
-                _ => TransferState::Cancelled { by_peer: true },
-            };
-            let row_state = match state {
-                TransferState::Declined { .. } => lyrebird_store::TransferState::Cancelled,
-                _ => lyrebird_store::TransferState::Cancelled,
-            };
-            if let Some(offer) = entry.offer.take()
-                && let Some(selector) = offer.file_selector
-            {
-                let mut row = task::row(
-                    &entry.file_transfer_id,
-                    TransferDirection::Incoming,
-                    &entry.peer,
-                    &selector.name,
-                    selector.size,
-                    selector.mime_type,
-                    selector.sha256.map(hex::encode),
-                );
-                row.state = row_state;
-                row.ended_at_ms = Some(task::now_ms());
-                row.error = Some(match state {
-                    TransferState::Declined { .. } => "declined".into(),
-                    _ => "cancelled by the sender".into(),
-                });
-                self.history.transfer(self.account, row);
-            }
-            self.state(transfer, state);
-            self.forget(transfer);
+            // Never accepted: the sender cancelled (or it failed on the way).
+            self.end_offer(
+                sig.sessions,
+                transfer,
+                TransferState::Cancelled { by_peer: true },
+            );
             return;
         }
         let message = match reason {
@@ -633,6 +399,42 @@ impl Transfers {
         self.to_task(transfer, message);
     }
 
+    /// An offer that was never accepted is over: declined by us, or cancelled by the sender.
+    fn end_offer(
+        &mut self,
+        sessions: &mut crate::sip::sessions::Sessions,
+        transfer: TransferId,
+        state: TransferState,
+    ) {
+        let Some(entry) = self.entries.get_mut(&transfer) else {
+            return;
+        };
+        {
+            if let Some(offer) = entry.offer.take()
+                && let Some(selector) = offer.file_selector
+            {
+                let mut row = file::row(
+                    &entry.file_transfer_id,
+                    TransferDirection::Incoming,
+                    &entry.peer,
+                    &selector.name,
+                    selector.size,
+                    selector.mime_type,
+                    selector.sha256.map(hex::encode),
+                );
+                row.state = lyrebird_store::TransferState::Cancelled;
+                row.ended_at_ms = Some(crate::ground::now_ms());
+                row.error = Some(match state {
+                    TransferState::Declined { .. } => "declined".into(),
+                    _ => "cancelled by the sender".into(),
+                });
+                self.history.transfer(self.account, row);
+            }
+            self.state(transfer, state);
+            self.forget(sessions, transfer);
+        }
+    }
+
     fn to_task(&self, transfer: TransferId, message: ToTask) {
         if let Some(task) = self.entries.get(&transfer).and_then(|e| e.task.as_ref())
             && task.try_send(message).is_err()
@@ -644,11 +446,9 @@ impl Transfers {
         }
     }
 
-    fn forget(&mut self, transfer: TransferId) {
-        if let Some(entry) = self.entries.remove(&transfer) {
-            if let Some(call) = entry.sip {
-                self.by_sip.remove(&call);
-            }
+    fn forget(&mut self, sessions: &mut crate::sip::sessions::Sessions, transfer: TransferId) {
+        if self.entries.remove(&transfer).is_some() {
+            sessions.close(SessionId::File(transfer));
             let _ = self
                 .notices
                 .send(AccountNotice::TransferClosed { transfer });
@@ -656,19 +456,14 @@ impl Transfers {
     }
 
     /// A command from a front end.
-    pub(crate) fn on_command(
-        &mut self,
-        ua: &mut UserAgent,
-        now: Instant,
-        command: TransferCommand,
-    ) {
+    pub(crate) fn on_command(&mut self, sig: &mut Signalling, command: TransferCommand) {
         match command {
             TransferCommand::Send {
                 target,
                 path,
                 reply,
             } => {
-                let _ = reply.send(self.send_file(target, path));
+                let _ = reply.send(self.send_file(sig, target, path));
             }
             TransferCommand::Accept {
                 transfer,
@@ -679,10 +474,7 @@ impl Transfers {
             }
             TransferCommand::Decline { transfer, reply } => {
                 let result = match self.entries.get(&transfer) {
-                    Some(entry) if entry.phase == Phase::Offered => match entry.sip {
-                        Some(call) => ua.reject(now, call, 603).map_err(EngineError::from),
-                        None => Err(EngineError::InvalidState("the offer is gone".into())),
-                    },
+                    Some(entry) if entry.phase == Phase::Offered => self.decline(sig, transfer),
                     Some(_) => Err(EngineError::InvalidState(
                         "only an offered file can be declined; cancel it instead".into(),
                     )),
@@ -694,14 +486,11 @@ impl Transfers {
                 let _ = reply.send(result);
             }
             TransferCommand::OpenChat { target, reply } => {
-                self.chats.open(self.context.as_ref(), target, reply);
+                self.chats.open(self.context.as_ref(), sig, target, reply);
             }
             TransferCommand::Cancel { transfer, reply } => {
                 let result = match self.entries.get(&transfer) {
-                    Some(entry) if entry.phase == Phase::Offered => match entry.sip {
-                        Some(call) => ua.reject(now, call, 603).map_err(EngineError::from),
-                        None => Err(EngineError::InvalidState("the offer is gone".into())),
-                    },
+                    Some(entry) if entry.phase == Phase::Offered => self.decline(sig, transfer),
                     Some(_) => {
                         self.to_task(transfer, ToTask::Cancel);
                         Ok(())
@@ -716,7 +505,24 @@ impl Transfers {
         }
     }
 
-    fn send_file(&mut self, target: String, path: PathBuf) -> Result<TransferId, EngineError> {
+    /// Declines an offer not yet accepted (603 Decline).
+    fn decline(&mut self, sig: &mut Signalling, transfer: TransferId) -> Result<(), EngineError> {
+        sig.send(SessionId::File(transfer), Signal::Decline { status: 603 })
+            .map_err(|_| EngineError::InvalidState("the offer is gone".into()))?;
+        self.end_offer(
+            sig.sessions,
+            transfer,
+            TransferState::Declined { status: 603 },
+        );
+        Ok(())
+    }
+
+    fn send_file(
+        &mut self,
+        sig: &mut Signalling,
+        target: String,
+        path: PathBuf,
+    ) -> Result<TransferId, EngineError> {
         let context = self.context.clone().ok_or_else(|| {
             EngineError::InvalidConfig("file transfer is not set up for this account".into())
         })?;
@@ -744,18 +550,18 @@ impl Transfers {
                 direction: TransferDirection::Outgoing,
                 peer: target.clone(),
                 phase: Phase::Running,
-                sip: None,
-                local_sdp: None,
                 offer: None,
                 file_transfer_id: file_transfer_id.clone(),
                 task: Some(tx),
             },
         );
+        sig.sessions
+            .open(SessionId::File(transfer), target.clone(), None);
         let _ = self.notices.send(AccountNotice::TransferOpened {
             transfer,
             account: self.account,
         });
-        tokio::spawn(task::run(
+        tokio::spawn(file::run(
             context,
             TransferSetup::Outgoing {
                 transfer,
@@ -789,7 +595,7 @@ impl Transfers {
         let (tx, rx) = mpsc::channel(16);
         entry.task = Some(tx);
         let folder = folder.unwrap_or_else(|| context.config.downloads.clone());
-        tokio::spawn(task::run(
+        tokio::spawn(file::run(
             context,
             TransferSetup::Incoming {
                 transfer,
@@ -803,81 +609,53 @@ impl Transfers {
     }
 
     /// SIP work asked for by a task.
-    pub(crate) fn on_task_message(&mut self, ua: &mut UserAgent, now: Instant, message: FromTask) {
+    pub(crate) fn on_task_message(&mut self, sig: &mut Signalling, message: FromTask) {
         match message {
             FromTask::Chat(message) => {
                 if let Some(context) = &self.context {
-                    self.chats.on_task_message(context, ua, now, message);
+                    self.chats.on_task_message(context, sig, message);
                 }
             }
-            FromTask::Invite { transfer, sdp } => {
-                let Some(entry) = self.entries.get_mut(&transfer) else {
-                    return;
+            FromTask::Signal { transfer, signal } => {
+                let failure = match &signal {
+                    Signal::Offer { .. } => Some("the offer could not be sent"),
+                    Signal::Answer { .. } => Some("the offer could not be answered"),
+                    _ => None,
                 };
-                entry.local_sdp = Some(sdp.clone());
-                match ua.invite(now, &entry.peer, sdp) {
-                    Ok(call) => {
-                        entry.sip = Some(call);
-                        self.by_sip.insert(call, transfer);
+                match sig.send(SessionId::File(transfer), signal) {
+                    Ok(()) => {}
+                    Err(e) if failure.is_some() => {
+                        warn!(error = %e, transfer = transfer.0, "{}", failure.unwrap_or_default());
+                        self.to_task(
+                            transfer,
+                            ToTask::OfferRefused {
+                                status: 0,
+                                reason: e.to_string(),
+                            },
+                        );
                     }
-                    Err(e) => self.to_task(
-                        transfer,
-                        ToTask::OfferRefused {
-                            status: 0,
-                            reason: e.to_string(),
-                        },
-                    ),
-                }
-            }
-            FromTask::Answer { transfer, sdp } => {
-                let Some(entry) = self.entries.get_mut(&transfer) else {
-                    return;
-                };
-                entry.local_sdp = Some(sdp.clone());
-                if let Some(call) = entry.sip
-                    && let Err(e) = ua.answer(now, call, sdp)
-                {
-                    warn!(error = %e, "could not answer a file offer");
-                    self.to_task(transfer, ToTask::SessionEnded);
-                }
-            }
-            FromTask::Bye {
-                transfer,
-                cancelled,
-            } => {
-                if let Some(call) = self.entries.get_mut(&transfer).and_then(|e| e.sip.take()) {
-                    self.by_sip.remove(&call);
-                    let reason = cancelled
-                        .then(|| sip::Reason::sip(CANCELLED_CAUSE, "file transfer cancelled"));
-                    let _ = ua.hangup_with_reason(now, call, reason);
+                    // Ending a session that has already ended.
+                    Err(e) => debug!(error = %e, transfer = transfer.0, "signal not carried out"),
                 }
             }
             FromTask::Finished { transfer } => {
-                if let Some(call) = self.entries.get_mut(&transfer).and_then(|e| e.sip.take()) {
-                    self.by_sip.remove(&call);
-                    let _ = ua.hangup(now, call);
-                }
-                self.forget(transfer);
+                let _ = sig.send(SessionId::File(transfer), Signal::End { reason: None });
+                self.forget(sig.sessions, transfer);
             }
         }
     }
 
     /// The account is stopping: end every session and task.
-    pub(crate) fn shutdown(&mut self, ua: &mut UserAgent, now: Instant) {
-        self.chats.shutdown(ua, now);
-        let ids: Vec<TransferId> = self.entries.keys().copied().collect();
-        for transfer in ids {
-            if let Some(entry) = self.entries.get(&transfer) {
-                if let Some(call) = entry.sip {
-                    let _ = if entry.phase == Phase::Offered {
-                        ua.reject(now, call, 480)
-                    } else {
-                        ua.hangup(now, call)
-                    };
-                }
-                if let Some(task) = &entry.task {
-                    let _ = task.try_send(ToTask::Cancel);
-                }
+    pub(crate) fn shutdown(&mut self, sig: &mut Signalling) {
+        self.chats.shutdown(sig);
+        for (&transfer, entry) in &self.entries {
+            let signal = match entry.phase {
+                Phase::Offered => Signal::Decline { status: 480 },
+                Phase::Running => Signal::End { reason: None },
+            };
+            let _ = sig.send(SessionId::File(transfer), signal);
+            if let Some(task) = &entry.task {
+                let _ = task.try_send(ToTask::Cancel);
             }
         }
     }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lyrebird_msrp::{
-    AuthOutcome, FileReceiver, FileSelector, FileSender, Message, Method, MsrpError, MsrpMedia,
-    MsrpUri, ReceiverConfig, ReceiverEvent, RelayAuth, SenderConfig, SenderEvent,
+    FileReceiver, FileSelector, FileSender, Message, Method, MsrpError, MsrpMedia, ReceiverConfig,
+    ReceiverEvent, SenderConfig, SenderEvent,
 };
 use lyrebird_store::{Direction, NewTransfer, TransferState as RowState};
 use sha2::{Digest, Sha256};
@@ -22,18 +22,20 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
+use super::context::{CANCELLED_CAUSE, FromTask, TaskContext, ToTask};
 use super::names::{create_partial, publish, safe_file_name};
-use super::{FromTask, TaskContext, ToTask, TransferDirection, TransferId, TransferState};
+use super::relay::Link;
 use crate::backoff::Backoff;
 use crate::event::EngineEvent;
-use crate::transport::{Incoming, WsConnection, WsTarget};
+use crate::event::{TransferDirection, TransferState};
+use crate::ground::TransferId;
+use crate::session::Signal;
+use crate::transport::Incoming;
 
 /// Progress events at most this often (the final one always goes out).
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// The receiver confirms every this many bytes (RFC 4975 §7.1.2 Success-Reports).
 const REPORT_EVERY: u64 = 256 * 1024;
-/// Bound on reaching the relay and authenticating.
-const LINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// No confirmation for this long while bytes are outstanding: a chunk or a report was lost (a
 /// relay whose write queue overflows drops frames after answering 200 hop-by-hop — Kamailio
 /// with its default 32 KiB queue did, see tests/stack/kamailio.cfg); send again from the last
@@ -73,7 +75,7 @@ pub(crate) enum TransferSetup {
     },
 }
 
-pub(crate) use crate::history::now_ms;
+pub(crate) use crate::ground::now_ms;
 
 /// A history row for a transfer (the account id is filled in by the history writer).
 pub(crate) fn row(
@@ -151,14 +153,6 @@ pub(crate) async fn run(
     .await;
 }
 
-/// An authenticated WebSocket to the relay.
-pub(super) struct Link {
-    pub(super) conn: WsConnection,
-    pub(super) auth: RelayAuth,
-    pub(super) local: MsrpUri,
-    pub(super) use_path: Vec<MsrpUri>,
-}
-
 /// Why a session ended.
 enum SessionEnd {
     Completed,
@@ -200,21 +194,12 @@ struct Task {
     pending_resume: Option<MsrpMedia>,
 }
 
-fn random_token(len: usize) -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
-}
-
 impl Task {
     fn emit(&self, event: EngineEvent) {
         let _ = self
             .context
             .notices
-            .send(crate::account::AccountNotice::Event(event));
+            .send(crate::notice::AccountNotice::Event(event));
     }
 
     fn state(&mut self, state: TransferState) {
@@ -309,140 +294,29 @@ impl Task {
         let _ = self.context.to_account.send(message).await;
     }
 
-    async fn bye(&self) {
-        self.to_account(FromTask::Bye {
+    async fn signal(&self, signal: Signal) {
+        self.to_account(FromTask::Signal {
             transfer: self.transfer,
-            cancelled: false,
+            signal,
         })
         .await;
     }
 
+    async fn bye(&self) {
+        self.signal(Signal::End { reason: None }).await;
+    }
+
     /// Ends the SIP session saying the person cancelled the transfer.
     async fn cancelling_bye(&self) {
-        self.to_account(FromTask::Bye {
-            transfer: self.transfer,
-            cancelled: true,
+        let reason = lyrebird_sip::Reason::sip(CANCELLED_CAUSE, "file transfer cancelled");
+        self.signal(Signal::End {
+            reason: Some(reason),
         })
         .await;
     }
 
     async fn open_link(&self) -> Result<Link, String> {
         Link::open(&self.context).await
-    }
-}
-
-impl Link {
-    /// Connects to the relay and authenticates (RFC 4976 §5).
-    pub(super) async fn open(context: &TaskContext) -> Result<Link, String> {
-        let config = &context.config;
-        let relay = MsrpUri::parse(&config.relay_uri)
-            .map_err(|e| format!("the relay URI is unusable: {e}"))?;
-        let target = WsTarget {
-            url: config.relay_ws_url.clone(),
-            subprotocol: "msrp",
-            trusted_certificate: config.trusted_certificate.clone(),
-            connect_timeout: LINK_TIMEOUT,
-        };
-        let mut conn = WsConnection::connect(&target)
-            .await
-            .map_err(|e| format!("the relay is unreachable: {e}"))?;
-        // RFC 7977 §5.2: the client's own URI has an invented `.invalid` host.
-        let local = MsrpUri {
-            secure: false,
-            host: format!("{}.invalid", random_token(12)),
-            port: Some(2855),
-            session_id: Some(random_token(20)),
-            transport: "ws".into(),
-        };
-        let mut auth = RelayAuth::new(
-            relay,
-            local.clone(),
-            context.username.clone(),
-            context.password.clone(),
-            config.auth_expires,
-            rand::random(),
-        );
-        let first = auth.start(Instant::now().into_std());
-        conn.send(first)
-            .await
-            .map_err(|e| format!("the relay is unreachable: {e}"))?;
-        let deadline = Instant::now() + LINK_TIMEOUT;
-        loop {
-            let incoming = tokio::time::timeout_at(deadline, conn.recv())
-                .await
-                .map_err(|_| "the relay did not answer AUTH in time".to_owned())?
-                .map_err(|e| format!("the relay connection failed: {e}"))?;
-            let frame = match incoming {
-                Some(Incoming::Message(frame)) => frame,
-                Some(Incoming::Alive) => continue,
-                None => return Err("the relay closed the connection during AUTH".into()),
-            };
-            let message = match Message::parse(&frame) {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!(error = %e, "malformed message from the relay ignored");
-                    continue;
-                }
-            };
-            match auth.handle_message(Instant::now().into_std(), &message) {
-                Ok(AuthOutcome::Send(next)) => conn
-                    .send(next)
-                    .await
-                    .map_err(|e| format!("the relay connection failed: {e}"))?,
-                Ok(AuthOutcome::Granted(grant)) => {
-                    debug!(expires_s = grant.expires.as_secs(), "relay AUTH granted");
-                    return Ok(Link {
-                        conn,
-                        auth,
-                        local,
-                        use_path: grant.use_path,
-                    });
-                }
-                Ok(AuthOutcome::NotMine) => {}
-                Err(MsrpError::Refused {
-                    status, comment, ..
-                }) => {
-                    return Err(format!("the relay refused AUTH: {status} {comment}"));
-                }
-                Err(e) => return Err(format!("relay AUTH failed: {e}")),
-            }
-        }
-    }
-
-    /// A frame received on the link as a message for the session: `Ok(None)` when there is
-    /// nothing for the session (relay AUTH traffic, handled here; a malformed frame, logged
-    /// and dropped), `Err` when the relay refused a re-AUTH.
-    pub(super) async fn accept(&mut self, frame: &[u8]) -> Result<Option<Message>, String> {
-        let message = match Message::parse(frame) {
-            Ok(message) => message,
-            Err(e) => {
-                warn!(error = %e, "malformed MSRP message ignored");
-                return Ok(None);
-            }
-        };
-        Ok((!self.feed_auth(&message).await?).then_some(message))
-    }
-
-    /// Renews the relay AUTH when it is due (RFC 4976 §5.2: before it expires).
-    pub(super) async fn renew_auth(&mut self, now: Instant) -> Result<(), String> {
-        match self.auth.handle_timeout(now.into_std()) {
-            Ok(Some(renew)) => self.conn.send(renew).await.map_err(|e| e.to_string()),
-            Ok(None) => Ok(()),
-            Err(e) => Err(format!("relay re-AUTH: {e}")),
-        }
-    }
-
-    /// Gives a message to the relay AUTH machine; `true` if it was its.
-    pub(super) async fn feed_auth(&mut self, message: &Message) -> Result<bool, String> {
-        match self.auth.handle_message(Instant::now().into_std(), message) {
-            Ok(AuthOutcome::NotMine) => Ok(false),
-            Ok(AuthOutcome::Send(next)) => {
-                self.conn.send(next).await.map_err(|e| e.to_string())?;
-                Ok(true)
-            }
-            Ok(AuthOutcome::Granted(_)) => Ok(true),
-            Err(e) => Err(format!("relay re-AUTH failed: {e}")),
-        }
     }
 }
 
@@ -590,7 +464,7 @@ impl Task {
             size: Some(total),
             sha256: Some(sha256),
         };
-        let message_id = random_token(16);
+        let message_id = super::relay::random_token(16);
         let mut reader = BlockReader {
             file,
             block: Vec::new(),
@@ -701,8 +575,7 @@ impl Task {
             file_range: offers.accepted.then_some((*confirmed + 1, Some(total))),
             max_size: None,
         };
-        self.to_account(FromTask::Invite {
-            transfer: self.transfer,
+        self.signal(Signal::Offer {
             sdp: media.to_sdp(rand::random::<u32>().into(), 1),
         })
         .await;
@@ -943,7 +816,7 @@ impl Task {
         let key = offer
             .file_transfer_id
             .clone()
-            .unwrap_or_else(|| random_token(16));
+            .unwrap_or_else(|| super::relay::random_token(16));
         self.row = Some(row(
             &key,
             TransferDirection::Incoming,
@@ -1164,8 +1037,7 @@ impl Task {
             file_range: offer.file_range,
             max_size: None,
         };
-        self.to_account(FromTask::Answer {
-            transfer: self.transfer,
+        self.signal(Signal::Answer {
             sdp: answer.to_sdp(rand::random::<u32>().into(), 1),
         })
         .await;
@@ -1205,7 +1077,7 @@ impl Task {
             SessionEnd::CancelledLocally => {
                 // RFC 4975 §10: 413 asks the sender to stop sending this message.
                 if let Some((message_id, from_path)) = &rx.last_send {
-                    let report = Message::request(random_token(12), Method::Report)
+                    let report = Message::request(super::relay::random_token(12), Method::Report)
                         .with_header("To-Path", from_path.clone())
                         .with_header("From-Path", link.local.to_string())
                         .with_header("Message-ID", message_id.clone())
