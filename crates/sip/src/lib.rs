@@ -32,7 +32,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
-pub mod auth;
+/// Digest authentication (RFC 7616, RFC 8760), shared with the MSRP core.
+pub use lyrebird_digest as auth;
 mod dialog;
 pub mod error;
 pub mod message;
