@@ -478,6 +478,7 @@ impl SipAccount {
                 from,
                 to: _,
                 sdp,
+                ..
             } => {
                 self.on_incoming_call(sip_call, from, sdp);
             }
@@ -587,6 +588,13 @@ impl SipAccount {
                 }
             }
             UaEvent::ProtocolError { detail } => self.warn(detail),
+            // Transfers are not offered yet: decline, so the referrer is not left waiting.
+            UaEvent::ReferReceived { refer, .. } => {
+                if let Err(e) = self.ua.reject_refer(now, refer, 603) {
+                    debug!(account = self.id.0, error = %e, "could not decline a REFER");
+                }
+            }
+            other => debug!(account = self.id.0, ?other, "SIP event not used yet"),
         }
     }
 

@@ -35,10 +35,15 @@
 /// Digest authentication (RFC 7616, RFC 8760), shared with the MSRP core.
 pub use lyrebird_digest as auth;
 mod dialog;
+mod endpoint;
 pub mod error;
+pub mod events;
+mod invite;
 pub mod message;
+mod messaging;
 pub mod reason;
 pub mod registration;
+pub mod replaces;
 pub mod timer;
 mod transaction;
 pub mod ua;
@@ -46,5 +51,6 @@ pub mod ua;
 pub use error::SipError;
 pub use reason::Reason;
 pub use ua::{
-    CallId, EndReason, IncomingMessageId, MessageId, Party, UaConfig, UaEvent, UserAgent,
+    CallId, EndReason, IncomingMessageId, IncomingReferId, InviteOptions, MessageId, Party,
+    ReferId, ReplacesTarget, UaConfig, UaEvent, UserAgent,
 };

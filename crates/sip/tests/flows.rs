@@ -787,7 +787,10 @@ fn uas_answers_options_unknown_methods_require_and_media_types() {
     ua.handle_input(now, &request("OPTIONS", "", ""));
     let resp = String::from_utf8(ua.poll_transmit().unwrap()).unwrap();
     assert!(resp.starts_with("SIP/2.0 200 OK\r\n"));
-    assert!(resp.contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE"));
+    assert!(resp.contains(
+        "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, UPDATE, REFER, NOTIFY, INFO\r\n"
+    ));
+    assert!(resp.contains("Supported: outbound, path, replaces\r\n"));
     assert!(resp.contains("To: <sip:bob@example.com>;tag="));
 
     ua.handle_input(now, &request("SUBSCRIBE", "", ""));

@@ -397,6 +397,7 @@ impl Transfers {
                 from,
                 to: _,
                 sdp: Some(sdp),
+                ..
             } if offers_msrp(&sdp) => {
                 self.on_offer(ua, now, call, from, &sdp);
                 None
