@@ -174,10 +174,17 @@ impl Sessions {
         let Some((id, s)) = found else {
             return Err(481);
         };
+        // A dialog is confirmed from its 2xx on, ACKed or not (§12.1).
+        let confirmed = matches!(
+            s.phase,
+            Phase::Confirmed(_) | Phase::Server(Uas::Accepted { .. })
+        );
         match &s.phase {
-            Phase::Confirmed(_) if replaces.early_only => Err(486),
-            Phase::Confirmed(_) | Phase::Client(_) if !s.ended() => Ok(CallId(*id)),
-            // An early dialog we did not start, or one that is over.
+            _ if s.ended() => Err(481),
+            _ if confirmed && replaces.early_only => Err(486),
+            _ if confirmed => Ok(CallId(*id)),
+            Phase::Client(_) => Ok(CallId(*id)),
+            // An early dialog we did not start.
             _ => Err(481),
         }
     }
