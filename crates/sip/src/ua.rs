@@ -10,8 +10,8 @@
 //!                                        else by method: INVITE, MESSAGE, OPTIONS, 405
 //! ```
 //!
-//! The router owns no protocol state beyond the flow: [`Endpoint`] holds the transactions and
-//! the output queues, [`Registration`], [`Sessions`] and [`Messaging`] the rest. Commands go
+//! The router owns no protocol state beyond the flow: `Endpoint` holds the transactions and
+//! the output queues, `Registration`, `Sessions` and `Messaging` the rest. Commands go
 //! straight to the part they concern; every output is collected in the endpoint's queues.
 
 use std::time::{Duration, Instant};

@@ -704,3 +704,27 @@ fn a_reinvite_that_times_out_ends_the_call() {
         "{bye}"
     );
 }
+
+#[test]
+fn a_refer_left_unanswered_is_refused_480() {
+    let (mut net, ca, _cb) = confirmed_call();
+    let t0 = net.now;
+    let refer = net
+        .a
+        .refer(net.now, ca, "sip:carol@example.com", None)
+        .unwrap();
+    net.pump();
+    let (incoming, ..) = referred(&net.ev_b);
+    net.advance(t0 + lyrebird_sip::timer::MESSAGE_ANSWER_WAIT);
+    assert!(net.ev_a.contains(&UaEvent::ReferProgress {
+        call: ca,
+        refer,
+        status: 480,
+        reason: "Temporarily Unavailable".into(),
+        final_: true
+    }));
+    assert_eq!(
+        net.b.accept_refer(net.now, incoming),
+        Err(SipError::UnknownRefer)
+    );
+}

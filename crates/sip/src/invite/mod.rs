@@ -172,7 +172,11 @@ impl Sessions {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.sessions.values().filter_map(|s| s.timers.next()).min()
+        self.sessions
+            .values()
+            .flat_map(|s| [s.timers.next(), s.refers.next_deadline()])
+            .flatten()
+            .min()
     }
 
     /// The Replaces value that names `call` for its peer (RFC 3891 §3): the peer's tag is
@@ -378,6 +382,7 @@ impl Sessions {
         for id in ids {
             self.server_timers(ep, now, id);
             self.glare_timer(ep, now, id);
+            self.refer_timers(ep, now, id);
         }
     }
 

@@ -18,7 +18,7 @@
 //! dialog is kept until the last subscription is over.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::debug;
 
@@ -28,6 +28,7 @@ use crate::error::SipError;
 use crate::events::{CallId, IncomingReferId, ReferId, UaEvent};
 use crate::message::{Message, Method, NameAddr};
 use crate::replaces::{Replaces, ReplacesTarget};
+use crate::timer::MESSAGE_ANSWER_WAIT;
 use crate::transaction::{Owner, SessionRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,8 @@ enum InRefer {
     Pending {
         request: Box<Message>,
         event_id: u32,
+        /// Unanswered by then, the core refuses it: the referrer's Timer F is running.
+        answer_by: Instant,
     },
     /// Accepted: `notify_refer` reports progress.
     Subscribed { event_id: u32 },
@@ -69,7 +72,22 @@ impl Refers {
     pub(super) fn is_empty(&self) -> bool {
         self.outgoing.is_empty() && self.incoming.is_empty()
     }
+
+    /// When the first unanswered REFER must be refused.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.incoming
+            .values()
+            .filter_map(|r| match r {
+                InRefer::Pending { answer_by, .. } => Some(*answer_by),
+                InRefer::Subscribed { .. } => None,
+            })
+            .min()
+    }
 }
+
+/// How long a received REFER waits for `accept_refer` or `reject_refer` before the core
+/// answers 480 itself: half of the referrer's Timer F, as for MESSAGE.
+const REFER_ANSWER_WAIT: Duration = MESSAGE_ANSWER_WAIT;
 
 /// `SIP/2.0 180 Ringing` → (180, "Ringing").
 fn sipfrag_status(body: &[u8]) -> Option<(u16, String)> {
@@ -314,6 +332,7 @@ impl Sessions {
             InRefer::Pending {
                 request: Box::new(request),
                 event_id,
+                answer_by: now + REFER_ANSWER_WAIT,
             },
         );
         debug!(call = id, refer, "REFER received");
@@ -335,7 +354,9 @@ impl Sessions {
     ) -> Result<(), SipError> {
         let id = self.session_of_incoming(refer)?;
         let s = self.sessions.get_mut(&id).ok_or(SipError::UnknownRefer)?;
-        let Some(InRefer::Pending { request, event_id }) = s.refers.incoming.get(&refer.0).cloned()
+        let Some(InRefer::Pending {
+            request, event_id, ..
+        }) = s.refers.incoming.get(&refer.0).cloned()
         else {
             return Err(SipError::UnknownRefer);
         };
@@ -461,5 +482,29 @@ impl Sessions {
         for refer in outgoing {
             self.refer_failed(ep, id, refer, 503, "transport closed");
         }
+    }
+
+    /// REFERs the owner left unanswered too long get 480 (Temporarily Unavailable).
+    pub(super) fn refer_timers(&mut self, ep: &mut Endpoint, now: Instant, id: u64) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let late: Vec<(u64, Box<Message>)> = s
+            .refers
+            .incoming
+            .iter()
+            .filter_map(|(refer, r)| match r {
+                InRefer::Pending {
+                    request, answer_by, ..
+                } if *answer_by <= now => Some((*refer, request.clone())),
+                _ => None,
+            })
+            .collect();
+        for (refer, request) in late {
+            debug!(call = id, refer, "REFER not answered in time; 480");
+            s.refers.incoming.remove(&refer);
+            ep.reply(now, &request, 480, &[]);
+        }
+        self.reap(id);
     }
 }
