@@ -14,6 +14,8 @@
 //!                 ◀── DialogEvent::Progress/Answered  1xx / 2xx (ACK sent)
 //!                 ◀── DialogEvent::Reoffered       the peer's re-INVITE / UPDATE
 //!   Signal::AnswerReoffer ───────────────────────▶ its 2xx
+//!   Signal::Reoffer ─────────────────────────────▶ re-INVITE
+//!                 ◀── DialogEvent::ReofferAnswered / ReofferFailed
 //!   Signal::End ─────────────────────────────────▶ CANCEL / BYE
 //!                 ◀── DialogEvent::Ended           BYE, CANCEL, failure
 //! ```
@@ -41,6 +43,8 @@ pub(crate) enum Signal {
     Offer { sdp: String },
     /// Accept the peer's offer with this answer (a 2xx to its INVITE).
     Answer { sdp: String },
+    /// A new offer within the running session (a re-INVITE: hold, resume, an ICE restart).
+    Reoffer { sdp: String },
     /// The answer to the peer's re-offer; `None` repeats the current description (the new
     /// offer could not be taken, or it was a refresh that changes nothing).
     AnswerReoffer { sdp: Option<String> },
@@ -61,6 +65,30 @@ pub(crate) enum DialogEvent {
     /// [`Signal::AnswerReoffer`]. `None`: it asks for our offer (answered with the current
     /// description).
     Reoffered { sdp: Option<String> },
+    /// Our re-offer was accepted with this answer.
+    ReofferAnswered { sdp: Option<String> },
+    /// Our re-offer was refused; the session goes on as it was (RFC 3261 §14.1).
+    ReofferFailed { status: u16, reason: String },
+    /// The peer sent a DTMF digit in signalling (SIP INFO, RFC 6086).
+    Dtmf {
+        digit: char,
+        duration_ms: Option<u32>,
+    },
+    /// The peer asks us to call `target` instead (REFER, RFC 3515), replacing one of its
+    /// dialogs there when `replaces` is set (attended transfer, RFC 3891).
+    Referred {
+        refer: sip::IncomingReferId,
+        target: String,
+        replaces: Option<sip::ReplacesTarget>,
+        referred_by: Option<String>,
+    },
+    /// How the call we asked the peer to make (our REFER) is going.
+    ReferProgress {
+        refer: sip::ReferId,
+        status: u16,
+        reason: String,
+        done: bool,
+    },
     /// The session is over; the id is no longer valid on the dialog.
     Ended { reason: sip::EndReason },
 }

@@ -3,7 +3,7 @@
 //!
 //! # Event-loop contract
 //!
-//! Like `lyrebird-sip`, nothing here does I/O, reads a clock, sleeps, spawns or locks: time
+//! Like the SIP core, nothing here does I/O, reads a clock, sleeps, spawns or locks: time
 //! comes in as an [`std::time::Instant`] argument and randomness from seeded generators. The
 //! engine owns one WebSocket per session (sub-protocol `msrp`, one MSRP message per WebSocket
 //! message) and loops:
@@ -22,7 +22,7 @@
 //! # Layout (read against the RFCs)
 //!
 //! - [`message`]: RFC 4975 §7 and §9 syntax, strict; [`uri`]: §6 URIs;
-//! - [`relay`]: RFC 4976 §5 AUTH with digest (the arithmetic is `lyrebird_sip::auth`);
+//! - [`relay`]: RFC 4976 §5 AUTH with digest (the arithmetic is `lyrebird-digest`'s);
 //! - [`sender`], [`receiver`]: §5.1 chunking, §7.1.2 reports;
 //! - [`chat`]: §5 and §7 for short messages both ways in one session; [`cpim`]: RFC 3862,
 //!   the `message/cpim` wrapper a chat peer may ask for;

@@ -11,12 +11,12 @@
 //! The Use-Path goes first in the SDP `a=path` (RFC 4976 §6.1); the client must AUTH again
 //! before `Expires` runs out (§5.1), which [`RelayAuth::poll_timeout`] schedules at 80 % of the
 //! granted time. A `423 Interval Out-of-Bounds` carries Min-Expires / Max-Expires (§5.1): the
-//! request is retried once with a value inside them. The digest arithmetic is the SIP core's
-//! (`lyrebird_sip::auth`): one concept, one place.
+//! request is retried once with a value inside them. The digest arithmetic is
+//! `lyrebird-digest`, which the SIP core uses too: one concept, one place.
 
 use std::time::{Duration, Instant};
 
-use lyrebird_sip::auth::{Challenge, DigestInput, authorization_value};
+use lyrebird_digest::{Challenge, DigestInput, authorization_value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -265,7 +265,7 @@ impl RelayAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lyrebird_sip::auth::Credentials;
+    use lyrebird_digest::Credentials;
 
     fn reply(request: &[u8], status: &str, extra: &[(&str, &str)]) -> Message {
         let request = Message::parse(request).unwrap();
@@ -319,7 +319,7 @@ mod tests {
         // RFC 4976 §5.1: HA2 = H("AUTH:" digest-uri).
         let ch =
             Challenge::parse("Digest realm=\"example.com\", nonce=\"n1\", qop=\"auth\"").unwrap();
-        let expected = lyrebird_sip::auth::digest_response(
+        let expected = lyrebird_digest::digest_response(
             &ch,
             &DigestInput {
                 username: "alice",

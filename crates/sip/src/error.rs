@@ -27,6 +27,9 @@ pub enum SipError {
     /// The incoming-message handle does not name a MESSAGE awaiting its answer.
     #[error("no such incoming message awaiting an answer")]
     UnknownMessage,
+    /// The refer handle does not name a REFER awaiting that command.
+    #[error("no such refer awaiting this")]
+    UnknownRefer,
     /// The command does not fit the call's current state (e.g. `answer` on an outgoing call).
     #[error("call is {state}; cannot {action}")]
     InvalidCallState {

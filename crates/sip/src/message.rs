@@ -40,6 +40,14 @@ pub enum Method {
     Register,
     /// MESSAGE (RFC 3428).
     Message,
+    /// UPDATE (RFC 3311).
+    Update,
+    /// REFER (RFC 3515).
+    Refer,
+    /// NOTIFY (RFC 6665).
+    Notify,
+    /// INFO (RFC 6086).
+    Info,
     /// Any other token, kept verbatim (method names are case-sensitive, §7.1).
     Other(String),
 }
@@ -55,6 +63,10 @@ impl Method {
             "OPTIONS" => Method::Options,
             "REGISTER" => Method::Register,
             "MESSAGE" => Method::Message,
+            "UPDATE" => Method::Update,
+            "REFER" => Method::Refer,
+            "NOTIFY" => Method::Notify,
+            "INFO" => Method::Info,
             other => Method::Other(other.to_owned()),
         }
     }
@@ -68,6 +80,10 @@ impl Method {
             Method::Options => "OPTIONS",
             Method::Register => "REGISTER",
             Method::Message => "MESSAGE",
+            Method::Update => "UPDATE",
+            Method::Refer => "REFER",
+            Method::Notify => "NOTIFY",
+            Method::Info => "INFO",
             Method::Other(s) => s,
         }
     }

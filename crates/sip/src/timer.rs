@@ -4,6 +4,7 @@
 //! (§17.1.1.2, §17.1.2.2, §17.2.1) and D, I, J, K are zero (§17.1.1.2, §17.2.1, §17.2.2,
 //! §17.1.2.2), so the states they guard are left immediately. B, F, H, L, M stay 64*T1.
 
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 /// T1, the RTT estimate (§17.1.1.1).
@@ -16,24 +17,34 @@ pub const TIMEOUT_64T1: Duration = Duration::from_secs(32);
 /// half of the sender's Timer F, so the 500 reaches it while it still listens.
 pub const MESSAGE_ANSWER_WAIT: Duration = Duration::from_secs(16);
 
-/// One slot per timer kind: a kind is an index below `N`, set or cleared as a whole, in the
-/// manner of quinn-proto's `TimerTable`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TimerTable<const N: usize> {
-    slots: [Option<Instant>; N],
+/// A kind of timer: each variant owns one slot of a [`TimerTable`].
+pub(crate) trait TimerKind: Copy {
+    /// The variant's slot, below the table's size.
+    fn slot(self) -> usize;
 }
 
-impl<const N: usize> TimerTable<N> {
+/// One slot per timer kind, set or cleared as a whole, in the manner of quinn-proto's
+/// `TimerTable`: `K` is an enum of the kinds and `N` how many there are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimerTable<K, const N: usize> {
+    slots: [Option<Instant>; N],
+    kind: PhantomData<K>,
+}
+
+impl<K: TimerKind, const N: usize> TimerTable<K, N> {
     pub(crate) fn new() -> Self {
-        TimerTable { slots: [None; N] }
+        TimerTable {
+            slots: [None; N],
+            kind: PhantomData,
+        }
     }
-    pub(crate) fn set(&mut self, kind: usize, at: Instant) {
-        if let Some(slot) = self.slots.get_mut(kind) {
+    pub(crate) fn set(&mut self, kind: K, at: Instant) {
+        if let Some(slot) = self.slots.get_mut(kind.slot()) {
             *slot = Some(at);
         }
     }
-    pub(crate) fn stop(&mut self, kind: usize) {
-        if let Some(slot) = self.slots.get_mut(kind) {
+    pub(crate) fn stop(&mut self, kind: K) {
+        if let Some(slot) = self.slots.get_mut(kind.slot()) {
             *slot = None;
         }
     }
@@ -41,8 +52,8 @@ impl<const N: usize> TimerTable<N> {
         self.slots = [None; N];
     }
     /// True (and the slot cleared) if `kind` was set and is due at `now`.
-    pub(crate) fn take_expired(&mut self, kind: usize, now: Instant) -> bool {
-        match self.slots.get(kind).copied().flatten() {
+    pub(crate) fn take_expired(&mut self, kind: K, now: Instant) -> bool {
+        match self.slots.get(kind.slot()).copied().flatten() {
             Some(at) if at <= now => {
                 self.stop(kind);
                 true

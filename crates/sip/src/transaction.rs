@@ -16,20 +16,34 @@
 use std::time::Instant;
 
 use crate::message::{Message, Method};
-use crate::timer::TimerTable;
+use crate::timer::{TimerKind, TimerTable};
 
 /// Client transaction timers.
-pub(crate) mod client_timer {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientTimer {
     /// Timer B (INVITE) or F (non-INVITE).
-    pub const TIMEOUT: usize = 0;
+    Timeout,
     /// Timer M (RFC 6026): how long an INVITE client transaction stays Accepted.
-    pub const ACCEPTED: usize = 1;
+    Accepted,
+}
+
+impl TimerKind for ClientTimer {
+    fn slot(self) -> usize {
+        self as usize
+    }
 }
 
 /// Server transaction timers.
-pub(crate) mod server_timer {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerTimer {
     /// Timer L (Accepted) or H (Completed, waiting for the ACK of a non-2xx).
-    pub const LINGER: usize = 0;
+    Linger,
+}
+
+impl TimerKind for ServerTimer {
+    fn slot(self) -> usize {
+        self as usize
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +57,31 @@ pub(crate) enum ClientState {
 /// Who gets the responses of a client transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Owner {
+    /// The registration (REGISTER).
     Register,
-    Invite(u64),
-    Cancel(u64),
-    Bye(u64),
+    /// An outgoing MESSAGE, by its handle.
     Message(u64),
+    /// A request of an INVITE session, by the session's handle.
+    Session(u64, SessionRequest),
+}
+
+/// Which request of an INVITE session a client transaction carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionRequest {
+    /// The dialog-creating INVITE.
+    Invite,
+    /// CANCEL of that INVITE.
+    Cancel,
+    /// BYE.
+    Bye,
+    /// A re-INVITE or UPDATE carrying our new offer.
+    Reoffer,
+    /// REFER, by the handle of the refer.
+    Refer(u64),
+    /// NOTIFY of a refer subscription we accepted.
+    Notify(u64),
+    /// INFO (DTMF).
+    Info,
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +91,7 @@ pub(crate) struct ClientTxn {
     /// The request as sent (needed for ACK of non-2xx, CANCEL and auth retries).
     pub request: Message,
     pub state: ClientState,
-    pub timers: TimerTable<2>,
+    pub timers: TimerTable<ClientTimer, 2>,
     pub owner: Owner,
 }
 
@@ -87,7 +121,7 @@ impl ClientTxn {
                 self.state = ClientState::Proceeding;
                 if invite {
                     // §17.1.1.2: Timer B only guards the Calling state.
-                    self.timers.stop(client_timer::TIMEOUT);
+                    self.timers.stop(ClientTimer::Timeout);
                 }
                 ClientVerdict::Deliver
             }
@@ -96,9 +130,9 @@ impl ClientTxn {
                     // RFC 6026 §8.4: Accepted state absorbs nothing; 2xx retransmissions
                     // still reach the user so it can re-ACK.
                     self.state = ClientState::Accepted;
-                    self.timers.stop(client_timer::TIMEOUT);
+                    self.timers.stop(ClientTimer::Timeout);
                     self.timers
-                        .set(client_timer::ACCEPTED, now + crate::timer::TIMEOUT_64T1);
+                        .set(ClientTimer::Accepted, now + crate::timer::TIMEOUT_64T1);
                 } else {
                     self.state = ClientState::Terminated;
                 }
@@ -174,7 +208,7 @@ pub(crate) struct ServerTxn {
     pub method: Method,
     pub state: ServerState,
     pub last_response: Option<Vec<u8>>,
-    pub timers: TimerTable<1>,
+    pub timers: TimerTable<ServerTimer, 1>,
 }
 
 impl ServerTxn {
@@ -205,7 +239,7 @@ impl ServerTxn {
             };
             // Timer L (RFC 6026) or Timer H (§17.2.1): both 64*T1.
             self.timers
-                .set(server_timer::LINGER, now + crate::timer::TIMEOUT_64T1);
+                .set(ServerTimer::Linger, now + crate::timer::TIMEOUT_64T1);
         } else {
             // Timer J = 0 on a reliable transport.
             self.state = ServerState::Terminated;

@@ -193,7 +193,14 @@ impl Chats {
                 debug!(chat = chat.0, ?reason, "chat session ended by SIP");
                 self.to_task(chat, ToChat::SessionEnded);
             }
-            DialogEvent::Progress { .. } => {}
+            DialogEvent::Referred { refer, .. } => {
+                let _ = sig.ua.reject_refer(sig.now, refer, 603);
+            }
+            DialogEvent::Progress { .. }
+            | DialogEvent::ReofferAnswered { .. }
+            | DialogEvent::ReofferFailed { .. }
+            | DialogEvent::Dtmf { .. }
+            | DialogEvent::ReferProgress { .. } => {}
         }
     }
 

@@ -227,6 +227,14 @@ impl Transfers {
                 }
             }
             DialogEvent::Ended { reason } => self.on_session_ended(sig, transfer, &reason),
+            DialogEvent::Referred { refer, .. } => {
+                // A file session is not a call to transfer.
+                let _ = sig.ua.reject_refer(sig.now, refer, 603);
+            }
+            DialogEvent::ReofferAnswered { .. }
+            | DialogEvent::ReofferFailed { .. }
+            | DialogEvent::Dtmf { .. }
+            | DialogEvent::ReferProgress { .. } => {}
         }
     }
 

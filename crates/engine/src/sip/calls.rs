@@ -220,6 +220,13 @@ impl Calls {
                     }
                 }
             }
+            DialogEvent::Referred { refer, .. } => {
+                let _ = sig.ua.reject_refer(sig.now, refer, 603);
+            }
+            DialogEvent::ReofferAnswered { .. }
+            | DialogEvent::ReofferFailed { .. }
+            | DialogEvent::Dtmf { .. }
+            | DialogEvent::ReferProgress { .. } => {}
             DialogEvent::Ended { reason } => {
                 let answered = self.entries.get(&call).is_some_and(|c| c.answered);
                 self.end_call(sig, call, CallEnding::from_sip(&reason, answered));

@@ -410,7 +410,12 @@ impl SipAccount {
             Routed::Session(session, event) => {
                 return self.transfers.on_dialog(&mut sig, session, event);
             }
-            Routed::Offer { dialog, from, sdp } => {
+            Routed::Offer {
+                dialog,
+                from,
+                sdp,
+                replaces: _,
+            } => {
                 if self.shutdown_reply.is_some() {
                     let _ = sig.ua.reject(sig.now, dialog, 480);
                 } else if sdp.as_deref().is_some_and(offers_msrp) {
@@ -500,7 +505,12 @@ impl SipAccount {
             | UaEvent::CallAnswered { .. }
             | UaEvent::CallConfirmed { .. }
             | UaEvent::Reoffer { .. }
-            | UaEvent::CallEnded { .. } => {}
+            | UaEvent::CallEnded { .. }
+            | UaEvent::ReofferAnswered { .. }
+            | UaEvent::ReofferFailed { .. }
+            | UaEvent::DtmfReceived { .. }
+            | UaEvent::ReferReceived { .. }
+            | UaEvent::ReferProgress { .. } => {}
         }
     }
 

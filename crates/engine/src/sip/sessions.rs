@@ -37,6 +37,8 @@ pub(crate) enum Routed {
         dialog: sip::CallId,
         from: sip::Party,
         sdp: Option<String>,
+        /// The session it replaces (RFC 3891: an attended transfer's target answering).
+        replaces: Option<SessionId>,
     },
     /// Not about a session (registration, MESSAGE, protocol errors).
     Account(UaEvent),
@@ -148,6 +150,11 @@ impl Sessions {
                 let sdp = sdp.or_else(|| entry.local_sdp.clone()).unwrap_or_default();
                 ua.answer_reoffer(now, entry.dialog.ok_or_else(no_dialog)?, sdp)?;
             }
+            Signal::Reoffer { sdp } => {
+                let dialog = entry.dialog.ok_or_else(no_dialog)?;
+                ua.reinvite(now, dialog, sdp.clone())?;
+                entry.local_sdp = Some(sdp);
+            }
             Signal::Decline { status } => {
                 let dialog = self.detach(session).ok_or_else(no_dialog)?;
                 ua.reject(now, dialog, status)?;
@@ -164,12 +171,18 @@ impl Sessions {
     pub(crate) fn route(&mut self, event: UaEvent) -> Routed {
         let (dialog, event) = match event {
             UaEvent::IncomingCall {
-                call, from, sdp, ..
+                call,
+                from,
+                sdp,
+                replaces,
+                ..
             } => {
+                let replaces = replaces.and_then(|dialog| self.by_dialog.get(&dialog).copied());
                 return Routed::Offer {
                     dialog: call,
                     from,
                     sdp,
+                    replaces,
                 };
             }
             UaEvent::CallProgress {
@@ -178,6 +191,47 @@ impl Sessions {
             UaEvent::CallAnswered { call, sdp } => (call, DialogEvent::Answered { sdp }),
             UaEvent::Reoffer { call, sdp } => (call, DialogEvent::Reoffered { sdp }),
             UaEvent::CallEnded { call, reason } => (call, DialogEvent::Ended { reason }),
+            UaEvent::ReofferAnswered { call, sdp } => (call, DialogEvent::ReofferAnswered { sdp }),
+            UaEvent::ReofferFailed {
+                call,
+                status,
+                reason,
+            } => (call, DialogEvent::ReofferFailed { status, reason }),
+            UaEvent::DtmfReceived {
+                call,
+                digit,
+                duration_ms,
+            } => (call, DialogEvent::Dtmf { digit, duration_ms }),
+            UaEvent::ReferReceived {
+                call,
+                refer,
+                target,
+                replaces,
+                referred_by,
+            } => (
+                call,
+                DialogEvent::Referred {
+                    refer,
+                    target,
+                    replaces,
+                    referred_by,
+                },
+            ),
+            UaEvent::ReferProgress {
+                call,
+                refer,
+                status,
+                reason,
+                final_,
+            } => (
+                call,
+                DialogEvent::ReferProgress {
+                    refer,
+                    status,
+                    reason,
+                    done: final_,
+                },
+            ),
             UaEvent::CallConfirmed { call } => {
                 debug!(?call, "ACK received");
                 return Routed::Nothing;

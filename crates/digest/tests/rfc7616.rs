@@ -1,6 +1,6 @@
 //! RFC 7616 §3.9.1 example (MD5 and SHA-256), and the no-qop legacy form.
 
-use lyrebird_sip::auth::{Algorithm, Challenge, DigestInput, authorization_value, digest_response};
+use lyrebird_digest::{Algorithm, Challenge, DigestInput, authorization_value, digest_response};
 
 fn challenge(alg: &str) -> Challenge {
     Challenge::parse(&format!(

@@ -1,4 +1,6 @@
-//! HTTP Digest authentication for SIP (RFC 3261 §22.4, RFC 7616, RFC 8760).
+//! HTTP Digest authentication (RFC 7616, RFC 8760) as SIP (RFC 3261 §22.4) and MSRP relays
+//! (RFC 4976 §5) use it: sans-IO arithmetic and header syntax, shared by `lyrebird-sip` and
+//! `lyrebird-msrp` so that neither core depends on the other.
 //!
 //! A UAC answers `401` (WWW-Authenticate → Authorization) and `407` (Proxy-Authenticate →
 //! Proxy-Authorization). Supported: algorithms MD5, MD5-sess, SHA-256, SHA-256-sess
@@ -7,10 +9,20 @@
 //! `auth-int` is not offered: when a server offers only `auth-int` we fail rather than guess.
 //! When several challenges are offered, SHA-256 is preferred over MD5 (RFC 8760 §2.4).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
+
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
+use thiserror::Error;
 
-use crate::error::SipError;
+/// Why a credentials header could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DigestError {
+    /// A value would break the header's quoted-string syntax.
+    #[error("{0} contains a quote")]
+    Unquotable(&'static str),
+}
 
 /// Digest hash algorithm (RFC 7616 §3.3, RFC 8760).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,11 +233,12 @@ pub fn digest_response(ch: &Challenge, input: &DigestInput<'_>) -> String {
 }
 
 /// Builds the Authorization / Proxy-Authorization header value.
-pub fn authorization_value(ch: &Challenge, input: &DigestInput<'_>) -> Result<String, SipError> {
-    if input.username.contains('"') || input.uri.contains('"') {
-        return Err(SipError::InvalidConfig(
-            "username or URI contains a quote".into(),
-        ));
+pub fn authorization_value(ch: &Challenge, input: &DigestInput<'_>) -> Result<String, DigestError> {
+    if input.username.contains('"') {
+        return Err(DigestError::Unquotable("username"));
+    }
+    if input.uri.contains('"') {
+        return Err(DigestError::Unquotable("digest URI"));
     }
     let response = digest_response(ch, input);
     let mut v = format!(
