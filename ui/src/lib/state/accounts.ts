@@ -2,7 +2,7 @@
 // shell told us at start about where things are kept.
 import type { AccountSettings, AccountState, Bootstrap, EngineEvent, SavedAccount } from "../types";
 import { num } from "../types";
-import { idKey, type AccountKindWord, type Say } from "./common";
+import { idKey, type AccountKindWord, type Fold } from "./common";
 
 /** `data-state` of an account item. */
 export type AccountStatus =
@@ -165,8 +165,7 @@ function setAccount<S extends AccountsState>(
 export function reduceAccounts<S extends AccountsState>(
   state: S,
   ev: EngineEvent,
-  _now: number,
-  say: Say,
+  fold: Fold,
 ): S {
   switch (ev.event) {
     case "account_state": {
@@ -185,7 +184,7 @@ export function reduceAccounts<S extends AccountsState>(
       }));
       const passwordNeeded =
         ev.state.state === "authentication_failed" && ev.state.reason === "password needed";
-      if (status === "failed" && !passwordNeeded) say(`${name}: ${words}.`);
+      if (status === "failed" && !passwordNeeded) fold.say(`${name}: ${words}.`);
       return s;
     }
     case "xmpp_online":
@@ -198,7 +197,7 @@ export function reduceAccounts<S extends AccountsState>(
     case "warning":
       // Engine warnings are for the log: the engine answered and carried on. Only the keyring
       // one concerns the person (the password will not be remembered).
-      if (/keyring/i.test(ev.detail)) say(ev.detail, "info");
+      if (/keyring/i.test(ev.detail)) fold.say(ev.detail, "info");
       return state;
     default:
       return state;

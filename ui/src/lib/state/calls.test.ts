@@ -196,7 +196,7 @@ describe("call events the engine is about to send", () => {
     expect(S.transferWords(s.calls["5"]!.transfer!)).toBe("Transferring… (100 Trying)");
     s = S.applyEvent(s, progress(486, "Busy Here", true), T0);
     expect(s.calls["5"]?.transfer).toEqual({ status: 486, reason: "Busy Here", final: true });
-    expect(s.toasts.at(-1)).toMatchObject({ text: "Transfer failed: 486 Busy Here.", level: "error" });
+    expect(s.toasts.at(-1)).toMatchObject({ text: "Could not transfer the call with Bob: 486 Busy Here.", level: "error" });
     s = S.applyEvent(s, progress(200, "OK", true), T0);
     expect(S.transferWords(s.calls["5"]!.transfer!)).toBe("Transferred");
   });

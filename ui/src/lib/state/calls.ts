@@ -2,7 +2,7 @@
 // id, and one of them is the active call (the one the person talks in) — and the call history.
 import type { Bootstrap, CallRecord, EngineEvent } from "../types";
 import { num } from "../types";
-import { idKey, type Say } from "./common";
+import { idKey, type Fold } from "./common";
 
 /** `data-state` of a call's card. */
 export type CallStatus = "dialing" | "ringing" | "answered" | "connected" | "audio" | "ended";
@@ -231,6 +231,14 @@ export function dropEndedCalls<S extends CallsState>(state: S, now: number): S {
   return keep.length === entries.length ? state : { ...state, calls: Object.fromEntries(keep) };
 }
 
+/** The person dismissed an ended call's summary. */
+export function foldEndedCall<S extends CallsState>(state: S, callKey: string): S {
+  if (state.calls[callKey]?.status !== "ended") return state;
+  const calls = { ...state.calls };
+  delete calls[callKey];
+  return { ...state, calls };
+}
+
 /** When the next ended call's summary is due to fold into history (null: none on screen). */
 export function nextCallFold(state: CallsState): number | null {
   const due = Object.values(state.calls)
@@ -330,7 +338,8 @@ export function transferWords(t: CallTransferProgress): string {
 /** A DTMF key as RFC 4733 names them (events 0–15). */
 const DTMF_KEY = /^[0-9*#A-D]$/;
 
-export function reduceCalls<S extends CallsState>(state: S, ev: EngineEvent, now: number, say: Say): S {
+export function reduceCalls<S extends CallsState>(state: S, ev: EngineEvent, fold: Fold): S {
+  const now = fold.now;
   switch (ev.event) {
     case "incoming_call":
       return setCall(state, newCall(ev.call, num(ev.account), ev.from, ev.display_name ?? null, "incoming", now));
@@ -372,7 +381,10 @@ export function reduceCalls<S extends CallsState>(state: S, ev: EngineEvent, now
       const c = state.calls[idKey(ev.call)];
       if (!c) return state;
       const transfer: CallTransferProgress = { status: ev.status, reason: ev.reason, final: ev.final };
-      if (ev.final && (ev.status < 200 || ev.status >= 300)) say(`${transferWords(transfer)}.`);
+      if (ev.final && (ev.status < 200 || ev.status >= 300)) {
+        const line = `${ev.status} ${ev.reason}`.trim();
+        fold.say(`Could not transfer the call with ${fold.nameOf(c.peer, c.displayName)}: ${line}.`);
+      }
       return setCall(state, { ...c, transfer });
     }
     case "call_recording": {

@@ -27,3 +27,11 @@ export interface Notice {
  * toasts: they call `say`, and the root reducer adds what was said once the event is folded,
  * so each slice stays a function of its own fields. */
 export type Say = (text: string, level?: NoticeLevel) => void;
+
+/** What a slice's reducer gets besides its state and the event: the means to speak, and the
+ * name the person knows a party by (which only the presence slice knows). */
+export interface Fold {
+  now: number;
+  say: Say;
+  nameOf: (address: string, displayName?: string | null) => string;
+}

@@ -109,7 +109,7 @@ describe("conversations and messages", () => {
       ["pong?", "failed"],
     ]);
     expect(list[1]?.failure).toBe("404 Not Found");
-    expect(s.toasts.at(-1)?.text).toBe("Message to sip:bob@lyrebird.test not delivered: 404 Not Found.");
+    expect(s.toasts.at(-1)?.text).toBe("Message to Bob not delivered: 404 Not Found."); // named as a contact
   });
 
   it("receives SIP messages as separate items even with the same text", () => {

@@ -4,7 +4,7 @@ import type { Bootstrap, ConversationSummary, EngineEvent, MessageRecord } from 
 import { num } from "../types";
 import { bareJid } from "../address";
 import { accountLostTouch } from "./accounts";
-import { convKey, idKey, type Say } from "./common";
+import { convKey, idKey, type Fold } from "./common";
 
 export type DeliveryWord = "queued" | "sent" | "delivered" | "read" | "failed";
 
@@ -543,9 +543,9 @@ export function occupantList(room: RoomView): OccupantView[] {
 export function reduceConversations<S extends ConversationsState>(
   state: S,
   ev: EngineEvent,
-  now: number,
-  say: Say,
+  fold: Fold,
 ): S {
+  const now = fold.now;
   switch (ev.event) {
     case "account_state":
       return accountLostTouch(ev.state) ? leaveRoomsOf(state, num(ev.account)) : state;
@@ -578,7 +578,7 @@ export function reduceConversations<S extends ConversationsState>(
       const why = `${ev.status} ${ev.reason}`.trim();
       const s = setMessageState(state, key, `sip-${mid}`, "failed", why);
       const peer = key ? (state.conversations[key]?.peer ?? "") : "";
-      say(`Message${peer ? ` to ${peer}` : ""} not delivered: ${why}.`);
+      fold.say(`Message${peer ? ` to ${fold.nameOf(peer)}` : ""} not delivered: ${why}.`);
       return s;
     }
 
@@ -609,7 +609,7 @@ export function reduceConversations<S extends ConversationsState>(
       const key = convKey(account, ev.peer);
       const next = deliveryWord(ev.state);
       const s = setMessageState(state, state.messages[key] ? key : null, ev.id, next, ev.reason ?? null);
-      if (next === "failed") say(`Message to ${ev.peer} not delivered${ev.reason ? `: ${ev.reason}` : ""}.`);
+      if (next === "failed") fold.say(`Message to ${fold.nameOf(ev.peer)} not delivered${ev.reason ? `: ${ev.reason}` : ""}.`);
       return s;
     }
     case "chat_state": {
@@ -632,7 +632,7 @@ export function reduceConversations<S extends ConversationsState>(
         error: ev.reason,
         occupants: {},
       }));
-      say(`Room ${ev.room}: ${ev.reason}.`);
+      fold.say(`Room ${ev.room}: ${ev.reason}.`);
       return s;
     }
     case "room_subject":

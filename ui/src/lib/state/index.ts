@@ -8,7 +8,8 @@
 import type { Bootstrap, EngineEvent } from "../types";
 import { accountsFromBootstrap, emptyAccounts, forgetAccount, reduceAccounts, type AccountsState } from "./accounts";
 import { callsFromBootstrap, emptyCalls, reduceCalls, type CallsState } from "./calls";
-import type { Notice, Say } from "./common";
+import type { Fold, Notice } from "./common";
+import { partyOf } from "../party";
 import {
   conversationsFromBootstrap,
   emptyConversations,
@@ -63,7 +64,7 @@ export function removeAccount(state: AppState, account: number): AppState {
   return forgetAccountRooms(forgetAccountContacts(forgetAccount(state, account), account), account);
 }
 
-type Slice<T> = (state: T, ev: EngineEvent, now: number, say: Say) => T;
+type Slice<T> = (state: T, ev: EngineEvent, fold: Fold) => T;
 
 /** Each slice sees every event and changes only its own fields. */
 const SLICES: Slice<AppState>[] = [
@@ -77,11 +78,16 @@ const SLICES: Slice<AppState>[] = [
 /** Folds one engine event into the state. `now` is the local time in ms since the epoch. */
 export function applyEvent(state: AppState, ev: EngineEvent, now: number): AppState {
   const notices: Notice[] = [];
-  const say: Say = (text, level = "error") => {
-    notices.push({ text, level });
+  const fold: Fold = {
+    now,
+    say: (text, level = "error") => {
+      notices.push({ text, level });
+    },
+    // Names as the person knew them when the event came (before it changed any contact).
+    nameOf: (address, displayName = null) => partyOf(state, address, displayName).name,
   };
   let s = state;
-  for (const reduce of SLICES) s = reduce(s, ev, now, say);
+  for (const reduce of SLICES) s = reduce(s, ev, fold);
   for (const n of notices) s = addToast(s, n.text, now, n.level);
   return s;
 }

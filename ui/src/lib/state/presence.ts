@@ -4,7 +4,7 @@ import type { Bootstrap, ContactEntry, EngineEvent, RosterContact } from "../typ
 import { num } from "../types";
 import { bareAddress, bareJid, jidResource, shortName } from "../address";
 import { accountLostTouch, type AccountsState } from "./accounts";
-import { contactKey, idKey, type AccountKindWord, type Say } from "./common";
+import { contactKey, idKey, type AccountKindWord, type Fold } from "./common";
 
 export interface ContactEndpoint {
   account: number;
@@ -268,7 +268,7 @@ export function applyRoster<S extends PresenceState>(state: S, account: number, 
   return { ...state, contacts, presence };
 }
 
-export function reducePresence<S extends PresenceState>(state: S, ev: EngineEvent, _now: number, say: Say): S {
+export function reducePresence<S extends PresenceState>(state: S, ev: EngineEvent, fold: Fold): S {
   switch (ev.event) {
     case "account_state":
       return accountLostTouch(ev.state) ? clearPresenceOf(state, num(ev.account)) : state;
@@ -313,7 +313,7 @@ export function reducePresence<S extends PresenceState>(state: S, ev: EngineEven
       };
     }
     case "subscription_changed":
-      if (ev.kind === "unsubscribed") say(`${ev.from} no longer shares presence with you.`, "info");
+      if (ev.kind === "unsubscribed") fold.say(`${fold.nameOf(ev.from)} no longer shares presence with you.`, "info");
       return state;
     default:
       return state;

@@ -13,7 +13,21 @@ describe("toasts", () => {
     expect(s.toasts.map((t) => t.text)).toEqual(["two", "three", "four", "five"]);
     s = S.dismissToast(s, s.toasts[0]!.id);
     expect(s.toasts.length).toBe(3);
-    expect(S.expireToasts(s, T0 + 20 + S.TOAST_LIFETIME_MS).toasts).toEqual([]);
+    // Errors wait for the person to dismiss them.
+    expect(S.expireToasts(s, T0 + 20 + S.TOAST_LIFETIME_MS).toasts.length).toBe(3);
+  });
+
+  it("lets information go by itself after a few seconds, and keeps errors", () => {
+    let s = S.addToast(S.emptyState(), "Asked bob@localhost to share presence.", T0, "info");
+    s = S.addToast(s, "Can't reach the server.", T0 + 1000, "error");
+    s = S.addToast(s, "Saved.", T0 + 2000, "info");
+    expect(S.nextToastExpiry(s)).toBe(T0 + S.TOAST_LIFETIME_MS);
+    s = S.expireToasts(s, T0 + S.TOAST_LIFETIME_MS);
+    expect(s.toasts.map((t) => t.text)).toEqual(["Can't reach the server.", "Saved."]);
+    expect(S.nextToastExpiry(s)).toBe(T0 + 2000 + S.TOAST_LIFETIME_MS);
+    s = S.expireToasts(s, T0 + 60 * 60_000);
+    expect(s.toasts.map((t) => t.text)).toEqual(["Can't reach the server."]);
+    expect(S.nextToastExpiry(s)).toBeNull();
   });
 
   it("turns command failures into words", () => {

@@ -1,4 +1,6 @@
-// Toasts: short messages at the window's corner.
+// Toasts: short messages at the window's corner. Errors stay until the person dismisses them
+// (they usually ask for something to be done, or explain why something did not happen);
+// information goes away by itself after a few seconds.
 import { errorWords } from "../format";
 import type { NoticeLevel } from "./common";
 
@@ -14,8 +16,8 @@ export interface ToastsState {
   nextToast: number;
 }
 
-/** Toasts disappear after this long. */
-export const TOAST_LIFETIME_MS = 8_000;
+/** Information toasts disappear this long after they were (last) shown. */
+export const TOAST_LIFETIME_MS = 5_000;
 const MAX_TOASTS = 4;
 
 export function emptyToasts(): ToastsState {
@@ -31,7 +33,7 @@ export function addToast<S extends ToastsState>(
   const last = state.toasts[state.toasts.length - 1];
   // The same words twice in a row (a reconnect loop) are shown once.
   if (last && last.text === text) {
-    return { ...state, toasts: [...state.toasts.slice(0, -1), { ...last, at: now }] };
+    return { ...state, toasts: [...state.toasts.slice(0, -1), { ...last, level, at: now }] };
   }
   const toast: Toast = { id: state.nextToast, text, level, at: now };
   return {
@@ -49,7 +51,14 @@ export function dismissToast<S extends ToastsState>(state: S, id: number): S {
   return { ...state, toasts: state.toasts.filter((t) => t.id !== id) };
 }
 
+/** Drops information toasts older than their lifetime; errors stay. */
 export function expireToasts<S extends ToastsState>(state: S, now: number): S {
-  const toasts = state.toasts.filter((t) => now - t.at < TOAST_LIFETIME_MS);
+  const toasts = state.toasts.filter((t) => t.level === "error" || now - t.at < TOAST_LIFETIME_MS);
   return toasts.length === state.toasts.length ? state : { ...state, toasts };
+}
+
+/** When the next information toast is due to go (null: none will go by itself). */
+export function nextToastExpiry(state: ToastsState): number | null {
+  const due = state.toasts.filter((t) => t.level === "info").map((t) => t.at + TOAST_LIFETIME_MS);
+  return due.length === 0 ? null : Math.min(...due);
 }

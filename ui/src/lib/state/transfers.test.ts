@@ -22,7 +22,7 @@ describe("transfers", () => {
       T0,
     );
     expect(S.pendingOffers(s)).toBe(1);
-    expect(S.transferList(s)[0]).toMatchObject({ status: "offered", direction: "incoming", fileName: "photo.jpg", peer: "Bob <sip:bob@lyrebird.test>" });
+    expect(S.transferList(s)[0]).toMatchObject({ status: "offered", direction: "incoming", fileName: "photo.jpg", peer: "sip:bob@lyrebird.test", peerName: "Bob" });
     s = S.applyEvent(s, { event: "transfer_state", account: 1, transfer: 5, state: { state: "active", from_byte: 0 } }, T0);
     s = S.applyEvent(
       s,

@@ -2,7 +2,7 @@
 // HTTP upload (XEP-0363), live ones and the ones read from history.
 import type { Bootstrap, EngineEvent, StoredTransfer, TransferState } from "../types";
 import { num } from "../types";
-import { idKey, type Say } from "./common";
+import { idKey, type Fold } from "./common";
 
 /** `data-state` of a transfer item. */
 export type TransferStatus =
@@ -185,7 +185,8 @@ export function fileNameOf(path: string): string {
 }
 
 
-export function reduceTransfers<S extends TransfersState>(state: S, ev: EngineEvent, now: number, say: Say): S {
+export function reduceTransfers<S extends TransfersState>(state: S, ev: EngineEvent, fold: Fold): S {
+  const now = fold.now;
   switch (ev.event) {
     case "transfer_offered": {
       const key = idKey(ev.transfer);
@@ -194,13 +195,13 @@ export function reduceTransfers<S extends TransfersState>(state: S, ev: EngineEv
         ev.transfer,
         num(ev.account),
         "incoming",
-        ev.display_name ? `${ev.display_name} <${ev.from}>` : ev.from,
+        ev.from,
         ev.file_name,
         ev.size === null ? null : num(ev.size),
         now,
         false,
       );
-      return setTransfer(state, t);
+      return setTransfer(state, { ...t, peerName: ev.display_name ?? null });
     }
     case "transfer_state": {
       const key = idKey(ev.transfer);
@@ -245,7 +246,7 @@ export function reduceTransfers<S extends TransfersState>(state: S, ev: EngineEv
         default:
           break;
       }
-      if (ts.state === "failed") say(`Transfer of ${next.fileName || "a file"} failed: ${ts.reason}.`);
+      if (ts.state === "failed") fold.say(`Transfer of ${next.fileName || "a file"} failed: ${ts.reason}.`);
       return setTransfer(state, next);
     }
     case "transfer_progress": {
@@ -333,7 +334,7 @@ export function reduceTransfers<S extends TransfersState>(state: S, ev: EngineEv
       const account = num(ev.account);
       const key = `x${account}-${idKey(ev.transfer)}`;
       const t = state.transfers[key];
-      say(`File transfer failed: ${ev.reason}.`);
+      fold.say(`File transfer failed: ${ev.reason}.`);
       return t ? setTransfer(state, { ...t, status: "failed", detail: ev.reason, rateBps: 0, etaMs: null }) : state;
     }
 
