@@ -19,6 +19,8 @@ describe("party", () => {
     expect(initialsOf("émile")).toBe("É");
     expect(initialsOf("+1 555 0100")).toBe("1");
     expect(initialsOf("")).toBe("?");
+    expect(initialsOf("<b>Zoe</b>")).toBe("Z");
+    expect(initialsOf("Bob <sip:bob@x>")).toBe("B");
     const s = onlineState();
     expect(partyOf(s, "sip:bob@lyrebird.test").hue).toBe(partyOf(s, "bob@lyrebird.test").hue);
   });

@@ -28,9 +28,11 @@ export function partyOf(
   return { name, address: bare || address, initials: initialsOf(name), hue: hueOf(bare) };
 }
 
-/** `Bob Baker` → `BB`, `bob` → `B`, `Émile` → `É`, `+1 555 0100` → `1`. */
+/** `Bob Baker` → `BB`, `bob` → `B`, `Émile` → `É`, `+1 555 0100` → `1`, `<b>Zoe</b>` → `Z`. */
 export function initialsOf(name: string): string {
-  const words = name.split(/[^\p{L}\p{N}]+/u).filter((w) => w !== "");
+  // Angle-bracketed parts (an address, or markup someone put in their name) are not the name.
+  const plain = name.replace(/<[^>]*>/g, " ");
+  const words = plain.split(/[^\p{L}\p{N}]+/u).filter((w) => w !== "");
   const first = words[0];
   if (first === undefined) return "?";
   const last = words.length > 1 ? words[words.length - 1] : undefined;
