@@ -54,6 +54,11 @@ export const api = {
   hangupCall: (callId: Id) => call<void>("hangup_call", { call: callId }),
   setMuted: (callId: Id, muted: boolean) => call<void>("set_muted", { call: callId, muted }),
   sendDtmf: (callId: Id, digit: string) => call<void>("send_dtmf", { call: callId, digit }),
+  // Not in the shell yet: features.ts keeps the buttons that call these hidden until they are.
+  holdCall: (callId: Id, hold: boolean) => call<void>("hold_call", { call: callId, hold }),
+  transferCall: (callId: Id, target: string) => call<void>("transfer_call", { call: callId, target }),
+  mergeCalls: (calls: Id[]) => call<void>("merge_calls", { calls }),
+  recordCall: (callId: Id, record: boolean) => call<void>("record_call", { call: callId, record }),
   /** Streams the call's statistics (every 200 ms) until it ends. */
   watchCall: (callId: Id, onStats: (stats: MediaStats) => void) => {
     // A Channel needs the Tauri internals even to be constructed.

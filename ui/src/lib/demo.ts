@@ -29,6 +29,11 @@ export function demoState(now: number): S.AppState {
     { event: "transfer_progress", account: 1, transfer: 6, bytes: 3_000_000, total: 9_000_000, percent: 33.33, rate_bps: 1_200_000, eta_ms: 5000 },
     { event: "call_state", account: 1, call: 7, state: { state: "dialing", direction: "outgoing", peer: "sip:echo@lyrebird.test" } },
     { event: "call_state", account: 1, call: 7, state: { state: "audio_flowing" } },
+    // A second call going on at the same time, with keys the other side pressed.
+    { event: "incoming_call", account: 1, call: 8, from: "sip:bob@lyrebird.test", display_name: "Bob" },
+    { event: "call_state", account: 1, call: 8, state: { state: "audio_flowing" } },
+    { event: "dtmf_received", account: 1, call: 8, digit: "1" },
+    { event: "dtmf_received", account: 1, call: 8, digit: "#" },
   ];
   s = S.applyEvents(s, events, now);
   s = S.addOutgoing(s, 2, "carol@lyrebird.test", false, "d2", "Sounds good!", now - 30_000);

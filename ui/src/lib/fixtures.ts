@@ -8,6 +8,7 @@ import type {
   MessageRecord,
   SavedAccount,
 } from "./types";
+import { applyBootstrap, applyEvents, emptyState, type AppState } from "./state";
 
 export const SIP_ACCOUNT: SavedAccount = {
   id: 1,
@@ -132,4 +133,27 @@ export function record(
     corrects_stable_id: null,
     ...partial,
   };
+}
+
+/** The time the state tests fold their events at. */
+export const T0 = 1_700_001_000_000;
+
+/** The state right after the shell's bootstrap answer. */
+export function bootedState(): AppState {
+  return applyBootstrap(emptyState(), bootstrap());
+}
+
+/** Both accounts signed in: SIP registered, XMPP online. */
+export function onlineState(state: AppState = bootedState()): AppState {
+  return applyEvents(
+    state,
+    [
+      { event: "account_state", account: 1, state: { state: "connecting" } },
+      { event: "account_state", account: 1, state: { state: "registered", expires_s: 600, outbound: true } },
+      { event: "account_state", account: 2, state: { state: "connecting" } },
+      { event: "account_state", account: 2, state: { state: "connected" } },
+      { event: "xmpp_online", account: 2, jid: "alice@lyrebird.test/lyrebird", resumed: false },
+    ],
+    T0,
+  );
 }

@@ -30,6 +30,39 @@ class AppStore {
 
   update(fn: (s: S.AppState) => S.AppState): void {
     this.state = fn(this.state);
+    this.scheduleExpiry();
+  }
+
+  private expiryTimer: ReturnType<typeof setTimeout> | null = null;
+  private expiryAt = Infinity;
+
+  /** Sets a timer for the moment the next information toast or ended call's summary is due
+   * to go. The once-a-second tick would get there too, but a throttled or late tick must not
+   * leave them on screen: they go when due. */
+  private scheduleExpiry(): void {
+    const due = [S.nextToastExpiry(this.state), S.nextCallFold(this.state)].filter(
+      (t): t is number => t !== null,
+    );
+    if (due.length === 0) return;
+    const at = Math.min(...due);
+    if (this.expiryTimer !== null && this.expiryAt <= at) return;
+    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+    this.expiryAt = at;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = null;
+      this.expiryAt = Infinity;
+      this.expire(Date.now());
+    }, Math.max(0, at - Date.now()) + 5);
+  }
+
+  /** Drops what has had its time on screen. */
+  private expire(now: number): void {
+    const s0 = this.state;
+    let s = S.expireTyping(s0, now);
+    s = S.expireToasts(s, now);
+    s = S.dropEndedCalls(s, now);
+    if (s !== s0) this.state = s;
+    this.scheduleExpiry();
   }
 
   fail(error: unknown): void {
@@ -141,6 +174,7 @@ class AppStore {
       if (key) read.add(key);
     }
     this.state = s;
+    this.scheduleExpiry();
     for (const key of read) {
       const conv = s.conversations[key];
       if (conv) void this.run(() => api.markRead(conv.account, conv.peer));
@@ -168,11 +202,7 @@ class AppStore {
   private tick(): void {
     const now = Date.now();
     this.now = now;
-    const s0 = this.state;
-    let s = S.expireTyping(s0, now);
-    s = S.expireToasts(s, now);
-    s = S.dropEndedCalls(s, now);
-    if (s !== s0) this.state = s;
+    this.expire(now);
   }
 
   async refreshRoster(account: number): Promise<void> {
@@ -219,6 +249,37 @@ class AppStore {
 
   async hangup(call: S.CallView): Promise<void> {
     await this.run(() => api.hangupCall(call.id));
+  }
+
+  /** The person chose which call the keypad and the meters are for. */
+  setActiveCall(call: S.CallView): void {
+    this.update((s) => S.setActiveCall(s, call.key));
+  }
+
+  /** Folds an ended call's summary into history before its time is up. */
+  dismissEndedCall(call: S.CallView): void {
+    this.update((s) => S.foldEndedCall(s, call.key));
+  }
+
+  async sendDtmf(call: S.CallView, digit: string): Promise<void> {
+    await this.run(() => api.sendDtmf(call.id, digit));
+  }
+
+  async setHeld(call: S.CallView, hold: boolean): Promise<void> {
+    // The engine says when hold took effect (call_hold); nothing changes here until then.
+    await this.run(() => api.holdCall(call.id, hold));
+  }
+
+  async transferCall(call: S.CallView, target: string): Promise<void> {
+    await this.run(() => api.transferCall(call.id, target));
+  }
+
+  async mergeCalls(calls: S.CallView[]): Promise<void> {
+    await this.run(() => api.mergeCalls(calls.map((c) => c.id)));
+  }
+
+  async setRecording(call: S.CallView, record: boolean): Promise<void> {
+    await this.run(() => api.recordCall(call.id, record));
   }
 
   async toggleMute(call: S.CallView): Promise<void> {
@@ -346,10 +407,7 @@ class AppStore {
   }
 
   dismissSubscription(account: number, from: string): void {
-    this.update((s) => ({
-      ...s,
-      subscriptionRequests: s.subscriptionRequests.filter((r) => !(r.account === account && r.from === from)),
-    }));
+    this.update((s) => S.dismissSubscription(s, account, from));
   }
 }
 

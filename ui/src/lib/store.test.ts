@@ -240,3 +240,32 @@ describe("commands", () => {
     expect(app.state.accounts["2"]).toBeUndefined();
   });
 });
+
+describe("what leaves the screen by itself", () => {
+  it("lets information toasts go when due, even without the tick, and keeps errors", async () => {
+    const app = await freshStore(); // not started: no once-a-second tick
+    app.info("Asked bob@localhost to share presence.");
+    app.fail({ kind: "transport", detail: "connection refused" });
+    await vi.advanceTimersByTimeAsync(4_000);
+    expect(app.state.toasts.length).toBe(2);
+    await vi.advanceTimersByTimeAsync(1_100);
+    expect(app.state.toasts.map((t) => t.level)).toEqual(["error"]);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(app.state.toasts.length).toBe(1);
+  });
+
+  it("folds an ended call's summary into history a few seconds after it ended", async () => {
+    const app = await freshStore();
+    await app.start();
+    replies.start_call = 5;
+    await app.startCall(1, "sip:bob@lyrebird.test");
+    emit({ event: "call_state", account: 1, call: 5, state: { state: "audio_flowing" } });
+    await vi.advanceTimersByTimeAsync(3_000);
+    replies.recent_calls = [];
+    emit({ event: "call_state", account: 1, call: 5, state: { state: "ended", reason: "local hangup", status: null } });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(app.state.calls["5"]?.status).toBe("ended");
+    await vi.advanceTimersByTimeAsync(4_000);
+    expect(app.state.calls).toEqual({});
+  });
+});

@@ -5,6 +5,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import App from "../App.svelte";
 import InCall from "../components/InCall.svelte";
 import IncomingCall from "../components/IncomingCall.svelte";
+import { features } from "../lib/features";
 import { bootstrap, chat } from "../lib/fixtures";
 import * as S from "../lib/state";
 import { app } from "../lib/store.svelte";
@@ -15,6 +16,37 @@ import Settings from "./Settings.svelte";
 import Transfers from "./Transfers.svelte";
 
 const NOW = 1_700_001_000_000;
+
+/** The text of the element with this `data-testid`, tags dropped and spaces squeezed. */
+function textOf(html: string, testid: string): string {
+  const start = html.search(new RegExp(`<(\\w+)[^>]*data-testid="${testid}"`));
+  if (start < 0) return "";
+  const tag = /^<(\w+)/.exec(html.slice(start))?.[1] ?? "div";
+  // The element ends where its tag closes at the same depth.
+  let depth = 0;
+  const re = new RegExp(`<(/?)${tag}\\b[^>]*>`, "g");
+  re.lastIndex = start;
+  let end = html.length;
+  for (let m = re.exec(html); m; m = re.exec(html)) {
+    depth += m[1] ? -1 : 1;
+    if (depth === 0) {
+      end = m.index + m[0].length;
+      break;
+    }
+  }
+  return html
+    .slice(start, end)
+    .replace(/<!--[^]*?-->/g, "")
+    .replace(/<[^>]*>/g, " ")
+    .replace(/\s+/g, " ")
+    .trim();
+}
+
+/** Alice in a call with Bob (call 1), answered 65 s ago. */
+function inCallWithBob(): S.AppState {
+  const s = S.callStarted(app.state, 1, 1, "sip:bob@lyrebird.test", NOW - 65_000);
+  return S.applyEvent(s, { event: "call_state", account: 1, call: 1, state: { state: "audio_flowing" } }, NOW - 65_000);
+}
 
 function attrs(html: string, testid: string): string[] {
   const re = new RegExp(`<[^>]*data-testid="${testid}"[^>]*>`, "g");
@@ -77,6 +109,9 @@ describe("chats view", () => {
     expect(msgs[0]).toContain('data-state="sent"');
     expect(msgs[0]).toContain('data-id="sip-4"');
     expect(body).not.toContain("<script>x()");
+    // People by name, with an initials avatar; the address only where it helps.
+    expect(body).toMatch(/data-testid="conversation-item"[^>]*data-peer="sip:bob@lyrebird.test"[^>]*>[^]*?aria-hidden="true">B<\/span>[^]*?>Bob</);
+    expect(body).not.toMatch(/>sip:bob@lyrebird.test</);
     for (const id of ["message-list", "composer-input", "composer-send", "composer-attach", "chat-search", "room-join-address", "room-join-nick", "room-join"]) {
       expect(attrs(body, id).length, id).toBe(1);
     }
@@ -106,6 +141,19 @@ describe("chats view", () => {
 });
 
 describe("calls", () => {
+  it("shows the call in progress at the top of history, by name", () => {
+    app.state = inCallWithBob();
+    const { body } = render(Calls);
+    expect(body).not.toContain("No calls yet");
+    const items = attrs(body, "call-history-item");
+    expect(items.length).toBe(3);
+    expect(items[0]).toContain('data-in-progress="true"');
+    expect(items[0]).toContain('aria-label="Outgoing, in progress: Bob"');
+    expect(items[1]).toContain('data-in-progress="false"');
+    expect(body).not.toMatch(/>sip:bob@lyrebird.test</);
+    expect(body).toContain('aria-label="Call Bob back"');
+  });
+
   it("has the dialpad and history with missed calls marked", () => {
     const { body } = render(Calls);
     for (const id of ["dial-account", "dial-input", "dial-call"]) expect(attrs(body, id).length, id).toBe(1);
@@ -117,13 +165,31 @@ describe("calls", () => {
     expect(items[1]).toContain('data-missed="false"');
   });
 
-  it("shows the incoming call screen", () => {
-    const s = S.applyEvent(app.state, { event: "incoming_call", account: 1, call: 12, from: "sip:bob@lyrebird.test", display_name: "<b>Bob</b>" }, NOW);
-    const call = S.ringingIncoming(s)!;
-    const { body } = render(IncomingCall, { props: { call } });
+  it("shows the incoming call screen with the caller's name, escaped", () => {
+    let s = S.applyEvent(app.state, { event: "incoming_call", account: 1, call: 12, from: "sip:zoe@lyrebird.test", display_name: "<b>Zoe</b>" }, NOW);
+    app.state = s;
+    let { body } = render(IncomingCall, { props: { call: S.ringingIncoming(s)! } });
     expect(attrs(body, "incoming-call")[0]).toContain('data-call="12"');
-    expect(body).toContain("&lt;b>Bob&lt;/b> (sip:bob@lyrebird.test)");
+    expect(textOf(body, "incoming-caller")).toBe("Z &lt;b>Zoe&lt;/b> zoe@lyrebird.test");
     for (const id of ["incoming-caller", "incoming-answer", "incoming-decline"]) expect(attrs(body, id).length, id).toBe(1);
+    expect(attrs(body, "incoming-while-in-call")).toEqual([]);
+    // A contact is named as the person saved them, whatever name the call carries.
+    s = S.applyEvent(app.state, { event: "incoming_call", account: 1, call: 13, from: "sip:bob@lyrebird.test", display_name: "Robert" }, NOW);
+    ({ body } = render(IncomingCall, { props: { call: s.calls["13"]! } }));
+    expect(textOf(body, "incoming-caller")).toBe("B Bob bob@lyrebird.test");
+  });
+
+  it("offers answer and decline to a second caller while in a call", () => {
+    app.state = inCallWithBob();
+    app.state = S.applyEvent(app.state, { event: "incoming_call", account: 1, call: 2, from: "sip:carol@lyrebird.test", display_name: null }, NOW);
+    const { body } = render(App);
+    expect(attrs(body, "incoming-call")[0]).toContain('data-call="2"');
+    expect(textOf(body, "incoming-caller")).toContain("Carol");
+    expect(textOf(body, "incoming-while-in-call")).toBe("You are in a call with Bob; it stays on if you answer.");
+    expect(attrs(body, "incoming-answer").length).toBe(1);
+    expect(attrs(body, "incoming-decline").length).toBe(1);
+    // The call with Bob is still shown, as it was.
+    expect(attrs(body, "in-call").map((a) => /data-call="(\d+)"/.exec(a)?.[1])).toEqual(["1"]);
   });
 
   it("shows the in-call view with timer, mute state, keypad and meters", () => {
@@ -132,6 +198,7 @@ describe("calls", () => {
     s = S.setMuted(s, "7", true);
     app.state = s;
     const { body } = render(InCall, { props: { call: S.currentCall(s)! } });
+    expect(textOf(body, "call-peer")).toBe("echo");
     const root = attrs(body, "in-call")[0] ?? "";
     expect(root).toContain('data-call="7"');
     expect(root).toContain('data-state="audio"');
@@ -144,6 +211,103 @@ describe("calls", () => {
     expect(attrs(body, "level-out")[0]).toMatch(/^<meter/);
     expect(attrs(body, "call-quality")[0]).toContain('data-quality="unknown"');
     expect(attrs(body, "call-hangup").length).toBe(1);
+  });
+});
+
+describe("several calls", () => {
+  /** In a call with Carol (answered, active) while the call with Bob goes on. */
+  function twoCalls(): S.AppState {
+    let s = inCallWithBob();
+    s = S.applyEvents(
+      s,
+      [
+        { event: "incoming_call", account: 1, call: 2, from: "sip:carol@lyrebird.test", display_name: null },
+        { event: "call_state", account: 1, call: 2, state: { state: "audio_flowing" } },
+      ],
+      NOW - 10_000,
+    );
+    return S.applyEvent(s, { event: "dtmf_received", account: 1, call: 2, digit: "4" }, NOW);
+  }
+
+  it("lists every call with its state, timer and hang-up, the active one first", () => {
+    app.state = twoCalls();
+    const { body } = render(App);
+    expect(body).toMatch(/<ul[^>]*aria-label="Calls"[^>]*data-testid="call-list"/);
+    const cards = attrs(body, "in-call");
+    expect(cards.map((a) => [/data-call="(\d+)"/.exec(a)?.[1], /data-active="(\w+)"/.exec(a)?.[1]])).toEqual([
+      ["2", "true"],
+      ["1", "false"],
+    ]);
+    expect(cards[0]).toContain('aria-label="Call with Carol"');
+    expect(cards[1]).toContain('aria-label="Call with Bob"');
+    expect(attrs(body, "call-peer").length).toBe(2);
+    expect(body).not.toMatch(/data-testid="call-peer"[^>]*>sip:/);
+    expect(body).toMatch(/data-testid="call-timer"[^>]*>0:10</);
+    expect(body).toMatch(/data-testid="call-timer"[^>]*>1:05</);
+    expect(attrs(body, "call-hangup").map((a) => /aria-label="([^"]*)"/.exec(a)?.[1])).toEqual([
+      "Hang up the call with Carol",
+      "Hang up the call with Bob",
+    ]);
+    // The keypad and meters are the active call's; the other can be switched to.
+    expect(attrs(body, "call-dtmf-1").length).toBe(1);
+    expect(attrs(body, "level-out").length).toBe(1);
+    expect(attrs(body, "call-switch")[0]).toContain('aria-label="Switch to the call with Bob"');
+    expect(textOf(body, "call-dtmf-received")).toBe("Carol pressed 4");
+  });
+
+  it("hides hold, transfer, merge and record until the engine can do them", () => {
+    app.state = twoCalls();
+    let { body } = render(App);
+    for (const id of ["call-hold", "call-transfer", "call-merge", "call-record"]) expect(attrs(body, id), id).toEqual([]);
+    Object.assign(features, { hold: true, transfer: true, merge: true, record: true });
+    try {
+      app.state = S.applyEvent(app.state, { event: "call_hold", account: 1, call: 1, local: true, remote: false }, NOW);
+      ({ body } = render(App));
+      expect(attrs(body, "call-hold").map((a) => /aria-label="([^"]*)"/.exec(a)?.[1])).toEqual([
+        "Put Carol on hold",
+        "Resume the call with Bob",
+      ]);
+      expect(attrs(body, "call-transfer").length).toBe(2);
+      expect(attrs(body, "call-merge").length).toBe(2);
+      expect(attrs(body, "call-record").length).toBe(2);
+      expect(attrs(body, "in-call")[1]).toContain('data-held="true"');
+    } finally {
+      Object.assign(features, { hold: false, transfer: false, merge: false, record: false });
+    }
+  });
+
+  it("sums up an ended call for a few seconds, then folds it into history", () => {
+    let s = S.applyEvent(inCallWithBob(), { event: "call_state", account: 1, call: 1, state: { state: "ended", reason: "remote_hangup", status: null } }, NOW);
+    app.state = s;
+    app.view = "transfers";
+    let { body } = render(App);
+    expect(attrs(body, "in-call")).toEqual([]);
+    expect(attrs(body, "call-summary")[0]).toContain('aria-label="Call with Bob ended"');
+    expect(body).toMatch(/Call ended · <span data-testid="call-summary-duration">1:05<\/span> · Remote hangup/);
+    expect(body).not.toMatch(/<button[^>]*disabled/);
+    s = S.dropEndedCalls(s, NOW + S.ENDED_CALL_LINGER_MS);
+    app.state = s;
+    app.view = "calls";
+    ({ body } = render(App));
+    expect(attrs(body, "call-summary")).toEqual([]);
+    expect(attrs(body, "call-history-item")[0]).toContain('data-in-progress="false"');
+    expect(attrs(body, "call-history-item")[0]).toContain('data-peer="sip:bob@lyrebird.test"');
+  });
+});
+
+describe("toasts", () => {
+  it("lets information go after a few seconds, and keeps errors until dismissed", () => {
+    let s = S.addToast(app.state, "Asked bob@localhost to share presence.", NOW, "info");
+    s = S.addErrorToast(s, { kind: "transport", detail: "refused" }, NOW);
+    app.state = s;
+    let { body } = render(App);
+    expect(attrs(body, "toast").length).toBe(2);
+    app.state = S.expireToasts(s, NOW + S.TOAST_LIFETIME_MS);
+    ({ body } = render(App));
+    expect(attrs(body, "toast").length).toBe(1);
+    expect(body).not.toContain("share presence");
+    expect(body).toContain("Can't reach the server: refused.");
+    expect(body).toContain('aria-label="Dismiss message"');
   });
 });
 
@@ -166,6 +330,8 @@ describe("transfers view", () => {
     const { body } = render(Transfers);
     const items = attrs(body, "transfer-item");
     expect(items[0]).toContain('data-transfer="5"');
+    expect(body).toMatch(/From<\/span>[^]*?>Bob<\/span>/);
+    expect(body).not.toContain("From sip:");
     expect(items[0]).toContain('data-state="offered"');
     expect(items[1]).toContain('data-state="active"');
     expect(attrs(body, "transfer-accept").length).toBe(1);

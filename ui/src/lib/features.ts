@@ -1,0 +1,20 @@
+// Call features the window can show but the engine cannot do yet: their buttons stay hidden
+// until the shell has the command behind them. Turn one on here once its command is wired.
+export const features = {
+  /** Hold and resume (`hold_call`). */
+  hold: false,
+  /** Blind transfer to another address (`transfer_call`). */
+  transfer: false,
+  /** Mixing calls into a conference (`merge_calls`). */
+  merge: false,
+  /** Recording a call to a file (`record_call`). */
+  record: false,
+};
+
+export type Feature = keyof typeof features;
+
+/** Whether `feature` can be offered for a call on an account of this kind (only SIP calls
+ * exist; the engine does these per SIP dialog). */
+export function callFeature(feature: Feature, accountKind: "sip" | "xmpp" | null): boolean {
+  return features[feature] && accountKind === "sip";
+}
