@@ -188,6 +188,13 @@ async fn drive(
                     }
                 }
                 MediaEvent::Disconnected => debug!("media path interrupted; ICE may recover"),
+                MediaEvent::Dtmf { digit } => {
+                    let _ = notices.send(AccountNotice::Event(EngineEvent::DtmfReceived {
+                        account,
+                        call,
+                        digit: digit.to_string(),
+                    }));
+                }
                 MediaEvent::Failed { reason } => {
                     let _ = to_account
                         .send(FromCall::MediaFailed { call, reason, peer_fault: false })

@@ -27,6 +27,14 @@ pub enum EngineEvent {
         call: CallId,
         state: CallState,
     },
+    /// The other side pressed a key during the call (an RFC 4733 telephone event in the media,
+    /// or a SIP INFO with `application/dtmf-relay` or `application/dtmf`).
+    DtmfReceived {
+        account: AccountId,
+        call: CallId,
+        /// `0-9`, `*`, `#` or `A-D`.
+        digit: String,
+    },
     /// A SIP MESSAGE (RFC 3428) arrived.
     MessageReceived {
         account: AccountId,
@@ -375,6 +383,7 @@ impl EngineEvent {
             E::AccountState { account, .. }
             | E::IncomingCall { account, .. }
             | E::CallState { account, .. }
+            | E::DtmfReceived { account, .. }
             | E::MessageReceived { account, .. }
             | E::MessageDelivered { account, .. }
             | E::MessageFailed { account, .. }

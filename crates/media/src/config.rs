@@ -182,6 +182,11 @@ pub enum MediaEvent {
     FirstAudioReceived,
     /// Connectivity was lost (ICE consent failing); it may come back.
     Disconnected,
+    /// The peer pressed a key (an RFC 4733 telephone event, told once per key press).
+    Dtmf {
+        /// `0-9`, `*`, `#` or `A-D`.
+        digit: char,
+    },
     /// The connection failed for good.
     Failed {
         /// Human-readable cause.

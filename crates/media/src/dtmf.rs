@@ -1,4 +1,4 @@
-//! RFC 4733 named telephone events (DTMF) sent in the RTP stream.
+//! RFC 4733 named telephone events (DTMF) in the RTP stream, sent and received.
 //!
 //! One key press is one event: every packet of it carries the same RTP timestamp (the event's
 //! start) and a growing duration; the first has the marker bit (§2.5.1.2); the last is sent
@@ -87,6 +87,47 @@ impl EventSender {
     }
 }
 
+/// The key of an event code (RFC 4733 §3.2 table 3); codes above 15 are not keys.
+pub fn digit_of(event: u8) -> Option<char> {
+    match event {
+        0..=9 => Some(char::from(b'0' + event)),
+        10 => Some('*'),
+        11 => Some('#'),
+        12..=15 => Some(char::from(b'A' + event - 12)),
+        _ => None,
+    }
+}
+
+/// Tells each received key press once, however many packets carry it.
+///
+/// Every packet of one event carries the event's start as its RTP timestamp (§2.5.1.1), so a
+/// timestamp seen before is the same key press: its updates, its End packet and the End
+/// packet's repeats. A few recent starts are remembered because repeats of one event's End
+/// packets can arrive after the next event began on a reordering path.
+#[derive(Debug, Default)]
+pub struct EventReceiver {
+    recent_starts: [Option<u32>; 4],
+    next_slot: usize,
+}
+
+impl EventReceiver {
+    /// Reads one telephone-event payload sent at RTP time `timestamp`; returns the key the
+    /// first time an event is seen. Payloads shorter than the 4 bytes of §2.3 and codes that
+    /// are not keys (tones, line events) are ignored.
+    pub fn receive(&mut self, timestamp: u32, payload: &[u8]) -> Option<char> {
+        let &[event, ..] = payload else {
+            return None;
+        };
+        if payload.len() < 4 || self.recent_starts.contains(&Some(timestamp)) {
+            return None;
+        }
+        let digit = digit_of(event)?;
+        self.recent_starts[self.next_slot] = Some(timestamp);
+        self.next_slot = (self.next_slot + 1) % self.recent_starts.len();
+        Some(digit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +168,40 @@ mod tests {
         assert_eq!(durations, vec![160, 320, 480, 640, 800, 800, 800]);
         let ends: Vec<bool> = packets.iter().map(|p| p.payload[1] & 0x80 != 0).collect();
         assert_eq!(ends, vec![false, false, false, false, true, true, true]);
+    }
+
+    #[test]
+    fn every_key_maps_back() {
+        for key in "0123456789*#ABCD".chars() {
+            let code = event_code(key).expect("a key");
+            assert_eq!(digit_of(code), Some(key));
+        }
+        assert_eq!(digit_of(16), None);
+    }
+
+    #[test]
+    fn a_key_press_is_told_once_whatever_its_packets() {
+        let mut receiver = EventReceiver::default();
+        let mut told = Vec::new();
+        for (digit, start) in [('1', 1000u32), ('#', 2600), ('1', 4200)] {
+            let mut sender = EventSender::new(event_code(digit).expect("key"), start, 160);
+            while let Some(packet) = sender.next_packet() {
+                if let Some(packet) = packet {
+                    told.extend(receiver.receive(packet.timestamp, &packet.payload));
+                }
+            }
+        }
+        // A late repeat of the first event's End packet is not a new key press.
+        told.extend(receiver.receive(1000, &payload(1, true, 800)));
+        assert_eq!(told, vec!['1', '#', '1']);
+    }
+
+    #[test]
+    fn short_payloads_and_non_keys_are_ignored() {
+        let mut receiver = EventReceiver::default();
+        assert_eq!(receiver.receive(1, &[5, 0x80]), None);
+        assert_eq!(receiver.receive(2, &[]), None);
+        assert_eq!(receiver.receive(3, &payload(70, false, 160)), None);
+        assert_eq!(receiver.receive(4, &payload(5, false, 160)), Some('5'));
     }
 }

@@ -18,7 +18,7 @@
 use crate::audio::{Sink, Source};
 use crate::codec::{Decoder, Encoder, FRAME_48K, rms_level};
 use crate::config::{AudioCodec, AudioSink, AudioSource, MediaConfig, MediaEvent, MediaStats};
-use crate::dtmf::{EventSender, event_code};
+use crate::dtmf::{EventReceiver, EventSender, event_code};
 use crate::early_packets::{AnsweringRuntime, EarlyPackets};
 use crate::error::MediaError;
 use crate::jitter::{Insert, JitterBuffer, Playout};
@@ -452,6 +452,7 @@ impl MediaSession {
             frame_in: [0.0; FRAME_48K],
             frame_out: [0.0; FRAME_48K],
             first_audio_seen: false,
+            received_events: EventReceiver::default(),
             start: Instant::now(),
         };
         // Beside the peer connection's driver, so a frame's hand-overs stay on one thread.
@@ -743,6 +744,8 @@ struct MediaTask {
     frame_in: [f32; FRAME_48K],
     frame_out: [f32; FRAME_48K],
     first_audio_seen: bool,
+    /// Key presses the peer sends as telephone events.
+    received_events: EventReceiver,
     start: Instant,
 }
 
@@ -870,6 +873,14 @@ impl MediaTask {
             PayloadFormat::Audio(codec) => codec.clock_rate(),
             PayloadFormat::TelephoneEvent(rate) => rate,
         };
+        if matches!(format, PayloadFormat::TelephoneEvent(_))
+            && let Some(digit) = self
+                .received_events
+                .receive(packet.timestamp, &packet.payload)
+        {
+            debug!(%digit, "DTMF received");
+            let _ = self.events.try_send(MediaEvent::Dtmf { digit });
+        }
         let bytes = packet.payload.len() as u64;
         let arrival_ms = packet
             .arrival

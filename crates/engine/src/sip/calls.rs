@@ -223,9 +223,16 @@ impl Calls {
             DialogEvent::Referred { refer, .. } => {
                 let _ = sig.ua.reject_refer(sig.now, refer, 603);
             }
+            DialogEvent::Dtmf { digit, .. } => {
+                debug!(call = call.0, %digit, "DTMF received in SIP INFO");
+                self.emit(EngineEvent::DtmfReceived {
+                    account: self.account,
+                    call,
+                    digit: digit.to_string(),
+                });
+            }
             DialogEvent::ReofferAnswered { .. }
             | DialogEvent::ReofferFailed { .. }
-            | DialogEvent::Dtmf { .. }
             | DialogEvent::ReferProgress { .. } => {}
             DialogEvent::Ended { reason } => {
                 let answered = self.entries.get(&call).is_some_and(|c| c.answered);
