@@ -155,7 +155,7 @@ pub(crate) fn is_token(text: &str) -> bool {
         })
 }
 
-fn payload_type(text: &str) -> Option<u8> {
+pub(crate) fn payload_type(text: &str) -> Option<u8> {
     // No sign, no leading '+': `u8::from_str` would take "+5".
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -184,11 +184,10 @@ impl Attribute {
                 Some(_) => Err(format!("a={name} takes no value")),
             }
         };
+        if let Some(direction) = Direction::from_name(name) {
+            return flag(Attribute::Direction(direction));
+        }
         Ok(match name {
-            "sendrecv" | "sendonly" | "recvonly" | "inactive" => {
-                let direction = Direction::from_name(name).ok_or("unreachable direction")?;
-                flag(Attribute::Direction(direction))?
-            }
             "rtcp-mux" => flag(Attribute::RtcpMux)?,
             "rtpmap" => Attribute::Rtpmap(parse_rtpmap(need(name)?)?),
             "fmtp" => {

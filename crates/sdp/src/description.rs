@@ -365,6 +365,9 @@ impl Parser {
                 });
             }
         }
+        if self.timing.is_empty() {
+            return Err(SdpError::Missing("t="));
+        }
         Ok(SessionDescription {
             origin: self.origin.ok_or(SdpError::Missing("o="))?,
             session_name: self.session_name.ok_or(SdpError::Missing("s="))?,
@@ -374,11 +377,7 @@ impl Parser {
             phones: self.phones,
             connection: self.connection,
             bandwidths: self.bandwidths,
-            timing: if self.timing.is_empty() {
-                return Err(SdpError::Missing("t="));
-            } else {
-                self.timing
-            },
+            timing: self.timing,
             time_zones: self.time_zones,
             key: self.key,
             attributes: self.attributes,

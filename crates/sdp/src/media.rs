@@ -231,11 +231,14 @@ impl MediaDescription {
         self.attributes.contains(&Attribute::RtcpMux)
     }
 
-    /// The formats that are RTP payload types, in `m=` line order.
+    /// The formats that are RTP payload types, in `m=` line order; none unless the protocol
+    /// is an RTP profile.
     pub fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
+        let rtp = self.is_rtp();
         self.formats
             .iter()
-            .filter_map(|f| f.parse::<u8>().ok().filter(|pt| *pt < 128))
+            .filter(move |_| rtp)
+            .filter_map(|f| crate::attribute::payload_type(f))
     }
 
     /// The `a=rtpmap` of `payload_type`.
