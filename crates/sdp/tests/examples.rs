@@ -63,33 +63,75 @@ const RFC3264_10_1_REOFFER: &[&str] = &[
     "a=recvonly",
 ];
 
-// RFC 3264 §10.2: several codecs per stream; the answer keeps a subset.
+// RFC 3264 §10.1, Alice's answer to that: she sends the events Bob will only receive.
+const RFC3264_10_1_REANSWER: &[&str] = &[
+    "v=0",
+    "o=alice 2890844526 2890844527 IN IP4 host.anywhere.com",
+    "s=",
+    "c=IN IP4 host.anywhere.com",
+    "t=0 0",
+    "m=audio 49170 RTP/AVP 0",
+    "a=rtpmap:0 PCMU/8000",
+    "m=video 0 RTP/AVP 31",
+    "a=rtpmap:31 H261/90000",
+    "m=video 53000 RTP/AVP 32",
+    "a=rtpmap:32 MPV/90000",
+    "m=audio 53122 RTP/AVP 110",
+    "a=rtpmap:110 telephone-events/8000",
+    "a=sendonly",
+];
+
+// RFC 3264 §10.2: one of N codecs, offered inactive, then locked down with a second exchange.
 const RFC3264_10_2_OFFER: &[&str] = &[
     "v=0",
     "o=alice 2890844526 2890844526 IN IP4 host.anywhere.com",
     "s=",
     "c=IN IP4 host.anywhere.com",
     "t=0 0",
-    "m=audio 49170 RTP/AVP 0 8 97",
+    "m=audio 62986 RTP/AVP 0 4 18",
     "a=rtpmap:0 PCMU/8000",
-    "a=rtpmap:8 PCMA/8000",
-    "a=rtpmap:97 iLBC/8000",
-    "m=video 51372 RTP/AVP 31 32",
-    "a=rtpmap:31 H261/90000",
-    "a=rtpmap:32 MPV/90000",
+    "a=rtpmap:4 G723/8000",
+    "a=rtpmap:18 G729/8000",
+    "a=inactive",
 ];
 
 const RFC3264_10_2_ANSWER: &[&str] = &[
     "v=0",
-    "o=bob 2890844730 2890844730 IN IP4 host.example.com",
+    "o=bob 2890844730 2890844731 IN IP4 host.example.com",
     "s=",
     "c=IN IP4 host.example.com",
     "t=0 0",
-    "m=audio 49172 RTP/AVP 0 8",
+    "m=audio 54344 RTP/AVP 0 4",
     "a=rtpmap:0 PCMU/8000",
-    "a=rtpmap:8 PCMA/8000",
-    "m=video 0 RTP/AVP 31",
+    "a=rtpmap:4 G723/8000",
+    "a=inactive",
+];
+
+const RFC3264_10_2_REOFFER: &[&str] = &[
+    "v=0",
+    "o=alice 2890844526 2890844527 IN IP4 host.anywhere.com",
+    "s=",
+    "c=IN IP4 host.anywhere.com",
+    "t=0 0",
+    "m=audio 62986 RTP/AVP 4",
+    "a=rtpmap:4 G723/8000",
+    "a=sendrecv",
+];
+
+// RFC 3264 §9 figure 1, capabilities: all ports 0, and t= before c= (out of RFC 8866 order).
+const RFC3264_9_CAPABILITIES: &[&str] = &[
+    "v=0",
+    "o=carol 28908764872 28908764872 IN IP4 100.3.6.6",
+    "s=-",
+    "t=0 0",
+    "c=IN IP4 192.0.2.4",
+    "m=audio 0 RTP/AVP 0 1 3",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:1 1016/8000",
+    "a=rtpmap:3 GSM/8000",
+    "m=video 0 RTP/AVP 31 34",
     "a=rtpmap:31 H261/90000",
+    "a=rtpmap:34 H263/90000",
 ];
 
 #[test]
@@ -116,13 +158,45 @@ fn rfc3264_examples_round_trip() {
     let dtmf = reoffer.media[3].rtp_format(110).unwrap();
     assert_eq!((dtmf.encoding, dtmf.clock_rate), ("telephone-events", 8000));
 
+    let reanswer = round_trip(&crlf(RFC3264_10_1_REANSWER));
+    assert_eq!(
+        reanswer.direction(3),
+        reoffer.direction(3).map(Direction::reversed)
+    );
+    assert!(
+        reanswer.holds(3),
+        "a sendonly stream is one the peer does not receive"
+    );
+    assert!(
+        !reanswer.holds_audio_video(),
+        "the first audio stream still flows"
+    );
+
     let offer = round_trip(&crlf(RFC3264_10_2_OFFER));
     assert_eq!(
         offer.media[0].payload_types().collect::<Vec<_>>(),
-        [0, 8, 97]
+        [0, 4, 18]
     );
+    assert_eq!(offer.direction(0), Some(Direction::Inactive));
     let answer = round_trip(&crlf(RFC3264_10_2_ANSWER));
-    assert_eq!(answer.media[0].payload_types().collect::<Vec<_>>(), [0, 8]);
+    assert_eq!(answer.media[0].payload_types().collect::<Vec<_>>(), [0, 4]);
+    let reoffer = round_trip(&crlf(RFC3264_10_2_REOFFER));
+    assert_eq!(
+        reoffer.origin.session_version,
+        offer.origin.session_version + 1
+    );
+    assert_eq!(reoffer.direction(0), Some(Direction::SendRecv));
+
+    // Lines out of RFC 8866 order are read; they are written back in order.
+    let text = crlf(RFC3264_9_CAPABILITIES);
+    let capabilities = SessionDescription::parse(&text).unwrap();
+    assert!(capabilities.media.iter().all(|m| m.is_rejected()));
+    let written = capabilities.to_string();
+    assert!(
+        written.contains("s=-\r\nc=IN IP4 192.0.2.4\r\nt=0 0\r\n"),
+        "{written}"
+    );
+    assert_eq!(SessionDescription::parse(&written).unwrap(), capabilities);
 }
 
 #[test]
@@ -152,7 +226,7 @@ fn static_payload_types_need_no_rtpmap() {
     );
 }
 
-// RFC 4975 §8 and §7.4's session (MSRP over TCP), written out as a whole description.
+// An MSRP chat offer over TCP with RFC 4975 §8's attributes, written as a whole description.
 const RFC4975_OFFER: &[&str] = &[
     "v=0",
     "o=alice 2890844526 2890844527 IN IP4 alice.example.com",
@@ -164,7 +238,7 @@ const RFC4975_OFFER: &[&str] = &[
     "a=path:msrp://alice.example.com:7654/jshA7weztas;tcp",
 ];
 
-// RFC 5547 §9.1: Alice pushes a picture; Bob's answer receives it.
+// A file push in the form of RFC 5547 §9.1: Alice offers a picture, Bob's answer receives it.
 const RFC5547_OFFER: &[&str] = &[
     "v=0",
     "o=alice 2890844526 2890844526 IN IP4 host.atlanta.example.com",
@@ -180,7 +254,7 @@ const RFC5547_OFFER: &[&str] = &[
     "a=file-selector:name:\"My cool picture.jpg\" type:image/jpeg size:32349 \
      hash:sha-1:72:24:5F:E8:65:3D:DA:F3:71:36:2F:86:D4:71:91:3E:E4:A2:CE:2E",
     "a=file-transfer-id:vBnG916bdberum2fFEABR1FR3ExZMUrd",
-    "a=file-disposition:render",
+    "a=file-disposition:attachment",
     "a=file-date:creation:\"Mon, 15 May 2006 15:01:31 +0300\"",
     "a=file-icon:cid:id2@alicepc.example.com",
     "a=file-range:1-32349",
@@ -530,21 +604,21 @@ fn garbage_is_refused_with_a_reason() {
         (good.replace("t=0 0\r\n", ""), "no t="),
         (good.replace("t=0 0", "t=0"), "t= needs two fields"),
         (good.replace("2890844526 IN", "-1 IN"), "session version"),
-        (good.replace("m=audio 49170", "m=audio x"), "bad port"),
+        (good.replace("m=audio 62986", "m=audio x"), "bad port"),
         (
-            good.replace("m=audio 49170", "m=audio 70000"),
+            good.replace("m=audio 62986", "m=audio 70000"),
             "port out of range",
         ),
         (
-            good.replace("RTP/AVP 0 8 97", "RTP/AVP 0 8 300"),
+            good.replace("RTP/AVP 0 4 18", "RTP/AVP 0 4 300"),
             "payload type",
         ),
         (
-            good.replace("RTP/AVP 0 8 97", "RTP/AVP"),
+            good.replace("RTP/AVP 0 4 18", "RTP/AVP"),
             "without a format",
         ),
         (
-            good.replace("a=rtpmap:97 iLBC/8000", "a=rtpmap:97 iLBC"),
+            good.replace("a=rtpmap:18 G729/8000", "a=rtpmap:18 G729"),
             "bad rtpmap",
         ),
         (good.replace("s=\r\n", "s=\r\ns=again\r\n"), "a second s="),
