@@ -1,7 +1,9 @@
-//! The little SDP reading this crate does itself (RFC 8866 syntax, RFC 3264 offer/answer):
-//! a sanity check that rejects garbage with a clear error before the WebRTC stack sees it, and
-//! the payload-type map of the audio section (RFC 8866 §6.6 `a=rtpmap`, with RFC 3551 static
-//! types 0 and 8 that may appear without one).
+//! The media view of the shared SDP model (`lyrebird-sdp`, RFC 8866 syntax, RFC 3264
+//! offer/answer): a check that rejects garbage with a clear error before the WebRTC stack sees
+//! it, the payload-type map of the audio section (`a=rtpmap`, with RFC 3551 static types such
+//! as 0 and 8 that may appear without one), and the ICE credentials of our own offer.
+
+use lyrebird_sdp::{MediaKind, SessionDescription};
 
 use crate::config::AudioCodec;
 use crate::error::MediaError;
@@ -48,87 +50,36 @@ pub struct AudioSection {
 
 /// Checks that `sdp` is a session description with an audio section and returns that section.
 pub fn audio_section(sdp: &str) -> Result<AudioSection, MediaError> {
-    let mut lines = sdp.lines().map(str::trim).filter(|l| !l.is_empty());
-    match lines.next() {
-        Some("v=0") => {}
-        Some(other) => {
-            return Err(MediaError::BadSdp(format!(
-                "must start with v=0, starts with {:?}",
-                other.chars().take(20).collect::<String>()
-            )));
-        }
-        None => return Err(MediaError::BadSdp("empty".into())),
-    }
-    let mut section: Option<AudioSection> = None;
-    let mut in_audio = false;
-    for line in lines {
-        let Some((kind, value)) = line.split_once('=') else {
-            return Err(MediaError::BadSdp(format!(
-                "line without '=': {:?}",
-                line.chars().take(40).collect::<String>()
-            )));
-        };
-        if kind.len() != 1 {
-            return Err(MediaError::BadSdp(format!("bad line type {kind:?}")));
-        }
-        if kind == "m" {
-            in_audio = false;
-            let mut fields = value.split_whitespace();
-            let media = fields.next().unwrap_or_default();
-            if media != "audio" || section.is_some() {
-                continue;
-            }
-            let port = fields
-                .next()
-                .and_then(|p| p.split('/').next())
-                .and_then(|p| p.parse::<u16>().ok())
-                .ok_or_else(|| MediaError::BadSdp("audio m= line without a port".into()))?;
-            let _proto = fields
-                .next()
-                .ok_or_else(|| MediaError::BadSdp("audio m= line without a protocol".into()))?;
-            let mut formats = Vec::new();
-            for pt in fields {
-                let payload_type = pt
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|pt| *pt < 128)
-                    .ok_or_else(|| MediaError::BadSdp(format!("bad payload type {pt:?}")))?;
-                // RFC 3551 table 4 static assignments, overridden by an a=rtpmap if present.
-                let (name, clock_rate) = match payload_type {
-                    0 => ("PCMU", 8_000),
-                    8 => ("PCMA", 8_000),
-                    _ => ("", 0),
-                };
-                formats.push(SdpFormat {
-                    payload_type,
-                    name: name.to_owned(),
-                    clock_rate,
-                });
-            }
-            section = Some(AudioSection { port, formats });
-            in_audio = true;
-        } else if kind == "a" && in_audio {
-            let Some(rtpmap) = value.strip_prefix("rtpmap:") else {
-                continue;
-            };
-            let Some((pt, encoding)) = rtpmap.split_once(' ') else {
-                return Err(MediaError::BadSdp(format!("bad rtpmap {rtpmap:?}")));
-            };
-            let mut parts = encoding.trim().split('/');
-            let name = parts.next().unwrap_or_default();
-            let clock_rate = parts
-                .next()
-                .and_then(|r| r.parse::<u32>().ok())
-                .ok_or_else(|| MediaError::BadSdp(format!("bad rtpmap {rtpmap:?}")))?;
-            if let (Ok(pt), Some(section)) = (pt.parse::<u8>(), section.as_mut())
-                && let Some(format) = section.formats.iter_mut().find(|f| f.payload_type == pt)
-            {
-                format.name = name.to_owned();
-                format.clock_rate = clock_rate;
-            }
-        }
-    }
-    section.ok_or_else(|| MediaError::BadSdp("no audio m= line".into()))
+    let description =
+        SessionDescription::parse(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+    audio_section_of(&description)
+}
+
+/// The first audio section of a parsed description.
+pub fn audio_section_of(description: &SessionDescription) -> Result<AudioSection, MediaError> {
+    let (_, section) = description
+        .first_of(&MediaKind::Audio)
+        .ok_or_else(|| MediaError::BadSdp("no audio m= line".into()))?;
+    let formats = section
+        .payload_types()
+        .map(|payload_type| match section.rtp_format(payload_type) {
+            Some(format) => SdpFormat {
+                payload_type,
+                name: format.encoding.to_owned(),
+                clock_rate: format.clock_rate,
+            },
+            // A dynamic type without a=rtpmap: listed, but it means nothing to us.
+            None => SdpFormat {
+                payload_type,
+                name: String::new(),
+                clock_rate: 0,
+            },
+        })
+        .collect();
+    Ok(AudioSection {
+        port: section.port,
+        formats,
+    })
 }
 
 /// The audio section, or `NoCommonCodec` if it lists nothing we can decode.
@@ -152,15 +103,13 @@ pub fn usable_audio_section(sdp: &str) -> Result<AudioSection, MediaError> {
 }
 
 /// The ICE username fragment and password (`a=ice-ufrag`, `a=ice-pwd`, RFC 8839 §5.4) of a
-/// description with one set of credentials (BUNDLE: the first occurrence of each counts).
+/// description with one set of credentials (BUNDLE): those of the first section that has both,
+/// its own or the session's.
 pub fn ice_credentials(sdp: &str) -> Option<(String, String)> {
-    let value = |name: &str| {
-        sdp.lines()
-            .find_map(|line| line.trim().strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    Some((value("a=ice-ufrag:")?, value("a=ice-pwd:")?))
+    let description = SessionDescription::parse(sdp).ok()?;
+    (0..description.media.len())
+        .find_map(|index| description.ice_credentials(index))
+        .map(|(ufrag, pwd)| (ufrag.to_owned(), pwd.to_owned()))
 }
 
 #[cfg(test)]
@@ -169,14 +118,27 @@ mod tests {
 
     #[test]
     fn reads_ice_credentials() {
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:Ab3d\r\n\
-            a=ice-pwd:0123456789abcdefghijkl\r\n";
-        assert_eq!(
-            ice_credentials(sdp),
-            Some(("Ab3d".to_owned(), "0123456789abcdefghijkl".to_owned()))
+        let head = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+        let sdp = format!(
+            "{head}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:Ab3d\r\n\
+            a=ice-pwd:0123456789abcdefghijkl\r\n"
         );
-        assert_eq!(ice_credentials("v=0\r\na=ice-ufrag:Ab3d\r\n"), None);
+        let expected = Some(("Ab3d".to_owned(), "0123456789abcdefghijkl".to_owned()));
+        assert_eq!(ice_credentials(&sdp), expected);
+        // Session-level credentials count for every section (RFC 8839 §5.4).
+        let session_level = format!(
+            "{head}a=ice-ufrag:Ab3d\r\na=ice-pwd:0123456789abcdefghijkl\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+        );
+        assert_eq!(ice_credentials(&session_level), expected);
+        assert_eq!(
+            ice_credentials(&format!(
+                "{head}a=ice-ufrag:Ab3d\r\nm=audio 9 RTP/AVP 0\r\n"
+            )),
+            None
+        );
         assert_eq!(ice_credentials(OFFER), None);
+        assert_eq!(ice_credentials("garbage"), None);
     }
 
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
@@ -218,10 +180,40 @@ mod tests {
 
     #[test]
     fn no_known_codec_is_reported_as_such() {
-        let sdp = "v=0\r\nm=audio 9 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n";
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+            m=audio 9 RTP/AVP 9 96\r\na=rtpmap:9 G722/8000\r\n";
+        match usable_audio_section(sdp) {
+            Err(MediaError::NoCommonCodec { offered }) => assert_eq!(offered, "G722/8000, /0"),
+            other => panic!("{other:?}"),
+        }
+        // A rejected audio stream (port 0) has nothing usable either.
+        let rejected = OFFER.replace("m=audio 9", "m=audio 0");
         assert!(matches!(
-            usable_audio_section(sdp),
+            usable_audio_section(&rejected),
             Err(MediaError::NoCommonCodec { .. })
+        ));
+    }
+
+    #[test]
+    fn the_audio_section_is_found_among_others() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 8 110\r\na=mid:1\r\n\
+            a=rtpmap:110 telephone-event/48000\r\n";
+        let section = usable_audio_section(sdp).unwrap();
+        let formats: Vec<_> = section.formats.iter().map(SdpFormat::format).collect();
+        assert_eq!(
+            formats,
+            vec![
+                Some(PayloadFormat::Audio(AudioCodec::Pcma)),
+                Some(PayloadFormat::TelephoneEvent(48000)),
+            ]
+        );
+        let video_only = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+            t=0 0\r\nm=video 9 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        assert!(matches!(
+            audio_section(video_only),
+            Err(MediaError::BadSdp(_))
         ));
     }
 }

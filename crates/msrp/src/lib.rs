@@ -26,7 +26,8 @@
 //! - [`sender`], [`receiver`]: §5.1 chunking, §7.1.2 reports;
 //! - [`chat`]: §5 and §7 for short messages both ways in one session; [`cpim`]: RFC 3862,
 //!   the `message/cpim` wrapper a chat peer may ask for;
-//! - [`sdp`]: RFC 4975 §8, RFC 5547 file selector and resume.
+//! - [`sdp`]: the MSRP view of the shared SDP model (`lyrebird-sdp`): RFC 4975 §8, RFC 5547
+//!   file selector and resume.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]

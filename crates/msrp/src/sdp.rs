@@ -1,41 +1,21 @@
-//! SDP for MSRP file transfer: RFC 4975 §8 (`m=message`, `a=path`, `a=accept-types`), RFC 7977
-//! (`TCP/WS/MSRP`), RFC 5547 (`a=file-selector`, `a=file-transfer-id`, `a=file-disposition`,
-//! `a=file-date`, `a=file-range`).
+//! The MSRP view of a session description: RFC 4975 §8 (`m=message`, `a=path`,
+//! `a=accept-types`), RFC 7977 (`TCP/WS/MSRP`), RFC 5547 (`a=file-selector`,
+//! `a=file-transfer-id`, `a=file-disposition`, `a=file-date`, `a=file-range`), read from and
+//! written to the one SDP model, [`lyrebird_sdp::SessionDescription`].
 //!
 //! A push offer (RFC 5547 §6) is `a=sendonly` with the file selector; the answer is
 //! `a=recvonly` repeating the selector. Resuming (RFC 5547 §9) is a new offer with the same
 //! selector and `a=file-transfer-id`, and `a=file-range:<first>-<last>` naming the bytes still
 //! to come.
 
-use std::fmt::Write as _;
+use lyrebird_sdp::{
+    Attribute, Connection, MediaDescription, MediaKind, Origin, SessionDescription, Setup,
+    format_file_range, parse_file_range,
+};
+pub use lyrebird_sdp::{Direction, FileSelector};
 
 use crate::error::MsrpError;
 use crate::uri::{MsrpUri, format_path};
-
-/// The file as described by `a=file-selector` (RFC 5547 §5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileSelector {
-    /// The file name as offered; untrusted, never a path.
-    pub name: String,
-    /// MIME type.
-    pub mime_type: Option<String>,
-    /// Size in bytes.
-    pub size: Option<u64>,
-    /// SHA-256 of the content.
-    pub sha256: Option<[u8; 32]>,
-}
-
-/// Who sends in this media stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Direction {
-    /// `a=sendonly`: the describing side pushes the file.
-    SendOnly,
-    /// `a=recvonly`: the describing side receives it.
-    RecvOnly,
-    /// `a=sendrecv` (the default, e.g. chat).
-    #[default]
-    SendRecv,
-}
 
 /// The `m=message` stream of an MSRP session.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -48,7 +28,7 @@ pub struct MsrpMedia {
     pub accept_types: Vec<String>,
     /// `a=accept-wrapped-types`: what may travel inside a wrapper type such as `message/cpim`.
     pub accept_wrapped_types: Vec<String>,
-    /// Direction attribute.
+    /// The direction that applies to the stream (its own attribute, else the session's).
     pub direction: Direction,
     /// `a=file-selector`, for a file transfer.
     pub file_selector: Option<FileSelector>,
@@ -64,253 +44,148 @@ pub struct MsrpMedia {
     pub max_size: Option<u64>,
 }
 
+/// True for an `m=message` section over an MSRP protocol.
+fn is_msrp(section: &MediaDescription) -> bool {
+    section.kind == MediaKind::Message && section.protocol.to_ascii_uppercase().ends_with("/MSRP")
+}
+
 /// True if the SDP offers an MSRP stream (`m=message` over an MSRP protocol), which is how an
-/// INVITE for a file transfer is told from an audio call.
+/// INVITE for a file transfer or a chat is told from a call.
 pub fn offers_msrp(sdp: &str) -> bool {
-    sdp.lines().any(|line| {
-        let mut parts = line.trim_end().split(' ');
-        parts.next() == Some("m=message")
-            && parts
-                .nth(1)
-                .is_some_and(|proto| proto.to_ascii_uppercase().ends_with("/MSRP"))
-    })
+    SessionDescription::parse(sdp).is_ok_and(|d| d.media.iter().any(is_msrp))
 }
 
-/// Percent-encodes what RFC 5547 §5's `filename-string` cannot hold: `"`, `%` and controls.
-fn encode_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        if c == '"' || c == '%' || c.is_control() {
-            let mut buf = [0; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                let _ = write!(out, "%{b:02X}");
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+fn sdp_error(error: lyrebird_sdp::SdpError) -> MsrpError {
+    MsrpError::Sdp(error.to_string())
 }
 
-fn decode_name(encoded: &str) -> Result<String, MsrpError> {
-    let bytes = encoded.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = encoded
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| MsrpError::Sdp("bad %-escape in the file name".into()))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| MsrpError::Sdp("file name is not UTF-8".into()))
-}
-
-impl FileSelector {
-    /// Writes the attribute value (without `a=file-selector:`).
-    pub fn to_attribute(&self) -> String {
-        let mut v = format!("name:\"{}\"", encode_name(&self.name));
-        if let Some(t) = &self.mime_type {
-            let _ = write!(v, " type:{t}");
-        }
-        if let Some(size) = self.size {
-            let _ = write!(v, " size:{size}");
-        }
-        if let Some(hash) = &self.sha256 {
-            // RFC 5547 §5 uses the RFC 4572 fingerprint form: upper-case hex pairs and colons.
-            let hex: Vec<String> = hash.iter().map(|b| format!("{b:02X}")).collect();
-            let _ = write!(v, " hash:sha-256:{}", hex.join(":"));
-        }
-        v
-    }
-
-    /// Parses the attribute value.
-    pub fn parse(value: &str) -> Result<Self, MsrpError> {
-        let mut selector = FileSelector {
-            name: String::new(),
-            mime_type: None,
-            size: None,
-            sha256: None,
-        };
-        let mut rest = value.trim();
-        let mut has_name = false;
-        while !rest.is_empty() {
-            if let Some(after) = rest.strip_prefix("name:\"") {
-                let end = after
-                    .find('"')
-                    .ok_or_else(|| MsrpError::Sdp("unterminated file name".into()))?;
-                selector.name = decode_name(&after[..end])?;
-                has_name = true;
-                rest = after[end + 1..].trim_start();
-                continue;
-            }
-            let (item, after) = rest.split_once(' ').unwrap_or((rest, ""));
-            rest = after.trim_start();
-            if let Some(t) = item.strip_prefix("type:") {
-                selector.mime_type = Some(t.to_owned());
-            } else if let Some(s) = item.strip_prefix("size:") {
-                selector.size = Some(
-                    s.parse()
-                        .map_err(|_| MsrpError::Sdp(format!("bad file size {s:?}")))?,
-                );
-            } else if let Some(h) = item.strip_prefix("hash:") {
-                let Some((algorithm, hex)) = h.split_once(':') else {
-                    return Err(MsrpError::Sdp("bad file hash".into()));
-                };
-                if algorithm.eq_ignore_ascii_case("sha-256") {
-                    let digits: String = hex.split(':').collect();
-                    let bytes = hex::decode(&digits)
-                        .map_err(|_| MsrpError::Sdp("bad sha-256 hex".into()))?;
-                    selector.sha256 = Some(
-                        bytes
-                            .try_into()
-                            .map_err(|_| MsrpError::Sdp("sha-256 is not 32 bytes".into()))?,
-                    );
-                }
-                // Other hash algorithms (sha-1) are legal but give us nothing to check with.
-            }
-        }
-        if !has_name {
-            return Err(MsrpError::Sdp("file-selector without a name".into()));
-        }
-        Ok(selector)
+fn other(name: &str, value: impl Into<String>) -> Attribute {
+    Attribute::Other {
+        name: name.to_owned(),
+        value: Some(value.into()),
     }
 }
 
 impl MsrpMedia {
     /// Writes a whole SDP body with this one stream. `session_version` goes in `o=`.
     pub fn to_sdp(&self, session_id: u64, session_version: u64) -> String {
+        self.to_description(session_id, session_version).to_string()
+    }
+
+    /// The whole description with this one stream, for callers that edit it further.
+    pub fn to_description(&self, session_id: u64, session_version: u64) -> SessionDescription {
         let host = self
             .path
             .last()
             .map_or("lyrebird.invalid", |u| u.host.as_str())
             .to_owned();
         let port = self.path.last().and_then(|u| u.port).unwrap_or(9);
-        let mut s = String::with_capacity(512);
-        let _ = write!(
-            s,
-            "v=0\r\no=- {session_id} {session_version} IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
-        );
-        let _ = write!(s, "m=message {port} {} *\r\n", self.protocol);
-        let _ = write!(s, "a=path:{}\r\n", format_path(&self.path));
+        let mut description = SessionDescription::new(Origin {
+            username: "-".into(),
+            session_id: session_id.to_string(),
+            session_version,
+            network_type: "IN".into(),
+            address_type: "IP4".into(),
+            address: host.clone(),
+        });
+        description.connection = Some(Connection {
+            network_type: "IN".into(),
+            address_type: "IP4".into(),
+            address: host,
+        });
+        let mut section =
+            MediaDescription::new(MediaKind::Message, port, &self.protocol, vec!["*".into()]);
+        let attributes = &mut section.attributes;
+        attributes.push(other("path", format_path(&self.path)));
         let types = if self.accept_types.is_empty() {
             "*".to_owned()
         } else {
             self.accept_types.join(" ")
         };
-        let _ = write!(s, "a=accept-types:{types}\r\n");
+        attributes.push(other("accept-types", types));
         if !self.accept_wrapped_types.is_empty() {
-            let wrapped = self.accept_wrapped_types.join(" ");
-            let _ = write!(s, "a=accept-wrapped-types:{wrapped}\r\n");
+            attributes.push(other(
+                "accept-wrapped-types",
+                self.accept_wrapped_types.join(" "),
+            ));
         }
         // RFC 7977 §8: over WebSocket the client always opens the connection.
-        s.push_str("a=setup:active\r\n");
-        s.push_str(match self.direction {
-            Direction::SendOnly => "a=sendonly\r\n",
-            Direction::RecvOnly => "a=recvonly\r\n",
-            Direction::SendRecv => "a=sendrecv\r\n",
-        });
+        attributes.push(Attribute::Setup(Setup::Active));
+        attributes.push(Attribute::Direction(self.direction));
         if let Some(selector) = &self.file_selector {
-            let _ = write!(s, "a=file-selector:{}\r\n", selector.to_attribute());
+            attributes.push(other("file-selector", selector.to_attribute()));
         }
         if let Some(id) = &self.file_transfer_id {
-            let _ = write!(s, "a=file-transfer-id:{id}\r\n");
+            attributes.push(other("file-transfer-id", id));
         }
         if let Some(d) = &self.file_disposition {
-            let _ = write!(s, "a=file-disposition:{d}\r\n");
+            attributes.push(other("file-disposition", d));
         }
         if let Some(d) = &self.file_date {
-            let _ = write!(s, "a=file-date:{d}\r\n");
+            attributes.push(other("file-date", d));
         }
-        if let Some((first, last)) = self.file_range {
-            match last {
-                Some(last) => {
-                    let _ = write!(s, "a=file-range:{first}-{last}\r\n");
-                }
-                None => {
-                    let _ = write!(s, "a=file-range:{first}-*\r\n");
-                }
-            }
+        if let Some(range) = self.file_range {
+            attributes.push(other("file-range", format_file_range(range)));
         }
         if let Some(max) = self.max_size {
-            let _ = write!(s, "a=max-size:{max}\r\n");
+            attributes.push(other("max-size", max.to_string()));
         }
-        s
+        description.media.push(section);
+        description
     }
 
     /// Finds and parses the first MSRP `m=message` stream of an SDP body.
     pub fn parse(sdp: &str) -> Result<Self, MsrpError> {
-        let mut media: Option<MsrpMedia> = None;
-        let mut in_msrp = false;
-        for line in sdp.lines() {
-            let line = line.trim_end_matches('\r');
-            if let Some(m) = line.strip_prefix("m=") {
-                if media.is_some() {
-                    break; // only the first MSRP stream counts
-                }
-                let fields: Vec<&str> = m.split(' ').collect();
-                in_msrp = fields.first() == Some(&"message")
-                    && fields
-                        .get(2)
-                        .is_some_and(|p| p.to_ascii_uppercase().ends_with("/MSRP"));
-                if in_msrp {
-                    if fields.get(1) == Some(&"0") {
-                        return Err(MsrpError::Sdp(
-                            "the MSRP stream was refused (port 0)".into(),
-                        ));
-                    }
-                    media = Some(MsrpMedia {
-                        protocol: fields.get(2).copied().unwrap_or_default().to_owned(),
-                        ..MsrpMedia::default()
-                    });
-                }
-                continue;
-            }
-            let (true, Some(m), Some(attr)) = (in_msrp, media.as_mut(), line.strip_prefix("a="))
-            else {
+        let description = SessionDescription::parse(sdp).map_err(sdp_error)?;
+        Self::from_description(&description)
+    }
+
+    /// Reads the first MSRP `m=message` stream of a parsed description.
+    pub fn from_description(description: &SessionDescription) -> Result<Self, MsrpError> {
+        let (index, section) = description
+            .media
+            .iter()
+            .enumerate()
+            .find(|(_, m)| is_msrp(m))
+            .ok_or_else(|| MsrpError::Sdp("no MSRP m=message stream".into()))?;
+        if section.is_rejected() {
+            return Err(MsrpError::Sdp(
+                "the MSRP stream was refused (port 0)".into(),
+            ));
+        }
+        let mut media = MsrpMedia {
+            protocol: section.protocol.clone(),
+            direction: description.direction(index).unwrap_or_default(),
+            ..MsrpMedia::default()
+        };
+        for attribute in &section.attributes {
+            let Attribute::Other { name, value } = attribute else {
                 continue;
             };
-            let (name, value) = attr.split_once(':').unwrap_or((attr, ""));
-            match name {
-                "path" => m.path = MsrpUri::parse_list(value)?,
+            let value = value.as_deref().unwrap_or("");
+            match name.as_str() {
+                "path" => media.path = MsrpUri::parse_list(value)?,
                 "accept-types" => {
-                    m.accept_types = value.split_ascii_whitespace().map(str::to_owned).collect();
-                }
-                "accept-wrapped-types" => {
-                    m.accept_wrapped_types =
+                    media.accept_types =
                         value.split_ascii_whitespace().map(str::to_owned).collect();
                 }
-                "sendonly" => m.direction = Direction::SendOnly,
-                "recvonly" => m.direction = Direction::RecvOnly,
-                "sendrecv" => m.direction = Direction::SendRecv,
-                "file-selector" => m.file_selector = Some(FileSelector::parse(value)?),
-                "file-transfer-id" => m.file_transfer_id = Some(value.trim().to_owned()),
-                "file-disposition" => m.file_disposition = Some(value.trim().to_owned()),
-                "file-date" => m.file_date = Some(value.trim().to_owned()),
-                "max-size" => m.max_size = value.trim().parse().ok(),
+                "accept-wrapped-types" => {
+                    media.accept_wrapped_types =
+                        value.split_ascii_whitespace().map(str::to_owned).collect();
+                }
+                "file-selector" => {
+                    media.file_selector = Some(FileSelector::parse(value).map_err(sdp_error)?);
+                }
+                "file-transfer-id" => media.file_transfer_id = Some(value.trim().to_owned()),
+                "file-disposition" => media.file_disposition = Some(value.trim().to_owned()),
+                "file-date" => media.file_date = Some(value.trim().to_owned()),
+                "max-size" => media.max_size = value.trim().parse().ok(),
                 "file-range" => {
-                    let bad = || MsrpError::Sdp(format!("bad file-range {value:?}"));
-                    let (first, last) = value.trim().split_once('-').ok_or_else(bad)?;
-                    let first: u64 = first.parse().map_err(|_| bad())?;
-                    let last = match last {
-                        "*" => None,
-                        n => Some(n.parse::<u64>().map_err(|_| bad())?),
-                    };
-                    if first == 0 || last.is_some_and(|l| l + 1 < first) {
-                        return Err(bad());
-                    }
-                    m.file_range = Some((first, last));
+                    media.file_range = Some(parse_file_range(value).map_err(sdp_error)?)
                 }
                 _ => {}
             }
         }
-        let media = media.ok_or_else(|| MsrpError::Sdp("no MSRP m=message stream".into()))?;
         if media.path.is_empty() {
             return Err(MsrpError::Sdp("the MSRP stream has no a=path".into()));
         }
@@ -322,7 +197,7 @@ impl MsrpMedia {
 mod tests {
     use super::*;
 
-    // RFC 5547 §8.1 (the offer of a file push), adapted to WebSocket and a relay.
+    // RFC 5547 §9.1 (the offer of a file push), adapted to WebSocket and a relay.
     const OFFER: &str = "v=0\r\n\
 o=alice 2890844526 2890844526 IN IP4 host.atlanta.example.com\r\n\
 s=-\r\n\
@@ -344,7 +219,9 @@ a=file-range:1-32349\r\n";
     #[test]
     fn parses_rfc5547_offer() {
         assert!(offers_msrp(OFFER));
-        assert!(!offers_msrp("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"));
+        assert!(!offers_msrp(
+            "v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+        ));
         let m = MsrpMedia::parse(OFFER).unwrap();
         assert_eq!(m.direction, Direction::SendOnly);
         assert_eq!(m.path.len(), 2);
@@ -358,6 +235,45 @@ a=file-range:1-32349\r\n";
             m.file_transfer_id.as_deref(),
             Some("vBnG916bdberum2fFEABR1FR3ExZMUrd")
         );
+    }
+
+    #[test]
+    fn an_msrp_stream_after_a_call_is_found_and_direction_falls_back() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nt=0 0\r\na=recvonly\r\n\
+            m=audio 0 RTP/AVP 0\r\n\
+            m=message 9 TCP/WS/MSRP *\r\na=path:msrp://h:9/x;ws\r\n";
+        assert!(offers_msrp(sdp));
+        let m = MsrpMedia::parse(sdp).unwrap();
+        assert_eq!(m.direction, Direction::RecvOnly);
+        assert_eq!(m.accept_types, Vec::<String>::new());
+    }
+
+    #[test]
+    fn unusable_streams_are_errors() {
+        let head = "v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nt=0 0\r\n";
+        for (body, expected) in [
+            ("m=audio 9 RTP/AVP 0\r\n", "no MSRP"),
+            (
+                "m=message 0 TCP/WS/MSRP *\r\na=path:msrp://h:9/x;ws\r\n",
+                "port 0",
+            ),
+            ("m=message 9 TCP/WS/MSRP *\r\n", "no a=path"),
+            ("m=message 9 TCP/WS/MSRP *\r\na=path:\r\n", "empty path"),
+            (
+                "m=message 9 TCP/WS/MSRP *\r\na=path:msrp://h:9/x;ws\r\na=file-range:0-5\r\n",
+                "file-range",
+            ),
+            (
+                "m=message 9 TCP/WS/MSRP *\r\na=path:msrp://h:9/x;ws\r\na=file-selector:size:1\r\n",
+                "file-selector",
+            ),
+            ("m=message 9\r\n", "SDP line 5"),
+        ] {
+            let error = MsrpMedia::parse(&format!("{head}{body}")).unwrap_err();
+            assert!(error.to_string().contains(expected), "{body:?}: {error}");
+        }
+        assert!(MsrpMedia::parse("garbage").is_err());
+        assert!(!offers_msrp("garbage m=message 9 TCP/WS/MSRP *"));
     }
 
     #[test]
@@ -375,6 +291,28 @@ a=file-range:1-32349\r\n";
             "{sdp}"
         );
         assert_eq!(MsrpMedia::parse(&sdp).unwrap(), media);
+    }
+
+    #[test]
+    fn writes_the_same_offer_as_before() {
+        let media = MsrpMedia {
+            protocol: "TCP/WS/MSRP".into(),
+            path: MsrpUri::parse_list("msrp://r:1/x;ws msrp://me.invalid:2855/y;ws").unwrap(),
+            accept_types: vec!["text/plain".into()],
+            direction: Direction::SendOnly,
+            file_transfer_id: Some("t1".into()),
+            file_range: Some((5, None)),
+            max_size: Some(10),
+            ..MsrpMedia::default()
+        };
+        assert_eq!(
+            media.to_sdp(7, 2),
+            "v=0\r\no=- 7 2 IN IP4 me.invalid\r\ns=-\r\nc=IN IP4 me.invalid\r\nt=0 0\r\n\
+             m=message 2855 TCP/WS/MSRP *\r\n\
+             a=path:msrp://r:1/x;ws msrp://me.invalid:2855/y;ws\r\n\
+             a=accept-types:text/plain\r\na=setup:active\r\na=sendonly\r\n\
+             a=file-transfer-id:t1\r\na=file-range:5-*\r\na=max-size:10\r\n"
+        );
     }
 
     #[test]
