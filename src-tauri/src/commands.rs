@@ -136,6 +136,27 @@ pub async fn set_muted(shell: State<'_, Shell>, call: CallId, muted: bool) -> Re
     shell.engine.set_muted(call, muted).await
 }
 
+/// Puts a call on hold (`hold`) or resumes it; `call_hold` events tell who holds.
+#[tauri::command]
+pub async fn hold_call(shell: State<'_, Shell>, call: CallId, hold: bool) -> Reply<()> {
+    match hold {
+        true => shell.engine.hold(call).await,
+        false => shell.engine.resume(call).await,
+    }
+}
+
+/// Asks the other side of `call` to call `target` instead (blind transfer).
+#[tauri::command]
+pub async fn transfer_call(shell: State<'_, Shell>, call: CallId, target: String) -> Reply<()> {
+    shell.engine.transfer(call, &target).await
+}
+
+/// Connects the other side of `call` with the other side of `to` (attended transfer).
+#[tauri::command]
+pub async fn attended_transfer(shell: State<'_, Shell>, call: CallId, to: CallId) -> Reply<()> {
+    shell.engine.attended_transfer(call, to).await
+}
+
 #[tauri::command]
 pub async fn send_dtmf(shell: State<'_, Shell>, call: CallId, digit: char) -> Reply<()> {
     shell.engine.send_dtmf(call, digit).await

@@ -37,6 +37,9 @@ In `run` mode, commands are read from stdin as JSON lines:\n  \
 {\"cmd\":\"answer\",\"call\":1}   {\"cmd\":\"reject\",\"call\":1}   {\"cmd\":\"hangup\",\"call\":1}\n  \
 {\"cmd\":\"message\",\"target\":\"sip:bob@example.com\",\"body\":\"hello\"}\n  \
 {\"cmd\":\"stats\",\"call\":1}   {\"cmd\":\"mute\",\"call\":1,\"muted\":true}   {\"cmd\":\"dtmf\",\"call\":1,\"digit\":\"5\"}\n  \
+{\"cmd\":\"hold\",\"call\":1}   {\"cmd\":\"resume\",\"call\":1}   (RFC 6337; `call_hold` events tell who holds)\n  \
+{\"cmd\":\"transfer\",\"call\":1,\"target\":\"sip:carol@example.com\"}   (blind transfer; `call_transfer` events)\n  \
+{\"cmd\":\"attended_transfer\",\"call\":1,\"to\":2}   (connect call 1's party with call 2's)\n  \
 {\"cmd\":\"send_file\",\"target\":\"sip:bob@example.com\",\"path\":\"photo.jpg\"}   (needs --msrp-relay-ws/-uri)\n  \
 {\"cmd\":\"open_chat\",\"target\":\"sip:bob@example.com\"}   (an MSRP chat session: later messages to bob use it)\n  \
 {\"cmd\":\"accept_file\",\"transfer\":2,\"folder\":\"in\"}   {\"cmd\":\"decline_file\",\"transfer\":2}   {\"cmd\":\"cancel_file\",\"transfer\":2}\n  \
@@ -695,6 +698,20 @@ enum StdinCommand {
         call: u64,
         digit: char,
     },
+    Hold {
+        call: u64,
+    },
+    Resume {
+        call: u64,
+    },
+    Transfer {
+        call: u64,
+        target: String,
+    },
+    AttendedTransfer {
+        call: u64,
+        to: u64,
+    },
     /// Open an MSRP chat session (RFC 4975); `message` to that peer then goes through it.
     OpenChat {
         target: String,
@@ -889,6 +906,16 @@ async fn handle_line(
             .map(|()| json!({})),
         StdinCommand::Dtmf { call, digit } => engine
             .send_dtmf(CallId(call), digit)
+            .await
+            .map(|()| json!({})),
+        StdinCommand::Hold { call } => engine.hold(CallId(call)).await.map(|()| json!({})),
+        StdinCommand::Resume { call } => engine.resume(CallId(call)).await.map(|()| json!({})),
+        StdinCommand::Transfer { call, target } => engine
+            .transfer(CallId(call), &target)
+            .await
+            .map(|()| json!({})),
+        StdinCommand::AttendedTransfer { call, to } => engine
+            .attended_transfer(CallId(call), CallId(to))
             .await
             .map(|()| json!({})),
         StdinCommand::OpenChat { target } => engine

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use lyrebird_media::{MediaConfig, MediaError, MediaEvent, MediaSession};
+use lyrebird_media::{HoldState, MediaConfig, MediaError, MediaEvent, MediaSession};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, warn};
 
@@ -37,6 +37,17 @@ pub(crate) enum ToCall {
     Reoffer {
         sdp: String,
     },
+    /// Put the call on hold (`hold`) or resume it: the task makes the offer.
+    Hold {
+        hold: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// The peer accepted our hold or resume offer with this answer.
+    HoldAnswered {
+        sdp: Option<String>,
+    },
+    /// The peer refused our hold or resume offer.
+    HoldRefused,
     Stats {
         reply: oneshot::Sender<Result<MediaStats, EngineError>>,
     },
@@ -57,6 +68,8 @@ pub(crate) enum FromCall {
     /// Offer/answer work on the call's dialog: the offer, the answer, the answer to a re-offer
     /// (`None` when renegotiation failed and the current description should be repeated).
     Signal { call: CallId, signal: Signal },
+    /// Who holds the call, after an offer/answer exchange changed it or may have.
+    Hold { call: CallId, state: HoldState },
     /// Media could not be set up or broke. `peer_fault` when the peer's SDP was the cause.
     MediaFailed {
         call: CallId,
@@ -170,6 +183,34 @@ async fn drive(
                     };
                     let signal = Signal::AnswerReoffer { sdp: answer };
                     let _ = to_account.send(FromCall::Signal { call, signal }).await;
+                    let state = session.hold_state();
+                    let _ = to_account.send(FromCall::Hold { call, state }).await;
+                }
+                Some(ToCall::Hold { hold, reply }) => match session.hold_offer(hold) {
+                    Ok(sdp) => {
+                        let _ = reply.send(Ok(()));
+                        let signal = Signal::Reoffer { sdp };
+                        let _ = to_account.send(FromCall::Signal { call, signal }).await;
+                        let state = session.hold_state();
+                        let _ = to_account.send(FromCall::Hold { call, state }).await;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                },
+                Some(ToCall::HoldAnswered { sdp }) => {
+                    if let Some(sdp) = sdp
+                        && let Err(e) = session.apply_hold_answer(&sdp)
+                    {
+                        warn!(error = %e, "the answer to our hold offer is unusable");
+                    }
+                    let state = session.hold_state();
+                    let _ = to_account.send(FromCall::Hold { call, state }).await;
+                }
+                Some(ToCall::HoldRefused) => {
+                    session.hold_refused();
+                    let state = session.hold_state();
+                    let _ = to_account.send(FromCall::Hold { call, state }).await;
                 }
                 Some(ToCall::Stats { reply }) => {
                     let _ = reply.send(Ok(session.stats()));

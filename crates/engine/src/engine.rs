@@ -274,6 +274,52 @@ impl EngineHandle {
         .await
     }
 
+    /// Puts a call on hold (RFC 6337: a re-INVITE offering `sendonly`); the other side no longer
+    /// hears us and we no longer hear it. Returns once the offer is sent; `call_hold` events
+    /// tell the outcome.
+    pub async fn hold(&self, call: CallId) -> Result<(), EngineError> {
+        self.set_hold(call, true).await
+    }
+
+    /// Takes our hold back (a re-INVITE offering the direction back).
+    pub async fn resume(&self, call: CallId) -> Result<(), EngineError> {
+        self.set_hold(call, false).await
+    }
+
+    /// Asks the other side of `call` to call `target` instead (blind transfer, RFC 3515). The
+    /// call ends once the transfer succeeds; `call_transfer` events tell its progress.
+    pub async fn transfer(&self, call: CallId, target: &str) -> Result<(), EngineError> {
+        let target = target.to_owned();
+        self.request(|reply| Command::ToCallOwner {
+            call,
+            command: AccountCommand::Transfer {
+                call,
+                target,
+                reply,
+            },
+        })
+        .await
+    }
+
+    /// Connects the other side of `call` with the other side of `to` (attended transfer:
+    /// REFER with Replaces, RFC 3891); both calls end once it succeeds. Both calls must be on
+    /// the same account.
+    pub async fn attended_transfer(&self, call: CallId, to: CallId) -> Result<(), EngineError> {
+        self.request(|reply| Command::ToCallOwner {
+            call,
+            command: AccountCommand::AttendedTransfer { call, to, reply },
+        })
+        .await
+    }
+
+    async fn set_hold(&self, call: CallId, hold: bool) -> Result<(), EngineError> {
+        self.request(|reply| Command::ToCallOwner {
+            call,
+            command: AccountCommand::Hold { call, hold, reply },
+        })
+        .await
+    }
+
     /// Sends a DTMF digit (RFC 4733) in a call.
     pub async fn send_dtmf(&self, call: CallId, digit: char) -> Result<(), EngineError> {
         self.request(|reply| Command::ToCallOwner {
@@ -293,7 +339,7 @@ impl EngineHandle {
         let target = target.to_owned();
         self.request(|reply| Command::ToAccount {
             account,
-            command: AccountCommand::Transfer(crate::msrp::TransferCommand::OpenChat {
+            command: AccountCommand::Files(crate::msrp::TransferCommand::OpenChat {
                 target,
                 reply,
             }),
@@ -312,7 +358,7 @@ impl EngineHandle {
         let (target, path) = (target.to_owned(), path.into());
         self.request(|reply| Command::ToAccount {
             account,
-            command: AccountCommand::Transfer(crate::msrp::TransferCommand::Send {
+            command: AccountCommand::Files(crate::msrp::TransferCommand::Send {
                 target,
                 path,
                 reply,
@@ -795,7 +841,7 @@ impl Supervisor {
                     .get(&transfer)
                     .and_then(|account| self.accounts.get(account))
                 {
-                    Some(entry) => forward(entry, AccountCommand::Transfer(command)).await,
+                    Some(entry) => forward(entry, AccountCommand::Files(command)).await,
                     None => command.fail(EngineError::InvalidState(format!(
                         "no such transfer: {}",
                         transfer.0
@@ -952,10 +998,13 @@ impl AccountCommand {
             | AccountCommand::Reject { reply, .. }
             | AccountCommand::Hangup { reply, .. }
             | AccountCommand::SetMuted { reply, .. }
+            | AccountCommand::Hold { reply, .. }
+            | AccountCommand::Transfer { reply, .. }
+            | AccountCommand::AttendedTransfer { reply, .. }
             | AccountCommand::SendDtmf { reply, .. } => drop(reply.send(Err(error))),
             AccountCommand::SendMessage { reply, .. } => drop(reply.send(Err(error))),
             AccountCommand::Stats { reply, .. } => drop(reply.send(Err(error))),
-            AccountCommand::Transfer(command) => command.fail(error),
+            AccountCommand::Files(command) => command.fail(error),
             AccountCommand::Shutdown { reply } => drop(reply.send(())),
         }
     }

@@ -27,6 +27,25 @@ pub enum EngineEvent {
         call: CallId,
         state: CallState,
     },
+    /// Who holds the call changed (RFC 6337): `local` when we put it on hold, `remote` when the
+    /// other side did (both can be true). Mute is separate.
+    CallHold {
+        account: AccountId,
+        call: CallId,
+        local: bool,
+        remote: bool,
+    },
+    /// How a transfer we asked for is going: the status line the transferred side reports
+    /// (RFC 3515 NOTIFY `message/sipfrag`); `final` once it is over (a 2xx: the call is handed
+    /// over and ends here).
+    CallTransfer {
+        account: AccountId,
+        call: CallId,
+        status: u16,
+        reason: String,
+        #[serde(rename = "final")]
+        done: bool,
+    },
     /// The other side pressed a key during the call (an RFC 4733 telephone event in the media,
     /// or a SIP INFO with `application/dtmf-relay` or `application/dtmf`).
     DtmfReceived {
@@ -384,6 +403,8 @@ impl EngineEvent {
             | E::IncomingCall { account, .. }
             | E::CallState { account, .. }
             | E::DtmfReceived { account, .. }
+            | E::CallHold { account, .. }
+            | E::CallTransfer { account, .. }
             | E::MessageReceived { account, .. }
             | E::MessageDelivered { account, .. }
             | E::MessageFailed { account, .. }

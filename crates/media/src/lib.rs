@@ -28,6 +28,7 @@ pub mod dtmf;
 mod early_packets;
 mod error;
 pub mod g711;
+mod hold;
 pub mod jitter;
 mod media_thread;
 pub mod resample;
@@ -41,4 +42,5 @@ pub use config::{
 };
 pub use device::{InputMeter, list_devices, play_test_tone};
 pub use error::MediaError;
+pub use hold::HoldState;
 pub use session::MediaSession;

@@ -21,6 +21,7 @@ use crate::config::{AudioCodec, AudioSink, AudioSource, MediaConfig, MediaEvent,
 use crate::dtmf::{EventReceiver, EventSender, event_code};
 use crate::early_packets::{AnsweringRuntime, EarlyPackets};
 use crate::error::MediaError;
+use crate::hold::{HoldState, StreamDirection};
 use crate::jitter::{Insert, JitterBuffer, Playout};
 use crate::sdp::{PayloadFormat, audio_section, ice_credentials, usable_audio_section};
 use bytes::Bytes;
@@ -86,12 +87,24 @@ pub struct MediaSession {
     sender: Arc<dyn RtpSender>,
     task: Option<JoinHandle<()>>,
     closed: bool,
+    /// The audio's direction and hold (RFC 6337), and the description we sent last, which a
+    /// hold or resume offer repeats with a new direction. Never locked across an await.
+    offer_answer: std::sync::Mutex<OfferAnswer>,
 }
 
-/// Counters the media task writes and `stats()` reads, without locks.
 #[derive(Default)]
+struct OfferAnswer {
+    direction: StreamDirection,
+    last_sent: Option<String>,
+}
+
+/// Counters the media task writes and `stats()` reads, and switches it reads, without locks.
 struct Shared {
     muted: AtomicBool,
+    /// Received audio is played (false while we hold the call).
+    play: AtomicBool,
+    /// The source is sent (false while either side holds the call).
+    send_source: AtomicBool,
     codec: AtomicU8,
     packets_sent: AtomicU64,
     bytes_sent: AtomicU64,
@@ -103,6 +116,27 @@ struct Shared {
     jitter_buffer_ms: AtomicU32,
     input_level: AtomicU32,
     output_level: AtomicU32,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            muted: AtomicBool::new(false),
+            play: AtomicBool::new(true),
+            send_source: AtomicBool::new(true),
+            codec: AtomicU8::default(),
+            packets_sent: AtomicU64::default(),
+            bytes_sent: AtomicU64::default(),
+            packets_received: AtomicU64::default(),
+            bytes_received: AtomicU64::default(),
+            packets_lost: AtomicU64::default(),
+            packets_late: AtomicU64::default(),
+            jitter_ms: AtomicU32::default(),
+            jitter_buffer_ms: AtomicU32::default(),
+            input_level: AtomicU32::default(),
+            output_level: AtomicU32::default(),
+        }
+    }
 }
 
 fn codec_index(codec: AudioCodec) -> u8 {
@@ -468,6 +502,7 @@ impl MediaSession {
             early_packets,
             sender,
             task: Some(task),
+            offer_answer: std::sync::Mutex::default(),
             closed: false,
         })
     }
@@ -480,6 +515,7 @@ impl MediaSession {
             .await
             .map_err(MediaError::transport)?;
         let sdp = self.set_local_and_gather(offer).await?;
+        let sdp = self.sending(&sdp, |_| Ok(()))?;
         // The peer starts checking as soon as it has our offer (see `early_packets`).
         if let Some((ufrag, pwd)) = ice_credentials(&sdp) {
             self.early_packets.offered(ufrag, pwd);
@@ -492,6 +528,7 @@ impl MediaSession {
     /// [`MediaError::NoCommonCodec`].
     pub async fn apply_answer(&self, sdp: &str) -> Result<(), MediaError> {
         usable_audio_section(sdp)?;
+        self.offer_answer(|o| o.direction.on_remote_answer(sdp))?;
         let answer = RTCSessionDescription::answer(sdp.to_owned())
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
         // From here the ICE agent has the peer's credentials and answers checks itself.
@@ -506,6 +543,7 @@ impl MediaSession {
     /// Applies the peer's offer and returns our complete answer SDP.
     pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
         usable_audio_section(sdp)?;
+        self.offer_answer(|o| o.direction.on_remote_offer(sdp))?;
         let offer = RTCSessionDescription::offer(sdp.to_owned())
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
         self.peer
@@ -518,8 +556,82 @@ impl MediaSession {
             .await
             .map_err(MediaError::transport)?;
         let answer_sdp = self.set_local_and_gather(answer).await?;
+        let answer_sdp = self.sending(&answer_sdp, |direction| {
+            direction.answered();
+            Ok(())
+        })?;
         self.start_media(sdp).await?;
         Ok(answer_sdp)
+    }
+
+    /// An offer that puts the call on hold (`hold`) or takes our hold back (RFC 6337): the
+    /// description we sent last with the new direction. Received audio stops playing and the
+    /// source stops going out at once; [`MediaSession::apply_hold_answer`] or
+    /// [`MediaSession::hold_refused`] settle it.
+    pub fn hold_offer(&self, hold: bool) -> Result<String, MediaError> {
+        let sdp = self.offer_answer(|o| {
+            let last = o
+                .last_sent
+                .clone()
+                .ok_or(MediaError::InvalidState("the call is not connected yet"))?;
+            let sdp = o.direction.hold_offer(&last, hold)?;
+            o.last_sent = Some(sdp.clone());
+            Ok(sdp)
+        })?;
+        Ok(sdp)
+    }
+
+    /// The peer answered our hold or resume offer.
+    pub fn apply_hold_answer(&self, sdp: &str) -> Result<(), MediaError> {
+        self.offer_answer(|o| o.direction.on_hold_answer(sdp))
+    }
+
+    /// The peer refused our hold or resume offer: the call goes on as it was.
+    pub fn hold_refused(&self) {
+        let _ = self.offer_answer(|o| {
+            o.direction.on_hold_refused();
+            Ok(())
+        });
+    }
+
+    /// Who holds the call.
+    pub fn hold_state(&self) -> HoldState {
+        self.offer_answer(|o| Ok(o.direction.hold_state()))
+            .unwrap_or_default()
+    }
+
+    /// Runs `change` on the offer/answer state and passes the resulting directions to the media
+    /// task.
+    fn offer_answer<T>(
+        &self,
+        change: impl FnOnce(&mut OfferAnswer) -> Result<T, MediaError>,
+    ) -> Result<T, MediaError> {
+        let mut state = self
+            .offer_answer
+            .lock()
+            .map_err(|_| MediaError::InvalidState("offer/answer state poisoned"))?;
+        let result = change(&mut state);
+        self.shared
+            .play
+            .store(state.direction.plays(), Ordering::Relaxed);
+        self.shared
+            .send_source
+            .store(state.direction.sends_source(), Ordering::Relaxed);
+        result
+    }
+
+    /// Stamps a description we send with our direction and version and keeps it.
+    fn sending(
+        &self,
+        sdp: &str,
+        before: impl FnOnce(&mut StreamDirection) -> Result<(), MediaError>,
+    ) -> Result<String, MediaError> {
+        self.offer_answer(|o| {
+            before(&mut o.direction)?;
+            let sdp = o.direction.outgoing(sdp)?;
+            o.last_sent = Some(sdp.clone());
+            Ok(sdp)
+        })
     }
 
     /// Takes the event stream. Only the first call gets events; later calls get a closed
@@ -994,6 +1106,10 @@ impl MediaTask {
         for slot in self.frame_out.iter_mut() {
             *slot = self.playout.pop_front().unwrap_or(0.0);
         }
+        if !self.shared.play.load(Ordering::Relaxed) {
+            // On hold: what still arrives is consumed, not played.
+            self.frame_out.fill(0.0);
+        }
         store_f32(&self.shared.output_level, rms_level(&self.frame_out));
         if let Err(err) = self.sink.write(&self.frame_out) {
             warn!(%err, "sink write failed");
@@ -1006,6 +1122,13 @@ impl MediaTask {
             self.source.idle(&mut self.frame_in);
             return;
         };
+        if !self.shared.send_source.load(Ordering::Relaxed) {
+            // On hold: nothing goes out, and the first packet after it starts a talk spurt.
+            self.source.idle(&mut self.frame_in);
+            send.timestamp = send.timestamp.wrapping_add(send.encoder.timestamp_step());
+            send.first_packet = true;
+            return;
+        }
         self.source.fill(&mut self.frame_in);
         if self.shared.muted.load(Ordering::Relaxed) {
             self.frame_in.fill(0.0);

@@ -356,16 +356,99 @@ async fn dtmf_is_sent_as_telephone_events() -> Result<()> {
         (AudioSource::Silence, AudioSink::Discard),
     )
     .await?;
+    let mut answerer_events = call.answerer_events;
     let before = call.answerer.stats().packets_received;
-    call.offerer.send_dtmf('5').await?;
-    call.offerer.send_dtmf('#').await?;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let keys = "5#1A";
+    for key in keys.chars() {
+        call.offerer.send_dtmf(key).await?;
+    }
+    // The far side tells each key press once, in order.
+    let mut heard = String::new();
+    timeout(STEP_TIMEOUT, async {
+        while heard.len() < keys.len() {
+            match answerer_events.recv().await {
+                Some(MediaEvent::Dtmf { digit }) => heard.push(digit),
+                Some(_) => {}
+                None => break,
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("only {heard:?} of {keys:?} arrived"))?;
+    assert_eq!(heard, keys);
     // Event packets replace audio packets one for one, so the stream keeps its rate.
     let after = call.answerer.stats().packets_received;
     assert!(
         after - before >= 20,
         "stream stalled during DTMF: {before} -> {after}"
     );
+    call.offerer.close().await?;
+    call.answerer.close().await?;
+    Ok(())
+}
+
+/// Packets `session` receives in `window`.
+async fn received_during(session: &MediaSession, window: Duration) -> u64 {
+    let before = session.stats().packets_received;
+    tokio::time::sleep(window).await;
+    session.stats().packets_received - before
+}
+
+/// RFC 6337: the holder offers sendonly and the held side answers recvonly; while held, neither
+/// side's source reaches the other; after resume both directions flow again. Then the other
+/// side holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_stops_both_directions_and_resume_restores_them() -> Result<()> {
+    let tone = |hz| AudioSource::Tone {
+        frequency_hz: hz,
+        amplitude: 0.4,
+    };
+    let call = connect(
+        &loopback_config(),
+        (tone(440.0), AudioSink::Discard),
+        (tone(1000.0), AudioSink::Discard),
+    )
+    .await?;
+    let window = Duration::from_millis(400);
+    for (holder, held) in [
+        (&call.offerer, &call.answerer),
+        (&call.answerer, &call.offerer),
+    ] {
+        let hold = holder.hold_offer(true)?;
+        assert!(hold.contains("a=sendonly"), "{hold}");
+        let answer = held.accept_offer(&hold).await?;
+        assert!(answer.contains("a=recvonly"), "{answer}");
+        holder.apply_hold_answer(&answer)?;
+        assert!(holder.hold_state().local && !holder.hold_state().remote);
+        assert!(held.hold_state().remote && !held.hold_state().local);
+        // Packets already on the way settle first.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            received_during(held, window).await,
+            0,
+            "the holder still sends"
+        );
+        assert_eq!(
+            received_during(holder, window).await,
+            0,
+            "the held side still sends"
+        );
+
+        let resume = holder.hold_offer(false)?;
+        assert!(resume.contains("a=sendrecv"), "{resume}");
+        let answer = held.accept_offer(&resume).await?;
+        holder.apply_hold_answer(&answer)?;
+        assert_eq!(holder.hold_state(), Default::default());
+        assert_eq!(held.hold_state(), Default::default());
+        assert!(
+            received_during(held, window).await >= 10,
+            "no audio after resume"
+        );
+        assert!(
+            received_during(holder, window).await >= 10,
+            "no audio after resume"
+        );
+    }
     call.offerer.close().await?;
     call.answerer.close().await?;
     Ok(())

@@ -72,6 +72,25 @@ impl Direction {
         }
     }
 
+    /// The direction that sends and receives as told.
+    pub fn from_flags(sends: bool, receives: bool) -> Self {
+        match (sends, receives) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
+    /// What both `self` and `other` allow, seen from the same side: a stream that we want at
+    /// `self` and the peer's description permits at `other` (already reversed to our side).
+    pub fn intersect(self, other: Direction) -> Self {
+        Direction::from_flags(
+            self.sends() && other.sends(),
+            self.receives() && other.receives(),
+        )
+    }
+
     /// True if the describing side wants to receive.
     pub fn receives(self) -> bool {
         matches!(self, Direction::SendRecv | Direction::RecvOnly)
@@ -130,5 +149,22 @@ mod tests {
         }
         assert_eq!(Direction::SendRecv.held().resumed(), Direction::SendRecv);
         assert_eq!(Direction::RecvOnly.held().resumed(), Direction::RecvOnly);
+    }
+
+    #[test]
+    fn intersect_keeps_what_both_allow() {
+        for a in ALL {
+            assert_eq!(a.intersect(Direction::SendRecv), a);
+            assert_eq!(a.intersect(Direction::Inactive), Direction::Inactive);
+            assert_eq!(Direction::from_flags(a.sends(), a.receives()), a);
+        }
+        assert_eq!(
+            Direction::SendOnly.intersect(Direction::RecvOnly),
+            Direction::Inactive
+        );
+        assert_eq!(
+            Direction::SendRecv.intersect(Direction::RecvOnly),
+            Direction::RecvOnly
+        );
     }
 }

@@ -8,7 +8,11 @@ import type { MessageId } from "./MessageId";
 import type { TransferId } from "./TransferId";
 import type { TransferState } from "./TransferState";
 
-export type EngineEvent = { "event": "account_state", account: AccountId, state: AccountState, } | { "event": "incoming_call", account: AccountId, call: CallId, from: string, display_name: string | null, } | { "event": "call_state", account: AccountId, call: CallId, state: CallState, } | { "event": "message_received", account: AccountId, from: string, content_type: string, body: string, } | { "event": "message_delivered", account: AccountId, message: MessageId, } | { "event": "message_failed", account: AccountId, message: MessageId, status: number, reason: string, } | { "event": "transfer_offered", account: AccountId, transfer: TransferId, from: string, display_name: string | null, 
+export type EngineEvent = { "event": "account_state", account: AccountId, state: AccountState, } | { "event": "incoming_call", account: AccountId, call: CallId, from: string, display_name: string | null, } | { "event": "call_state", account: AccountId, call: CallId, state: CallState, } | { "event": "call_hold", account: AccountId, call: CallId, local: boolean, remote: boolean, } | { "event": "call_transfer", account: AccountId, call: CallId, status: number, reason: string, final: boolean, } | { "event": "dtmf_received", account: AccountId, call: CallId, 
+/**
+ * `0-9`, `*`, `#` or `A-D`.
+ */
+digit: string, } | { "event": "message_received", account: AccountId, from: string, content_type: string, body: string, } | { "event": "message_delivered", account: AccountId, message: MessageId, } | { "event": "message_failed", account: AccountId, message: MessageId, status: number, reason: string, } | { "event": "transfer_offered", account: AccountId, transfer: TransferId, from: string, display_name: string | null, 
 /**
  * As offered: untrusted; the saved file gets a safe name.
  */

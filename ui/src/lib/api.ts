@@ -54,9 +54,10 @@ export const api = {
   hangupCall: (callId: Id) => call<void>("hangup_call", { call: callId }),
   setMuted: (callId: Id, muted: boolean) => call<void>("set_muted", { call: callId, muted }),
   sendDtmf: (callId: Id, digit: string) => call<void>("send_dtmf", { call: callId, digit }),
-  // Not in the shell yet: features.ts keeps the buttons that call these hidden until they are.
   holdCall: (callId: Id, hold: boolean) => call<void>("hold_call", { call: callId, hold }),
   transferCall: (callId: Id, target: string) => call<void>("transfer_call", { call: callId, target }),
+  attendedTransfer: (callId: Id, to: Id) => call<void>("attended_transfer", { call: callId, to }),
+  // Not in the shell yet: features.ts keeps the buttons that call these hidden until they are.
   mergeCalls: (calls: Id[]) => call<void>("merge_calls", { calls }),
   recordCall: (callId: Id, record: boolean) => call<void>("record_call", { call: callId, record }),
   /** Streams the call's statistics (every 200 ms) until it ends. */

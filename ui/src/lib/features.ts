@@ -2,9 +2,9 @@
 // until the shell has the command behind them. Turn one on here once its command is wired.
 export const features = {
   /** Hold and resume (`hold_call`). */
-  hold: false,
+  hold: true,
   /** Blind transfer to another address (`transfer_call`). */
-  transfer: false,
+  transfer: true,
   /** Mixing calls into a conference (`merge_calls`). */
   merge: false,
   /** Recording a call to a file (`record_call`). */

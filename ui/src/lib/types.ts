@@ -40,12 +40,6 @@ export function num(value: Num | null | undefined): number {
 // `tag = "event"`, snake_case), ids as numbers. Once the bindings have them, delete this block
 // and export `EngineEvent` from the bindings again: the reducers need no change.
 export type UngeneratedCallEvent =
-  /** Hold changed: `local` we hold the call, `remote` the other side holds us (RFC 6337). */
-  | { event: "call_hold"; account: AccountId; call: CallId; local: boolean; remote: boolean }
-  /** The other side pressed a key (RFC 4733 telephone-event): 0–9, *, #, A–D. */
-  | { event: "dtmf_received"; account: AccountId; call: CallId; digit: string }
-  /** Progress of a transfer we asked for (REFER, RFC 3515: the NOTIFY's sipfrag status line). */
-  | { event: "call_transfer"; account: AccountId; call: CallId; status: number; reason: string; final: boolean }
   /** The call is being recorded into `path`, or no longer (null). */
   | { event: "call_recording"; account: AccountId; call: CallId; path: string | null }
   /** The calls now mixed together in a local conference (empty: no conference). */

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lyrebird_media::{MediaConfig, MediaStats};
+use lyrebird_media::{HoldState, MediaConfig, MediaStats};
 use lyrebird_sip as sip;
 use lyrebird_store::CallEndReason;
 use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::sessions::Signalling;
 use crate::call::{self, CallRole, FromCall, ToCall};
@@ -44,6 +44,19 @@ struct CallEntry {
     answered: bool,
     task: Option<mpsc::Sender<ToCall>>,
     history_key: String,
+    /// Who holds the call, as last told to front ends.
+    hold: HoldState,
+    /// Where the call's audio comes from and goes to, once it has media; a call that replaces
+    /// this one (a transfer) takes it over.
+    audio: Option<CallAudio>,
+    /// Our REFER of this call's peer, while it is in progress (we transfer them).
+    transferring: Option<sip::ReferId>,
+    /// This call is being made because the peer of another call asked us to (REFER): its
+    /// progress is reported there, and that call ends once this one is answered.
+    referred_by: Option<(CallId, sip::IncomingReferId)>,
+    /// This call takes the place of another (INVITE with Replaces, RFC 3891), which ends once
+    /// this one is answered.
+    replaces: Option<CallId>,
 }
 
 /// Everything the calls of one account share.
@@ -130,6 +143,11 @@ impl Calls {
                 answered: false,
                 task: None,
                 history_key,
+                hold: HoldState::default(),
+                audio: None,
+                transferring: None,
+                referred_by: None,
+                replaces: None,
             },
         );
         sig.sessions.open(SessionId::Call(call), peer.clone(), None);
@@ -148,6 +166,7 @@ impl Calls {
         dialog: sip::CallId,
         from: sip::Party,
         sdp: Option<String>,
+        replaces: Option<CallId>,
     ) {
         let Some(offer) = sdp else {
             // A WebRTC peer always offers in the INVITE; answering an offerless INVITE would need
@@ -170,6 +189,20 @@ impl Calls {
             from: from.uri,
             display_name: from.display_name,
         });
+        // An attended transfer completing (RFC 3891 §3): the new call takes the old one's place
+        // at once, without ringing, with the old call's audio; the old one ends when it is
+        // answered.
+        if let Some(old) = replaces.filter(|old| self.entries.contains_key(old)) {
+            info!(call = call.0, replaced = old.0, "call replaces another");
+            let audio = self.entries.get(&old).and_then(|e| e.audio.clone());
+            if let Some(entry) = self.entries.get_mut(&call) {
+                entry.replaces = Some(old);
+            }
+            if let Err(e) = self.answer(call, audio) {
+                self.warn(format!("could not take over the transferred call: {e}"));
+            }
+            return;
+        }
         self.state(call, CallState::Ringing { status: 180 });
         if let Some(audio) = self.auto_answer.clone()
             && let Err(e) = self.answer(call, Some(audio))
@@ -182,6 +215,7 @@ impl Calls {
     pub(crate) fn on_dialog(&mut self, sig: &mut Signalling, call: CallId, event: DialogEvent) {
         match event {
             DialogEvent::Progress { status, sdp } => {
+                self.tell_referrer(sig, call, status, false);
                 self.state(call, CallState::Ringing { status });
                 if let Some(sdp) = sdp {
                     self.deliver_remote_sdp(call, sdp);
@@ -196,6 +230,7 @@ impl Calls {
                 let key = entry.history_key.clone();
                 self.state(call, CallState::Answered);
                 self.history.call_answered(self.account, &key);
+                self.tell_referrer(sig, call, 200, true);
                 match sdp {
                     Some(sdp) => self.deliver_remote_sdp(call, sdp),
                     None if remote_applied => {}
@@ -220,9 +255,18 @@ impl Calls {
                     }
                 }
             }
-            DialogEvent::Referred { refer, .. } => {
-                let _ = sig.ua.reject_refer(sig.now, refer, 603);
-            }
+            DialogEvent::Referred {
+                refer,
+                target,
+                replaces,
+                referred_by,
+            } => self.on_referred(sig, call, refer, target, replaces, referred_by),
+            DialogEvent::ReferProgress {
+                refer,
+                status,
+                reason,
+                done,
+            } => self.on_transfer_progress(sig, call, refer, status, reason, done),
             DialogEvent::Dtmf { digit, .. } => {
                 debug!(call = call.0, %digit, "DTMF received in SIP INFO");
                 self.emit(EngineEvent::DtmfReceived {
@@ -231,14 +275,236 @@ impl Calls {
                     digit: digit.to_string(),
                 });
             }
-            DialogEvent::ReofferAnswered { .. }
-            | DialogEvent::ReofferFailed { .. }
-            | DialogEvent::ReferProgress { .. } => {}
+            DialogEvent::ReofferAnswered { sdp } => {
+                self.to_task(call, ToCall::HoldAnswered { sdp });
+            }
+            DialogEvent::ReofferFailed { status, reason } => {
+                self.warn(format!(
+                    "the other side refused the change of hold: {status} {reason}"
+                ));
+                self.to_task(call, ToCall::HoldRefused);
+            }
             DialogEvent::Ended { reason } => {
+                if let sip::EndReason::Rejected { status, .. }
+                | sip::EndReason::Failed { status, .. } = &reason
+                {
+                    self.tell_referrer(sig, call, *status, true);
+                }
                 let answered = self.entries.get(&call).is_some_and(|c| c.answered);
                 self.end_call(sig, call, CallEnding::from_sip(&reason, answered));
             }
         }
+    }
+
+    /// Asks the peer of `call` to call `target` instead (blind transfer, RFC 3515).
+    pub(crate) fn transfer(
+        &mut self,
+        sig: &mut Signalling,
+        call: CallId,
+        target: String,
+    ) -> Result<(), EngineError> {
+        let target = target.trim().to_owned();
+        if target.is_empty() {
+            return Err(EngineError::InvalidConfig(
+                "no one to transfer to: the address is empty".into(),
+            ));
+        }
+        self.refer(sig, call, &target, None)
+    }
+
+    /// Connects the peer of `call` with the peer of `to` (attended transfer): the first is
+    /// asked to call the second, replacing our call with them (RFC 3515, RFC 3891, RFC 5589).
+    pub(crate) fn attended_transfer(
+        &mut self,
+        sig: &mut Signalling,
+        call: CallId,
+        to: CallId,
+    ) -> Result<(), EngineError> {
+        if call == to {
+            return Err(EngineError::InvalidState(
+                "a call cannot be transferred to itself".into(),
+            ));
+        }
+        let other = self
+            .entries
+            .get(&to)
+            .ok_or(EngineError::UnknownCall(to.0))?;
+        if !other.answered || other.phase == CallPhase::Ended {
+            return Err(EngineError::InvalidState(
+                "the call to transfer to must be answered".into(),
+            ));
+        }
+        let dialog = sig
+            .sessions
+            .dialog(SessionId::Call(to))
+            .ok_or(EngineError::UnknownCall(to.0))?;
+        let replaces = sig
+            .ua
+            .replaces_target(dialog)
+            .ok_or_else(|| EngineError::InvalidState("the other call has no dialog".into()))?;
+        let target = other.peer.clone();
+        self.refer(sig, call, &target, Some(replaces))
+    }
+
+    fn refer(
+        &mut self,
+        sig: &mut Signalling,
+        call: CallId,
+        target: &str,
+        replaces: Option<sip::ReplacesTarget>,
+    ) -> Result<(), EngineError> {
+        let entry = self
+            .entries
+            .get(&call)
+            .ok_or(EngineError::UnknownCall(call.0))?;
+        if !entry.answered || entry.phase == CallPhase::Ended {
+            return Err(EngineError::InvalidState(
+                "only an answered call can be transferred".into(),
+            ));
+        }
+        if entry.transferring.is_some() {
+            return Err(EngineError::InvalidState(
+                "this call is already being transferred".into(),
+            ));
+        }
+        let dialog = sig
+            .sessions
+            .dialog(SessionId::Call(call))
+            .ok_or(EngineError::UnknownCall(call.0))?;
+        let refer = sig.ua.refer(sig.now, dialog, target, replaces)?;
+        info!(call = call.0, %target, "transfer asked");
+        if let Some(entry) = self.entries.get_mut(&call) {
+            entry.transferring = Some(refer);
+        }
+        Ok(())
+    }
+
+    /// How the transfer we asked for is going (the REFER's answer and NOTIFYs).
+    fn on_transfer_progress(
+        &mut self,
+        sig: &mut Signalling,
+        call: CallId,
+        refer: sip::ReferId,
+        status: u16,
+        reason: String,
+        done: bool,
+    ) {
+        let Some(entry) = self.entries.get_mut(&call) else {
+            return;
+        };
+        if entry.transferring != Some(refer) {
+            return;
+        }
+        if done {
+            entry.transferring = None;
+        }
+        self.emit(EngineEvent::CallTransfer {
+            account: self.account,
+            call,
+            status,
+            reason: reason.clone(),
+            done,
+        });
+        if done && (200..300).contains(&status) {
+            // The other side now talks to the transfer target; our part is over.
+            if sig
+                .send(SessionId::Call(call), Signal::End { reason: None })
+                .is_ok()
+            {
+                self.end_call(
+                    sig,
+                    call,
+                    CallEnding::local("transferred", CallEndReason::LocalHangup),
+                );
+            }
+        } else if done {
+            self.warn(format!("the transfer did not complete: {status} {reason}"));
+        }
+    }
+
+    /// The peer of `call` asks us to call `target` instead (we are being transferred): the
+    /// new call goes out at once with this call's audio, its progress is reported to the
+    /// peer, and this call ends once the new one is answered.
+    #[allow(clippy::too_many_arguments)]
+    fn on_referred(
+        &mut self,
+        sig: &mut Signalling,
+        call: CallId,
+        refer: sip::IncomingReferId,
+        target: String,
+        replaces: Option<sip::ReplacesTarget>,
+        referred_by: Option<String>,
+    ) {
+        let audio = self.entries.get(&call).and_then(|e| e.audio.clone());
+        let Some(audio) = audio else {
+            let _ = sig.ua.reject_refer(sig.now, refer, 603);
+            return;
+        };
+        if let Err(e) = sig.ua.accept_refer(sig.now, refer) {
+            debug!(error = %e, "could not accept a REFER");
+            return;
+        }
+        info!(call = call.0, %target, "transferred by the other side");
+        let new_call = match self.place_call(sig, target.clone(), audio) {
+            Ok(new_call) => new_call,
+            Err(e) => {
+                let _ = sig
+                    .ua
+                    .notify_refer(sig.now, refer, 503, "Service Unavailable");
+                self.warn(format!(
+                    "could not call {target} as asked by a transfer: {e}"
+                ));
+                return;
+            }
+        };
+        sig.sessions.set_invite_options(
+            SessionId::Call(new_call),
+            sip::InviteOptions {
+                replaces,
+                referred_by,
+            },
+        );
+        if let Some(entry) = self.entries.get_mut(&new_call) {
+            entry.referred_by = Some((call, refer));
+        }
+    }
+
+    /// Tells the peer that transferred us how the call it asked for is going (NOTIFY with a
+    /// `message/sipfrag` status line); once it is answered, the old call ends.
+    fn tell_referrer(&mut self, sig: &mut Signalling, call: CallId, status: u16, done: bool) {
+        let Some(entry) = self.entries.get_mut(&call) else {
+            return;
+        };
+        let Some((old, refer)) = entry.referred_by else {
+            return;
+        };
+        if done {
+            entry.referred_by = None;
+        }
+        let reason = sip::ua::reason_phrase(status);
+        if let Err(e) = sig.ua.notify_refer(sig.now, refer, status, reason) {
+            debug!(error = %e, "transfer progress not told");
+        }
+        if done && (200..300).contains(&status) {
+            self.end_replaced(sig, old, "transferred");
+        }
+    }
+
+    /// Ends a call another one has taken over.
+    fn end_replaced(&mut self, sig: &mut Signalling, call: CallId, why: &str) {
+        if self
+            .entries
+            .get(&call)
+            .is_none_or(|e| e.phase == CallPhase::Ended)
+        {
+            return;
+        }
+        let _ = sig.send(SessionId::Call(call), Signal::End { reason: None });
+        self.end_call(
+            sig,
+            call,
+            CallEnding::local(why, CallEndReason::LocalHangup),
+        );
     }
 
     /// Gives the peer's answer (from a 183 or the 200) to the media session, once.
@@ -288,6 +554,45 @@ impl Calls {
         }
     }
 
+    fn to_task(&self, call: CallId, message: ToCall) {
+        if let Some(task) = self.entries.get(&call).and_then(|e| e.task.as_ref())
+            && task.try_send(message).is_err()
+        {
+            debug!(call = call.0, "call task gone or busy; message dropped");
+        }
+    }
+
+    /// Puts a call on hold or resumes it; its media task makes the offer.
+    pub(crate) fn hold(
+        &mut self,
+        call: CallId,
+        hold: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    ) {
+        let task = match self.entries.get(&call) {
+            Some(entry) if entry.phase != CallPhase::Signalled || !entry.answered => Err(
+                EngineError::InvalidState("only an answered call can be put on hold".into()),
+            ),
+            Some(_) => self.task(call),
+            None => Err(EngineError::UnknownCall(call.0)),
+        };
+        match task {
+            Ok(task) => {
+                if let Err(e) = task.try_send(ToCall::Hold { hold, reply }) {
+                    let reply = match e {
+                        mpsc::error::TrySendError::Full(ToCall::Hold { reply, .. })
+                        | mpsc::error::TrySendError::Closed(ToCall::Hold { reply, .. }) => reply,
+                        _ => return,
+                    };
+                    let _ = reply.send(Err(EngineError::InvalidState("the call is busy".into())));
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
     /// The call's media task, for commands that only it can carry out.
     pub(crate) fn task(&self, call: CallId) -> Result<mpsc::Sender<ToCall>, EngineError> {
         let entry = self
@@ -321,7 +626,7 @@ impl Calls {
             call,
             self.account,
             Arc::clone(&self.media),
-            audio,
+            audio.clone(),
             role,
             rx,
             self.to_account.clone(),
@@ -329,6 +634,7 @@ impl Calls {
         ));
         if let Some(entry) = self.entries.get_mut(&call) {
             entry.task = Some(tx);
+            entry.audio = Some(audio);
         }
     }
 
@@ -449,6 +755,21 @@ impl Calls {
                 };
                 self.end_call(sig, call, end);
             }
+            FromCall::Hold { call, state } => {
+                let Some(entry) = self.entries.get_mut(&call) else {
+                    return;
+                };
+                if entry.hold == state || entry.phase == CallPhase::Ended {
+                    return;
+                }
+                entry.hold = state;
+                self.emit(EngineEvent::CallHold {
+                    account: self.account,
+                    call,
+                    local: state.local,
+                    remote: state.remote,
+                });
+            }
             FromCall::Finished { call } => {
                 let ended = self
                     .entries
@@ -470,6 +791,7 @@ impl Calls {
         if entry.phase == CallPhase::Ended {
             return;
         }
+        let reoffering = matches!(signal, Signal::Reoffer { .. });
         let failure = match &signal {
             Signal::Offer { .. } => Some(format!("cannot call {}", entry.peer)),
             Signal::Answer { .. } => Some("could not answer".to_owned()),
@@ -484,8 +806,12 @@ impl Calls {
                 entry.phase = CallPhase::Signalled;
                 entry.answered = true;
                 let key = entry.history_key.clone();
+                let replaced = entry.replaces.take();
                 self.history.call_answered(self.account, &key);
                 self.state(call, CallState::Answered);
+                if let Some(old) = replaced {
+                    self.end_replaced(sig, old, "replaced by the transferred call");
+                }
             }
             _ => {}
         }
@@ -496,6 +822,10 @@ impl Calls {
                     call,
                     CallEnding::local(format!("{what}: {e}"), CallEndReason::Failed),
                 ),
+                None if reoffering => {
+                    self.warn(format!("could not change the call's hold: {e}"));
+                    self.to_task(call, ToCall::HoldRefused);
+                }
                 None => self.warn(format!("could not answer a re-INVITE: {e}")),
             }
         }

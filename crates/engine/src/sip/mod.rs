@@ -79,8 +79,26 @@ pub(crate) enum AccountCommand {
         digit: char,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Ask the peer to call `target` instead (blind transfer).
+    Transfer {
+        call: CallId,
+        target: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Connect the peer of `call` with the peer of `to` (attended transfer).
+    AttendedTransfer {
+        call: CallId,
+        to: CallId,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Hold (`hold`) or resume a call.
+    Hold {
+        call: CallId,
+        hold: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// File transfers and MSRP chats (see `msrp/`).
-    Transfer(crate::msrp::TransferCommand),
+    Files(crate::msrp::TransferCommand),
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -414,7 +432,7 @@ impl SipAccount {
                 dialog,
                 from,
                 sdp,
-                replaces: _,
+                replaces,
             } => {
                 if self.shutdown_reply.is_some() {
                     let _ = sig.ua.reject(sig.now, dialog, 480);
@@ -423,7 +441,11 @@ impl SipAccount {
                     self.transfers
                         .on_offer(&mut sig, dialog, from, sdp.unwrap_or_default());
                 } else {
-                    self.calls.on_offer(&mut sig, dialog, from, sdp);
+                    let replaces = match replaces {
+                        Some(SessionId::Call(call)) => Some(call),
+                        _ => None,
+                    };
+                    self.calls.on_offer(&mut sig, dialog, from, sdp, replaces);
                 }
                 return;
             }
@@ -639,7 +661,18 @@ impl SipAccount {
                     let _ = reply.send(Err(e));
                 }
             },
-            AccountCommand::Transfer(command) => self.transfers.on_command(&mut sig, command),
+            AccountCommand::Hold { call, hold, reply } => self.calls.hold(call, hold, reply),
+            AccountCommand::Transfer {
+                call,
+                target,
+                reply,
+            } => {
+                let _ = reply.send(self.calls.transfer(&mut sig, call, target));
+            }
+            AccountCommand::AttendedTransfer { call, to, reply } => {
+                let _ = reply.send(self.calls.attended_transfer(&mut sig, call, to));
+            }
+            AccountCommand::Files(command) => self.transfers.on_command(&mut sig, command),
             AccountCommand::Shutdown { reply } => self.begin_shutdown(Some(reply)),
         }
     }

@@ -25,6 +25,9 @@ struct Entry {
     /// Our current session description: repeated to a re-INVITE that asks for no change (or
     /// one that cannot be taken).
     local_sdp: Option<String>,
+    /// What our INVITE says beside the offer (Replaces, Referred-By: a call we make because
+    /// we were transferred).
+    invite: sip::InviteOptions,
 }
 
 /// What a SIP event is about.
@@ -79,8 +82,16 @@ impl Sessions {
                 peer,
                 dialog,
                 local_sdp: None,
+                invite: sip::InviteOptions::default(),
             },
         );
+    }
+
+    /// Sets what the session's INVITE says beside the offer.
+    pub(crate) fn set_invite_options(&mut self, session: SessionId, options: sip::InviteOptions) {
+        if let Some(entry) = self.entries.get_mut(&session) {
+            entry.invite = options;
+        }
     }
 
     /// Moves a session onto a new incoming dialog (a resumed file transfer offered again by
@@ -133,7 +144,7 @@ impl Sessions {
         match signal {
             Signal::Offer { sdp } => {
                 entry.local_sdp = Some(sdp.clone());
-                let dialog = ua.invite(now, &entry.peer, sdp)?;
+                let dialog = ua.invite_with(now, &entry.peer, sdp, entry.invite.clone())?;
                 if let Some(old) = entry.dialog.replace(dialog) {
                     self.by_dialog.remove(&old);
                 }
