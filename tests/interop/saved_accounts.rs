@@ -42,6 +42,7 @@ fn sip(stack: &Stack, user: &str) -> AccountSettings {
         msrp_relay_ws_url: Some(kamailio.msrp_ws_url()),
         msrp_relay_uri: None,
         trusted_certificate: None,
+        dtmf: Default::default(),
     })
 }
 

@@ -15,7 +15,7 @@ use lyrebird_engine::{
     EngineConfig, EngineEvent, EngineHandle, IceServer, MediaConfig, PasswordSource,
     SipAccountConfig,
 };
-use lyrebird_engine::{FileTransferConfig, TransferId};
+use lyrebird_engine::{DtmfMethod, FileTransferConfig, TransferId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -175,6 +175,9 @@ struct AccountArgs {
     /// Registration lifetime to ask for, in seconds.
     #[arg(long, default_value_t = 600)]
     expires: u32,
+    /// How key presses are sent in calls: RFC 4733 telephone events, SIP INFO, or both.
+    #[arg(long, value_enum, default_value_t = DtmfArg::Rfc4733)]
+    dtmf: DtmfArg,
     /// A stable device UUID for SIP Outbound (+sip.instance).
     #[arg(long)]
     instance_id: Option<String>,
@@ -323,6 +326,14 @@ fn print_event(event: &EngineEvent) {
     }
 }
 
+/// `--dtmf`: how key presses are sent.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DtmfArg {
+    Rfc4733,
+    Info,
+    Both,
+}
+
 fn account_config(args: &AccountArgs) -> Result<SipAccountConfig> {
     let source = if let Some(var) = &args.password_env {
         PasswordSource::Env { var: var.clone() }
@@ -343,6 +354,11 @@ fn account_config(args: &AccountArgs) -> Result<SipAccountConfig> {
     config.trusted_certificate = args.trust_cert.clone();
     config.register_expires = args.expires;
     config.instance_id = args.instance_id.clone();
+    config.dtmf = match args.dtmf {
+        DtmfArg::Rfc4733 => DtmfMethod::Rfc4733,
+        DtmfArg::Info => DtmfMethod::Info,
+        DtmfArg::Both => DtmfMethod::Both,
+    };
     if let (Some(ws), Some(uri)) = (&args.msrp_relay_ws, &args.msrp_relay_uri) {
         let mut files = FileTransferConfig::new(ws, uri, &args.downloads);
         files.auto_accept = args.auto_accept_files;

@@ -34,6 +34,24 @@ pub struct SipAccountConfig {
     pub file_transfer: Option<FileTransferConfig>,
     /// STUN/TURN servers for this account's calls, instead of the engine's.
     pub ice_servers: Option<Vec<IceServer>>,
+    /// How key presses are sent in calls.
+    pub dtmf: DtmfMethod,
+}
+
+/// How key presses (DTMF) are sent in a call. Telephone events in the media (RFC 4733) are
+/// what IVRs and gateways expect; SIP INFO (`application/dtmf-relay`) is what browser SIP
+/// libraries report to their pages (JsSIP and SIP.js tell their application only INFO digits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum DtmfMethod {
+    /// RFC 4733 telephone events in the RTP stream.
+    #[default]
+    Rfc4733,
+    /// SIP INFO requests (RFC 6086) with `application/dtmf-relay`.
+    Info,
+    /// Both, for peers whose support is unknown (a peer that reads both hears each key twice).
+    Both,
 }
 
 impl SipAccountConfig {
@@ -52,6 +70,7 @@ impl SipAccountConfig {
             instance_id: None,
             file_transfer: None,
             ice_servers: None,
+            dtmf: DtmfMethod::default(),
         }
     }
 }

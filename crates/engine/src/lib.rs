@@ -36,7 +36,7 @@ mod sip;
 pub mod transport;
 mod xmpp;
 
-pub use config::{CallAudio, FileTransferConfig, SipAccountConfig};
+pub use config::{CallAudio, DtmfMethod, FileTransferConfig, SipAccountConfig};
 pub use engine::{Engine, EngineConfig, EngineHandle};
 pub use event::{
     AccountState, CallDirection, CallState, ChatOrigin, EngineEvent, OfferedFile,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{FileTransferConfig, SipAccountConfig};
+use crate::config::{DtmfMethod, FileTransferConfig, SipAccountConfig};
 use crate::event::{AccountState, EngineEvent};
 use crate::ground::{AccountId, EngineError};
 use crate::secret::Password;
@@ -58,6 +58,9 @@ pub struct SipSettings {
     /// A PEM file with a certificate the person trusts for this server (self-signed servers).
     #[serde(default)]
     pub trusted_certificate: Option<String>,
+    /// How key presses are sent in calls.
+    #[serde(default)]
+    pub dtmf: DtmfMethod,
 }
 
 /// A TURN server (RFC 8656) and its long-term credential.
@@ -252,6 +255,7 @@ impl AccountSettings {
                 config.auth_username = non_empty(&sip.auth_username);
                 config.outbound_proxy = non_empty(&sip.outbound_proxy);
                 config.trusted_certificate = non_empty(&sip.trusted_certificate).map(PathBuf::from);
+                config.dtmf = sip.dtmf;
                 config.ice_servers = sip.turn.as_ref().map(|turn| {
                     vec![IceServer {
                         urls: vec![turn.url.clone()],
@@ -581,6 +585,7 @@ mod tests {
             msrp_relay_ws_url: None,
             msrp_relay_uri: None,
             trusted_certificate: None,
+            dtmf: Default::default(),
         })
     }
 

@@ -17,6 +17,7 @@ export type { ConversationKind } from "./ConversationKind";
 export type { ConversationSummary } from "./ConversationSummary";
 export type { DeliveryState } from "./DeliveryState";
 export type { Direction } from "./Direction";
+export type { DtmfMethod } from "./DtmfMethod";
 export type { EngineError } from "./EngineError";
 export type { EngineEvent } from "./EngineEvent";
 export type { MediaStats } from "./MediaStats";

@@ -25,6 +25,7 @@ describe("account form", () => {
       msrp_relay_ws_url: null,
       msrp_relay_uri: null,
       trusted_certificate: null,
+      dtmf: "rfc4733",
     });
     expect(fromSettings(toSettings(f))).toEqual({ ...f, wsUrl: "ws://127.0.0.1:8080/ws", address: "sip:alice@lyrebird.test", password: "" });
   });

@@ -1,5 +1,6 @@
 // The account form's fields → the engine's AccountSettings, with checks a person can act on.
 import type { AccountSettings } from "./types";
+import type { DtmfMethod } from "../bindings/DtmfMethod";
 import { isLoopbackUrl, sipAor } from "./address";
 
 export interface AccountFields {
@@ -15,6 +16,8 @@ export interface AccountFields {
   turnCredential: string;
   msrpRelayWsUrl: string;
   msrpRelayUri: string;
+  /** How key presses are sent in calls. */
+  dtmf: DtmfMethod;
 }
 
 export function emptyFields(kind: "sip" | "xmpp" = "sip"): AccountFields {
@@ -31,6 +34,7 @@ export function emptyFields(kind: "sip" | "xmpp" = "sip"): AccountFields {
     turnCredential: "",
     msrpRelayWsUrl: "",
     msrpRelayUri: "",
+    dtmf: "rfc4733",
   };
 }
 
@@ -97,6 +101,7 @@ export function toSettings(f: AccountFields): AccountSettings {
     msrp_relay_ws_url: opt(f.msrpRelayWsUrl),
     msrp_relay_uri: opt(f.msrpRelayUri),
     trusted_certificate: null,
+    dtmf: f.dtmf,
   };
 }
 
@@ -117,5 +122,6 @@ export function fromSettings(s: AccountSettings): AccountFields {
     turnCredential: s.turn?.credential ?? "",
     msrpRelayWsUrl: s.msrp_relay_ws_url ?? "",
     msrpRelayUri: s.msrp_relay_uri ?? "",
+    dtmf: s.dtmf,
   };
 }

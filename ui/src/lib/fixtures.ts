@@ -23,6 +23,7 @@ export const SIP_ACCOUNT: SavedAccount = {
     msrp_relay_ws_url: null,
     msrp_relay_uri: null,
     trusted_certificate: null,
+    dtmf: "rfc4733",
   },
   password_saved: true,
 };

@@ -13,7 +13,7 @@ use tracing::{debug, info};
 
 use super::sessions::Signalling;
 use crate::call::{self, CallRole, FromCall, ToCall};
-use crate::config::CallAudio;
+use crate::config::{CallAudio, DtmfMethod};
 use crate::event::{CallDirection, CallState, EngineEvent};
 use crate::ground::{AccountId, CallId, EngineError, IdSource};
 use crate::history::History;
@@ -559,6 +559,50 @@ impl Calls {
             && task.try_send(message).is_err()
         {
             debug!(call = call.0, "call task gone or busy; message dropped");
+        }
+    }
+
+    /// Sends a key press the way the account is set to (RFC 4733 events, SIP INFO or both).
+    pub(crate) fn send_dtmf(
+        &mut self,
+        sig: &mut Signalling,
+        call: CallId,
+        digit: char,
+        method: DtmfMethod,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    ) {
+        if !matches!(digit, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d') {
+            let _ = reply.send(Err(EngineError::InvalidConfig(format!(
+                "{digit:?} is not a key: use 0-9, *, # or A-D"
+            ))));
+            return;
+        }
+        if matches!(method, DtmfMethod::Info | DtmfMethod::Both) {
+            let sent = sig
+                .sessions
+                .dialog(SessionId::Call(call))
+                .ok_or(EngineError::UnknownCall(call.0))
+                .and_then(|dialog| {
+                    Ok(sig
+                        .ua
+                        .send_dtmf_info(sig.now, dialog, digit.to_ascii_uppercase(), 100)?)
+                });
+            if let Err(e) = sent {
+                let _ = reply.send(Err(e));
+                return;
+            }
+            if method == DtmfMethod::Info {
+                let _ = reply.send(Ok(()));
+                return;
+            }
+        }
+        match self.task(call) {
+            Ok(task) => {
+                let _ = task.try_send(ToCall::Dtmf { digit, reply });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::call::ToCall;
-use crate::config::{CallAudio, SipAccountConfig};
+use crate::config::{CallAudio, DtmfMethod, SipAccountConfig};
 use crate::event::{AccountState, EngineEvent};
 use crate::ground::{AccountId, CallId, EngineError, IdSource, MessageId};
 use crate::history::History;
@@ -123,6 +123,8 @@ struct StoredMessage {
 pub(crate) struct SipAccount {
     id: AccountId,
     ids: Arc<IdSource>,
+    /// How key presses are sent in calls.
+    dtmf: DtmfMethod,
     ua: UserAgent,
     flow: Flow,
     keepalive: KeepAlive,
@@ -203,6 +205,7 @@ impl SipAccount {
         );
         Ok(Self {
             calls,
+            dtmf: config.dtmf,
             id,
             ids,
             ua,
@@ -653,14 +656,10 @@ impl SipAccount {
                 });
                 let _ = reply.send(result);
             }
-            AccountCommand::SendDtmf { call, digit, reply } => match self.calls.task(call) {
-                Ok(task) => {
-                    let _ = task.try_send(ToCall::Dtmf { digit, reply });
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            AccountCommand::SendDtmf { call, digit, reply } => {
+                let method = self.dtmf;
+                self.calls.send_dtmf(&mut sig, call, digit, method, reply);
+            }
             AccountCommand::Hold { call, hold, reply } => self.calls.hold(call, hold, reply),
             AccountCommand::Transfer {
                 call,
