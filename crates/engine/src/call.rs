@@ -48,6 +48,9 @@ pub(crate) enum ToCall {
     },
     /// The peer refused our hold or resume offer.
     HoldRefused,
+    /// Our hold or resume offer was not sent: the peer's offer came first, and our answer to
+    /// it carries the hold or resume.
+    HoldSuperseded,
     Stats {
         reply: oneshot::Sender<Result<MediaStats, EngineError>>,
     },
@@ -204,6 +207,11 @@ async fn drive(
                     {
                         warn!(error = %e, "the answer to our hold offer is unusable");
                     }
+                    let state = session.hold_state();
+                    let _ = to_account.send(FromCall::Hold { call, state }).await;
+                }
+                Some(ToCall::HoldSuperseded) => {
+                    session.hold_superseded();
                     let state = session.hold_state();
                     let _ = to_account.send(FromCall::Hold { call, state }).await;
                 }

@@ -91,6 +91,28 @@ impl CallAudio {
         }
     }
 
+    /// The audio for a call that takes over this one (a transfer): the same source and
+    /// device; a recording goes to its own file beside this one's (`<name>-call<N>.wav`), as
+    /// both calls are live for a moment and one file cannot take two recordings.
+    pub fn for_successor(&self, call: u64) -> Self {
+        let sink = match &self.sink {
+            AudioSink::Wav { path } => {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                AudioSink::Wav {
+                    path: path.with_file_name(format!("{stem}-call{call}.wav")),
+                }
+            }
+            other => other.clone(),
+        };
+        Self {
+            source: self.source.clone(),
+            sink,
+        }
+    }
+
     /// Sends back what it hears (an echo test service).
     pub fn echo() -> Self {
         Self {

@@ -37,6 +37,10 @@ pub struct EngineConfig {
     pub user_agent: String,
     /// Where saved accounts put received files.
     pub downloads: PathBuf,
+    /// One call talks at a time, as on a phone: answering or placing a call, or resuming one,
+    /// puts the other answered calls on hold first (call waiting, swapping). Off for engines
+    /// that carry many calls at once (a bot, a load test).
+    pub hold_other_calls: bool,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +50,7 @@ impl Default for EngineConfig {
             media: MediaConfig::default(),
             user_agent: format!("Lyrebird/{}", env!("CARGO_PKG_VERSION")),
             downloads: std::env::temp_dir().join("lyrebird-downloads"),
+            hold_other_calls: true,
         }
     }
 }
@@ -135,6 +140,8 @@ impl Engine {
             probes: HashMap::new(),
             accounts: HashMap::new(),
             calls: HashMap::new(),
+            talking: HashMap::new(),
+            hold_other_calls: config.hold_other_calls,
             transfers: HashMap::new(),
             xmpp: crate::xmpp::XmppAccounts::default(),
             events: events_tx.clone(),
@@ -710,6 +717,9 @@ struct Supervisor {
     probes: HashMap<AccountId, Option<oneshot::Sender<Verdict>>>,
     accounts: HashMap<AccountId, AccountEntry>,
     calls: HashMap<CallId, AccountId>,
+    /// Answered calls and whether we hold them, for `hold_other_calls`.
+    talking: HashMap<CallId, bool>,
+    hold_other_calls: bool,
     transfers: HashMap<TransferId, AccountId>,
     xmpp: crate::xmpp::XmppAccounts,
     events: mpsc::UnboundedSender<EngineEvent>,
@@ -749,6 +759,7 @@ impl Supervisor {
     fn on_notice(&mut self, notice: AccountNotice) {
         match notice {
             AccountNotice::Event(event) => {
+                self.track_talking(&event);
                 let probe = event.account().filter(|a| self.probes.contains_key(a));
                 match probe {
                     None => {
@@ -778,6 +789,7 @@ impl Supervisor {
             }
             AccountNotice::CallClosed { call } => {
                 self.calls.remove(&call);
+                self.talking.remove(&call);
             }
             AccountNotice::TransferOpened { transfer, account } => {
                 self.transfers.insert(transfer, account);
@@ -785,6 +797,68 @@ impl Supervisor {
             AccountNotice::TransferClosed { transfer } => {
                 self.transfers.remove(&transfer);
             }
+        }
+    }
+
+    /// Keeps `talking` in step with the calls' events.
+    fn track_talking(&mut self, event: &EngineEvent) {
+        match event {
+            EngineEvent::CallState {
+                call,
+                state: crate::event::CallState::Answered,
+                ..
+            } => {
+                self.talking.entry(*call).or_insert(false);
+            }
+            EngineEvent::CallState {
+                call,
+                state: crate::event::CallState::Ended { .. },
+                ..
+            } => {
+                self.talking.remove(call);
+            }
+            EngineEvent::CallHold { call, local, .. } => {
+                if let Some(held) = self.talking.get_mut(call) {
+                    *held = *local;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Puts every answered call we do not hold yet on hold, but `except`: the person is
+    /// about to talk in another call.
+    async fn hold_others(&mut self, except: Option<CallId>) {
+        if !self.hold_other_calls {
+            return;
+        }
+        let others: Vec<CallId> = self
+            .talking
+            .iter()
+            .filter(|(call, held)| !**held && Some(**call) != except)
+            .map(|(call, _)| *call)
+            .collect();
+        for call in others {
+            let Some(entry) = self.calls.get(&call).and_then(|a| self.accounts.get(a)) else {
+                continue;
+            };
+            let (reply, result) = oneshot::channel();
+            forward(
+                entry,
+                AccountCommand::Hold {
+                    call,
+                    hold: true,
+                    reply,
+                },
+            )
+            .await;
+            // Marked at once, so a second command in a row does not hold it twice.
+            self.talking.insert(call, true);
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = result.await {
+                    tracing::warn!(call = call.0, error = %e, "could not hold the other call");
+                }
+            });
         }
     }
 
@@ -821,11 +895,22 @@ impl Supervisor {
                 let _ = reply.send(result);
             }
             Command::Xmpp(command) => self.forward_to_xmpp(command).await,
-            Command::ToAccount { account, command } => match self.accounts.get(&account) {
-                Some(entry) => forward(entry, command).await,
-                None => command.fail(EngineError::UnknownAccount(account.0)),
-            },
+            Command::ToAccount { account, command } => {
+                if matches!(command, AccountCommand::Call { .. }) {
+                    self.hold_others(None).await;
+                }
+                match self.accounts.get(&account) {
+                    Some(entry) => forward(entry, command).await,
+                    None => command.fail(EngineError::UnknownAccount(account.0)),
+                }
+            }
             Command::ToCallOwner { call, command } => {
+                if matches!(
+                    command,
+                    AccountCommand::Answer { .. } | AccountCommand::Hold { hold: false, .. }
+                ) {
+                    self.hold_others(Some(call)).await;
+                }
                 match self
                     .calls
                     .get(&call)

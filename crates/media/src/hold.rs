@@ -144,6 +144,12 @@ impl StreamDirection {
         }
     }
 
+    /// Our hold or resume offer was not sent because the peer's offer came first: the answer
+    /// to it already says what we want (it is built from our hold), so nothing is pending.
+    pub(crate) fn on_hold_superseded(&mut self) {
+        self.pending = None;
+    }
+
     /// The peer's offer, before the answer is built: the direction we will answer with.
     pub(crate) fn on_remote_offer(&mut self, offer: &str) -> Result<(), MediaError> {
         let theirs = audio_direction(&parse(offer)?);
@@ -282,6 +288,30 @@ mod tests {
         assert_eq!(stream.hold_state(), HoldState::default());
         assert!(stream.plays() && stream.sends_source());
         assert!(stream.hold_offer(&offer, false).is_err(), "not on hold");
+    }
+
+    #[test]
+    fn a_hold_crossed_by_the_peers_offer_is_carried_by_our_answer() {
+        let (mut stream, offer) = connected_caller();
+        stream.hold_offer(&offer, true).expect("hold offer");
+        // The peer's own hold arrives before ours could be sent.
+        stream
+            .on_remote_offer(&sdp("sendonly", 8))
+            .expect("peer holds");
+        let answer = stream.outgoing(&offer).expect("answer");
+        assert_eq!(direction_of(&answer), Direction::Inactive);
+        stream.on_hold_superseded();
+        assert_eq!(
+            stream.hold_state(),
+            HoldState {
+                local: true,
+                remote: true
+            }
+        );
+        let resume = stream
+            .hold_offer(&answer, false)
+            .expect("resume is possible");
+        assert_eq!(direction_of(&resume), Direction::RecvOnly);
     }
 
     #[test]

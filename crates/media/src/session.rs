@@ -594,6 +594,15 @@ impl MediaSession {
         });
     }
 
+    /// Our hold or resume offer was not sent because the peer's offer came first; the answer
+    /// to that offer carried our hold or resume instead.
+    pub fn hold_superseded(&self) {
+        let _ = self.offer_answer(|o| {
+            o.direction.on_hold_superseded();
+            Ok(())
+        });
+    }
+
     /// Who holds the call.
     pub fn hold_state(&self) -> HoldState {
         self.offer_answer(|o| Ok(o.direction.hold_state()))

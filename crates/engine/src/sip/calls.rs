@@ -57,6 +57,9 @@ struct CallEntry {
     /// This call takes the place of another (INVITE with Replaces, RFC 3891), which ends once
     /// this one is answered.
     replaces: Option<CallId>,
+    /// The peer's re-offer is with the media task, not answered yet: an offer of ours must
+    /// not cross it.
+    peer_offer_pending: bool,
 }
 
 /// Everything the calls of one account share.
@@ -148,6 +151,7 @@ impl Calls {
                 transferring: None,
                 referred_by: None,
                 replaces: None,
+                peer_offer_pending: false,
             },
         );
         sig.sessions.open(SessionId::Call(call), peer.clone(), None);
@@ -180,6 +184,24 @@ impl Calls {
         if let Some(entry) = self.entries.get_mut(&call) {
             entry.offer = Some(offer);
         }
+        // An attended transfer completing (RFC 3891 §3): the new call takes the old one's place
+        // at once, without ringing, with the old call's audio; the old one ends when it is
+        // answered.
+        if let Some(old) = replaces.filter(|old| self.entries.contains_key(old)) {
+            info!(call = call.0, replaced = old.0, "call replaces another");
+            let audio = self
+                .entries
+                .get(&old)
+                .and_then(|e| e.audio.as_ref())
+                .map(|a| a.for_successor(call.0));
+            if let Some(entry) = self.entries.get_mut(&call) {
+                entry.replaces = Some(old);
+            }
+            if let Err(e) = self.answer(call, audio) {
+                self.warn(format!("could not take over the transferred call: {e}"));
+            }
+            return;
+        }
         if let Err(e) = sig.ua.ring(sig.now, dialog) {
             debug!(error = %e, "could not send 180");
         }
@@ -189,20 +211,6 @@ impl Calls {
             from: from.uri,
             display_name: from.display_name,
         });
-        // An attended transfer completing (RFC 3891 §3): the new call takes the old one's place
-        // at once, without ringing, with the old call's audio; the old one ends when it is
-        // answered.
-        if let Some(old) = replaces.filter(|old| self.entries.contains_key(old)) {
-            info!(call = call.0, replaced = old.0, "call replaces another");
-            let audio = self.entries.get(&old).and_then(|e| e.audio.clone());
-            if let Some(entry) = self.entries.get_mut(&call) {
-                entry.replaces = Some(old);
-            }
-            if let Err(e) = self.answer(call, audio) {
-                self.warn(format!("could not take over the transferred call: {e}"));
-            }
-            return;
-        }
         self.state(call, CallState::Ringing { status: 180 });
         if let Some(audio) = self.auto_answer.clone()
             && let Err(e) = self.answer(call, Some(audio))
@@ -244,7 +252,11 @@ impl Calls {
                 let task = self.entries.get(&call).and_then(|e| e.task.clone());
                 match (sdp, task) {
                     (Some(sdp), Some(task)) => {
-                        let _ = task.try_send(ToCall::Reoffer { sdp });
+                        if task.try_send(ToCall::Reoffer { sdp }).is_ok()
+                            && let Some(entry) = self.entries.get_mut(&call)
+                        {
+                            entry.peer_offer_pending = true;
+                        }
                     }
                     // No offer (or no media yet): our current description answers it.
                     _ => {
@@ -445,18 +457,13 @@ impl Calls {
             return;
         }
         info!(call = call.0, %target, "transferred by the other side");
-        let new_call = match self.place_call(sig, target.clone(), audio) {
-            Ok(new_call) => new_call,
-            Err(e) => {
-                let _ = sig
-                    .ua
-                    .notify_refer(sig.now, refer, 503, "Service Unavailable");
-                self.warn(format!(
-                    "could not call {target} as asked by a transfer: {e}"
-                ));
-                return;
-            }
-        };
+        let target = target.trim().to_owned();
+        if target.is_empty() {
+            let _ = sig.ua.notify_refer(sig.now, refer, 400, "Bad Request");
+            return;
+        }
+        let new_call = self.new_call(sig, CallDirection::Outgoing, target);
+        self.spawn_task(new_call, audio.for_successor(new_call.0), CallRole::Offerer);
         sig.sessions.set_invite_options(
             SessionId::Call(new_call),
             sip::InviteOptions {
@@ -836,6 +843,14 @@ impl Calls {
             return;
         }
         let reoffering = matches!(signal, Signal::Reoffer { .. });
+        if reoffering && entry.peer_offer_pending {
+            // Offers must not cross (RFC 3264 §4): our answer to the peer's offer says it.
+            self.to_task(call, ToCall::HoldSuperseded);
+            return;
+        }
+        if matches!(signal, Signal::AnswerReoffer { .. }) {
+            entry.peer_offer_pending = false;
+        }
         let failure = match &signal {
             Signal::Offer { .. } => Some(format!("cannot call {}", entry.peer)),
             Signal::Answer { .. } => Some("could not answer".to_owned()),

@@ -1,0 +1,356 @@
+//! The controls of a phone between headless Lyrebirds through a real Kamailio: call waiting
+//! and swapping between two calls, attended transfer, and both sides putting a call on hold at
+//! the same moment (glare). What is asserted is what a person would notice: which call rings,
+//! who is on hold, whose voice reaches whom, and that no call is left stuck.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
+use testkit::audio::similarity;
+use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
+use testkit::speech::phrase_wav;
+use testkit::stack::{Stack, StackOptions};
+
+const SETUP: Duration = Duration::from_secs(20);
+/// How long speech crosses a call before its recording is judged.
+const TALK: Duration = Duration::from_secs(6);
+
+fn lyrebird_options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
+    let kamailio = stack.kamailio();
+    LyrebirdOptions::for_user(
+        &kamailio.ws_url(),
+        kamailio.domain(),
+        user,
+        &format!("{user}-secret"),
+        dir,
+    )
+}
+
+fn uri(stack: &Stack, user: &str) -> String {
+    format!("sip:{user}@{}", stack.kamailio().domain())
+}
+
+fn call_id(result: &Value) -> Result<u64> {
+    result["call"]
+        .as_u64()
+        .with_context(|| format!("no call id in {result}"))
+}
+
+/// Waits for a `call_hold` event of `call` saying who holds it.
+async fn hold_state(
+    lyrebird: &mut Lyrebird,
+    call: u64,
+    local: bool,
+    remote: bool,
+) -> Result<Value> {
+    let what = format!("call {call} hold local={local} remote={remote}");
+    lyrebird
+        .wait_for(&what, SETUP, |e| {
+            e["event"] == "call_hold"
+                && e["call"] == json!(call)
+                && e["local"] == local
+                && e["remote"] == remote
+        })
+        .await
+}
+
+/// Packets `call` receives over two seconds.
+async fn packets_received_over(lyrebird: &mut Lyrebird, call: u64) -> Result<u64> {
+    let stats = |v: &Value| v["stats"]["packets_received"].as_u64().unwrap_or(0);
+    let before = stats(
+        &lyrebird
+            .command(json!({"cmd": "stats", "call": call}))
+            .await?,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = stats(
+        &lyrebird
+            .command(json!({"cmd": "stats", "call": call}))
+            .await?,
+    );
+    Ok(after.saturating_sub(before))
+}
+
+/// Bob is in a call with Alice when Carol calls: Carol's call rings without touching Alice's;
+/// answering it puts Alice on hold; swapping back holds Carol and resumes Alice; hanging up on
+/// Alice leaves Carol's call, which Bob then resumes and talks in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_call_waits_and_the_person_swaps_between_them() -> Result<()> {
+    let stack = Stack::start(StackOptions::kamailio_only())?;
+    let dir = tempfile::tempdir()?;
+    let quiet = |user| {
+        lyrebird_options(&stack, user, dir.path())
+            .arg("--tone")
+            .arg("440")
+            .arg("--discard")
+    };
+    let mut alice = Lyrebird::start(quiet("alice")).await?;
+    let mut bob = Lyrebird::start(quiet("bob")).await?;
+    let mut carol = Lyrebird::start(quiet("carol")).await?;
+    for lyrebird in [&mut alice, &mut bob, &mut carol] {
+        lyrebird.registered(SETUP).await?;
+    }
+
+    let from_alice = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
+    let bob_alice = bob.incoming_call(SETUP).await?;
+    bob.command(json!({"cmd": "answer", "call": bob_alice}))
+        .await?;
+    alice.call_state(from_alice, "audio_flowing", SETUP).await?;
+    bob.call_state(bob_alice, "audio_flowing", SETUP).await?;
+
+    // Carol's call rings at Bob while he talks to Alice.
+    let from_carol = call_id(
+        &carol
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
+    let bob_carol = bob.incoming_call(SETUP).await?;
+    ensure!(bob_carol != bob_alice, "the waiting call has its own id");
+    carol.call_state(from_carol, "ringing", SETUP).await?;
+    ensure!(
+        packets_received_over(&mut alice, from_alice).await? > 0,
+        "Alice's call must go on while Carol's rings"
+    );
+
+    // Answering Carol holds Alice.
+    bob.command(json!({"cmd": "answer", "call": bob_carol}))
+        .await?;
+    hold_state(&mut bob, bob_alice, true, false).await?;
+    hold_state(&mut alice, from_alice, false, true).await?;
+    carol.call_state(from_carol, "audio_flowing", SETUP).await?;
+
+    // Swapping back: Carol is held, Alice resumed.
+    bob.command(json!({"cmd": "resume", "call": bob_alice}))
+        .await?;
+    hold_state(&mut bob, bob_carol, true, false).await?;
+    hold_state(&mut carol, from_carol, false, true).await?;
+    hold_state(&mut alice, from_alice, false, false).await?;
+    ensure!(
+        packets_received_over(&mut alice, from_alice).await? > 10,
+        "Alice hears Bob again after the swap"
+    );
+
+    // Bob hangs up on Alice; Carol's call is still there, and resumes.
+    bob.command(json!({"cmd": "hangup", "call": bob_alice}))
+        .await?;
+    alice.call_state(from_alice, "ended", SETUP).await?;
+    bob.command(json!({"cmd": "resume", "call": bob_carol}))
+        .await?;
+    hold_state(&mut carol, from_carol, false, false).await?;
+    ensure!(
+        packets_received_over(&mut carol, from_carol).await? > 10,
+        "Carol hears Bob after he resumed her call"
+    );
+    ensure!(
+        packets_received_over(&mut bob, bob_carol).await? > 10,
+        "Bob hears Carol after he resumed her call"
+    );
+    carol
+        .command(json!({"cmd": "hangup", "call": from_carol}))
+        .await?;
+    bob.call_state(bob_carol, "ended", SETUP).await?;
+    for lyrebird in [alice, bob, carol] {
+        lyrebird.quit().await?;
+    }
+    Ok(())
+}
+
+/// Alice talks to Bob, puts him on hold to call Carol, then connects the two (REFER with
+/// Replaces): Bob calls Carol in place of Alice's call, Alice's calls both end, and Bob and
+/// Carol hear each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attended_transfer_connects_the_other_two() -> Result<()> {
+    let stack = Stack::start(StackOptions::kamailio_only())?;
+    let dir = tempfile::tempdir()?;
+    let speech_bob = phrase_wav(dir.path(), 4)?;
+    let speech_carol = phrase_wav(dir.path(), 5)?;
+    let bob_hears = dir.path().join("bob-hears.wav");
+    let carol_hears = dir.path().join("carol-hears.wav");
+    let answering = |user, speech: &Path, record: &Path| {
+        lyrebird_options(&stack, user, dir.path())
+            .arg("--auto-answer")
+            .arg("--play")
+            .arg(speech.to_string_lossy().into_owned())
+            .arg("--loop-play")
+            .arg("--record")
+            .arg(record.to_string_lossy().into_owned())
+    };
+    let mut alice = Lyrebird::start(
+        lyrebird_options(&stack, "alice", dir.path())
+            .arg("--tone")
+            .arg("440")
+            .arg("--discard"),
+    )
+    .await?;
+    let mut bob = Lyrebird::start(answering("bob", &speech_bob, &bob_hears)).await?;
+    let mut carol = Lyrebird::start(answering("carol", &speech_carol, &carol_hears)).await?;
+    for lyrebird in [&mut alice, &mut bob, &mut carol] {
+        lyrebird.registered(SETUP).await?;
+    }
+
+    let to_bob = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
+    alice.call_state(to_bob, "audio_flowing", SETUP).await?;
+    let bob_old = bob.incoming_call(SETUP).await?;
+    // The consultation call holds Bob's.
+    let to_carol = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "carol")}))
+            .await?,
+    )?;
+    hold_state(&mut alice, to_bob, true, false).await?;
+    alice.call_state(to_carol, "audio_flowing", SETUP).await?;
+    let carol_old = carol.incoming_call(SETUP).await?;
+
+    alice
+        .command(json!({"cmd": "attended_transfer", "call": to_bob, "to": to_carol}))
+        .await?;
+    let done = alice
+        .wait_for("the transfer's final report", SETUP, |e| {
+            e["event"] == "call_transfer" && e["call"] == json!(to_bob) && e["final"] == true
+        })
+        .await?;
+    ensure!(done["status"] == 200, "the transfer failed: {done}");
+    alice.call_state(to_bob, "ended", SETUP).await?;
+    alice.call_state(to_carol, "ended", SETUP).await?;
+    bob.call_state(bob_old, "ended", SETUP).await?;
+    carol.call_state(carol_old, "ended", SETUP).await?;
+
+    // The call Bob made on Alice's request replaced hers at Carol's, without ringing.
+    let bob_new = bob
+        .wait_for("Bob's call to Carol", SETUP, |e| {
+            e["event"] == "call_state"
+                && e["state"]["state"] == "dialing"
+                && e["state"]["direction"] == "outgoing"
+        })
+        .await?["call"]
+        .as_u64()
+        .context("no id")?;
+    bob.call_state(bob_new, "audio_flowing", SETUP).await?;
+    let carol_new = carol
+        .wait_for("the replacing call", SETUP, |e| {
+            e["event"] == "call_state"
+                && e["state"]["state"] == "dialing"
+                && e["state"]["direction"] == "incoming"
+                && e["call"] != json!(carol_old)
+        })
+        .await?["call"]
+        .as_u64()
+        .context("no id")?;
+    carol.call_state(carol_new, "audio_flowing", SETUP).await?;
+    tokio::time::sleep(TALK).await;
+    bob.command(json!({"cmd": "hangup", "call": bob_new}))
+        .await?;
+    carol.call_state(carol_new, "ended", SETUP).await?;
+    for lyrebird in [alice, bob, carol] {
+        lyrebird.quit().await?;
+    }
+
+    // Each new call records beside the old one (`<name>-call<N>.wav`).
+    let recording = |path: &Path, call: u64| {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        path.with_file_name(format!("{}-call{call}.wav", stem.unwrap_or_default()))
+    };
+    for (who, heard, expected, other) in [
+        (
+            "Bob",
+            recording(&bob_hears, bob_new),
+            &speech_carol,
+            &speech_bob,
+        ),
+        (
+            "Carol",
+            recording(&carol_hears, carol_new),
+            &speech_bob,
+            &speech_carol,
+        ),
+    ] {
+        let right = similarity(expected, &heard)?;
+        let wrong = similarity(other, &heard)?;
+        println!("{who}: {right:?} / own speech {wrong:?}");
+        ensure!(
+            right.contains_reference(),
+            "{who} does not hear the other side after the transfer: {right:?}"
+        );
+        ensure!(
+            !wrong.contains_reference(),
+            "{who} hears their own speech: {wrong:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Both sides put the call on hold at the same moment: the re-INVITEs cross, both get 491
+/// and retry after their random waits (RFC 3261 §14.1); the call ends up held by both, and
+/// both resuming brings the audio back. No side is left stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_holding_at_once_settle() -> Result<()> {
+    let stack = Stack::start(StackOptions::kamailio_only())?;
+    let dir = tempfile::tempdir()?;
+    let tone = |user| {
+        lyrebird_options(&stack, user, dir.path())
+            .arg("--tone")
+            .arg("440")
+            .arg("--discard")
+    };
+    let mut alice = Lyrebird::start(tone("alice")).await?;
+    let mut bob = Lyrebird::start(tone("bob").arg("--auto-answer")).await?;
+    alice.registered(SETUP).await?;
+    bob.registered(SETUP).await?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
+    alice.call_state(call, "audio_flowing", SETUP).await?;
+    let bob_call = bob.incoming_call(SETUP).await?;
+    bob.call_state(bob_call, "audio_flowing", SETUP).await?;
+
+    let (a, b) = tokio::join!(
+        alice.command(json!({"cmd": "hold", "call": call})),
+        bob.command(json!({"cmd": "hold", "call": bob_call}))
+    );
+    ensure!(a?["ok"] == true && b?["ok"] == true, "both holds accepted");
+    // The glare retry waits up to 4 s; each side ends up holding, and held.
+    hold_state(&mut alice, call, true, true).await?;
+    hold_state(&mut bob, bob_call, true, true).await?;
+    // Packets already on their way settle first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ensure!(
+        packets_received_over(&mut alice, call).await? == 0,
+        "audio while both hold"
+    );
+
+    alice
+        .command(json!({"cmd": "resume", "call": call}))
+        .await?;
+    hold_state(&mut bob, bob_call, true, false).await?;
+    bob.command(json!({"cmd": "resume", "call": bob_call}))
+        .await?;
+    hold_state(&mut alice, call, false, false).await?;
+    hold_state(&mut bob, bob_call, false, false).await?;
+    ensure!(
+        packets_received_over(&mut alice, call).await? > 10,
+        "no audio after resume"
+    );
+    ensure!(
+        packets_received_over(&mut bob, bob_call).await? > 10,
+        "no audio after resume"
+    );
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
+    bob.call_state(bob_call, "ended", SETUP).await?;
+    alice.quit().await?;
+    bob.quit().await?;
+    Ok(())
+}
