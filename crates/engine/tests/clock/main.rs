@@ -5,4 +5,5 @@
 //! gives up and what history says about it.
 
 mod account;
+mod calls;
 mod support;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use lyrebird_engine::{
-    AccountId, AccountState, CallId, CallRecord, CallState, Engine, EngineConfig, EngineEvent,
-    EngineHandle, MediaConfig, Password, SipAccountConfig,
+    AccountId, AccountState, AudioSink, AudioSource, CallAudio, CallId, CallRecord, CallState,
+    Engine, EngineConfig, EngineEvent, EngineHandle, MediaConfig, Password, SipAccountConfig,
 };
 use lyrebird_sip::message::{self, Message, Method};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,6 +23,44 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 /// Slack on a virtual-time measurement: tokio's timers fire on whole milliseconds, and a
 /// delay is reported truncated to milliseconds.
 pub const SLACK: Duration = Duration::from_millis(5);
+
+/// The longest a `ClockHold` holds, in real time.
+const HOLD_AT_MOST: Duration = Duration::from_secs(10);
+
+/// Keeps the paused clock still while work on other threads takes real time. A call's offer is
+/// built on the media thread; meanwhile this runtime has nothing to do, so its paused clock
+/// would race through keep-alives and timeouts, minutes of virtual time per real millisecond.
+/// tokio does not auto-advance while a blocking task runs, so the hold is one that waits to be
+/// released (or `HOLD_AT_MOST`, so a test that never releases still ends).
+pub struct ClockHold {
+    release: std::sync::mpsc::Sender<()>,
+    held: tokio::task::JoinHandle<()>,
+}
+
+impl ClockHold {
+    pub fn new() -> ClockHold {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let held = tokio::task::spawn_blocking(move || {
+            let _ = released.recv_timeout(HOLD_AT_MOST);
+        });
+        ClockHold { release, held }
+    }
+
+    /// Lets the clock run again, once the blocking task has returned.
+    pub async fn release(self) -> Result<()> {
+        let _ = self.release.send(());
+        self.held.await?;
+        Ok(())
+    }
+}
+
+/// Audio that needs no sound card.
+pub fn quiet_audio() -> CallAudio {
+    CallAudio {
+        source: AudioSource::Silence,
+        sink: AudioSink::Discard,
+    }
+}
 
 pub const AOR: &str = "sip:alice@lyrebird.test";
 pub const REALM: &str = "lyrebird.test";
