@@ -255,6 +255,10 @@ async fn accept_loop(
     let mut accepted = 0;
     while let Ok((tcp, _)) = listener.accept().await {
         accepted += 1;
+        // As the engine does on its side: with Nagle's algorithm a response written right after
+        // a pong would wait in the kernel for the client's delayed ACK, milliseconds of real
+        // time in which the paused clock jumps to the next timer.
+        let _ = tcp.set_nodelay(true);
         let refuse = {
             let mut script = script.lock().unwrap_or_else(PoisonError::into_inner);
             let refuse = script.refuse > 0;
