@@ -1,11 +1,11 @@
 //! Calls that never get answered: how long each side waits, how the call ends, what goes on
-//! the wire, and what history keeps. No call here reaches media, so none needs ICE or a sound
-//! card.
+//! the wire, and what history keeps. Unanswered calls never connect media, so none needs ICE;
+//! their audio is silence and a discarding sink, so none needs a sound card.
 
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use lyrebird_engine::EngineEvent;
+use lyrebird_engine::{CallId, CallState, EngineEvent};
 use lyrebird_sip::message::{Message, Method};
 use lyrebird_store::{CallEndReason, Direction};
 
@@ -25,6 +25,14 @@ fn never_sent(peer: &mut Peer, method: &Method) -> Result<()> {
         .count();
     ensure!(sent == 0, "{sent} {method} request(s) sent");
     Ok(())
+}
+
+/// Whether `event` says `call` is over.
+fn ends(event: &EngineEvent, call: CallId) -> bool {
+    matches!(
+        event,
+        EngineEvent::CallState { call: c, state: CallState::Ended { .. }, .. } if *c == call
+    )
 }
 
 #[tokio::test(start_paused = true)]
@@ -66,7 +74,7 @@ async fn an_invite_without_any_response_ends_after_timer_b() -> Result<()> {
     Ok(())
 }
 
-/// An INVITE from `caller` to our registered Contact, with an audio offer.
+/// An INVITE from Carol to our registered Contact, with an audio offer.
 fn incoming_invite(contact: &str) -> String {
     let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
                  m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 127.0.0.1\r\n\
@@ -142,9 +150,7 @@ async fn a_ringing_call_the_caller_cancels_ends_as_cancelled_by_the_caller() -> 
 
     // Nobody answers for three minutes: the call keeps ringing, nothing gives up on it.
     tokio::time::sleep(3 * MINUTE).await;
-    let ended_early = client.catch_up().iter().any(|(_, e)| {
-        matches!(e, EngineEvent::CallState { call: c, state: lyrebird_engine::CallState::Ended { .. }, .. } if *c == call)
-    });
+    let ended_early = client.catch_up().iter().any(|(_, e)| ends(e, call));
     ensure!(!ended_early, "the ringing call ended by itself");
 
     let cancelled_at = tokio::time::Instant::now();
@@ -246,13 +252,11 @@ async fn hanging_up_before_any_provisional_cancels_on_the_first_one() -> Result<
         record.end_reason
     );
     // Nothing more came of it: the end was shown once.
-    let ends = client
+    let endings = client
         .catch_up()
         .iter()
-        .filter(|(_, e)| {
-            matches!(e, EngineEvent::CallState { call: c, state: lyrebird_engine::CallState::Ended { .. }, .. } if *c == call)
-        })
+        .filter(|(_, e)| ends(e, call))
         .count();
-    ensure!(ends == 1, "the call ended {ends} times");
+    ensure!(endings == 1, "the call ended {endings} times");
     Ok(())
 }
