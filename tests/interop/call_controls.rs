@@ -28,6 +28,19 @@ fn lyrebird_options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
     )
 }
 
+/// The test's files; kept (and named in the output) with `LYREBIRD_KEEP_TEST_DIRS=1`.
+fn test_dir() -> Result<tempfile::TempDir> {
+    let keep = std::env::var_os("LYREBIRD_KEEP_TEST_DIRS").is_some();
+    let dir = tempfile::Builder::new()
+        .prefix("call-controls-")
+        .keep(keep)
+        .tempdir()?;
+    if keep {
+        println!("test files in {}", dir.path().display());
+    }
+    Ok(dir)
+}
+
 fn uri(stack: &Stack, user: &str) -> String {
     format!("sip:{user}@{}", stack.kamailio().domain())
 }
@@ -79,7 +92,7 @@ async fn packets_received_over(lyrebird: &mut Lyrebird, call: u64) -> Result<u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_call_waits_and_the_person_swaps_between_them() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
-    let dir = tempfile::tempdir()?;
+    let dir = test_dir()?;
     let quiet = |user| {
         lyrebird_options(&stack, user, dir.path())
             .arg("--tone")
@@ -167,7 +180,7 @@ async fn a_second_call_waits_and_the_person_swaps_between_them() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attended_transfer_connects_the_other_two() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
-    let dir = tempfile::tempdir()?;
+    let dir = test_dir()?;
     let speech_bob = phrase_wav(dir.path(), 4)?;
     let speech_carol = phrase_wav(dir.path(), 5)?;
     let bob_hears = dir.path().join("bob-hears.wav");
@@ -295,7 +308,7 @@ async fn attended_transfer_connects_the_other_two() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_sides_holding_at_once_settle() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
-    let dir = tempfile::tempdir()?;
+    let dir = test_dir()?;
     let tone = |user| {
         lyrebird_options(&stack, user, dir.path())
             .arg("--tone")
@@ -330,6 +343,9 @@ async fn both_sides_holding_at_once_settle() -> Result<()> {
         "audio while both hold"
     );
 
+    // Earlier hold events (each side's own hold, before the other's arrived) are history now.
+    alice.drain(Duration::from_millis(300)).await;
+    bob.drain(Duration::from_millis(300)).await;
     alice
         .command(json!({"cmd": "resume", "call": call}))
         .await?;

@@ -128,9 +128,14 @@ impl StreamDirection {
         self.outgoing(last_sent)
     }
 
-    /// The peer answered our hold or resume offer.
+    /// The peer answered our hold or resume offer. An answer that refuses to receive what
+    /// we offered to send holds us (RFC 6337 §5.3: the peer that is itself holding answers
+    /// `inactive`, or `sendonly` to our `sendrecv`).
     pub(crate) fn on_hold_answer(&mut self, answer: &str) -> Result<(), MediaError> {
         let theirs = audio_direction(&parse(answer)?);
+        if self.ours.sends() {
+            self.hold.remote = !theirs.receives();
+        }
         self.ours = self.ours.intersect(theirs.reversed());
         self.pending = None;
         Ok(())
@@ -312,6 +317,29 @@ mod tests {
             .hold_offer(&answer, false)
             .expect("resume is possible");
         assert_eq!(direction_of(&resume), Direction::RecvOnly);
+    }
+
+    #[test]
+    fn an_answer_that_will_not_receive_tells_us_we_are_held() {
+        let (mut stream, offer) = connected_caller();
+        let hold = stream.hold_offer(&offer, true).expect("hold offer");
+        // The peer put us on hold too, in its answer.
+        stream.on_hold_answer(&sdp("inactive", 8)).expect("answer");
+        assert_eq!(
+            stream.hold_state(),
+            HoldState {
+                local: true,
+                remote: true
+            }
+        );
+        // Our inactive resume-to-recvonly offer says nothing of the peer's hold.
+        stream
+            .on_remote_offer(&sdp("sendonly", 9))
+            .expect("still held");
+        let resume = stream.hold_offer(&hold, false).expect("resume");
+        assert_eq!(direction_of(&resume), Direction::RecvOnly);
+        stream.on_hold_answer(&sdp("sendonly", 10)).expect("answer");
+        assert!(stream.hold_state().remote && !stream.hold_state().local);
     }
 
     #[test]

@@ -222,6 +222,13 @@ impl UserAgent {
             .send_reoffer(&mut self.ep, now, call, Method::Invite, sdp)
     }
 
+    /// Withdraws our re-offer that is waiting to be retried after a 491 (RFC 3261 §14.1 says to
+    /// retry only "if it still desires" the change): the answer we gave the peer's crossing
+    /// offer already carried it. Returns whether one was waiting.
+    pub fn withdraw_reoffer(&mut self, call: CallId) -> Result<bool, SipError> {
+        self.sessions.withdraw_reoffer(call)
+    }
+
     /// Like [`UserAgent::reinvite`], as an UPDATE (RFC 3311): no ACK, no three-way handshake.
     pub fn update(&mut self, now: Instant, call: CallId, sdp: String) -> Result<(), SipError> {
         self.sessions

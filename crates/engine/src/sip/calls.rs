@@ -60,6 +60,8 @@ struct CallEntry {
     /// The peer's re-offer is with the media task, not answered yet: an offer of ours must
     /// not cross it.
     peer_offer_pending: bool,
+    /// Our re-offer (hold or resume) went out and is not answered yet.
+    our_offer_pending: bool,
 }
 
 /// Everything the calls of one account share.
@@ -152,6 +154,7 @@ impl Calls {
                 referred_by: None,
                 replaces: None,
                 peer_offer_pending: false,
+                our_offer_pending: false,
             },
         );
         sig.sessions.open(SessionId::Call(call), peer.clone(), None);
@@ -288,9 +291,15 @@ impl Calls {
                 });
             }
             DialogEvent::ReofferAnswered { sdp } => {
+                if let Some(entry) = self.entries.get_mut(&call) {
+                    entry.our_offer_pending = false;
+                }
                 self.to_task(call, ToCall::HoldAnswered { sdp });
             }
             DialogEvent::ReofferFailed { status, reason } => {
+                if let Some(entry) = self.entries.get_mut(&call) {
+                    entry.our_offer_pending = false;
+                }
                 self.warn(format!(
                     "the other side refused the change of hold: {status} {reason}"
                 ));
@@ -845,10 +854,15 @@ impl Calls {
         let reoffering = matches!(signal, Signal::Reoffer { .. });
         if reoffering && entry.peer_offer_pending {
             // Offers must not cross (RFC 3264 §4): our answer to the peer's offer says it.
+            debug!(
+                call = call.0,
+                "our re-offer is carried by the answer to the peer's"
+            );
             self.to_task(call, ToCall::HoldSuperseded);
             return;
         }
-        if matches!(signal, Signal::AnswerReoffer { .. }) {
+        let answering_reoffer = matches!(signal, Signal::AnswerReoffer { .. });
+        if answering_reoffer {
             entry.peer_offer_pending = false;
         }
         let failure = match &signal {
@@ -874,8 +888,18 @@ impl Calls {
             }
             _ => {}
         }
-        if let Err(e) = sig.send(SessionId::Call(call), signal) {
-            match failure {
+        match sig.send(SessionId::Call(call), signal) {
+            Ok(()) if reoffering => {
+                debug!(call = call.0, "re-offer sent");
+                if let Some(entry) = self.entries.get_mut(&call) {
+                    entry.our_offer_pending = true;
+                }
+            }
+            // Our offer that met a 491 waits to be retried; the answer just given to the
+            // peer's crossing offer already carried our hold or resume, so it is withdrawn.
+            Ok(()) if answering_reoffer => self.withdraw_crossed_offer(sig, call),
+            Ok(()) => {}
+            Err(e) => match failure {
                 Some(what) => self.end_call(
                     sig,
                     call,
@@ -886,7 +910,31 @@ impl Calls {
                     self.to_task(call, ToCall::HoldRefused);
                 }
                 None => self.warn(format!("could not answer a re-INVITE: {e}")),
+            },
+        }
+    }
+
+    fn withdraw_crossed_offer(&mut self, sig: &mut Signalling, call: CallId) {
+        let pending = self
+            .entries
+            .get(&call)
+            .is_some_and(|entry| entry.our_offer_pending);
+        let Some(dialog) = sig
+            .sessions
+            .dialog(SessionId::Call(call))
+            .filter(|_| pending)
+        else {
+            return;
+        };
+        if let Ok(true) = sig.ua.withdraw_reoffer(dialog) {
+            debug!(
+                call = call.0,
+                "our re-offer waiting after a 491 is withdrawn"
+            );
+            if let Some(entry) = self.entries.get_mut(&call) {
+                entry.our_offer_pending = false;
             }
+            self.to_task(call, ToCall::HoldSuperseded);
         }
     }
 

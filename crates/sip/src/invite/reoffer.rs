@@ -89,6 +89,19 @@ impl Sessions {
         Ok(())
     }
 
+    /// Withdraws our offer that waits to be sent again after a 491: an answer we gave to the
+    /// peer's offer since then already said what it would have said. `false` when none waits
+    /// (there is none, or it is in flight and its answer will come).
+    pub(crate) fn withdraw_reoffer(&mut self, call: CallId) -> Result<bool, SipError> {
+        let s = self.get_mut(call)?;
+        if !matches!(s.offers.ours, Some(OurOffer::BackingOff { .. })) {
+            return Ok(false);
+        }
+        s.offers.ours = None;
+        s.timers.stop(SessionTimer::GlareRetry);
+        Ok(true)
+    }
+
     fn transmit_offer(
         &mut self,
         ep: &mut Endpoint,
