@@ -134,7 +134,8 @@ async fn observe(browser: &mut BrowserPeer, span: Duration) -> Result<(PeerStats
 }
 
 /// What a Lyrebird recorded, placed on the wall clock: sample 0 is taken to be `start_ms` (the
-/// call's `dialing` event, just before its media — and so the recording — started).
+/// call's `dialing` event or the answer command's result, around when its media — and so the
+/// recording — started).
 struct Recording {
     samples: Vec<f32>,
     rate: u32,
@@ -185,10 +186,30 @@ fn assert_heard(recording: &Path, expected: &Path, other: &Path, who: &str) -> R
     Ok(())
 }
 
-/// Lyrebird holds a call with a browser and resumes it; then the browser holds and resumes.
-/// Both sides send a steady tone, so every stretch of the call either has sound or has none.
+/// Who places the call a hold test holds; the DTLS roles (and so what a re-offer's answer must
+/// keep) differ between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Lyrebird,
+    Browser,
+}
+
+/// Lyrebird holds a call it placed to a browser and resumes it; then the browser holds and
+/// resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_and_resume_both_ways_with_a_browser() -> Result<()> {
+    hold_and_resume_both_ways(Caller::Lyrebird).await
+}
+
+/// The same when the browser placed the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_resume_both_ways_when_the_browser_called() -> Result<()> {
+    hold_and_resume_both_ways(Caller::Browser).await
+}
+
+/// Lyrebird holds and resumes, then the browser holds and resumes. Both sides send a steady
+/// tone, so every stretch of the call either has sound or has none.
+async fn hold_and_resume_both_ways(caller: Caller) -> Result<()> {
     let stack = sip_stack()?;
     let dir = test_dir()?;
     let browser_tone = dir.path().join("browser-tone.wav");
@@ -210,12 +231,32 @@ async fn hold_and_resume_both_ways_with_a_browser() -> Result<()> {
     .await?;
     alice.registered(SETUP).await?;
 
-    let call = call_id(
-        &alice
-            .command(json!({"cmd": "call", "target": uri(&stack, "carol"), "record": recording}))
-            .await?,
-    )?;
-    let start_ms = t_ms(&alice.call_state(call, "dialing", SETUP).await?)?;
+    // `start_ms`: when the recording began, as near as the events tell (see `Recording`).
+    let (call, start_ms) = match caller {
+        Caller::Lyrebird => {
+            let call = call_id(
+                &alice
+                    .command(
+                        json!({"cmd": "call", "target": uri(&stack, "carol"), "record": recording}),
+                    )
+                    .await?,
+            )?;
+            (
+                call,
+                t_ms(&alice.call_state(call, "dialing", SETUP).await?)?,
+            )
+        }
+        Caller::Browser => {
+            browser
+                .send(json!({"cmd": "call", "target": uri(&stack, "alice")}))
+                .await?;
+            let call = alice.incoming_call(SETUP).await?;
+            let answered = alice
+                .command(json!({"cmd": "answer", "call": call, "record": recording}))
+                .await?;
+            (call, t_ms(&answered)?)
+        }
+    };
     alice.call_state(call, "audio_flowing", SETUP).await?;
     browser.wait_for_decoded_audio(SETUP).await?;
     tokio::time::sleep(SETTLE).await;
