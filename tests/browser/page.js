@@ -42,9 +42,13 @@ const FIRST_AUDIO_POLL_MS = 5;
 class Peer {
   constructor() {
     this.ua = null;
+    // The call commands act on: the latest one, or the one a failed transfer left us in.
     this.session = null;
     this.options = null;
     this.audioElement = null;
+    // Sessions are numbered in the order this peer saw them; session events carry the number
+    // as `call`, so a test can tell a transferred call from the one it replaced.
+    this.sessionCount = 0;
   }
 
   start(options) {
@@ -105,6 +109,9 @@ class Peer {
   // Hooks for both directions. `since` is when this peer started waiting for audio: the dial
   // for a caller, the arrival of the INVITE for a callee.
   attachSession(session, since) {
+    this.sessionCount += 1;
+    const call = this.sessionCount;
+    session._lyrebirdCall = call;
     session.on('peerconnection', (e) => this.attachConnection(session, e.peerconnection, since));
     if (session.connection) this.attachConnection(session, session.connection, since);
     session.on('icecandidate', (e) => {
@@ -120,18 +127,58 @@ class Peer {
       emit('local_sdp', { type: e.type, candidates });
     });
     session.on('progress', (e) =>
-      emit('progress', { status: e.response ? e.response.status_code : null, originator: e.originator }),
+      emit('progress', { status: e.response ? e.response.status_code : null, originator: e.originator, call }),
     );
-    session.on('accepted', (e) => emit('accepted', { originator: e.originator }));
-    session.on('confirmed', (e) => emit('confirmed', { originator: e.originator }));
+    session.on('accepted', (e) => emit('accepted', { originator: e.originator, call }));
+    session.on('confirmed', (e) => emit('confirmed', { originator: e.originator, call }));
     session.on('ended', (e) => {
-      emit('ended', { cause: e.cause, originator: e.originator });
-      this.detachAudio();
+      emit('ended', { cause: e.cause, originator: e.originator, call });
+      this.detachAudio(session);
     });
     session.on('failed', (e) => {
-      emit('failed', { cause: e.cause, originator: e.originator, status: e.message ? e.message.status_code : null });
-      this.detachAudio();
+      emit('failed', {
+        cause: e.cause,
+        originator: e.originator,
+        status: e.message ? e.message.status_code : null,
+        call,
+      });
+      this.detachAudio(session);
     });
+    // originator 'local': this page asked for it; 'remote': the other side did (RFC 6337).
+    session.on('hold', (e) => emit('hold', { originator: e.originator, call }));
+    session.on('unhold', (e) => emit('unhold', { originator: e.originator, call }));
+    // Key presses: received as SIP INFO (application/dtmf-relay) from the other side, or sent
+    // as INFO by this page. Chromium does not surface received RFC 4733 events.
+    session.on('newDTMF', (e) => {
+      const fields = { tone: e.dtmf.tone, duration: e.dtmf.duration, transport: 'INFO', call };
+      emit(e.originator === 'remote' ? 'dtmf' : 'dtmf_sent', fields);
+    });
+    session.on('refer', (e) => this.onRefer(session, e));
+  }
+
+  // The other side transfers us (RFC 3515): like a phone, follow it. JsSIP answers 202, calls
+  // the Refer-To target with a new session and NOTIFYs the referrer of its progress; ending
+  // the old call is up to the referrer. Should the new call fail, commands go back to the old
+  // one.
+  onRefer(session, e) {
+    const previous = session;
+    emit('referred', { target: e.request.refer_to.uri.toString(), call: session._lyrebirdCall });
+    const since = nowMs();
+    e.accept(
+      (transferred) => {
+        this.session = transferred;
+        this.attachSession(transferred, since);
+        emit('transfer_call', { call: transferred._lyrebirdCall, from: previous._lyrebirdCall });
+        transferred.on('failed', () => {
+          if (this.session === transferred && !previous.isEnded()) {
+            this.session = previous;
+            this.playRemote(previous.connection);
+            emit('transfer_call_failed', { call: previous._lyrebirdCall });
+          }
+        });
+      },
+      { mediaConstraints: audioConstraints, pcConfig },
+    );
   }
 
   attachConnection(session, pc, since) {
@@ -139,17 +186,14 @@ class Peer {
     pc._lyrebirdAttached = true;
     pc.addEventListener('track', (e) => {
       if (e.track.kind !== 'audio') return;
+      if (session !== this.session) return;
       // Chromium decodes remote audio (and reports audioLevel / totalAudioEnergy) only when it
       // plays through a media element.
       const stream = e.streams && e.streams[0] ? e.streams[0] : new MediaStream([e.track]);
-      this.audioElement.srcObject = stream;
-      this.audioElement.play().then(
-        () => emit('remote_audio_playing'),
-        (error) => emit('error', { detail: `remote audio play() failed: ${error}` }),
-      );
+      this.play(stream);
     });
     pc.addEventListener('iceconnectionstatechange', () =>
-      emit('ice_state', { state: pc.iceConnectionState }),
+      emit('ice_state', { state: pc.iceConnectionState, call: session._lyrebirdCall }),
     );
     this.pollFirstAudio(session, pc, since);
   }
@@ -163,7 +207,11 @@ class Peer {
         const report = await pc.getStats();
         for (const stat of report.values()) {
           if (stat.type === 'inbound-rtp' && stat.kind === 'audio' && stat.packetsReceived > 0) {
-            emit('first_audio', { packetsReceived: stat.packetsReceived, sinceMs: nowMs() - since });
+            emit('first_audio', {
+              packetsReceived: stat.packetsReceived,
+              sinceMs: nowMs() - since,
+              call: session._lyrebirdCall,
+            });
             return;
           }
         }
@@ -176,8 +224,97 @@ class Peer {
     setTimeout(poll, 0);
   }
 
-  detachAudio() {
-    if (this.audioElement) this.audioElement.srcObject = null;
+  play(stream) {
+    this.audioElement.srcObject = stream;
+    this.audioElement.play().then(
+      () => emit('remote_audio_playing'),
+      (error) => emit('error', { detail: `remote audio play() failed: ${error}` }),
+    );
+  }
+
+  // Plays what a connection already receives (a call that becomes current again).
+  playRemote(pc) {
+    if (!pc) return;
+    const tracks = pc
+      .getReceivers()
+      .map((receiver) => receiver.track)
+      .filter((track) => track && track.kind === 'audio');
+    if (tracks.length > 0) this.play(new MediaStream(tracks));
+  }
+
+  // Only the current call's end silences the element: an old call ending after a transfer
+  // must not cut off the new one.
+  detachAudio(session) {
+    if (this.audioElement && session === this.session) this.audioElement.srcObject = null;
+  }
+
+  live() {
+    if (!this.session || this.session.isEnded()) throw new Error('no call in progress');
+    return this.session;
+  }
+
+  hold() {
+    // JsSIP returns false when it cannot re-offer now (not confirmed, already held, an
+    // offer/answer in progress).
+    if (!this.live().hold()) throw new Error('JsSIP did not start a hold');
+  }
+
+  unhold() {
+    if (!this.live().unhold()) throw new Error('JsSIP did not start a resume');
+  }
+
+  // `transport`: 'INFO' (JsSIP's default, SIP INFO with application/dtmf-relay) or 'RFC2833'
+  // (RFC 4733 events in the audio stream, through Chromium's RTCDTMFSender).
+  dtmf(tones, transport, duration, gap) {
+    const session = this.live();
+    const transportType = transport || 'INFO';
+    if (transportType === 'RFC2833') this.watchDtmfSender(session);
+    session.sendDTMF(tones, {
+      transportType,
+      duration: duration || undefined,
+      interToneGap: gap || undefined,
+    });
+  }
+
+  watchDtmfSender(session) {
+    const pc = session.connection;
+    const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
+    if (!sender || !sender.dtmf) throw new Error('the call has no DTMF sender (no telephone-event?)');
+    if (sender.dtmf._lyrebirdWatched) return;
+    sender.dtmf._lyrebirdWatched = true;
+    sender.dtmf.addEventListener('tonechange', (e) => {
+      if (e.tone) emit('dtmf_sent', { tone: e.tone, transport: 'RFC2833', call: session._lyrebirdCall });
+    });
+  }
+
+  // Asks the other side to call `target` instead (blind transfer, RFC 3515), and reports the
+  // REFER's answer and every NOTIFY of its progress.
+  refer(target) {
+    const session = this.live();
+    const call = session._lyrebirdCall;
+    const notified = (kind) => (e) =>
+      emit('refer_notify', {
+        kind,
+        status: e.status_line ? e.status_line.status_code : null,
+        reason: e.status_line ? e.status_line.reason_phrase : null,
+        call,
+      });
+    session.refer(target, {
+      eventHandlers: {
+        requestSucceeded: (e) => emit('refer_request', { ok: true, status: e.response.status_code, call }),
+        requestFailed: (e) =>
+          emit('refer_request', {
+            ok: false,
+            status: e.response ? e.response.status_code : null,
+            cause: e.cause,
+            call,
+          }),
+        trying: notified('trying'),
+        progress: notified('progress'),
+        accepted: notified('accepted'),
+        failed: notified('failed'),
+      },
+    });
   }
 
   call(target) {
@@ -229,6 +366,7 @@ class Peer {
       codec: null,
     };
     const pc = this.session ? this.session.connection : null;
+    fields.call = this.session ? this.session._lyrebirdCall : null;
     if (!pc) return fields;
     const report = await pc.getStats();
     let codecId = null;
@@ -267,6 +405,18 @@ class Peer {
           break;
         case 'hangup':
           this.hangup();
+          break;
+        case 'hold':
+          this.hold();
+          break;
+        case 'unhold':
+          this.unhold();
+          break;
+        case 'dtmf':
+          this.dtmf(String(cmd.tones), cmd.transport, cmd.duration, cmd.gap);
+          break;
+        case 'refer':
+          this.refer(String(cmd.target));
           break;
         case 'message':
           this.message(String(cmd.target), String(cmd.body));

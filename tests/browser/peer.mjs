@@ -5,7 +5,9 @@
 //                 [--fake-audio FILE.wav] [--auto-answer] [--name NAME] [--early-ice] [--debug]
 //
 // stdin:  one command per line, e.g. {"cmd":"call","target":"sip:bob@localhost"}
-//         (register, call, answer, hangup, message, stats, unregister, quit)
+//         (register, call, answer, hangup, message, stats, unregister, quit;
+//          hold, unhold, {"cmd":"dtmf","tones":"123","transport":"INFO"|"RFC2833"},
+//          {"cmd":"refer","target":"sip:carol@localhost"}; see page.js)
 // stdout: one event per line, each with "event" and "t" (wall-clock ms since the epoch,
 //         sub-millisecond; see page.js)
 // stderr: logs (driver, page console, JsSIP debug with --debug)

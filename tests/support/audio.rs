@@ -215,6 +215,34 @@ pub fn write_wav_mono(path: &Path, samples: &[f32], rate: u32) -> Result<()> {
     Ok(())
 }
 
+/// A steady sine tone of `seconds` at `hz`, peak `amplitude` (full scale 1), as a 48 kHz mono
+/// 16-bit WAV: a source whose level is the same in every window, so a recording can be checked
+/// window by window for sound and for silence. A whole number of periods per second, so a
+/// player that loops the file does not click once a second.
+pub fn write_tone_wav(path: &Path, hz: u32, seconds: u32, amplitude: f32) -> Result<()> {
+    const TONE_RATE: u32 = 48_000;
+    let samples: Vec<f32> = (0..TONE_RATE * seconds)
+        .map(|i| {
+            let phase =
+                2.0 * std::f64::consts::PI * f64::from(hz) * f64::from(i) / f64::from(TONE_RATE);
+            (phase.sin() * f64::from(amplitude)) as f32
+        })
+        .collect();
+    write_wav_mono(path, &samples, TONE_RATE)
+}
+
+/// Root-mean-square level (full scale 1) of `samples` from `from_s` to `to_s` seconds after the
+/// first sample, clipped to what the recording holds; `None` if that leaves nothing.
+pub fn rms_between(samples: &[f32], rate: u32, from_s: f64, to_s: f64) -> Option<f64> {
+    let index = |seconds: f64| ((seconds.max(0.0) * f64::from(rate)) as usize).min(samples.len());
+    let window = &samples[index(from_s)..index(to_s).max(index(from_s))];
+    if window.is_empty() {
+        return None;
+    }
+    let energy: f64 = window.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+    Some((energy / window.len() as f64).sqrt())
+}
+
 /// Band-limited resampling with a Blackman-windowed sinc (16 zero crossings each side of the
 /// narrower of the two Nyquist limits). The filter is tabulated once per distinct fractional
 /// input position (`to_rate / gcd` of them), so the cost is one multiply-add per tap.
@@ -619,6 +647,28 @@ mod tests {
             started.elapsed().as_secs_f64()
         );
         Ok(result)
+    }
+
+    #[test]
+    fn a_window_of_tone_has_its_level_and_a_window_of_silence_none() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("tone.wav");
+        write_tone_wav(&path, 440, 2, 0.5)?;
+        let (tone, rate) = read_wav_mono(&path)?;
+        assert_eq!((rate, tone.len()), (RATE, 2 * RATE as usize));
+        let recording = concat(&[&silence(1000), &tone, &silence(1000)]);
+        let level = |from: f64, to: f64| rms_between(&recording, RATE, from, to);
+        // A sine of peak 0.5 has an RMS of 0.5 / sqrt(2).
+        let tone_level = level(1.2, 2.8).expect("the window is inside the recording");
+        assert!((tone_level - 0.5 * std::f64::consts::FRAC_1_SQRT_2).abs() < 0.01);
+        assert_eq!(level(0.0, 0.9), Some(0.0));
+        assert_eq!(level(3.1, 10.0), Some(0.0));
+        // Half tone, half silence: in between.
+        let half = level(2.5, 3.5).expect("inside");
+        assert!(half > 0.1 && half < tone_level, "{half}");
+        assert_eq!(level(5.0, 6.0), None);
+        assert_eq!(level(2.0, 1.0), None);
+        Ok(())
     }
 
     #[test]

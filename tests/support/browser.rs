@@ -165,6 +165,10 @@ pub struct PeerStats {
     pub packets_sent: u64,
     /// `audio/opus/48000/2` and the like; `None` before media flows.
     pub codec: Option<String>,
+    /// Which of the page's calls these counters are from (numbered from 1 in the order the
+    /// page saw them; a transfer starts a new one); `None` without a call.
+    #[serde(default)]
+    pub call: Option<u64>,
 }
 
 /// One JsSIP user agent in its own headless Chromium.
@@ -336,10 +340,19 @@ impl BrowserPeer {
     /// Waits at most `timeout` for the first unconsumed event named `name` and consumes it.
     /// Other events stay queued (in order) for later calls and stay in [`Self::history`].
     pub async fn wait_for(&mut self, name: &str, timeout: Duration) -> Result<Value> {
-        if let Some(index) = self
-            .pending
-            .iter()
-            .position(|event| event_name(event) == name)
+        self.wait_for_where(name, timeout, |_| true).await
+    }
+
+    /// [`Self::wait_for`] for the first unconsumed event named `name` that `want` accepts,
+    /// e.g. the `ended` of one particular call.
+    pub async fn wait_for_where(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+        want: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let wanted = |event: &Value| event_name(event) == name && want(event);
+        if let Some(index) = self.pending.iter().position(wanted)
             && let Some(event) = self.pending.remove(index)
         {
             return Ok(event);
@@ -350,7 +363,7 @@ impl BrowserPeer {
             match tokio::time::timeout(left, self.events.recv()).await {
                 Ok(Some(event)) => {
                     self.history.push(event.clone());
-                    if event_name(&event) == name {
+                    if wanted(&event) {
                         return Ok(event);
                     }
                     self.pending.push_back(event);

@@ -3,7 +3,7 @@
 //! it, the payload-type map of the audio section (`a=rtpmap`, with RFC 3551 static types such
 //! as 0 and 8 that may appear without one), and the ICE credentials of our own offer.
 
-use lyrebird_sdp::{MediaKind, SessionDescription};
+use lyrebird_sdp::{Attribute, MediaKind, SessionDescription, Setup};
 
 use crate::config::AudioCodec;
 use crate::error::MediaError;
@@ -112,9 +112,66 @@ pub fn ice_credentials(sdp: &str) -> Option<(String, String)> {
         .map(|(ufrag, pwd)| (ufrag.to_owned(), pwd.to_owned()))
 }
 
+/// Our DTLS role once a first offer/answer has settled it (RFC 5763 §5), from the description
+/// that settled it: our own answer says it (`ours_answered`), or the peer's answer to our
+/// `actpass` offer says theirs and we take the other (a peer that writes none is `active`).
+pub fn settled_setup(sdp: &str, ours_answered: bool) -> Option<Setup> {
+    let description = SessionDescription::parse(sdp).ok()?;
+    let (index, _) = description.first_of(&MediaKind::Audio)?;
+    let written = description.setup(index);
+    match (ours_answered, written) {
+        (true, Some(setup @ (Setup::Active | Setup::Passive))) => Some(setup),
+        (true, _) => None,
+        (false, Some(Setup::Passive)) => Some(Setup::Active),
+        (false, _) => Some(Setup::Passive),
+    }
+}
+
+/// `sdp` with every `a=setup` written as `setup`. An answer in a later exchange must keep the
+/// DTLS role the first one settled (RFC 5763 §5, RFC 8829 §5.3.1): the DTLS association goes
+/// on, and a browser refuses an answer that would swap roles ("Failed to set SSL role").
+pub fn with_setup(sdp: &str, setup: Setup) -> Result<String, MediaError> {
+    let mut description =
+        SessionDescription::parse(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+    let sections = description.media.iter_mut().map(|m| &mut m.attributes);
+    for attributes in std::iter::once(&mut description.attributes).chain(sections) {
+        for attribute in attributes.iter_mut() {
+            if let Attribute::Setup(written) = attribute {
+                *written = setup;
+            }
+        }
+    }
+    Ok(description.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_exchange_settles_the_dtls_role_and_later_answers_keep_it() {
+        let head = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+        let with = |setup: &str| {
+            format!("{head}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=setup:{setup}\r\n")
+        };
+        // We offered actpass: the peer's answer decides, and we take the other role.
+        assert_eq!(settled_setup(&with("active"), false), Some(Setup::Passive));
+        assert_eq!(settled_setup(&with("passive"), false), Some(Setup::Active));
+        // We answered: our answer says it.
+        assert_eq!(settled_setup(&with("active"), true), Some(Setup::Active));
+        assert_eq!(settled_setup(&with("actpass"), true), None);
+
+        let rewritten = with_setup(&with("active"), Setup::Passive).unwrap();
+        assert!(rewritten.contains("a=setup:passive"), "{rewritten}");
+        assert!(!rewritten.contains("a=setup:active"), "{rewritten}");
+        assert!(rewritten.contains("a=mid:0"), "{rewritten}");
+        let session_level = format!("{head}a=setup:active\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n");
+        assert!(
+            with_setup(&session_level, Setup::Passive)
+                .unwrap()
+                .contains("a=setup:passive")
+        );
+    }
 
     #[test]
     fn reads_ice_credentials() {

@@ -23,7 +23,9 @@ use crate::early_packets::{AnsweringRuntime, EarlyPackets};
 use crate::error::MediaError;
 use crate::hold::{HoldState, StreamDirection};
 use crate::jitter::{Insert, JitterBuffer, Playout};
-use crate::sdp::{PayloadFormat, audio_section, ice_credentials, usable_audio_section};
+use crate::sdp::{
+    PayloadFormat, audio_section, ice_credentials, settled_setup, usable_audio_section, with_setup,
+};
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
@@ -96,6 +98,9 @@ pub struct MediaSession {
 struct OfferAnswer {
     direction: StreamDirection,
     last_sent: Option<String>,
+    /// Our DTLS role (`a=setup`), once the first offer/answer has settled it; every later
+    /// answer we give keeps it.
+    dtls_setup: Option<lyrebird_sdp::Setup>,
 }
 
 /// Counters the media task writes and `stats()` reads, and switches it reads, without locks.
@@ -528,7 +533,11 @@ impl MediaSession {
     /// [`MediaError::NoCommonCodec`].
     pub async fn apply_answer(&self, sdp: &str) -> Result<(), MediaError> {
         usable_audio_section(sdp)?;
-        self.offer_answer(|o| o.direction.on_remote_answer(sdp))?;
+        self.offer_answer(|o| {
+            o.direction.on_remote_answer(sdp)?;
+            o.dtls_setup = o.dtls_setup.or_else(|| settled_setup(sdp, false));
+            Ok(())
+        })?;
         let answer = RTCSessionDescription::answer(sdp.to_owned())
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
         // From here the ICE agent has the peer's credentials and answers checks itself.
@@ -556,8 +565,18 @@ impl MediaSession {
             .await
             .map_err(MediaError::transport)?;
         let answer_sdp = self.set_local_and_gather(answer).await?;
+        // The WebRTC stack writes its default answering role into every answer, even one
+        // that would swap the roles of the DTLS association already running.
+        let answer_sdp = match self.offer_answer(|o| Ok(o.dtls_setup))? {
+            Some(setup) => with_setup(&answer_sdp, setup)?,
+            None => answer_sdp,
+        };
         let answer_sdp = self.sending(&answer_sdp, |direction| {
             direction.answered();
+            Ok(())
+        })?;
+        self.offer_answer(|o| {
+            o.dtls_setup = o.dtls_setup.or_else(|| settled_setup(&answer_sdp, true));
             Ok(())
         })?;
         self.start_media(sdp).await?;
