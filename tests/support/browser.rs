@@ -27,6 +27,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
+use crate::procfs;
+
 /// How long Chromium may take to start and load the page (cold start on a busy 2-core machine).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `quit` waits for the driver to close Chromium before killing both.
@@ -506,30 +508,13 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     }
 }
 
-/// (pid, ppid, pgrp, comm) from `/proc/<pid>/stat`.
-fn proc_stat(pid: i32) -> Option<(i32, i32, i32, String)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm is in parentheses and may itself contain spaces or parentheses.
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_owned();
-    let mut fields = stat.get(close + 2..)?.split_whitespace();
-    let _state = fields.next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((pid, ppid, pgrp, comm))
-}
-
 /// Process groups of the Chromium browsers that are children of `parent`.
 fn chromium_groups_under(parent: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut groups: Vec<i32> = entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(proc_stat)
-        .filter(|(_, ppid, _, comm)| *ppid == parent && comm.contains("chrom"))
-        .map(|(_, _, pgrp, _)| pgrp)
+    let mut groups: Vec<i32> = procfs::all_pids()
+        .into_iter()
+        .filter_map(procfs::stat)
+        .filter(|stat| i32::try_from(stat.ppid) == Ok(parent) && stat.comm.contains("chrom"))
+        .filter_map(|stat| i32::try_from(stat.pgrp).ok())
         .filter(|group| *group > 1)
         .collect();
     groups.sort_unstable();
@@ -539,18 +524,17 @@ fn chromium_groups_under(parent: i32) -> Vec<i32> {
 
 /// Whether a Chromium process with this pid still runs (zombies count as gone).
 pub fn chromium_is_running(pid: i32) -> bool {
-    let state_is_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    u32::try_from(pid)
         .ok()
-        .and_then(|stat| {
-            let close = stat.rfind(')')?;
-            stat.get(close + 2..close + 3).map(|state| state == "Z")
-        })
-        .unwrap_or(true);
-    process_is_chromium(pid) && !state_is_zombie
+        .and_then(procfs::stat)
+        .is_some_and(|stat| stat.comm.contains("chrom") && stat.state != 'Z')
 }
 
 fn process_is_chromium(pid: i32) -> bool {
-    proc_stat(pid).is_some_and(|(_, _, _, comm)| comm.contains("chrom"))
+    u32::try_from(pid)
+        .ok()
+        .and_then(procfs::stat)
+        .is_some_and(|stat| stat.comm.contains("chrom"))
 }
 
 /// Where the benchmark's peers register.

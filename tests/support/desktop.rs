@@ -29,6 +29,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 
+pub use crate::procfs::{process_name, process_tree, pss_by_mapping, pss_kib};
 use crate::webdriver::{Client, Element, Session};
 
 /// WebDriver errors (section 6.6) after which a click is tried again.
@@ -557,95 +558,6 @@ impl DesktopApp {
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
-}
-
-/// `pid` and all its descendants (from `/proc/*/stat`).
-pub fn process_tree(pid: u32) -> Vec<u32> {
-    let mut parents = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(child) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Some(parent) = parent_pid(child) {
-                parents.push((child, parent));
-            }
-        }
-    }
-    let mut tree = vec![pid];
-    let mut index = 0;
-    while index < tree.len() {
-        let current = tree[index];
-        for (child, parent) in &parents {
-            if *parent == current && !tree.contains(child) {
-                tree.push(*child);
-            }
-        }
-        index += 1;
-    }
-    tree
-}
-
-fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 2 is "(comm)" and may contain spaces; the fields after the last ')' are plain.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The process's `comm` (at most 15 bytes of its name).
-pub fn process_name(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|n| n.trim().to_owned())
-}
-
-/// The proportional set size of `pid` in KiB (`Pss:` of `/proc/<pid>/smaps_rollup`): each
-/// shared page counted once across the processes sharing it.
-pub fn pss_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("Pss:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-}
-
-/// PSS (KiB) of a process by what is mapped: each file by its path, anonymous memory as
-/// `[anon]` (heap and thread stacks included), largest first. Where the memory of
-/// [`pss_kib`] goes.
-pub fn pss_by_mapping(pid: u32) -> Vec<(String, u64)> {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
-        return Vec::new();
-    };
-    let mut totals: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        if let Some(kib) = line.strip_prefix("Pss:") {
-            let kib: u64 = kib
-                .split_whitespace()
-                .next()
-                .and_then(|k| k.parse().ok())
-                .unwrap_or(0);
-            *totals.entry(current.clone()).or_default() += kib;
-        } else if line.split_whitespace().next().is_some_and(|range| {
-            range.contains('-') && range.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-        }) {
-            // A mapping's header: range, perms, offset, device, inode, then the path if any.
-            let path = line.split_whitespace().nth(5).unwrap_or("");
-            current = match path {
-                "" | "[heap]" | "[stack]" => "[anon]".to_owned(),
-                other if other.starts_with("[stack:") => "[anon]".to_owned(),
-                other => other.to_owned(),
-            };
-        }
-    }
-    let mut sorted: Vec<(String, u64)> = totals.into_iter().collect();
-    sorted.sort_by_key(|(_, kib)| std::cmp::Reverse(*kib));
-    sorted
 }
 
 fn tail(text: &str, lines: usize) -> String {
