@@ -28,19 +28,6 @@ fn lyrebird_options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
     )
 }
 
-/// The test's files; kept (and named in the output) with `LYREBIRD_KEEP_TEST_DIRS=1`.
-fn test_dir() -> Result<tempfile::TempDir> {
-    let keep = std::env::var_os("LYREBIRD_KEEP_TEST_DIRS").is_some();
-    let dir = tempfile::Builder::new()
-        .prefix("call-controls-")
-        .keep(keep)
-        .tempdir()?;
-    if keep {
-        println!("test files in {}", dir.path().display());
-    }
-    Ok(dir)
-}
-
 fn uri(stack: &Stack, user: &str) -> String {
     format!("sip:{user}@{}", stack.kamailio().domain())
 }
@@ -92,7 +79,7 @@ async fn packets_received_over(lyrebird: &mut Lyrebird, call: u64) -> Result<u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_call_waits_and_the_person_swaps_between_them() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-call-controls-")?;
     let quiet = |user| {
         lyrebird_options(&stack, user, dir.path())
             .arg("--tone")
@@ -180,7 +167,7 @@ async fn a_second_call_waits_and_the_person_swaps_between_them() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attended_transfer_connects_the_other_two() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-call-controls-")?;
     let speech_bob = phrase_wav(dir.path(), 4)?;
     let speech_carol = phrase_wav(dir.path(), 5)?;
     let bob_hears = dir.path().join("bob-hears.wav");
@@ -308,7 +295,7 @@ async fn attended_transfer_connects_the_other_two() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_sides_holding_at_once_settle() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-call-controls-")?;
     let tone = |user| {
         lyrebird_options(&stack, user, dir.path())
             .arg("--tone")

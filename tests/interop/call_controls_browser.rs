@@ -42,19 +42,6 @@ fn sip_stack() -> Result<Stack> {
     Stack::start(StackOptions::kamailio_only())
 }
 
-/// A scratch directory for recordings, databases and logs; kept (and printed) with
-/// `LYREBIRD_KEEP_TEST_DIRS=1` to read the logs after a failure.
-fn test_dir() -> Result<tempfile::TempDir> {
-    let mut dir = tempfile::Builder::new()
-        .prefix("lyrebird-call-controls-")
-        .tempdir()?;
-    if std::env::var_os("LYREBIRD_KEEP_TEST_DIRS").is_some() {
-        eprintln!("test files kept in {}", dir.path().display());
-        dir.disable_cleanup(true);
-    }
-    Ok(dir)
-}
-
 fn lyrebird_options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
     let kamailio = stack.kamailio();
     LyrebirdOptions::for_user(
@@ -211,7 +198,7 @@ async fn hold_and_resume_both_ways_when_the_browser_called() -> Result<()> {
 /// tone, so every stretch of the call either has sound or has none.
 async fn hold_and_resume_both_ways(caller: Caller) -> Result<()> {
     let stack = sip_stack()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-call-controls-browser-")?;
     let browser_tone = dir.path().join("browser-tone.wav");
     write_tone_wav(&browser_tone, 660, 10, 0.3)?;
     let recording = dir.path().join("heard-from-browser.wav");
@@ -381,7 +368,7 @@ async fn hold_and_resume_both_ways(caller: Caller) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_presses_cross_both_ways_with_a_browser() -> Result<()> {
     let stack = sip_stack()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-call-controls-browser-")?;
     let mut browser = BrowserPeer::start(browser_options(&stack, "dave").auto_answer(true)).await?;
     browser.wait_for("registered", SETUP).await?;
     let mut alice = Lyrebird::start(
@@ -486,7 +473,7 @@ async fn key_presses_cross_both_ways_with_a_browser() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lyrebird_transfers_a_browser_to_another_lyrebird() -> Result<()> {
     let stack = sip_stack()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-call-controls-browser-")?;
     let speech_a = phrase_wav(dir.path(), 0)?;
     let speech_b = phrase_wav(dir.path(), 1)?;
     let speech_c = phrase_wav(dir.path(), 2)?;
@@ -606,7 +593,7 @@ async fn lyrebird_transfers_a_browser_to_another_lyrebird() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_transfers_lyrebird_to_another_lyrebird() -> Result<()> {
     let stack = sip_stack()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-call-controls-browser-")?;
     let speech_a = phrase_wav(dir.path(), 3)?;
     let speech_b = phrase_wav(dir.path(), 4)?;
     let heard_by_c = dir.path().join("heard-by-c.wav");
@@ -708,7 +695,7 @@ async fn a_browser_transfers_lyrebird_to_another_lyrebird() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_to_nobody_fails_and_the_call_goes_on() -> Result<()> {
     let stack = sip_stack()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-call-controls-browser-")?;
     let browser_tone = dir.path().join("browser-tone.wav");
     write_tone_wav(&browser_tone, 660, 10, 0.3)?;
     let recording = dir.path().join("heard-from-browser.wav");

@@ -38,18 +38,6 @@ const SETUP: Duration = Duration::from_secs(20);
 /// Bound for the UI to show something the engine already knows.
 const UI: Duration = Duration::from_secs(20);
 
-/// A scratch directory; kept (and printed) with `LYREBIRD_KEEP_TEST_DIRS=1`.
-fn test_dir() -> Result<tempfile::TempDir> {
-    let mut dir = tempfile::Builder::new()
-        .prefix("lyrebird-desktop-")
-        .tempdir()?;
-    if std::env::var_os("LYREBIRD_KEEP_TEST_DIRS").is_some() {
-        eprintln!("test files kept in {}", dir.path().display());
-        dir.disable_cleanup(true);
-    }
-    Ok(dir)
-}
-
 fn step(started: Instant, what: &str) {
     println!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64());
 }
@@ -224,7 +212,7 @@ fn the_harness_drives_a_webkit_window() -> Result<()> {
         .context(
             "no /usr/lib/*/webkit2gtk-4.1/MiniBrowser (Debian's libwebkit2gtk-4.1-0 ships it)",
         )?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-desktop-")?;
     let options = DesktopOptions {
         app: mini_browser,
         data_dir: dir.path().join("data"),
@@ -271,7 +259,7 @@ async fn the_desktop_window_calls_chats_and_sends_files() -> Result<()> {
         coturn: false,
         ..StackOptions::default()
     })?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-desktop-")?;
     let (kamailio, prosody) = (stack.kamailio(), stack.prosody());
     let domain = kamailio.domain().to_owned();
     let xmpp_domain = prosody.domain().to_owned();

@@ -22,19 +22,6 @@ fn prosody() -> Result<Stack> {
     Stack::start(StackOptions::prosody_only())
 }
 
-/// A scratch directory for databases and logs; kept (and printed) with
-/// `LYREBIRD_KEEP_TEST_DIRS=1` to read the logs after a failure.
-fn test_dir() -> Result<tempfile::TempDir> {
-    let mut dir = tempfile::Builder::new()
-        .prefix("lyrebird-xmpp-")
-        .tempdir()?;
-    if std::env::var_os("LYREBIRD_KEEP_TEST_DIRS").is_some() {
-        eprintln!("test files kept in {}", dir.path().display());
-        dir.disable_cleanup(true);
-    }
-    Ok(dir)
-}
-
 fn jid(stack: &Stack, user: &str) -> String {
     format!("{user}@{}", stack.prosody().domain())
 }
@@ -131,7 +118,7 @@ async fn befriend(a: &mut JsonLines, a_jid: &str, b: &mut JsonLines, b_jid: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_lyrebirds_subscribe_see_presence_and_chat_with_receipts() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
     let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
     let mut bob = lyrebird(&stack, "bob", dir.path(), &[]).await?;
@@ -259,7 +246,7 @@ async fn two_lyrebirds_subscribe_see_presence_and_chat_with_receipts() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn third_party_client_presence_and_chat_both_ways() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let (alice_jid, carol_jid) = (jid(&stack, "alice"), jid(&stack, "carol"));
     let mut alice = lyrebird(&stack, "alice", dir.path(), &["--auto-approve"]).await?;
     let mut carol = reference(&stack, "carol", "xmppjs", dir.path(), &[]).await?;
@@ -339,7 +326,7 @@ async fn third_party_client_presence_and_chat_both_ways() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carbons_show_a_conversation_held_on_the_other_device() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
     let mut alice_desktop = lyrebird(&stack, "alice", dir.path(), &[]).await?;
     let mut alice_phone = reference(&stack, "alice", "phone", dir.path(), &["--carbons"]).await?;
@@ -403,7 +390,7 @@ async fn carbons_show_a_conversation_held_on_the_other_device() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_brings_what_arrived_while_offline_exactly_once_in_order() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
     let first = lyrebird(&stack, "alice", dir.path(), &[]).await?;
     first.quit().await?;
@@ -619,7 +606,7 @@ async fn interrupted_catch_up_loses_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_catch_up_fetches_the_rest_despite_a_live_message() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let prefix = "archived #";
     // Two hours old: far older than any overlap a catch-up by date would allow.
     stack.prosody().seed_archive(&ArchiveSeed {
@@ -639,7 +626,7 @@ async fn an_interrupted_catch_up_fetches_the_rest_despite_a_live_message() -> Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_room_catch_up_fetches_the_rest_despite_a_live_message() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let room = format!("archive@{}", stack.prosody().muc_domain());
     let prefix = "room archived #";
     // Bob stays in the room throughout: Prosody drops a temporary room's archive with it.
@@ -667,7 +654,7 @@ async fn an_interrupted_room_catch_up_fetches_the_rest_despite_a_live_message() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_during_a_flood_loses_and_repeats_nothing() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
     let flood = 300;
     let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
@@ -717,7 +704,7 @@ async fn a_kill_during_a_flood_loses_and_repeats_nothing() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumption_after_a_cut_connection_loses_and_repeats_nothing() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
     let relay = CuttingRelay::start(([127, 0, 0, 1], stack.prosody().http_port()).into()).await?;
     let relayed_ws = format!("ws://{}/xmpp-websocket", relay.addr());
@@ -803,7 +790,7 @@ async fn resumption_after_a_cut_connection_loses_and_repeats_nothing() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_chat_with_two_lyrebirds_and_a_third_party_client() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let room = format!("lunch@{}", stack.prosody().muc_domain());
     let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
     let mut bob = lyrebird(&stack, "bob", dir.path(), &[]).await?;
@@ -931,7 +918,7 @@ async fn a_file_shared_by_http_upload_arrives_identical() -> Result<()> {
     use sha2::{Digest, Sha256};
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
     let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
     let downloads = dir.path().join("bob-downloads");
@@ -995,7 +982,7 @@ async fn a_file_shared_by_http_upload_arrives_identical() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_silent_server_give_clear_errors() -> Result<()> {
     let stack = prosody()?;
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let mut alice = start_lyrebird(
         &stack.prosody().ws_url(),
         &jid(&stack, "alice"),
@@ -1059,7 +1046,7 @@ async fn wrong_password_and_silent_server_give_clear_errors() -> Result<()> {
 /// malformed XML. Lyrebird warns, keeps the good message in history, and reconnects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_unknown_and_oversized_input_is_survived() -> Result<()> {
-    let dir = test_dir()?;
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move {

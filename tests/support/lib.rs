@@ -12,3 +12,14 @@ pub mod speech;
 pub mod stack;
 pub mod webdriver;
 pub mod xmpp;
+
+/// A test's own files under a fresh temporary folder named `<prefix>…`; kept (and named on
+/// stderr) when `LYREBIRD_KEEP_TEST_DIRS` is set, to read the logs of a failure.
+pub fn test_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    let mut dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    if std::env::var_os("LYREBIRD_KEEP_TEST_DIRS").is_some() {
+        eprintln!("test files kept in {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    Ok(dir)
+}
