@@ -356,6 +356,38 @@ class Peer {
     });
   }
 
+  // The received audio's power at `frequencies` (dB, Web Audio's scale), averaged over `ms`:
+  // what a listener would hear of each tone. Read from the remote stream through an analyser,
+  // beside the media element that plays it.
+  async spectrum(frequencies, ms) {
+    const stream = this.audioElement.srcObject;
+    if (!stream) return { frequencies, db: [] };
+    const context = new AudioContext();
+    await context.resume();
+    const analyser = context.createAnalyser();
+    analyser.fftSize = 8192;
+    analyser.smoothingTimeConstant = 0;
+    context.createMediaStreamSource(stream).connect(analyser);
+    const bins = new Float32Array(analyser.frequencyBinCount);
+    const sums = frequencies.map(() => 0);
+    let reads = 0;
+    const until = nowMs() + ms;
+    while (nowMs() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      analyser.getFloatFrequencyData(bins);
+      frequencies.forEach((hz, i) => {
+        const bin = Math.round((hz / context.sampleRate) * analyser.fftSize);
+        // The strongest of the tone's bin and its neighbours, in linear power.
+        const peak = Math.max(bins[bin - 1], bins[bin], bins[bin + 1]);
+        sums[i] += Math.pow(10, peak / 10);
+      });
+      reads += 1;
+    }
+    await context.close();
+    const db = sums.map((sum) => (reads > 0 && sum > 0 ? 10 * Math.log10(sum / reads) : -200));
+    return { frequencies, db };
+  }
+
   async stats() {
     const fields = {
       packetsReceived: 0,
@@ -423,6 +455,9 @@ class Peer {
           break;
         case 'stats':
           emit('stats', await this.stats());
+          break;
+        case 'spectrum':
+          emit('spectrum', await this.spectrum((cmd.frequencies || []).map(Number), Number(cmd.ms) || 1000));
           break;
         case 'unregister':
           this.ua.unregister();

@@ -357,3 +357,79 @@ async fn both_sides_holding_at_once_settle() -> Result<()> {
     bob.quit().await?;
     Ok(())
 }
+
+/// Recording a call keeps both directions, mixed, in a WAV file in the recordings folder; the
+/// events say where, and when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_holds_both_sides() -> Result<()> {
+    let stack = Stack::start(StackOptions::kamailio_only())?;
+    let dir = testkit::test_dir("lyrebird-call-controls-")?;
+    let recordings = dir.path().join("recordings");
+    let mut alice = Lyrebird::start(
+        lyrebird_options(&stack, "alice", dir.path())
+            .arg("--recordings")
+            .arg(recordings.to_string_lossy().into_owned())
+            .arg("--tone")
+            .arg("440")
+            .arg("--discard"),
+    )
+    .await?;
+    let mut bob = Lyrebird::start(
+        lyrebird_options(&stack, "bob", dir.path())
+            .arg("--auto-answer")
+            .arg("--tone")
+            .arg("600")
+            .arg("--discard"),
+    )
+    .await?;
+    alice.registered(SETUP).await?;
+    bob.registered(SETUP).await?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
+    alice.call_state(call, "audio_flowing", SETUP).await?;
+    alice
+        .command(json!({"cmd": "record", "call": call, "on": true}))
+        .await?;
+    let started = alice
+        .wait_for("the recording", SETUP, |e| {
+            e["event"] == "call_recording" && e["call"] == json!(call)
+        })
+        .await?;
+    let path = started["path"]
+        .as_str()
+        .context("no recording path")?
+        .to_owned();
+    ensure!(
+        Path::new(&path).starts_with(&recordings) && path.contains("bob"),
+        "recorded to {path}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    alice
+        .command(json!({"cmd": "record", "call": call, "on": false}))
+        .await?;
+    alice
+        .wait_for("the recording's end", SETUP, |e| {
+            e["event"] == "call_recording" && e["call"] == json!(call) && e["path"].is_null()
+        })
+        .await?;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
+    alice.quit().await?;
+    bob.quit().await?;
+
+    let (samples, rate) = testkit::audio::read_wav_mono(Path::new(&path))?;
+    ensure!(
+        samples.len() as u32 >= 2 * rate,
+        "the recording is short: {}",
+        samples.len()
+    );
+    let said = testkit::audio::tone_power(&samples, rate, 440.0);
+    let heard = testkit::audio::tone_power(&samples, rate, 600.0);
+    println!("recording: our 440 Hz {said:.5}, their 600 Hz {heard:.5}");
+    ensure!(said > 0.001 && heard > 0.001, "both sides must be in it");
+    Ok(())
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
-use testkit::audio::{read_wav_mono, rms_between, similarity, write_tone_wav};
+use testkit::audio::{read_wav_mono, rms_between, similarity, tone_power, write_tone_wav};
 use testkit::browser::{BrowserPeer, BrowserPeerOptions, PeerStats};
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
 use testkit::speech::phrase_wav;
@@ -775,5 +775,125 @@ async fn a_transfer_to_nobody_fails_and_the_call_goes_on() -> Result<()> {
         heard > SOUND,
         "lyrebird heard nothing from the browser after the failed transfer: {heard}"
     );
+    Ok(())
+}
+
+/// A local conference that Lyrebird hosts for a browser user and two other Lyrebirds, each
+/// sending a tone of its own: every party's received audio holds the tones of the host and of
+/// every other party, and not its own (N−1 mixing in the engine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_lets_every_party_hear_the_others_and_not_itself() -> Result<()> {
+    let stack = sip_stack()?;
+    let dir = testkit::test_dir("lyrebird-conference-")?;
+    let host_hz = 440.0f32;
+    let parties = [("bob", 600.0f32), ("carol", 800.0f32)];
+    let browser_hz = 1000.0f32;
+    let browser_tone = dir.path().join("browser-tone.wav");
+    write_tone_wav(&browser_tone, browser_hz as u32, 20, 0.2)?;
+
+    let mut host = Lyrebird::start(
+        lyrebird_options(&stack, "alice", dir.path())
+            .arg("--tone")
+            .arg(host_hz.to_string())
+            .arg("--discard"),
+    )
+    .await?;
+    let mut lyrebirds = Vec::new();
+    for (user, hz) in parties {
+        let recording = dir.path().join(format!("{user}-hears.wav"));
+        let lyrebird = Lyrebird::start(
+            lyrebird_options(&stack, user, dir.path())
+                .arg("--auto-answer")
+                .arg("--tone")
+                .arg(hz.to_string())
+                .arg("--record")
+                .arg(recording.to_string_lossy().into_owned()),
+        )
+        .await?;
+        lyrebirds.push((lyrebird, recording, hz));
+    }
+    let mut browser = BrowserPeer::start(
+        browser_options(&stack, "dave")
+            .fake_audio(&browser_tone)
+            .auto_answer(true),
+    )
+    .await?;
+    host.registered(SETUP).await?;
+    for (lyrebird, _, _) in &mut lyrebirds {
+        lyrebird.registered(SETUP).await?;
+    }
+    browser.wait_for("registered", SETUP).await?;
+
+    // Each new call puts the previous ones on hold; merging resumes and mixes them all.
+    let mut calls = Vec::new();
+    for user in ["bob", "carol", "dave"] {
+        let call = call_id(
+            &host
+                .command(json!({"cmd": "call", "target": uri(&stack, user)}))
+                .await?,
+        )?;
+        host.call_state(call, "audio_flowing", SETUP).await?;
+        calls.push(call);
+    }
+    host.command(json!({"cmd": "merge", "calls": calls}))
+        .await?;
+    let conference = host
+        .wait_for("the conference", SETUP, |e| {
+            e["event"] == "conference" && e["calls"].as_array().is_some_and(|c| c.len() == 3)
+        })
+        .await?;
+    println!("{conference}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The browser's ears: every other tone, not its own.
+    let all = [host_hz, parties[0].1, parties[1].1, browser_hz];
+    browser
+        .send(json!({"cmd": "spectrum", "frequencies": all, "ms": 1500}))
+        .await?;
+    let spectrum = browser.wait_for("spectrum", SETUP).await?;
+    let db: Vec<f64> = spectrum["db"]
+        .as_array()
+        .context("no spectrum")?
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    println!("dave (browser) hears, dB at {all:?}: {db:?}");
+    ensure!(db.len() == 4, "spectrum: {spectrum}");
+    for (hz, level) in all.iter().zip(&db).take(3) {
+        ensure!(
+            *level > db[3] + 20.0,
+            "dave should hear {hz} Hz well above his own tone: {db:?}"
+        );
+    }
+
+    let mut finished = Vec::new();
+    for (lyrebird, recording, hz) in lyrebirds {
+        lyrebird.quit().await?;
+        finished.push((recording, hz));
+    }
+    host.quit().await?;
+    browser.quit().await?;
+
+    for (recording, own) in finished {
+        let (samples, rate) = read_wav_mono(&recording)?;
+        // The last two seconds, well after the merge.
+        let tail = &samples[samples.len().saturating_sub(2 * rate as usize)..];
+        let power = |hz: f32| tone_power(tail, rate, hz);
+        let heard: Vec<(f32, f64)> = all.iter().map(|hz| (*hz, power(*hz))).collect();
+        println!("{} hears {heard:?}", recording.display());
+        for (hz, p) in &heard {
+            if *hz == own {
+                continue;
+            }
+            ensure!(
+                *p > 0.0005,
+                "{own} Hz party does not hear {hz} Hz: {heard:?}"
+            );
+            ensure!(
+                *p > 100.0 * power(own),
+                "{own} Hz party hears itself: {heard:?}"
+            );
+        }
+    }
     Ok(())
 }

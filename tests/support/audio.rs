@@ -231,6 +231,20 @@ pub fn write_tone_wav(path: &Path, hz: u32, seconds: u32, amplitude: f32) -> Res
     write_wav_mono(path, &samples, TONE_RATE)
 }
 
+/// Power of the `hz` component of `samples` (Goertzel), normalised so a full-scale sine gives
+/// about 0.25: how much of a tone a listener would hear in a recording.
+pub fn tone_power(samples: &[f32], rate: u32, hz: f32) -> f64 {
+    let coefficient = 2.0 * (std::f64::consts::TAU * f64::from(hz) / f64::from(rate)).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) + coefficient * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coefficient * s1 * s2;
+    power / (samples.len().max(1) as f64).powi(2)
+}
+
 /// Root-mean-square level (full scale 1) of `samples` from `from_s` to `to_s` seconds after the
 /// first sample, clipped to what the recording holds; `None` if that leaves nothing.
 pub fn rms_between(samples: &[f32], rate: u32, from_s: f64, to_s: f64) -> Option<f64> {

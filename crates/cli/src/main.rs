@@ -40,6 +40,8 @@ In `run` mode, commands are read from stdin as JSON lines:\n  \
 {\"cmd\":\"hold\",\"call\":1}   {\"cmd\":\"resume\",\"call\":1}   (RFC 6337; `call_hold` events tell who holds)\n  \
 {\"cmd\":\"transfer\",\"call\":1,\"target\":\"sip:carol@example.com\"}   (blind transfer; `call_transfer` events)\n  \
 {\"cmd\":\"attended_transfer\",\"call\":1,\"to\":2}   (connect call 1's party with call 2's)\n  \
+{\"cmd\":\"merge\",\"calls\":[1,2,3]}   {\"cmd\":\"split\",\"call\":2}   (a local conference; `conference` events)\n  \
+{\"cmd\":\"record\",\"call\":1,\"on\":true}   (into --recordings; `call_recording` events say the file)\n  \
 {\"cmd\":\"send_file\",\"target\":\"sip:bob@example.com\",\"path\":\"photo.jpg\"}   (needs --msrp-relay-ws/-uri)\n  \
 {\"cmd\":\"open_chat\",\"target\":\"sip:bob@example.com\"}   (an MSRP chat session: later messages to bob use it)\n  \
 {\"cmd\":\"accept_file\",\"transfer\":2,\"folder\":\"in\"}   {\"cmd\":\"decline_file\",\"transfer\":2}   {\"cmd\":\"cancel_file\",\"transfer\":2}\n  \
@@ -52,6 +54,9 @@ struct Cli {
     /// History database file (SQLite). Without it, history is kept in memory for this run.
     #[arg(long, global = true, value_name = "FILE")]
     db: Option<PathBuf>,
+    /// Call recordings go into this folder.
+    #[arg(long, global = true, value_name = "DIR")]
+    recordings: Option<PathBuf>,
     /// Log filter for stderr, e.g. `info`, `lyrebird_engine=debug,lyrebird_sip=trace`.
     #[arg(long, global = true, default_value = "warn", env = "RUST_LOG")]
     log: String,
@@ -406,12 +411,15 @@ fn media_config(args: &MediaArgs) -> Result<MediaConfig> {
 
 fn start_engine(
     db: Option<PathBuf>,
+    recordings: Option<PathBuf>,
     media: MediaConfig,
 ) -> Result<(EngineHandle, UnboundedReceiver<EngineEvent>)> {
+    let defaults = EngineConfig::default();
     let config = EngineConfig {
         database: db,
         media,
-        ..EngineConfig::default()
+        recordings: recordings.unwrap_or(defaults.recordings.clone()),
+        ..defaults
     };
     Ok(Engine::start(config)?)
 }
@@ -481,7 +489,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     audio.to_audio()
                 });
             }
-            let (engine, mut events) = start_engine(cli.db, media_config(&media)?)?;
+            let (engine, mut events) = start_engine(cli.db, cli.recordings, media_config(&media)?)?;
             let account = engine.add_sip_account(config).await?;
             let behaviour = RunBehaviour {
                 exit_after_call,
@@ -503,7 +511,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             duration,
             answer_timeout,
         } => {
-            let (engine, mut events) = start_engine(cli.db, media_config(&media)?)?;
+            let (engine, mut events) = start_engine(cli.db, cli.recordings, media_config(&media)?)?;
             let id = engine.add_sip_account(account_config(&account)?).await?;
             let result = async {
                 await_registration(&mut events, id).await?;
@@ -522,7 +530,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             text,
             account,
         } => {
-            let (engine, mut events) = start_engine(cli.db, MediaConfig::default())?;
+            let (engine, mut events) =
+                start_engine(cli.db, cli.recordings, MediaConfig::default())?;
             let id = engine.add_sip_account(account_config(&account)?).await?;
             let result = async {
                 await_registration(&mut events, id).await?;
@@ -554,7 +563,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             result
         }
         Command::Xmpp { account } => {
-            let (engine, mut events) = start_engine(cli.db, MediaConfig::default())?;
+            let (engine, mut events) =
+                start_engine(cli.db, cli.recordings, MediaConfig::default())?;
             let code = xmpp::run(&engine, &mut events, &account).await;
             engine.shutdown().await;
             while let Ok(event) = events.try_recv() {
@@ -572,7 +582,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if !db.exists() {
                 bail!("no history database at {}", db.display());
             }
-            let (engine, _events) = start_engine(Some(db), MediaConfig::default())?;
+            let (engine, _events) = start_engine(Some(db), None, MediaConfig::default())?;
             match what {
                 HistoryCommand::Calls { limit } => {
                     for call in engine.recent_calls(limit).await? {
@@ -727,6 +737,19 @@ enum StdinCommand {
     AttendedTransfer {
         call: u64,
         to: u64,
+    },
+    /// Mix these calls (and those already mixed) into the local conference.
+    Merge {
+        calls: Vec<u64>,
+    },
+    /// Take a call out of the conference.
+    Split {
+        call: u64,
+    },
+    /// Start (`on`) or stop recording a call.
+    Record {
+        call: u64,
+        on: bool,
     },
     /// Open an MSRP chat session (RFC 4975); `message` to that peer then goes through it.
     OpenChat {
@@ -934,6 +957,14 @@ async fn handle_line(
             .attended_transfer(CallId(call), CallId(to))
             .await
             .map(|()| json!({})),
+        StdinCommand::Merge { calls } => engine
+            .merge(calls.into_iter().map(CallId).collect())
+            .await
+            .map(|()| json!({})),
+        StdinCommand::Split { call } => engine.split(CallId(call)).await.map(|()| json!({})),
+        StdinCommand::Record { call, on } => {
+            engine.record(CallId(call), on).await.map(|()| json!({}))
+        }
         StdinCommand::OpenChat { target } => engine
             .open_chat_session(account, &target)
             .await

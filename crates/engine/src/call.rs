@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use lyrebird_media::{HoldState, MediaConfig, MediaError, MediaEvent, MediaSession};
+use lyrebird_media::{Conference, HoldState, MediaConfig, MediaError, MediaEvent, MediaSession};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, warn};
 
@@ -48,6 +48,16 @@ pub(crate) enum ToCall {
     },
     /// The peer refused our hold or resume offer.
     HoldRefused,
+    /// Record the call into this file, or stop (`None`).
+    Record {
+        path: Option<std::path::PathBuf>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Mix the call into this conference (`None`: take it out).
+    Conference {
+        conference: Option<Conference>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// Our hold or resume offer was not sent: the peer's offer came first, and our answer to
     /// it carries the hold or resume.
     HoldSuperseded,
@@ -63,6 +73,26 @@ pub(crate) enum ToCall {
     },
     /// The SIP side is over.
     End,
+}
+
+impl ToCall {
+    /// Answers whoever waits for this command with `error` instead of carrying it out.
+    pub(crate) fn fail(self, error: EngineError) {
+        match self {
+            ToCall::Hold { reply, .. }
+            | ToCall::Record { reply, .. }
+            | ToCall::Conference { reply, .. }
+            | ToCall::Dtmf { reply, .. } => drop(reply.send(Err(error))),
+            ToCall::Stats { reply } => drop(reply.send(Err(error))),
+            ToCall::RemoteAnswer { .. }
+            | ToCall::Reoffer { .. }
+            | ToCall::HoldAnswered { .. }
+            | ToCall::HoldRefused
+            | ToCall::HoldSuperseded
+            | ToCall::SetMuted { .. }
+            | ToCall::End => {}
+        }
+    }
 }
 
 /// Call task → account task.
@@ -209,6 +239,28 @@ async fn drive(
                     }
                     let state = session.hold_state();
                     let _ = to_account.send(FromCall::Hold { call, state }).await;
+                }
+                Some(ToCall::Record { path, reply }) => {
+                    let recording = path.as_ref().map(|p| p.display().to_string());
+                    let result = session.record(path).await.map_err(EngineError::from);
+                    if result.is_ok() {
+                        let _ = notices.send(AccountNotice::Event(EngineEvent::CallRecording {
+                            account,
+                            call,
+                            path: recording,
+                        }));
+                    }
+                    let _ = reply.send(result);
+                }
+                Some(ToCall::Conference { conference, reply }) => {
+                    let result = match conference {
+                        Some(conference) => session.join_conference(&conference),
+                        None => {
+                            session.leave_conference();
+                            Ok(())
+                        }
+                    };
+                    let _ = reply.send(result.map_err(EngineError::from));
                 }
                 Some(ToCall::HoldSuperseded) => {
                     session.hold_superseded();

@@ -37,6 +37,8 @@ pub struct EngineConfig {
     pub user_agent: String,
     /// Where saved accounts put received files.
     pub downloads: PathBuf,
+    /// Where call recordings go.
+    pub recordings: PathBuf,
     /// One call talks at a time, as on a phone: answering or placing a call, or resuming one,
     /// puts the other answered calls on hold first (call waiting, swapping). Off for engines
     /// that carry many calls at once (a bot, a load test).
@@ -50,12 +52,21 @@ impl Default for EngineConfig {
             media: MediaConfig::default(),
             user_agent: format!("Lyrebird/{}", env!("CARGO_PKG_VERSION")),
             downloads: std::env::temp_dir().join("lyrebird-downloads"),
+            recordings: std::env::temp_dir().join("lyrebird-recordings"),
             hold_other_calls: true,
         }
     }
 }
 
 enum Command {
+    Merge {
+        calls: Vec<CallId>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Split {
+        call: CallId,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     StartAccount {
         config: AccountConfig,
         /// A saved account's id; the next free id when `None`.
@@ -103,6 +114,7 @@ pub struct EngineHandle {
     history: History,
     events: mpsc::UnboundedSender<EngineEvent>,
     downloads: PathBuf,
+    recordings: PathBuf,
 }
 
 /// A connection check's outcome: success, the stage reached, words for a person.
@@ -141,6 +153,8 @@ impl Engine {
             accounts: HashMap::new(),
             calls: HashMap::new(),
             talking: HashMap::new(),
+            conference: lyrebird_media::Conference::new(),
+            conference_calls: Vec::new(),
             hold_other_calls: config.hold_other_calls,
             transfers: HashMap::new(),
             xmpp: crate::xmpp::XmppAccounts::default(),
@@ -155,6 +169,7 @@ impl Engine {
                 history,
                 events: events_tx,
                 downloads: config.downloads,
+                recordings: config.recordings,
             },
             events,
         ))
@@ -317,6 +332,33 @@ impl EngineHandle {
             command: AccountCommand::AttendedTransfer { call, to, reply },
         })
         .await
+    }
+
+    /// Starts recording a call (`on`) — what we hear and what we say, mixed, into a new WAV
+    /// file in the recordings folder — or stops. `call_recording` events say where.
+    pub async fn record(&self, call: CallId, on: bool) -> Result<(), EngineError> {
+        let folder = on.then(|| self.recordings.clone());
+        self.request(|reply| Command::ToCallOwner {
+            call,
+            command: AccountCommand::Record {
+                call,
+                folder,
+                reply,
+            },
+        })
+        .await
+    }
+
+    /// Mixes `calls` (and those already in it) into the local conference: every party hears
+    /// every other and us, never itself (N−1 mixing in the engine). Held calls are resumed.
+    /// Calls of different accounts can be merged.
+    pub async fn merge(&self, calls: Vec<CallId>) -> Result<(), EngineError> {
+        self.request(|reply| Command::Merge { calls, reply }).await
+    }
+
+    /// Takes a call out of the conference; it stays connected, on its own.
+    pub async fn split(&self, call: CallId) -> Result<(), EngineError> {
+        self.request(|reply| Command::Split { call, reply }).await
     }
 
     async fn set_hold(&self, call: CallId, hold: bool) -> Result<(), EngineError> {
@@ -719,6 +761,9 @@ struct Supervisor {
     calls: HashMap<CallId, AccountId>,
     /// Answered calls and whether we hold them, for `hold_other_calls`.
     talking: HashMap<CallId, bool>,
+    /// The local conference (one per engine: it mixes calls of any account) and its calls.
+    conference: lyrebird_media::Conference,
+    conference_calls: Vec<CallId>,
     hold_other_calls: bool,
     transfers: HashMap<TransferId, AccountId>,
     xmpp: crate::xmpp::XmppAccounts,
@@ -790,6 +835,10 @@ impl Supervisor {
             AccountNotice::CallClosed { call } => {
                 self.calls.remove(&call);
                 self.talking.remove(&call);
+                if let Some(at) = self.conference_calls.iter().position(|c| *c == call) {
+                    self.conference_calls.remove(at);
+                    self.tell_conference();
+                }
             }
             AccountNotice::TransferOpened { transfer, account } => {
                 self.transfers.insert(transfer, account);
@@ -826,16 +875,110 @@ impl Supervisor {
         }
     }
 
-    /// Puts every answered call we do not hold yet on hold, but `except`: the person is
-    /// about to talk in another call.
+    fn tell_conference(&self) {
+        let _ = self.events.send(EngineEvent::Conference {
+            calls: self.conference_calls.clone(),
+        });
+    }
+
+    /// Mixes `calls` (with the calls already in the conference) into the local conference:
+    /// every one is resumed and joined; those that cannot be are reported and left out.
+    async fn merge(&mut self, calls: Vec<CallId>) -> Result<(), EngineError> {
+        let mut joining: Vec<CallId> = calls
+            .into_iter()
+            .filter(|c| !self.conference_calls.contains(c))
+            .collect();
+        joining.dedup();
+        if self.conference_calls.len() + joining.len() < 2 {
+            return Err(EngineError::InvalidState(
+                "a conference needs at least two calls".into(),
+            ));
+        }
+        for call in &joining {
+            if !self.talking.contains_key(call) {
+                return Err(EngineError::InvalidState(format!(
+                    "call {} is not answered; only answered calls can be merged",
+                    call.0
+                )));
+            }
+        }
+        for call in joining {
+            let Some(entry) = self.calls.get(&call).and_then(|a| self.accounts.get(a)) else {
+                continue;
+            };
+            if self.talking.get(&call) == Some(&true) {
+                let (reply, result) = oneshot::channel();
+                forward(
+                    entry,
+                    AccountCommand::Hold {
+                        call,
+                        hold: false,
+                        reply,
+                    },
+                )
+                .await;
+                self.talking.insert(call, false);
+                drop(result);
+            }
+            let (reply, result) = oneshot::channel();
+            let conference = Some(self.conference.clone());
+            forward(
+                entry,
+                AccountCommand::Conference {
+                    call,
+                    conference,
+                    reply,
+                },
+            )
+            .await;
+            match result.await {
+                Ok(Ok(())) => self.conference_calls.push(call),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(EngineError::UnknownCall(call.0)),
+            }
+        }
+        self.tell_conference();
+        Ok(())
+    }
+
+    /// Takes `call` out of the conference; it stays connected, on its own.
+    async fn split(&mut self, call: CallId) -> Result<(), EngineError> {
+        let at = self
+            .conference_calls
+            .iter()
+            .position(|c| *c == call)
+            .ok_or_else(|| EngineError::InvalidState("the call is not in the conference".into()))?;
+        self.conference_calls.remove(at);
+        if let Some(entry) = self.calls.get(&call).and_then(|a| self.accounts.get(a)) {
+            let (reply, _result) = oneshot::channel();
+            forward(
+                entry,
+                AccountCommand::Conference {
+                    call,
+                    conference: None,
+                    reply,
+                },
+            )
+            .await;
+        }
+        self.tell_conference();
+        Ok(())
+    }
+
+    /// Puts every answered call we do not hold yet on hold, but `except` (and, when `except`
+    /// is in the conference, the other calls in it): the person is about to talk elsewhere.
     async fn hold_others(&mut self, except: Option<CallId>) {
         if !self.hold_other_calls {
             return;
         }
+        let in_conference = |call: &CallId| {
+            except.is_some_and(|e| self.conference_calls.contains(&e))
+                && self.conference_calls.contains(call)
+        };
         let others: Vec<CallId> = self
             .talking
             .iter()
-            .filter(|(call, held)| !**held && Some(**call) != except)
+            .filter(|(call, held)| !**held && Some(**call) != except && !in_conference(call))
             .map(|(call, _)| *call)
             .collect();
         for call in others {
@@ -864,6 +1007,12 @@ impl Supervisor {
 
     async fn on_command(&mut self, command: Command) {
         match command {
+            Command::Merge { calls, reply } => {
+                let _ = reply.send(self.merge(calls).await);
+            }
+            Command::Split { call, reply } => {
+                let _ = reply.send(self.split(call).await);
+            }
             Command::StartAccount { config, id, reply } => {
                 let result = match self.allocate(id) {
                     Ok(id) => self.start(config, id, true).await,
@@ -1084,6 +1233,8 @@ impl AccountCommand {
             | AccountCommand::Hangup { reply, .. }
             | AccountCommand::SetMuted { reply, .. }
             | AccountCommand::Hold { reply, .. }
+            | AccountCommand::Conference { reply, .. }
+            | AccountCommand::Record { reply, .. }
             | AccountCommand::Transfer { reply, .. }
             | AccountCommand::AttendedTransfer { reply, .. }
             | AccountCommand::SendDtmf { reply, .. } => drop(reply.send(Err(error))),

@@ -46,6 +46,16 @@ pub enum EngineEvent {
         #[serde(rename = "final")]
         done: bool,
     },
+    /// The call is being recorded into `path` (what we hear and what we say, mixed), or no
+    /// longer (`None`). The other side is not told (no SIP signal); the window shows it.
+    CallRecording {
+        account: AccountId,
+        call: CallId,
+        path: Option<String>,
+    },
+    /// The calls now mixed together in the local conference (empty: there is none). Each
+    /// party hears the others and us, never itself.
+    Conference { calls: Vec<CallId> },
     /// The other side pressed a key during the call (an RFC 4733 telephone event in the media,
     /// or a SIP INFO with `application/dtmf-relay` or `application/dtmf`).
     DtmfReceived {
@@ -399,12 +409,14 @@ impl EngineEvent {
         use EngineEvent as E;
         match self {
             E::Warning { account, .. } => *account,
+            E::Conference { .. } => None,
             E::AccountState { account, .. }
             | E::IncomingCall { account, .. }
             | E::CallState { account, .. }
             | E::DtmfReceived { account, .. }
             | E::CallHold { account, .. }
             | E::CallTransfer { account, .. }
+            | E::CallRecording { account, .. }
             | E::MessageReceived { account, .. }
             | E::MessageDelivered { account, .. }
             | E::MessageFailed { account, .. }

@@ -22,6 +22,7 @@
 
 mod audio;
 pub mod codec;
+mod conference;
 mod config;
 mod device;
 pub mod dtmf;
@@ -36,6 +37,7 @@ pub mod sdp;
 mod session;
 
 pub use audio::read_wav_48k_mono;
+pub use conference::Conference;
 pub use config::{
     AudioCodec, AudioDevices, AudioSink, AudioSource, IceServer, MediaConfig, MediaEvent,
     MediaStats,

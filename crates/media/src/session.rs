@@ -17,6 +17,7 @@
 
 use crate::audio::{Sink, Source};
 use crate::codec::{Decoder, Encoder, FRAME_48K, rms_level};
+use crate::conference::{Conference, ConferenceLink, MemberId};
 use crate::config::{AudioCodec, AudioSink, AudioSource, MediaConfig, MediaEvent, MediaStats};
 use crate::dtmf::{EventReceiver, EventSender, event_code};
 use crate::early_packets::{AnsweringRuntime, EarlyPackets};
@@ -92,6 +93,10 @@ pub struct MediaSession {
     /// The audio's direction and hold (RFC 6337), and the description we sent last, which a
     /// hold or resume offer repeats with a new direction. Never locked across an await.
     offer_answer: std::sync::Mutex<OfferAnswer>,
+    /// The conference this call's media is mixed into, if any, and its place in it.
+    conference: std::sync::Mutex<Option<(Conference, MemberId)>>,
+    /// Where the conference sends this session's ends of its mesh.
+    conference_links: mpsc::Sender<Option<ConferenceLink>>,
 }
 
 #[derive(Default)]
@@ -194,6 +199,11 @@ enum Command {
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
     Close {
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    /// Start recording the call into this WAV file, or stop (`None`).
+    Record {
+        path: Option<std::path::PathBuf>,
         reply: oneshot::Sender<Result<(), MediaError>>,
     },
 }
@@ -473,6 +483,7 @@ impl MediaSession {
         }
 
         let (commands_tx, commands_rx) = mpsc::channel(16);
+        let (links_tx, links_rx) = mpsc::channel(4);
         let shared = Arc::new(Shared::default());
         let task = MediaTask {
             source,
@@ -492,10 +503,14 @@ impl MediaSession {
             frame_out: [0.0; FRAME_48K],
             first_audio_seen: false,
             received_events: EventReceiver::default(),
+            conference: None,
+            recording: None,
+            said: [0.0; FRAME_48K],
+            recorded: [0.0; FRAME_48K],
             start: Instant::now(),
         };
         // Beside the peer connection's driver, so a frame's hand-overs stay on one thread.
-        let task = crate::media_thread::spawn(task.run(commands_rx, rtp_rx));
+        let task = crate::media_thread::spawn(task.run(commands_rx, rtp_rx, links_rx));
 
         Ok(MediaSession {
             peer,
@@ -508,6 +523,8 @@ impl MediaSession {
             sender,
             task: Some(task),
             offer_answer: std::sync::Mutex::default(),
+            conference: std::sync::Mutex::new(None),
+            conference_links: links_tx,
             closed: false,
         })
     }
@@ -622,6 +639,39 @@ impl MediaSession {
         });
     }
 
+    /// Records the call — what we hear and what we say, mixed — into a 48 kHz WAV file at
+    /// `path` (replacing one in progress), or stops recording (`None`). The file is complete
+    /// once recording stops or the call ends.
+    pub async fn record(&self, path: Option<std::path::PathBuf>) -> Result<(), MediaError> {
+        let (reply, result) = oneshot::channel();
+        self.commands
+            .send(Command::Record { path, reply })
+            .await
+            .map_err(|_| MediaError::Closed)?;
+        result.await.map_err(|_| MediaError::Closed)?
+    }
+
+    /// Mixes this call into `conference`: its party hears the other members' parties and they
+    /// hear it. A call is in one conference at most; joining another leaves the first.
+    pub fn join_conference(&self, conference: &Conference) -> Result<(), MediaError> {
+        self.leave_conference();
+        let member = conference.join(self.conference_links.clone())?;
+        let mut slot = self
+            .conference
+            .lock()
+            .map_err(|_| MediaError::InvalidState("conference state poisoned"))?;
+        *slot = Some((conference.clone(), member));
+        Ok(())
+    }
+
+    /// Takes this call out of its conference, if it is in one.
+    pub fn leave_conference(&self) {
+        let left = self.conference.lock().ok().and_then(|mut slot| slot.take());
+        if let Some((conference, member)) = left {
+            conference.leave(member);
+        }
+    }
+
     /// Who holds the call.
     pub fn hold_state(&self) -> HoldState {
         self.offer_answer(|o| Ok(o.direction.hold_state()))
@@ -707,6 +757,7 @@ impl MediaSession {
 
     /// Stops media, finalizes the recording (valid WAV header) and closes the connection.
     pub async fn close(mut self) -> Result<(), MediaError> {
+        self.leave_conference();
         self.closed = true;
         let (reply, result) = oneshot::channel();
         let finalized = match self.commands.send(Command::Close { reply }).await {
@@ -843,6 +894,7 @@ impl Drop for MediaSession {
         if self.closed {
             return;
         }
+        self.leave_conference();
         // Dropped without close(): the media task ends when the command channel closes; the
         // peer connection still needs an explicit close to release its sockets.
         let peer = self.peer.clone();
@@ -886,6 +938,14 @@ struct MediaTask {
     first_audio_seen: bool,
     /// Key presses the peer sends as telephone events.
     received_events: EventReceiver,
+    /// In a conference: the rings to and from the other members.
+    conference: Option<ConferenceLink>,
+    /// The call's recording (what we heard and what we said, mixed), when one is made.
+    recording: Option<Sink>,
+    /// What we said in the last frame (the source after mute), for the recording.
+    said: [f32; FRAME_48K],
+    /// The frame being recorded.
+    recorded: [f32; FRAME_48K],
     start: Instant,
 }
 
@@ -894,6 +954,7 @@ impl MediaTask {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut rtp: mpsc::Receiver<ReceivedRtp>,
+        mut conference_links: mpsc::Receiver<Option<ConferenceLink>>,
     ) {
         let mut ticker = tokio::time::interval(FRAME);
         // Missed ticks are made up by counting due frames below; Burst would fire a volley of
@@ -930,6 +991,7 @@ impl MediaTask {
                     }
                 }
                 Some(packet) = rtp.recv() => self.on_rtp(packet),
+                Some(link) = conference_links.recv() => self.conference = link,
                 command = commands.recv() => match command {
                     Some(Command::Negotiated(negotiated)) => self.on_negotiated(negotiated),
                     Some(Command::Dtmf { digit, reply }) => {
@@ -939,14 +1001,31 @@ impl MediaTask {
                         close_reply = Some(reply);
                         break;
                     }
+                    Some(Command::Record { path, reply }) => {
+                        let _ = reply.send(self.record(path).await);
+                    }
                     None => break,
                 },
             }
         }
-        let result = self.sink.finalize();
+        let mut result = self.sink.finalize();
+        if let Err(e) = self.record(None).await {
+            result = result.and(Err(e));
+        }
         if let Some(reply) = close_reply {
             let _ = reply.send(result);
         }
+    }
+
+    /// Starts a recording into `path` (ending one in progress), or ends it (`None`).
+    async fn record(&mut self, path: Option<std::path::PathBuf>) -> Result<(), MediaError> {
+        if let Some(mut recording) = self.recording.take() {
+            recording.finalize()?;
+        }
+        if let Some(path) = path {
+            self.recording = Some(Sink::open(&AudioSink::Wav { path }).await?);
+        }
+        Ok(())
     }
 
     fn on_negotiated(&mut self, negotiated: Negotiated) {
@@ -1138,6 +1217,23 @@ impl MediaTask {
             // On hold: what still arrives is consumed, not played.
             self.frame_out.fill(0.0);
         }
+        if let Some(link) = self.conference.as_mut() {
+            link.publish(&self.frame_out);
+        }
+        if let Some(recording) = self.recording.as_mut() {
+            for (mixed, (heard, said)) in self
+                .recorded
+                .iter_mut()
+                .zip(self.frame_out.iter().zip(self.said.iter()))
+            {
+                *mixed = (heard + said).clamp(-1.0, 1.0);
+            }
+            if let Err(err) = recording.write(&self.recorded) {
+                warn!(%err, "call recording failed; it stops here");
+                self.recording = None;
+            }
+        }
+        self.said.fill(0.0);
         store_f32(&self.shared.output_level, rms_level(&self.frame_out));
         if let Err(err) = self.sink.write(&self.frame_out) {
             warn!(%err, "sink write failed");
@@ -1162,6 +1258,11 @@ impl MediaTask {
             self.frame_in.fill(0.0);
         }
         store_f32(&self.shared.input_level, rms_level(&self.frame_in));
+        self.said.copy_from_slice(&self.frame_in);
+        // In a conference the other parties' voices go out with ours (never this party's own).
+        if let Some(link) = self.conference.as_mut() {
+            link.mix_into(&mut self.frame_in);
+        }
 
         let step = send.encoder.timestamp_step();
         if send.current_event.is_none()

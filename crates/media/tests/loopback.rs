@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, bail};
 use lyrebird_media::{
-    AudioCodec, AudioSink, AudioSource, MediaConfig, MediaError, MediaEvent, MediaSession,
-    read_wav_48k_mono, resample::Resampler,
+    AudioCodec, AudioSink, AudioSource, Conference, MediaConfig, MediaError, MediaEvent,
+    MediaSession, read_wav_48k_mono, resample::Resampler,
 };
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -384,6 +384,82 @@ async fn dtmf_is_sent_as_telephone_events() -> Result<()> {
     );
     call.offerer.close().await?;
     call.answerer.close().await?;
+    Ok(())
+}
+
+/// A local conference (N−1 mixing): three calls from this end, each party sending its own
+/// tone, this end sending another; each party hears this end and the two other parties, and
+/// not itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_lets_every_party_hear_the_others_and_not_itself() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tone = |hz| AudioSource::Tone {
+        frequency_hz: hz,
+        amplitude: 0.2,
+    };
+    let party_tones = [600.0f32, 800.0, 1000.0];
+    let host_tone = 440.0f32;
+    let mut calls = Vec::new();
+    let mut recordings = Vec::new();
+    for hz in party_tones {
+        let recording = dir.path().join(format!("party-{hz}.wav"));
+        let call = connect(
+            &loopback_config(),
+            (tone(host_tone), AudioSink::Discard),
+            (
+                tone(hz),
+                AudioSink::Wav {
+                    path: recording.clone(),
+                },
+            ),
+        )
+        .await?;
+        calls.push(call);
+        recordings.push(recording);
+    }
+    let conference = Conference::new();
+    for call in &calls {
+        call.offerer.join_conference(&conference)?;
+    }
+    assert_eq!(conference.len(), 3);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for call in calls {
+        call.offerer.close().await?;
+        call.answerer.close().await?;
+    }
+    assert!(conference.is_empty(), "closed calls leave the conference");
+    for (own, recording) in party_tones.iter().zip(&recordings) {
+        let heard = read_wav_48k_mono(recording)?;
+        let tail = &heard[heard.len().saturating_sub(24_000)..];
+        let power = |hz: f32| goertzel(tail, hz, 48_000.0);
+        let others: Vec<f32> = party_tones
+            .iter()
+            .filter(|hz| *hz != own)
+            .copied()
+            .collect();
+        println!(
+            "party {own} Hz hears: host {:.5}, others {:?}, itself {:.7}",
+            power(host_tone),
+            others.iter().map(|hz| power(*hz)).collect::<Vec<_>>(),
+            power(*own)
+        );
+        assert!(
+            power(host_tone) > 0.001,
+            "party {own} Hz does not hear this end"
+        );
+        for hz in &others {
+            assert!(
+                power(*hz) > 0.001,
+                "party {own} Hz does not hear the {hz} Hz party"
+            );
+            assert!(
+                power(*hz) > 100.0 * power(*own),
+                "party {own} Hz hears itself: {} vs {}",
+                power(*own),
+                power(*hz)
+            );
+        }
+    }
     Ok(())
 }
 

@@ -578,6 +578,24 @@ impl Calls {
         }
     }
 
+    /// Hands a front end's command to the call's media task; a call without one, or a task
+    /// that is gone or busy, answers the command with the error.
+    pub(crate) fn command(&self, call: CallId, command: ToCall) {
+        let task = match self.task(call) {
+            Ok(task) => task,
+            Err(e) => return command.fail(e),
+        };
+        match task.try_send(command) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                command.fail(EngineError::InvalidState("the call is busy".into()))
+            }
+            Err(mpsc::error::TrySendError::Closed(command)) => {
+                command.fail(EngineError::UnknownCall(call.0))
+            }
+        }
+    }
+
     /// Sends a key press the way the account is set to (RFC 4733 events, SIP INFO or both).
     pub(crate) fn send_dtmf(
         &mut self,
@@ -612,14 +630,36 @@ impl Calls {
                 return;
             }
         }
-        match self.task(call) {
-            Ok(task) => {
-                let _ = task.try_send(ToCall::Dtmf { digit, reply });
+        self.command(call, ToCall::Dtmf { digit, reply });
+    }
+
+    /// Starts recording a call into a new WAV file in `folder` (named by time and party), or
+    /// stops (`None`).
+    pub(crate) fn record(
+        &mut self,
+        call: CallId,
+        folder: Option<std::path::PathBuf>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    ) {
+        let path = match folder {
+            None => None,
+            Some(folder) => {
+                if let Err(e) = std::fs::create_dir_all(&folder) {
+                    let _ = reply.send(Err(EngineError::InvalidConfig(format!(
+                        "cannot create {}: {e}",
+                        folder.display()
+                    ))));
+                    return;
+                }
+                let peer = self
+                    .entries
+                    .get(&call)
+                    .map(|e| e.peer.as_str())
+                    .unwrap_or("");
+                Some(folder.join(recording_name(crate::ground::now_ms(), peer, call)))
             }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
+        };
+        self.command(call, ToCall::Record { path, reply });
     }
 
     /// Puts a call on hold or resumes it; its media task makes the offer.
@@ -629,27 +669,16 @@ impl Calls {
         hold: bool,
         reply: oneshot::Sender<Result<(), EngineError>>,
     ) {
-        let task = match self.entries.get(&call) {
-            Some(entry) if entry.phase != CallPhase::Signalled || !entry.answered => Err(
-                EngineError::InvalidState("only an answered call can be put on hold".into()),
-            ),
-            Some(_) => self.task(call),
-            None => Err(EngineError::UnknownCall(call.0)),
-        };
-        match task {
-            Ok(task) => {
-                if let Err(e) = task.try_send(ToCall::Hold { hold, reply }) {
-                    let reply = match e {
-                        mpsc::error::TrySendError::Full(ToCall::Hold { reply, .. })
-                        | mpsc::error::TrySendError::Closed(ToCall::Hold { reply, .. }) => reply,
-                        _ => return,
-                    };
-                    let _ = reply.send(Err(EngineError::InvalidState("the call is busy".into())));
-                }
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
+        let answered = self
+            .entries
+            .get(&call)
+            .map(|entry| entry.phase == CallPhase::Signalled && entry.answered);
+        match answered {
+            Some(true) => self.command(call, ToCall::Hold { hold, reply }),
+            Some(false) => drop(reply.send(Err(EngineError::InvalidState(
+                "only an answered call can be put on hold".into(),
+            )))),
+            None => drop(reply.send(Err(EngineError::UnknownCall(call.0)))),
         }
     }
 
@@ -670,14 +699,7 @@ impl Calls {
         call: CallId,
         reply: oneshot::Sender<Result<MediaStats, EngineError>>,
     ) {
-        match self.task(call) {
-            Ok(task) => {
-                let _ = task.try_send(ToCall::Stats { reply });
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
+        self.command(call, ToCall::Stats { reply });
     }
 
     fn spawn_task(&mut self, call: CallId, audio: CallAudio, role: CallRole) {
@@ -1005,5 +1027,75 @@ impl CallEnding {
             status,
             cause,
         }
+    }
+}
+
+/// A recording's file name: when it started (UTC), who the call is with (only characters safe
+/// in any file system), and the call, e.g. `2026-12-07_14-03-22_bob_call7.wav`.
+fn recording_name(now_ms: i64, peer: &str, call: CallId) -> String {
+    let secs = now_ms.div_euclid(1000);
+    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let user = peer
+        .trim_start_matches("sips:")
+        .trim_start_matches("sip:")
+        .split(['@', ';', '?'])
+        .next()
+        .unwrap_or_default();
+    let safe: String = user
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+        .take(40)
+        .collect();
+    let safe = if safe.is_empty() || safe.starts_with('.') {
+        "call".to_owned()
+    } else {
+        safe
+    };
+    format!(
+        "{year:04}-{month:02}-{day:02}_{:02}-{:02}-{:02}_{safe}_call{}.wav",
+        day_secs / 3600,
+        day_secs % 3600 / 60,
+        day_secs % 60,
+        call.0
+    )
+}
+
+/// The proleptic Gregorian date of a day count from 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recordings_are_named_by_time_and_a_safe_party_name() {
+        // 2026-12-07 14:03:22 UTC
+        let at = 1_796_652_202_000;
+        assert_eq!(
+            recording_name(at, "sip:bob@example.com", CallId(7)),
+            "2026-12-07_14-03-22_bob_call7.wav"
+        );
+        assert_eq!(
+            recording_name(at, "sip:../../etc/passwd@evil", CallId(1)),
+            "2026-12-07_14-03-22_call_call1.wav"
+        );
+        assert_eq!(
+            recording_name(0, "sip:a/b\\c<d>@x", CallId(2)),
+            "1970-01-01_00-00-00_abcd_call2.wav"
+        );
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }
 }

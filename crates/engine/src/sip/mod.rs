@@ -91,6 +91,18 @@ pub(crate) enum AccountCommand {
         to: CallId,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Record a call into a new file in `folder`, or stop recording (`None`).
+    Record {
+        call: CallId,
+        folder: Option<std::path::PathBuf>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Mix a call into a conference, or take it out (`None`).
+    Conference {
+        call: CallId,
+        conference: Option<lyrebird_media::Conference>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// Hold (`hold`) or resume a call.
     Hold {
         call: CallId,
@@ -661,6 +673,18 @@ impl SipAccount {
                 self.calls.send_dtmf(&mut sig, call, digit, method, reply);
             }
             AccountCommand::Hold { call, hold, reply } => self.calls.hold(call, hold, reply),
+            AccountCommand::Record {
+                call,
+                folder,
+                reply,
+            } => self.calls.record(call, folder, reply),
+            AccountCommand::Conference {
+                call,
+                conference,
+                reply,
+            } => self
+                .calls
+                .command(call, ToCall::Conference { conference, reply }),
             AccountCommand::Transfer {
                 call,
                 target,
