@@ -433,3 +433,62 @@ async fn a_recorded_call_holds_both_sides() -> Result<()> {
     ensure!(said > 0.001 && heard > 0.001, "both sides must be in it");
     Ok(())
 }
+
+/// With call waiting off, a second call while one is answered is refused busy (486): the
+/// caller hears busy, the first call goes on, and the person finds the busy call in history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_call_waiting_a_second_call_is_busy() -> Result<()> {
+    let stack = Stack::start(StackOptions::kamailio_only())?;
+    let dir = testkit::test_dir("lyrebird-call-controls-")?;
+    let quiet = |user| {
+        lyrebird_options(&stack, user, dir.path())
+            .arg("--tone")
+            .arg("440")
+            .arg("--discard")
+    };
+    let mut alice = Lyrebird::start(quiet("alice")).await?;
+    let mut bob =
+        Lyrebird::start(quiet("bob").arg("--auto-answer").arg("--no-call-waiting")).await?;
+    let mut carol = Lyrebird::start(quiet("carol")).await?;
+    for lyrebird in [&mut alice, &mut bob, &mut carol] {
+        lyrebird.registered(SETUP).await?;
+    }
+    let first = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
+    alice.call_state(first, "audio_flowing", SETUP).await?;
+    let second = call_id(
+        &carol
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
+    let ended = carol.call_state(second, "ended", SETUP).await?;
+    ensure!(
+        ended["state"]["status"] == 486,
+        "Carol should hear busy: {ended}"
+    );
+    ensure!(
+        packets_received_over(&mut alice, first).await? > 10,
+        "the first call goes on"
+    );
+    alice
+        .command(json!({"cmd": "hangup", "call": first}))
+        .await?;
+    for lyrebird in [alice, bob, carol] {
+        lyrebird.quit().await?;
+    }
+    let db = dir.path().join("bob.sqlite3");
+    let lines =
+        testkit::lyrebird::run_cli(&["--db", &db.to_string_lossy(), "history", "calls"], SETUP)
+            .await?;
+    ensure!(
+        lines.iter().any(|l| l["call"]["end_reason"] == "busy"
+            && l["call"]["peer_address"]
+                .as_str()
+                .is_some_and(|p| p.contains("carol"))),
+        "the busy call is in Bob's history: {lines:?}"
+    );
+    Ok(())
+}

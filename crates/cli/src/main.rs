@@ -180,6 +180,9 @@ struct AccountArgs {
     /// Registration lifetime to ask for, in seconds.
     #[arg(long, default_value_t = 600)]
     expires: u32,
+    /// Refuse a second call with 486 Busy Here while one is answered (no call waiting).
+    #[arg(long)]
+    no_call_waiting: bool,
     /// How key presses are sent in calls: RFC 4733 telephone events, SIP INFO, or both.
     #[arg(long, value_enum, default_value_t = DtmfArg::Rfc4733)]
     dtmf: DtmfArg,
@@ -359,6 +362,7 @@ fn account_config(args: &AccountArgs) -> Result<SipAccountConfig> {
     config.trusted_certificate = args.trust_cert.clone();
     config.register_expires = args.expires;
     config.instance_id = args.instance_id.clone();
+    config.call_waiting = !args.no_call_waiting;
     config.dtmf = match args.dtmf {
         DtmfArg::Rfc4733 => DtmfMethod::Rfc4733,
         DtmfArg::Info => DtmfMethod::Info,

@@ -36,6 +36,8 @@ pub struct SipAccountConfig {
     pub ice_servers: Option<Vec<IceServer>>,
     /// How key presses are sent in calls.
     pub dtmf: DtmfMethod,
+    /// A second call rings while one is answered (call waiting); off, it gets 486 Busy Here.
+    pub call_waiting: bool,
 }
 
 /// How key presses (DTMF) are sent in a call. Telephone events in the media (RFC 4733) are
@@ -71,6 +73,7 @@ impl SipAccountConfig {
             file_transfer: None,
             ice_servers: None,
             dtmf: DtmfMethod::default(),
+            call_waiting: true,
         }
     }
 }

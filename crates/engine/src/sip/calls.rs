@@ -73,6 +73,8 @@ pub(crate) struct Calls {
     history: History,
     /// Answer every incoming call at once with this audio.
     auto_answer: Option<CallAudio>,
+    /// A second call rings while one is answered; off, it is refused busy.
+    call_waiting: bool,
     entries: HashMap<CallId, CallEntry>,
     to_account: mpsc::Sender<FromCall>,
     from_tasks: mpsc::Receiver<FromCall>,
@@ -86,6 +88,7 @@ impl Calls {
         notices: mpsc::UnboundedSender<AccountNotice>,
         history: History,
         auto_answer: Option<CallAudio>,
+        call_waiting: bool,
     ) -> Self {
         let (to_account, from_tasks) = mpsc::channel(64);
         Self {
@@ -95,6 +98,7 @@ impl Calls {
             notices,
             history,
             auto_answer,
+            call_waiting,
             entries: HashMap::new(),
             to_account,
             from_tasks,
@@ -182,8 +186,27 @@ impl Calls {
             let _ = sig.ua.reject(sig.now, dialog, 488);
             return;
         };
+        let in_a_call = self
+            .entries
+            .values()
+            .any(|e| e.answered && e.phase != CallPhase::Ended);
+        let busy = !self.call_waiting && replaces.is_none() && in_a_call;
         let call = self.new_call(sig, CallDirection::Incoming, from.uri.clone());
         sig.sessions.rebind(SessionId::Call(call), dialog);
+        if busy {
+            // Call waiting is off: the caller hears busy, and the person finds a missed call.
+            info!(
+                call = call.0,
+                "busy: call waiting is off and a call is in progress"
+            );
+            let _ = sig.send(SessionId::Call(call), Signal::Decline { status: 486 });
+            self.end_call(
+                sig,
+                call,
+                CallEnding::local("busy: another call was in progress", CallEndReason::Busy),
+            );
+            return;
+        }
         if let Some(entry) = self.entries.get_mut(&call) {
             entry.offer = Some(offer);
         }

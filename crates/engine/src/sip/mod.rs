@@ -214,6 +214,7 @@ impl SipAccount {
             notices.clone(),
             history.clone(),
             config.auto_answer.clone(),
+            config.call_waiting,
         );
         Ok(Self {
             calls,
