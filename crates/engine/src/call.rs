@@ -111,6 +111,9 @@ pub(crate) enum FromCall {
     },
     /// The task has stopped and released the media.
     Finished { call: CallId },
+    /// The call has rung as long as a call may ring (sent by the call's ring timer, not by its
+    /// task).
+    RingLimit { call: CallId },
 }
 
 fn is_peer_fault(e: &MediaError) -> bool {

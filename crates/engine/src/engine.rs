@@ -67,6 +67,9 @@ enum Command {
         call: CallId,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    LeaveConference {
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     StartAccount {
         config: AccountConfig,
         /// A saved account's id; the next free id when `None`.
@@ -359,6 +362,15 @@ impl EngineHandle {
     /// Takes a call out of the conference; it stays connected, on its own.
     pub async fn split(&self, call: CallId) -> Result<(), EngineError> {
         self.request(|reply| Command::Split { call, reply }).await
+    }
+
+    /// Leaves the conference. A mix cannot go on without the one who mixes it, so: two other
+    /// parties on one account are connected to each other (attended transfer; our calls end
+    /// once it succeeds, `call_transfer` events tell), and any other conference ends, every
+    /// call in it hung up.
+    pub async fn leave_conference(&self) -> Result<(), EngineError> {
+        self.request(|reply| Command::LeaveConference { reply })
+            .await
     }
 
     async fn set_hold(&self, call: CallId, hold: bool) -> Result<(), EngineError> {
@@ -965,6 +977,88 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Holds (`hold`) or resumes every other call of the conference `call` is in, as the
+    /// person holds or resumes `call` itself.
+    async fn hold_conference_with(&mut self, call: CallId, hold: bool) {
+        if !self.conference_calls.contains(&call) {
+            return;
+        }
+        let others: Vec<CallId> = self
+            .conference_calls
+            .iter()
+            .copied()
+            .filter(|c| *c != call && self.talking.get(c).is_some_and(|held| *held != hold))
+            .collect();
+        for other in others {
+            let Some(entry) = self.calls.get(&other).and_then(|a| self.accounts.get(a)) else {
+                continue;
+            };
+            let (reply, result) = oneshot::channel();
+            forward(
+                entry,
+                AccountCommand::Hold {
+                    call: other,
+                    hold,
+                    reply,
+                },
+            )
+            .await;
+            self.talking.insert(other, hold);
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = result.await {
+                    tracing::warn!(call = other.0, error = %e, "could not hold or resume a conference call");
+                }
+            });
+        }
+    }
+
+    /// Leaves the conference: connects the other two to each other where one account holds
+    /// both calls, else hangs up on everyone in it.
+    async fn leave_conference(&mut self) -> Result<(), EngineError> {
+        let members = self.conference_calls.clone();
+        if members.is_empty() {
+            return Err(EngineError::InvalidState(
+                "there is no conference to leave".into(),
+            ));
+        }
+        for call in &members {
+            self.split(*call).await?;
+        }
+        if let [first, second] = members[..] {
+            let account = self
+                .calls
+                .get(&first)
+                .filter(|a| self.calls.get(&second) == Some(a));
+            if let Some(entry) = account.and_then(|a| self.accounts.get(a)) {
+                let (reply, result) = oneshot::channel();
+                forward(
+                    entry,
+                    AccountCommand::AttendedTransfer {
+                        call: first,
+                        to: second,
+                        reply,
+                    },
+                )
+                .await;
+                match result.await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(e)) => {
+                        tracing::info!(error = %e, "cannot connect the other two; ending the conference");
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        for call in members {
+            let Some(entry) = self.calls.get(&call).and_then(|a| self.accounts.get(a)) else {
+                continue;
+            };
+            let (reply, _result) = oneshot::channel();
+            forward(entry, AccountCommand::Hangup { call, reply }).await;
+        }
+        Ok(())
+    }
+
     /// Puts every answered call we do not hold yet on hold, but `except` (and, when `except`
     /// is in the conference, the other calls in it): the person is about to talk elsewhere.
     async fn hold_others(&mut self, except: Option<CallId>) {
@@ -1013,6 +1107,9 @@ impl Supervisor {
             Command::Split { call, reply } => {
                 let _ = reply.send(self.split(call).await);
             }
+            Command::LeaveConference { reply } => {
+                let _ = reply.send(self.leave_conference().await);
+            }
             Command::StartAccount { config, id, reply } => {
                 let result = match self.allocate(id) {
                     Ok(id) => self.start(config, id, true).await,
@@ -1059,6 +1156,10 @@ impl Supervisor {
                     AccountCommand::Answer { .. } | AccountCommand::Hold { hold: false, .. }
                 ) {
                     self.hold_others(Some(call)).await;
+                }
+                if let AccountCommand::Hold { hold, .. } = command {
+                    // The conference is held and resumed as one: its other calls follow.
+                    self.hold_conference_with(call, hold).await;
                 }
                 match self
                     .calls

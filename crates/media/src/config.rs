@@ -28,6 +28,9 @@ pub struct MediaConfig {
     /// Audio codecs to offer, most preferred first. `telephone-event` (RFC 4733) is always
     /// added. Tests use `[Pcmu]` to force G.711.
     pub codecs: Vec<AudioCodec>,
+    /// A WAV file played, looped, to a peer we hold (RFC 6337 §5.1 lets the holder keep
+    /// sending); without it a held peer hears silence. Never the microphone.
+    pub music_on_hold: Option<PathBuf>,
 }
 
 impl Default for MediaConfig {
@@ -39,6 +42,7 @@ impl Default for MediaConfig {
             relay_only: false,
             gathering_timeout: Duration::from_secs(2),
             codecs: vec![AudioCodec::Opus, AudioCodec::Pcmu, AudioCodec::Pcma],
+            music_on_hold: None,
         }
     }
 }

@@ -85,6 +85,11 @@ impl StreamDirection {
         self.ours.sends() && !self.hold.local
     }
 
+    /// We hold the call and may still send: music on hold goes out, if there is any.
+    pub(crate) fn sends_music(&self) -> bool {
+        self.ours.sends() && self.hold.local
+    }
+
     /// Stamps a description we are about to send with our direction and the next version, so
     /// versions only grow whoever built the description.
     pub(crate) fn outgoing(&mut self, sdp: &str) -> Result<String, MediaError> {
@@ -224,8 +229,10 @@ mod tests {
         let hold = stream.hold_offer(&offer, true).expect("hold offer");
         assert_eq!(direction_of(&hold), Direction::SendOnly);
         assert_eq!(version_of(&hold), version_of(&offer) + 1);
-        // Nothing of the peer is played and the microphone is not sent while we hold.
+        // Nothing of the peer is played and the microphone is not sent while we hold; music
+        // on hold may be.
         assert!(!stream.plays() && !stream.sends_source());
+        assert!(stream.sends_music());
         stream.on_hold_answer(&sdp("recvonly", 8)).expect("answer");
         assert_eq!(
             stream.hold_state(),
@@ -237,7 +244,7 @@ mod tests {
         let resume = stream.hold_offer(&hold, false).expect("resume offer");
         assert_eq!(direction_of(&resume), Direction::SendRecv);
         assert_eq!(version_of(&resume), version_of(&hold) + 1);
-        assert!(stream.plays() && stream.sends_source());
+        assert!(stream.plays() && stream.sends_source() && !stream.sends_music());
         stream.on_hold_answer(&sdp("sendrecv", 9)).expect("answer");
         assert_eq!(stream.hold_state(), HoldState::default());
     }
@@ -274,12 +281,15 @@ mod tests {
         let hold = stream.hold_offer(&answer, true).expect("we hold too");
         assert_eq!(direction_of(&hold), Direction::Inactive);
         stream.on_hold_answer(&sdp("inactive", 9)).expect("answer");
-        // The peer resumes: still held by us, so we answer sendonly.
+        // Both hold: no music either, nobody would hear it.
+        assert!(!stream.sends_music());
+        // The peer resumes: still held by us, so we answer sendonly, and the music plays.
         stream
             .on_remote_offer(&sdp("sendrecv", 10))
             .expect("peer resumes");
         let answer = stream.outgoing(&hold).expect("answer");
         assert_eq!(direction_of(&answer), Direction::SendOnly);
+        assert!(stream.sends_music());
         let resume = stream.hold_offer(&answer, false).expect("we resume");
         assert_eq!(direction_of(&resume), Direction::SendRecv);
     }

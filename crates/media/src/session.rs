@@ -115,6 +115,8 @@ struct Shared {
     play: AtomicBool,
     /// The source is sent (false while either side holds the call).
     send_source: AtomicBool,
+    /// Music on hold is sent (we hold and the peer still receives).
+    send_music: AtomicBool,
     codec: AtomicU8,
     packets_sent: AtomicU64,
     bytes_sent: AtomicU64,
@@ -134,6 +136,7 @@ impl Default for Shared {
             muted: AtomicBool::new(false),
             play: AtomicBool::new(true),
             send_source: AtomicBool::new(true),
+            send_music: AtomicBool::new(false),
             codec: AtomicU8::default(),
             packets_sent: AtomicU64::default(),
             bytes_sent: AtomicU64::default(),
@@ -354,6 +357,20 @@ impl MediaSession {
     ) -> Result<Self, MediaError> {
         let source = Source::open(&source).await?;
         let sink = Sink::open(&sink).await?;
+        let music = match &config.music_on_hold {
+            Some(path) => {
+                let music = AudioSource::Wav {
+                    path: path.clone(),
+                    looped: true,
+                };
+                // Without its music a hold is still a hold: the peer hears silence.
+                Source::open(&music)
+                    .await
+                    .inspect_err(|err| warn!(%err, "music on hold unavailable"))
+                    .ok()
+            }
+            None => None,
+        };
 
         let mut codecs: Vec<AudioCodec> = Vec::new();
         for codec in &config.codecs {
@@ -487,6 +504,7 @@ impl MediaSession {
         let shared = Arc::new(Shared::default());
         let task = MediaTask {
             source,
+            music,
             sink,
             track,
             shared: shared.clone(),
@@ -695,6 +713,9 @@ impl MediaSession {
         self.shared
             .send_source
             .store(state.direction.sends_source(), Ordering::Relaxed);
+        self.shared
+            .send_music
+            .store(state.direction.sends_music(), Ordering::Relaxed);
         result
     }
 
@@ -921,6 +942,8 @@ struct SendState {
 
 struct MediaTask {
     source: Source,
+    /// Sent instead of the source while we hold, when configured.
+    music: Option<Source>,
     sink: Sink,
     track: Arc<TrackLocalStaticRTP>,
     shared: Arc<Shared>,
@@ -1246,22 +1269,33 @@ impl MediaTask {
             self.source.idle(&mut self.frame_in);
             return;
         };
-        if !self.shared.send_source.load(Ordering::Relaxed) {
+        let music = self
+            .music
+            .as_mut()
+            .filter(|_| self.shared.send_music.load(Ordering::Relaxed));
+        if let Some(music) = music {
+            // We hold: the music goes out, and nothing of the microphone or a conference.
+            self.source.idle(&mut self.frame_in);
+            music.fill(&mut self.frame_in);
+            store_f32(&self.shared.input_level, 0.0);
+        } else if !self.shared.send_source.load(Ordering::Relaxed) {
             // On hold: nothing goes out, and the first packet after it starts a talk spurt.
             self.source.idle(&mut self.frame_in);
             send.timestamp = send.timestamp.wrapping_add(send.encoder.timestamp_step());
             send.first_packet = true;
             return;
-        }
-        self.source.fill(&mut self.frame_in);
-        if self.shared.muted.load(Ordering::Relaxed) {
-            self.frame_in.fill(0.0);
-        }
-        store_f32(&self.shared.input_level, rms_level(&self.frame_in));
-        self.said.copy_from_slice(&self.frame_in);
-        // In a conference the other parties' voices go out with ours (never this party's own).
-        if let Some(link) = self.conference.as_mut() {
-            link.mix_into(&mut self.frame_in);
+        } else {
+            self.source.fill(&mut self.frame_in);
+            if self.shared.muted.load(Ordering::Relaxed) {
+                self.frame_in.fill(0.0);
+            }
+            store_f32(&self.shared.input_level, rms_level(&self.frame_in));
+            self.said.copy_from_slice(&self.frame_in);
+            // In a conference the other parties' voices go out with ours (never this party's
+            // own).
+            if let Some(link) = self.conference.as_mut() {
+                link.mix_into(&mut self.frame_in);
+            }
         }
 
         let step = send.encoder.timestamp_step();

@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lyrebird_media::{HoldState, MediaConfig, MediaStats};
 use lyrebird_sip as sip;
 use lyrebird_store::CallEndReason;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
 use super::sessions::Signalling;
@@ -19,6 +21,14 @@ use crate::ground::{AccountId, CallId, EngineError, IdSource};
 use crate::history::History;
 use crate::notice::AccountNotice;
 use crate::session::{DialogEvent, SessionId, Signal};
+
+/// The longest an outgoing call rings before we give up with CANCEL. A proxy ends a call that
+/// rings on with Timer C (RFC 3261 §16.6, more than 3 minutes), but not every server runs it,
+/// and a call must never ring for ever.
+const OUTGOING_RING_LIMIT: Duration = Duration::from_secs(180);
+/// The longest an incoming call rings before we decline it 480 Temporarily Unavailable and keep
+/// it as missed: the caller's CANCEL can be lost with their server or their network.
+const INCOMING_RING_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallPhase {
@@ -62,6 +72,8 @@ struct CallEntry {
     peer_offer_pending: bool,
     /// Our re-offer (hold or resume) went out and is not answered yet.
     our_offer_pending: bool,
+    /// Ends the call if it is still ringing when the ring limit is reached.
+    ring_timer: AbortHandle,
 }
 
 /// Everything the calls of one account share.
@@ -141,6 +153,16 @@ impl Calls {
         let history_key = uuid::Uuid::new_v4().to_string();
         self.history
             .call_started(self.account, &history_key, direction, &peer);
+        let limit = match direction {
+            CallDirection::Outgoing => OUTGOING_RING_LIMIT,
+            CallDirection::Incoming => INCOMING_RING_LIMIT,
+        };
+        let to_account = self.to_account.clone();
+        let ring_timer = tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            let _ = to_account.send(FromCall::RingLimit { call }).await;
+        })
+        .abort_handle();
         self.entries.insert(
             call,
             CallEntry {
@@ -159,6 +181,7 @@ impl Calls {
                 replaces: None,
                 peer_offer_pending: false,
                 our_offer_pending: false,
+                ring_timer,
             },
         );
         sig.sessions.open(SessionId::Call(call), peer.clone(), None);
@@ -588,7 +611,8 @@ impl Calls {
     }
 
     fn forget(&mut self, call: CallId) {
-        if self.entries.remove(&call).is_some() {
+        if let Some(entry) = self.entries.remove(&call) {
+            entry.ring_timer.abort();
             let _ = self.notices.send(AccountNotice::CallClosed { call });
         }
     }
@@ -875,6 +899,7 @@ impl Calls {
                     remote: state.remote,
                 });
             }
+            FromCall::RingLimit { call } => self.on_ring_limit(sig, call),
             FromCall::Finished { call } => {
                 let ended = self
                     .entries
@@ -887,6 +912,41 @@ impl Calls {
                 }
             }
         }
+    }
+
+    /// A call still ringing at its limit ends: ours with CANCEL, the peer's with 480 (RFC 3261
+    /// §21.4.18) so that its caller hears why; both are kept in history as not answered.
+    fn on_ring_limit(&mut self, sig: &mut Signalling, call: CallId) {
+        let Some(entry) = self.entries.get(&call) else {
+            return;
+        };
+        let ringing = match entry.direction {
+            CallDirection::Outgoing => !entry.answered && entry.phase != CallPhase::Ended,
+            CallDirection::Incoming => entry.phase == CallPhase::Setup,
+        };
+        if !ringing {
+            return;
+        }
+        let (signal, limit) = match entry.direction {
+            CallDirection::Outgoing => (Signal::End { reason: None }, OUTGOING_RING_LIMIT),
+            CallDirection::Incoming => (Signal::Decline { status: 480 }, INCOMING_RING_LIMIT),
+        };
+        info!(
+            call = call.0,
+            ?limit,
+            "no answer: the call rang for its limit"
+        );
+        if sig.sessions.dialog(SessionId::Call(call)).is_some() {
+            let _ = sig.send(SessionId::Call(call), signal);
+        }
+        self.end_call(
+            sig,
+            call,
+            CallEnding::local(
+                format!("no answer after {} s", limit.as_secs()),
+                CallEndReason::NoAnswer,
+            ),
+        );
     }
 
     fn on_task_signal(&mut self, sig: &mut Signalling, call: CallId, signal: Signal) {

@@ -148,8 +148,8 @@ async fn a_ringing_call_the_caller_cancels_ends_as_cancelled_by_the_caller() -> 
         .await?;
     peer.response(Method::Invite, 180, MINUTE).await?;
 
-    // Nobody answers for three minutes: the call keeps ringing, nothing gives up on it.
-    tokio::time::sleep(3 * MINUTE).await;
+    // Nobody answers for a minute and a half: the call keeps ringing, nothing gives up on it.
+    tokio::time::sleep(Duration::from_secs(90)).await;
     let ended_early = client.catch_up().iter().any(|(_, e)| ends(e, call));
     ensure!(!ended_early, "the ringing call ended by itself");
 
@@ -252,6 +252,107 @@ async fn hanging_up_before_any_provisional_cancels_on_the_first_one() -> Result<
         record.end_reason
     );
     // Nothing more came of it: the end was shown once.
+    let endings = client
+        .catch_up()
+        .iter()
+        .filter(|(_, e)| ends(e, call))
+        .count();
+    ensure!(endings == 1, "the call ended {endings} times");
+    Ok(())
+}
+
+/// The caller's CANCEL never comes (lost with their server): the call stops ringing after two
+/// minutes, the caller is told 480 Temporarily Unavailable, and history keeps a missed call.
+#[tokio::test(start_paused = true)]
+async fn an_incoming_call_nobody_answers_stops_ringing_at_its_limit() -> Result<()> {
+    let mut peer = Peer::start(600).await?;
+    let mut client = Client::start(&peer).await?;
+    client.registered(MINUTE).await?;
+    let (_, flow, register) = peer.request(Method::Register, MINUTE).await?;
+    let contact = register
+        .contacts()?
+        .into_iter()
+        .next()
+        .map(|c| c.uri.to_string())
+        .unwrap_or_default();
+
+    let invite = incoming_invite(&contact);
+    let invited_at = tokio::time::Instant::now();
+    peer.send(flow, invite.clone())?;
+    let account = client.account;
+    let (_, call) = client
+        .wait_for(MINUTE, "incoming call", |e| match e {
+            EngineEvent::IncomingCall {
+                account: a, call, ..
+            } if *a == account => Some(*call),
+            _ => None,
+        })
+        .await?;
+    peer.response(Method::Invite, 180, MINUTE).await?;
+
+    let (declined_at, declined) = peer.response(Method::Invite, 480, 5 * MINUTE).await?;
+    assert_close(
+        gap(invited_at, declined_at)?,
+        2 * MINUTE,
+        "ringing given up",
+    )?;
+    peer.send(flow, ack_of(&invite, &declined))?;
+    let (ended_at, reason, _) = client.ended(call, MINUTE).await?;
+    assert_close(
+        gap(declined_at, ended_at)?,
+        Duration::ZERO,
+        "ended on the 480",
+    )?;
+    ensure!(reason == "no answer after 120 s", "reason shown: {reason}");
+
+    let record = client.last_call().await?;
+    ensure!(record.direction == Direction::In, "{record:?}");
+    ensure!(record.missed, "not counted as missed: {record:?}");
+    ensure!(
+        record.end_reason == Some(CallEndReason::NoAnswer),
+        "history says {:?}",
+        record.end_reason
+    );
+    Ok(())
+}
+
+/// A callee's server that lets a call ring for ever (no Timer C): we give up after three
+/// minutes with CANCEL, and the call is kept as not answered.
+#[tokio::test(start_paused = true)]
+async fn an_outgoing_call_that_rings_on_is_cancelled_at_its_limit() -> Result<()> {
+    let mut peer = Peer::start(600).await?;
+    let mut client = Client::start(&peer).await?;
+    client.registered(MINUTE).await?;
+
+    let hold = ClockHold::new();
+    let call = client
+        .engine
+        .call(client.account, CALLEE, quiet_audio())
+        .await?;
+    let (invited_at, flow, invite) = peer.request(Method::Invite, MINUTE).await?;
+    hold.release().await?;
+    peer.send(flow, text(&response_to(&invite, 180, "Ringing")))?;
+
+    let (cancel_at, _, cancel) = peer.request(Method::Cancel, 5 * MINUTE).await?;
+    assert_close(gap(invited_at, cancel_at)?, 3 * MINUTE, "ringing given up")?;
+    let (ended_at, reason, _) = client.ended(call, MINUTE).await?;
+    assert_close(
+        gap(cancel_at, ended_at)?,
+        Duration::ZERO,
+        "ended on the CANCEL",
+    )?;
+    ensure!(reason == "no answer after 180 s", "reason shown: {reason}");
+    peer.send(flow, text(&response_to(&cancel, 200, "OK")))?;
+    peer.send(flow, text(&response_to(&invite, 487, "Request Terminated")))?;
+    peer.request(Method::Ack, MINUTE).await?;
+
+    let record = client.last_call().await?;
+    ensure!(record.direction == Direction::Out, "{record:?}");
+    ensure!(
+        record.end_reason == Some(CallEndReason::NoAnswer),
+        "history says {:?}",
+        record.end_reason
+    );
     let endings = client
         .catch_up()
         .iter()
