@@ -294,8 +294,8 @@ describe("several calls", () => {
     expect(textOf(body, "conference")).toContain("Conference · you and 2 others C Carol Split B Bob Split");
     expect(attrs(body, "conference-member").map((a) => /data-call="(\d+)"/.exec(a)?.[1])).toEqual(["2", "1"]);
     expect(attrs(body, "conference-split").map((a) => /aria-label="([^"]*)"/.exec(a)?.[1])).toEqual([
-      "Take Carol out of the conference",
-      "Take Bob out of the conference",
+      "Split Carol out of the conference",
+      "Split Bob out of the conference",
     ]);
     expect(attrs(body, "call-merge")).toEqual([]);
     expect(body).toContain("In conference with Bob");
