@@ -8,7 +8,7 @@ import type { MessageId } from "./MessageId";
 import type { TransferId } from "./TransferId";
 import type { TransferState } from "./TransferState";
 
-export type EngineEvent = { "event": "account_state", account: AccountId, state: AccountState, } | { "event": "incoming_call", account: AccountId, call: CallId, from: string, display_name: string | null, } | { "event": "call_state", account: AccountId, call: CallId, state: CallState, } | { "event": "call_hold", account: AccountId, call: CallId, local: boolean, remote: boolean, } | { "event": "call_transfer", account: AccountId, call: CallId, status: number, reason: string, final: boolean, } | { "event": "dtmf_received", account: AccountId, call: CallId, 
+export type EngineEvent = { "event": "account_state", account: AccountId, state: AccountState, } | { "event": "incoming_call", account: AccountId, call: CallId, from: string, display_name: string | null, } | { "event": "call_state", account: AccountId, call: CallId, state: CallState, } | { "event": "call_hold", account: AccountId, call: CallId, local: boolean, remote: boolean, } | { "event": "call_transfer", account: AccountId, call: CallId, status: number, reason: string, final: boolean, } | { "event": "call_recording", account: AccountId, call: CallId, path: string | null, } | { "event": "conference", calls: Array<CallId>, } | { "event": "dtmf_received", account: AccountId, call: CallId, 
 /**
  * `0-9`, `*`, `#` or `A-D`.
  */

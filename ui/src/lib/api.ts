@@ -91,6 +91,7 @@ export const api = {
   declineTransfer: (transfer: Id) => call<void>("decline_transfer", { transfer }),
   cancelTransfer: (transfer: Id) => call<void>("cancel_transfer", { transfer }),
   openDownloads: () => call<void>("open_downloads"),
+  openRecordings: () => call<void>("open_recordings"),
 
   audioDevices: () => call<AudioDevices>("audio_devices"),
   setAudioDevices: (input: string | null, output: string | null) =>

@@ -164,6 +164,9 @@ describe("calls", () => {
     expect(items[0]).toContain('data-direction="in"');
     expect(items[0]).toContain('data-peer="sip:bob@lyrebird.test"');
     expect(items[1]).toContain('data-missed="false"');
+    // Where recorded calls are, and a way to open that folder.
+    expect(body).toContain("Recorded calls go to /home/alice/.local/share/lyrebird/recordings");
+    expect(attrs(body, "calls-open-recordings").length).toBe(1);
   });
 
   it("shows the incoming call screen with the caller's name, escaped", () => {
