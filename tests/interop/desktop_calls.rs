@@ -7,7 +7,8 @@
 //! and answer. Both calls are then on screen, named as her contacts; she swaps between them
 //! with hold and resume, records one, merges them into a conference, takes Bob out of it
 //! again, and transfers Carol to Dave (blind, through the transfer dialog); a second call from
-//! Carol while Alice is in a call is declined. Every step is checked on the other side too.
+//! Carol while Alice is in a call is declined; last, she calls Dave and connects Bob with him
+//! (attended transfer, the dialog's other choice). Every step is checked on the other side too.
 //!
 //! Screenshots of the multi-call view, the conference view and the transfer dialog go to
 //! `$CARGO_TARGET_DIR/lyrebird-screenshots/` (`calls-*.png`), and every screen is audited with
@@ -485,10 +486,51 @@ async fn drive(
     wait_cards(session, "bob's call goes on", &[("bob", true, false)])?;
     step(started, "declined carol's second call, still with bob");
 
-    // 9. Hang up on Bob.
-    click_on_card(app, "bob", "call-hangup")?;
+    // 9. Alice calls Dave too (Bob is held), and connects Bob with Dave through the dialog
+    // (attended transfer): both her calls end, and Bob calls Dave in place of hers.
+    app.click("nav-calls", UI)?;
+    app.fill("dial-input", &format!("sip:dave@{domain}"), UI)?;
+    app.click("dial-call", UI)?;
+    let dave_alice = dave
+        .wait_for("alice's call at dave", SETUP, |e| {
+            e["event"] == "incoming_call" && e["call"] != json!(dave_call)
+        })
+        .await?["call"]
+        .as_u64()
+        .context("no id")?;
+    dave.call_state(dave_alice, "audio_flowing", SETUP).await?;
+    hold_state(bob, bob_call, false, true).await?;
+    wait_cards(
+        session,
+        "dave active, bob held",
+        &[("dave", true, false), ("bob", false, true)],
+    )?;
+    click_on_card(app, "bob", "call-transfer")?;
+    let connect = session.wait_element(&testid("call-transfer-attended"), UI)?;
+    let words = session.text(&connect)?;
+    ensure!(
+        words.trim() == "Connect with dave",
+        "the attended transfer button says {words:?}"
+    );
+    session.click(&connect)?;
+    let bob_dave = bob
+        .wait_for("bob's call to dave", SETUP, |e| {
+            e["event"] == "call_state"
+                && e["state"]["state"] == "dialing"
+                && e["state"]["direction"] == "outgoing"
+        })
+        .await?["call"]
+        .as_u64()
+        .context("no id")?;
+    bob.call_state(bob_dave, "audio_flowing", SETUP).await?;
     bob.call_state(bob_call, "ended", SETUP).await?;
+    dave.call_state(dave_alice, "ended", SETUP).await?;
     wait_cards(session, "no call left", &[])?;
+    step(started, "connected bob with dave (attended transfer)");
+
+    // The others hang up.
+    bob.command(json!({"cmd": "hangup", "call": bob_dave}))
+        .await?;
     let dave_carol = carol
         .wait_for("carol's call to dave", SETUP, |e| {
             e["event"] == "call_state"
