@@ -24,6 +24,8 @@ pub struct Bootstrap {
     pub transfers: Vec<TransferRecord>,
     /// Where received files go.
     pub downloads_dir: String,
+    /// Where call recordings go (in the app's data folder, beside the history).
+    pub recordings_dir: String,
     /// Whether "remember password" can work (an OS keyring answers); without it passwords
     /// last until the app quits.
     pub keyring_available: bool,

@@ -58,6 +58,7 @@ pub async fn bootstrap(shell: State<'_, Shell>) -> Reply<Bootstrap> {
         calls,
         transfers,
         downloads_dir: shell.paths.downloads_dir.display().to_string(),
+        recordings_dir: shell.paths.recordings().display().to_string(),
         keyring_available: shell.keyring_available().await,
         audio: shell.settings(),
     })
@@ -155,6 +156,26 @@ pub async fn transfer_call(shell: State<'_, Shell>, call: CallId, target: String
 #[tauri::command]
 pub async fn attended_transfer(shell: State<'_, Shell>, call: CallId, to: CallId) -> Reply<()> {
     shell.engine.attended_transfer(call, to).await
+}
+
+/// Mixes `calls` (and any already in it) into the local conference; `conference` events say
+/// which calls it holds.
+#[tauri::command]
+pub async fn merge_calls(shell: State<'_, Shell>, calls: Vec<CallId>) -> Reply<()> {
+    shell.engine.merge(calls).await
+}
+
+/// Takes a call out of the conference; it stays connected on its own.
+#[tauri::command]
+pub async fn split_call(shell: State<'_, Shell>, call: CallId) -> Reply<()> {
+    shell.engine.split(call).await
+}
+
+/// Starts (`on`) or stops recording a call into the recordings folder; `call_recording` events
+/// say which file.
+#[tauri::command]
+pub async fn record_call(shell: State<'_, Shell>, call: CallId, on: bool) -> Reply<()> {
+    shell.engine.record(call, on).await
 }
 
 #[tauri::command]
@@ -344,6 +365,16 @@ pub async fn cancel_transfer(shell: State<'_, Shell>, transfer: TransferId) -> R
 pub async fn open_downloads(app: AppHandle, shell: State<'_, Shell>) -> Reply<()> {
     let folder = &shell.paths.downloads_dir;
     crate::paths::ensure_dir(folder).map_err(|e| desktop_error("the downloads folder", e))?;
+    app.opener()
+        .open_path(folder.display().to_string(), None::<&str>)
+        .map_err(|e| desktop_error("the file manager", e))
+}
+
+/// Opens the recordings folder in the file manager.
+#[tauri::command]
+pub async fn open_recordings(app: AppHandle, shell: State<'_, Shell>) -> Reply<()> {
+    let folder = shell.paths.recordings();
+    crate::paths::ensure_dir(&folder).map_err(|e| desktop_error("the recordings folder", e))?;
     app.opener()
         .open_path(folder.display().to_string(), None::<&str>)
         .map_err(|e| desktop_error("the file manager", e))

@@ -100,6 +100,9 @@ pub fn run(clock: StartClock) -> anyhow::Result<()> {
             commands::hold_call,
             commands::transfer_call,
             commands::attended_transfer,
+            commands::merge_calls,
+            commands::split_call,
+            commands::record_call,
             commands::watch_call,
             commands::send_sip_message,
             commands::xmpp,
@@ -115,6 +118,7 @@ pub fn run(clock: StartClock) -> anyhow::Result<()> {
             commands::decline_transfer,
             commands::cancel_transfer,
             commands::open_downloads,
+            commands::open_recordings,
             commands::audio_devices,
             commands::set_audio_devices,
             commands::audio_test,
@@ -158,6 +162,7 @@ fn setup(
     let config = EngineConfig {
         database: Some(paths.database()),
         downloads: paths.downloads_dir.clone(),
+        recordings: paths.recordings(),
         ..EngineConfig::default()
     };
     let (engine, events) = tauri::async_runtime::block_on(async move { Engine::start(config) })

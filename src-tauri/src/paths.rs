@@ -13,6 +13,8 @@ pub const PROVISION_ENV: &str = "LYREBIRD_PROVISION";
 
 /// The history database's file name inside the data folder.
 pub const DATABASE_FILE: &str = "history.sqlite3";
+/// The folder of call recordings inside the data folder, beside the history they belong to.
+pub const RECORDINGS_DIR: &str = "recordings";
 /// The shell's own settings file name.
 pub const SETTINGS_FILE: &str = "settings.json";
 
@@ -67,6 +69,10 @@ impl Paths {
         self.data_dir.join(DATABASE_FILE)
     }
 
+    pub fn recordings(&self) -> PathBuf {
+        self.data_dir.join(RECORDINGS_DIR)
+    }
+
     pub fn settings(&self) -> PathBuf {
         self.config_dir.join(SETTINGS_FILE)
     }
@@ -99,6 +105,7 @@ mod tests {
         assert_eq!(paths.config_dir, PathBuf::from("/tmp/x"));
         assert_eq!(paths.database(), PathBuf::from("/tmp/x/history.sqlite3"));
         assert_eq!(paths.settings(), PathBuf::from("/tmp/x/settings.json"));
+        assert_eq!(paths.recordings(), PathBuf::from("/tmp/x/recordings"));
         assert_eq!(paths.downloads_dir, PathBuf::from("/dl/Lyrebird"));
     }
 

@@ -17,7 +17,9 @@
 //! 7. bob calls; answer from the incoming-call screen.
 //!
 //! Screenshots of contacts, chat, in-call, transfers and settings are saved under
-//! `$CARGO_TARGET_DIR/lyrebird-screenshots/` (printed as they are taken).
+//! `$CARGO_TARGET_DIR/lyrebird-screenshots/` (printed as they are taken), and each of those
+//! screens (and the first-run form and the incoming-call screen) is audited with axe-core: a
+//! serious or critical accessibility violation fails the test.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use testkit::axe::Audits;
 use testkit::desktop::{DesktopApp, DesktopOptions};
 use testkit::json_lines::JsonLines;
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
@@ -368,8 +371,11 @@ async fn drive(
     let session = app.session();
     let alice_sip = format!("sip:alice@{}", cx.domain);
     let bob_sip_uri = format!("sip:bob@{}", cx.domain);
+    let mut audits = Audits::default();
 
     // 1. Accounts through the form: SIP on the first-run screen, XMPP in Settings.
+    session.wait_testid("account-kind", UI)?;
+    audits.run(session, "first run")?;
     add_account(
         app,
         &[
@@ -397,6 +403,7 @@ async fn drive(
     account_in_state(session, "XMPP", "online")?;
     step(cx.started, "XMPP account added and online");
     app.screenshot("settings")?;
+    audits.run(session, "settings")?;
 
     // 2. Bob as a contact: his bot approves and asks back; alice's app approves (the request
     // shows in Contacts), and his presence turns available.
@@ -419,6 +426,7 @@ async fn drive(
     })?;
     step(cx.started, "bob is online in contacts");
     app.screenshot("contacts")?;
+    audits.run(session, "contacts")?;
 
     // 3. Chat: a message to bob, his reply in the conversation.
     let bob_item = session.find(&bob_item_css)?;
@@ -445,6 +453,7 @@ async fn drive(
         &format!("chat reply shown (our message {state})"),
     );
     app.screenshot("chat")?;
+    audits.run(session, "chat")?;
 
     // 4. HTML and script from the remote party are text.
     let hostile = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>\
@@ -492,6 +501,7 @@ async fn drive(
         "the speaker meter did not move with bob's speech: {levels:?}"
     );
     app.screenshot("in-call")?;
+    audits.run(session, "in-call")?;
     app.click("call-hangup", UI)?;
     bob_sip.call_state(bob_call, "ended", SETUP).await?;
     wait_no_call(session)?;
@@ -582,6 +592,7 @@ async fn drive(
         &format!("file sent through the native picker, progress {percent} %, SHA-256 equal"),
     );
     app.screenshot("transfers")?;
+    audits.run(session, "files")?;
 
     // 7. Bob calls; answer from the incoming-call screen, then hang up.
     let result = bob_sip
@@ -598,6 +609,7 @@ async fn drive(
         caller.to_lowercase().contains("bob"),
         "the caller is shown as {caller:?}"
     );
+    audits.run(session, "incoming call")?;
     app.click("incoming-answer", UI)?;
     bob_sip.call_state(call, "answered", SETUP).await?;
     bob_sip.call_state(call, "audio_flowing", SETUP).await?;
@@ -613,7 +625,8 @@ async fn drive(
     );
     wait_no_call(session)?;
     app.click("nav-settings", UI)?;
-    Ok(())
+    println!("audited: {}", audits.screens().join(", "));
+    audits.ensure_passed()
 }
 
 /// The file bob's Lyrebird wrote for `name` (it may add a suffix when the name is taken).

@@ -524,9 +524,13 @@ impl DesktopApp {
     /// A click that something else would receive (a toast over the button, a panel still
     /// moving) is retried until `timeout`, as a person would wait for the toast to go.
     pub fn click(&self, id: &str, timeout: Duration) -> Result<Element> {
-        let css = crate::webdriver::testid(id);
+        self.click_css(&crate::webdriver::testid(id), timeout)
+    }
+
+    /// [`DesktopApp::click`] for the first element matching `css`.
+    pub fn click_css(&self, css: &str, timeout: Duration) -> Result<Element> {
         let deadline = Instant::now() + timeout;
-        let element = self.session.wait_element(&css, timeout)?;
+        let element = self.session.wait_element(css, timeout)?;
         loop {
             let error = match self.session.click(&element) {
                 Ok(()) => return Ok(element),

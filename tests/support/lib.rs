@@ -1,7 +1,9 @@
 //! The test kit: real servers on loopback (`stack`), `lyrebird-cli` and reference clients
 //! driven as JSON-lines processes (`json_lines`, `lyrebird`, `xmpp`), Chromium and WebDriver
-//! (`browser`, `webdriver`, `desktop`), and audio that can be scored (`audio`, `speech`).
+//! (`browser`, `webdriver`, `desktop`), accessibility audits of the window (`axe`), and audio
+//! that can be scored (`audio`, `speech`).
 pub mod audio;
+pub mod axe;
 pub mod browser;
 pub mod desktop;
 pub mod json_lines;

@@ -23,6 +23,10 @@ transfers: Array<Transfer>,
  */
 downloads_dir: string, 
 /**
+ * Where call recordings go (in the app's data folder, beside the history).
+ */
+recordings_dir: string, 
+/**
  * Whether "remember password" can work (an OS keyring answers); without it passwords
  * last until the app quits.
  */

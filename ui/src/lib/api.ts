@@ -57,9 +57,9 @@ export const api = {
   holdCall: (callId: Id, hold: boolean) => call<void>("hold_call", { call: callId, hold }),
   transferCall: (callId: Id, target: string) => call<void>("transfer_call", { call: callId, target }),
   attendedTransfer: (callId: Id, to: Id) => call<void>("attended_transfer", { call: callId, to }),
-  // Not in the shell yet: features.ts keeps the buttons that call these hidden until they are.
   mergeCalls: (calls: Id[]) => call<void>("merge_calls", { calls }),
-  recordCall: (callId: Id, record: boolean) => call<void>("record_call", { call: callId, record }),
+  splitCall: (callId: Id) => call<void>("split_call", { call: callId }),
+  recordCall: (callId: Id, on: boolean) => call<void>("record_call", { call: callId, on }),
   /** Streams the call's statistics (every 200 ms) until it ends. */
   watchCall: (callId: Id, onStats: (stats: MediaStats) => void) => {
     // A Channel needs the Tauri internals even to be constructed.
@@ -91,6 +91,7 @@ export const api = {
   declineTransfer: (transfer: Id) => call<void>("decline_transfer", { transfer }),
   cancelTransfer: (transfer: Id) => call<void>("cancel_transfer", { transfer }),
   openDownloads: () => call<void>("open_downloads"),
+  openRecordings: () => call<void>("open_recordings"),
 
   audioDevices: () => call<AudioDevices>("audio_devices"),
   setAudioDevices: (input: string | null, output: string | null) =>

@@ -34,8 +34,18 @@ export function demoState(now: number): S.AppState {
     { event: "call_state", account: 1, call: 8, state: { state: "audio_flowing" } },
     { event: "dtmf_received", account: 1, call: 8, digit: "1" },
     { event: "dtmf_received", account: 1, call: 8, digit: "#" },
+    // A third call, on hold, while the first two are mixed into a conference and recorded.
+    { event: "incoming_call", account: 1, call: 9, from: "sip:carol@lyrebird.test", display_name: null },
+    { event: "call_state", account: 1, call: 9, state: { state: "audio_flowing" } },
+    { event: "call_hold", account: 1, call: 9, local: true, remote: false },
+    { event: "conference", calls: [7, 8] },
+    { event: "call_recording", account: 1, call: 7, path: "/home/alice/.local/share/lyrebird/recordings/echo.wav" },
   ];
   s = S.applyEvents(s, events, now);
   s = S.addOutgoing(s, 2, "carol@lyrebird.test", false, "d2", "Sounds good!", now - 30_000);
+  // `?demo&incoming`: someone else calls on top of all that.
+  if (location.search.includes("incoming")) {
+    s = S.applyEvent(s, { event: "incoming_call", account: 1, call: 10, from: "sip:dave@lyrebird.test", display_name: "Dave" }, now);
+  }
   return S.openConversation(s, 2, "carol@lyrebird.test");
 }

@@ -6,9 +6,9 @@ export const features = {
   /** Blind transfer to another address (`transfer_call`). */
   transfer: true,
   /** Mixing calls into a conference (`merge_calls`). */
-  merge: false,
+  merge: true,
   /** Recording a call to a file (`record_call`). */
-  record: false,
+  record: true,
 };
 
 export type Feature = keyof typeof features;

@@ -94,6 +94,7 @@ export function bootstrap(overrides: Partial<Bootstrap> = {}): Bootstrap {
     calls: [callRecord(10, "in", "sip:bob@lyrebird.test", true), callRecord(9, "out", "sip:bob@lyrebird.test", false)],
     transfers: [],
     downloads_dir: "/home/alice/Downloads/Lyrebird",
+    recordings_dir: "/home/alice/.local/share/lyrebird/recordings",
     keyring_available: true,
     audio: { input_device: null, output_device: null },
     ...overrides,

@@ -274,6 +274,15 @@ class AppStore {
     await this.run(() => api.transferCall(call.id, target));
   }
 
+  async attendedTransfer(call: S.CallView, to: S.CallView): Promise<void> {
+    await this.run(() => api.attendedTransfer(call.id, to.id));
+  }
+
+  async splitCall(call: S.CallView): Promise<void> {
+    // The engine says who is left in the conference (`conference`); nothing changes here first.
+    await this.run(() => api.splitCall(call.id));
+  }
+
   async mergeCalls(calls: S.CallView[]): Promise<void> {
     await this.run(() => api.mergeCalls(calls.map((c) => c.id)));
   }

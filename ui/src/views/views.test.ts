@@ -5,6 +5,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import App from "../App.svelte";
 import InCall from "../components/InCall.svelte";
 import IncomingCall from "../components/IncomingCall.svelte";
+import TransferDialog from "../components/TransferDialog.svelte";
 import { features } from "../lib/features";
 import { bootstrap, chat } from "../lib/fixtures";
 import * as S from "../lib/state";
@@ -163,6 +164,9 @@ describe("calls", () => {
     expect(items[0]).toContain('data-direction="in"');
     expect(items[0]).toContain('data-peer="sip:bob@lyrebird.test"');
     expect(items[1]).toContain('data-missed="false"');
+    // Where recorded calls are, and a way to open that folder.
+    expect(body).toContain("Recorded calls go to /home/alice/.local/share/lyrebird/recordings");
+    expect(attrs(body, "calls-open-recordings").length).toBe(1);
   });
 
   it("shows the incoming call screen with the caller's name, escaped", () => {
@@ -173,21 +177,23 @@ describe("calls", () => {
     expect(textOf(body, "incoming-caller")).toBe("Z &lt;b>Zoe&lt;/b> zoe@lyrebird.test");
     for (const id of ["incoming-caller", "incoming-answer", "incoming-decline"]) expect(attrs(body, id).length, id).toBe(1);
     expect(attrs(body, "incoming-while-in-call")).toEqual([]);
+    expect(textOf(body, "incoming-answer")).toBe("Answer");
     // A contact is named as the person saved them, whatever name the call carries.
     s = S.applyEvent(app.state, { event: "incoming_call", account: 1, call: 13, from: "sip:bob@lyrebird.test", display_name: "Robert" }, NOW);
     ({ body } = render(IncomingCall, { props: { call: s.calls["13"]! } }));
     expect(textOf(body, "incoming-caller")).toBe("B Bob bob@lyrebird.test");
   });
 
-  it("offers answer and decline to a second caller while in a call", () => {
+  it("offers hold-and-answer and decline to a second caller while in a call", () => {
     app.state = inCallWithBob();
     app.state = S.applyEvent(app.state, { event: "incoming_call", account: 1, call: 2, from: "sip:carol@lyrebird.test", display_name: null }, NOW);
     const { body } = render(App);
     expect(attrs(body, "incoming-call")[0]).toContain('data-call="2"');
     expect(textOf(body, "incoming-caller")).toContain("Carol");
-    expect(textOf(body, "incoming-while-in-call")).toBe("You are in a call with Bob; it stays on if you answer.");
-    expect(attrs(body, "incoming-answer").length).toBe(1);
-    expect(attrs(body, "incoming-decline").length).toBe(1);
+    expect(textOf(body, "incoming-while-in-call")).toBe("You are in a call with Bob; answering puts it on hold.");
+    expect(textOf(body, "incoming-answer")).toBe("Hold and answer");
+    expect(attrs(body, "incoming-answer")[0]).toContain('aria-describedby="incoming-while-in-call"');
+    expect(textOf(body, "incoming-decline")).toBe("Decline");
     // The call with Bob is still shown, as it was.
     expect(attrs(body, "in-call").map((a) => /data-call="(\d+)"/.exec(a)?.[1])).toEqual(["1"]);
   });
@@ -255,28 +261,79 @@ describe("several calls", () => {
     expect(textOf(body, "call-dtmf-received")).toBe("Carol pressed 4");
   });
 
-  it("hides merge and record until the engine can do them, and offers hold and transfer", () => {
+  it("offers hold, transfer and record on every call, and merge on the active one", () => {
+    app.state = S.applyEvent(twoCalls(), { event: "call_hold", account: 1, call: 1, local: true, remote: false }, NOW);
+    const { body } = render(App);
+    expect(attrs(body, "call-hold").map((a) => /aria-label="([^"]*)"/.exec(a)?.[1])).toEqual([
+      "Put Carol on hold",
+      "Resume the call with Bob",
+    ]);
+    expect(attrs(body, "call-transfer").length).toBe(2);
+    expect(attrs(body, "call-record").length).toBe(2);
+    expect(attrs(body, "call-merge").map((a) => /aria-label="([^"]*)"/.exec(a)?.[1])).toEqual([
+      "Merge the call with Carol and the calls on hold into a conference",
+    ]);
+    expect(attrs(body, "in-call")[1]).toContain('data-held="true"');
+    expect(textOf(body, "in-call")).toContain("In call");
+    expect(body).toMatch(/data-testid="in-call"[^>]*data-call="1"[^]*On hold/);
+  });
+
+  it("hides merge and record while the engine cannot do them", () => {
     app.state = twoCalls();
     Object.assign(features, { merge: false, record: false });
-    let { body } = render(App);
-    for (const id of ["call-merge", "call-record"]) expect(attrs(body, id), id).toEqual([]);
-    expect(attrs(body, "call-hold").length).toBe(2);
-    expect(attrs(body, "call-transfer").length).toBe(2);
-    Object.assign(features, { merge: true, record: true });
     try {
-      app.state = S.applyEvent(app.state, { event: "call_hold", account: 1, call: 1, local: true, remote: false }, NOW);
-      ({ body } = render(App));
-      expect(attrs(body, "call-hold").map((a) => /aria-label="([^"]*)"/.exec(a)?.[1])).toEqual([
-        "Put Carol on hold",
-        "Resume the call with Bob",
-      ]);
-      expect(attrs(body, "call-transfer").length).toBe(2);
-      expect(attrs(body, "call-merge").length).toBe(2);
-      expect(attrs(body, "call-record").length).toBe(2);
-      expect(attrs(body, "in-call")[1]).toContain('data-held="true"');
+      const { body } = render(App);
+      for (const id of ["call-merge", "call-record"]) expect(attrs(body, id), id).toEqual([]);
+      expect(attrs(body, "call-hold").length).toBe(2);
     } finally {
-      Object.assign(features, { merge: false, record: false });
+      Object.assign(features, { merge: true, record: true });
     }
+  });
+
+  it("shows the conference's calls, each with split, and no merge once all are in it", () => {
+    app.state = S.applyEvent(twoCalls(), { event: "conference", calls: [2, 1] }, NOW);
+    const { body } = render(App);
+    expect(attrs(body, "conference").length).toBe(1);
+    expect(textOf(body, "conference")).toContain("Conference · you and 2 others C Carol Split B Bob Split");
+    expect(attrs(body, "conference-member").map((a) => /data-call="(\d+)"/.exec(a)?.[1])).toEqual(["2", "1"]);
+    expect(attrs(body, "conference-split").map((a) => /aria-label="([^"]*)"/.exec(a)?.[1])).toEqual([
+      "Split Carol out of the conference",
+      "Split Bob out of the conference",
+    ]);
+    expect(attrs(body, "call-merge")).toEqual([]);
+    expect(body).toContain("In conference with Bob");
+  });
+
+  it("offers blind transfer to an address, or attended transfer to another call", () => {
+    const start = app.state;
+    app.state = twoCalls();
+    const carol = S.currentCall(app.state)!;
+    expect(attrs(render(InCall, { props: { call: carol } }).body, "call-transfer-dialog")).toEqual([]);
+    let { body } = render(TransferDialog, { props: { call: carol, onclose: () => undefined } });
+    expect(attrs(body, "call-transfer-dialog")[0]).toMatch(/role="dialog"[^>]*aria-modal="true"[^>]*aria-label="Transfer the call with Carol"/);
+    expect(attrs(body, "call-transfer-target")[0]).toContain('aria-label="Number or address to transfer Carol to"');
+    expect(attrs(body, "call-transfer-blind")[0]).toMatch(/disabled/);
+    expect(attrs(body, "call-transfer-attended").map((a) => /data-to="(\d+)"/.exec(a)?.[1])).toEqual(["1"]);
+    expect(textOf(body, "call-transfer-attended")).toBe("Connect with Bob");
+    // The other call is shown by name with its avatar, never as its address.
+    expect(body).toMatch(/class="avatar[^"]*"[^>]*>B<\/span>/);
+    expect(body).not.toContain(">sip:");
+    expect(attrs(body, "call-transfer-cancel").length).toBe(1);
+    // With no other call, only an address can be given.
+    app.state = start;
+    app.state = inCallWithBob();
+    ({ body } = render(TransferDialog, { props: { call: S.currentCall(app.state)!, onclose: () => undefined } }));
+    expect(attrs(body, "call-transfer-target").length).toBe(1);
+    expect(attrs(body, "call-transfer-attended")).toEqual([]);
+  });
+
+  it("names the file a recorded call goes into", () => {
+    app.state = S.applyEvent(twoCalls(), { event: "call_recording", account: 1, call: 2, path: "/data/recordings/call-2.wav" }, NOW);
+    const { body } = render(App);
+    expect(textOf(body, "call-recording")).toBe("· Recording to call-2.wav");
+    expect(attrs(body, "call-recording")[0]).toContain('title="/data/recordings/call-2.wav"');
+    expect(attrs(body, "call-record")[0]).toContain('aria-pressed="true"');
+    expect(attrs(body, "call-record")[0]).toContain('aria-label="Stop recording the call with Carol"');
   });
 
   it("sums up an ended call for a few seconds, then folds it into history", () => {

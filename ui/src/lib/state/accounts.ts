@@ -32,6 +32,8 @@ export interface AccountsState {
   accounts: Record<string, AccountView>;
   keyringAvailable: boolean;
   downloadsDir: string;
+  /** Where call recordings go. */
+  recordingsDir: string;
   /** Audio devices chosen in the settings (null: the system default). */
   audio: { input: string | null; output: string | null };
 }
@@ -41,6 +43,7 @@ export function emptyAccounts(): AccountsState {
     accounts: {},
     keyringAvailable: true,
     downloadsDir: "",
+    recordingsDir: "",
     audio: { input: null, output: null },
   };
 }
@@ -76,6 +79,7 @@ export function accountsFromBootstrap<S extends AccountsState>(state: S, boot: B
     ...state,
     keyringAvailable: boot.keyring_available,
     downloadsDir: boot.downloads_dir,
+    recordingsDir: boot.recordings_dir,
     audio: { input: boot.audio.input_device ?? null, output: boot.audio.output_device ?? null },
     accounts,
   };

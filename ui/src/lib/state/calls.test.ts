@@ -126,6 +126,31 @@ describe("several calls", () => {
     expect(S.liveCalls(s)).toEqual([]);
   });
 
+  it("swaps like a phone: the call taken off hold is the one talked in", () => {
+    const hold = (call: number, local: boolean): EngineEvent => ({ event: "call_hold", account: 1, call, local, remote: false });
+    // Answering Carol holds Bob (the engine says so); Carol is active.
+    let s = S.applyEvents(twoCalls(), [state(2, { state: "audio_flowing" }), hold(1, true)], T0 + 6000);
+    expect(s.activeCall).toBe("2");
+    // Resuming Bob holds Carol: Bob is active now, and listed first.
+    s = S.applyEvents(s, [hold(1, false), hold(2, true)], T0 + 7000);
+    expect(s.activeCall).toBe("1");
+    expect(S.liveCalls(s).map((c) => [c.key, c.heldLocal])).toEqual([
+      ["1", false],
+      ["2", true],
+    ]);
+    // Holding the active call while the other is held too leaves it active (nothing talks).
+    s = S.applyEvent(s, hold(1, true), T0 + 8000);
+    expect(s.activeCall).toBe("1");
+    // Holding the active call while another one talks hands the keypad over.
+    s = S.applyEvents(s, [hold(2, false), hold(1, false)], T0 + 9000);
+    expect(s.activeCall).toBe("1");
+    s = S.applyEvent(s, hold(1, true), T0 + 9500);
+    expect(s.activeCall).toBe("2");
+    // The other side holding us changes nothing about which call is active.
+    s = S.applyEvent(s, { event: "call_hold", account: 1, call: 2, local: false, remote: true }, T0 + 10_000);
+    expect(s.activeCall).toBe("2");
+  });
+
   it("lets the person choose the active call, but not an ended or ringing one", () => {
     let s = S.applyEvent(twoCalls(), state(2, { state: "answered" }), T0 + 6000);
     s = S.setActiveCall(s, "1");
@@ -160,7 +185,7 @@ describe("several calls", () => {
   });
 });
 
-describe("call events the engine is about to send", () => {
+describe("hold, keys, transfers, recording and conference", () => {
   function inCall(): S.AppState {
     const s = S.callStarted(online(), 1, 5, "sip:bob@lyrebird.test", T0);
     return S.applyEvent(s, { event: "call_state", account: 1, call: 5, state: { state: "audio_flowing" } }, T0);
@@ -219,6 +244,27 @@ describe("call events the engine is about to send", () => {
     expect(S.conferencePeers(s, s.calls["5"]!)).toEqual([]);
     s = S.applyEvent(s, { event: "conference", calls: [] }, T0);
     expect(s.conference).toEqual([]);
+  });
+
+  it("merges the held calls with the active one, and lists the conference's calls", () => {
+    let s = inCall();
+    s = S.applyEvent(s, { event: "incoming_call", account: 1, call: 6, from: "sip:carol@lyrebird.test", display_name: null }, T0 + 1);
+    s = S.applyEvent(s, { event: "call_state", account: 1, call: 6, state: { state: "audio_flowing" } }, T0 + 2);
+    s = S.applyEvent(s, { event: "call_hold", account: 1, call: 5, local: true, remote: false }, T0 + 3);
+    expect(s.activeCall).toBe("6");
+    expect(S.mergeableWith(s, s.calls["6"]!).map((c) => c.key)).toEqual(["5"]);
+    expect(S.attendedTransferTargets(s, s.calls["6"]!).map((c) => c.key)).toEqual(["5"]);
+    expect(S.conferenceCalls(s)).toEqual([]);
+    s = S.applyEvent(s, { event: "conference", calls: [6, 5] }, T0 + 4);
+    expect(S.conferenceCalls(s).map((c) => c.key)).toEqual(["6", "5"]);
+    expect(S.mergeableWith(s, s.calls["6"]!)).toEqual([]);
+    // A call on another account can join the conference but not take an attended transfer.
+    s = S.callStarted(s, 3, 8, "sip:dave@elsewhere.test", T0 + 5);
+    expect(S.mergeableWith(s, s.calls["6"]!).map((c) => c.key)).toEqual(["8"]);
+    expect(S.attendedTransferTargets(s, s.calls["6"]!).map((c) => c.key)).toEqual(["5"]);
+    // Once the others have left, there is no conference to show.
+    s = S.applyEvent(s, { event: "call_state", account: 1, call: 5, state: { state: "ended", reason: "x", status: null } }, T0 + 6);
+    expect(S.conferenceCalls(s)).toEqual([]);
   });
 
   it("ignores them for calls it does not know or that ended", () => {

@@ -195,8 +195,8 @@ function historyFromCall(c: CallView, now: number): HistoryCall {
 }
 
 function answered<S extends CallsState>(state: S, c: CallView, status: CallStatus, now: number): S {
-  // An incoming call is active from the moment it is answered; a call already going on stays
-  // as it is (there is no hold yet to put it in).
+  // An incoming call is active from the moment it is answered (the engine puts the call that
+  // was going on on hold, and says so with `call_hold`).
   const first = c.answeredAt === null;
   const s = setCall(state, { ...c, status, answeredAt: c.answeredAt ?? now });
   return first && c.direction === "incoming" ? { ...s, activeCall: c.key } : s;
@@ -292,6 +292,26 @@ export function conferencePeers(state: CallsState, call: CallView): CallView[] {
     .filter((c): c is CallView => c !== undefined && c.status !== "ended");
 }
 
+/** The calls of the local conference still going on, in the order the engine listed them. */
+export function conferenceCalls(state: CallsState): CallView[] {
+  const on = state.conference.map((k) => state.calls[k]).filter((c): c is CallView => c !== undefined && c.status !== "ended");
+  // A conference whose other parties hung up is just a call again.
+  return on.length > 1 ? on : [];
+}
+
+/** The calls "merge" would mix with `call`: the others going on that are not already in the
+ * conference with it (with one call talking at a time, those are the held ones). */
+export function mergeableWith(state: CallsState, call: CallView): CallView[] {
+  const together = (c: CallView): boolean => state.conference.includes(c.key) && state.conference.includes(call.key);
+  return liveCalls(state).filter((c) => c.key !== call.key && !together(c));
+}
+
+/** The calls whose other side `call`'s other side can be connected to (attended transfer): the
+ * others going on on the same account, since REFER with Replaces stays within one account. */
+export function attendedTransferTargets(state: CallsState, call: CallView): CallView[] {
+  return liveCalls(state).filter((c) => c.key !== call.key && c.account === call.account);
+}
+
 /** History with the calls in progress on top (their entry becomes a stored one once they end). */
 export function historyWithLive(state: CallsState): HistoryCall[] {
   const live: HistoryCall[] = liveCalls(state)
@@ -369,7 +389,16 @@ export function reduceCalls<S extends CallsState>(state: S, ev: EngineEvent, fol
     case "call_hold": {
       const c = state.calls[idKey(ev.call)];
       if (!c || c.status === "ended") return state;
-      return setCall(state, { ...c, heldLocal: ev.local, heldRemote: ev.remote });
+      const s = setCall(state, { ...c, heldLocal: ev.local, heldRemote: ev.remote });
+      // Like a phone's swap: the call we take off hold is the one we talk in now (the engine
+      // holds the one we were talking in). The active call we hold hands the keypad to a call
+      // still talking, if one is.
+      if (c.heldLocal && !ev.local && isOnScreen(c)) return { ...s, activeCall: c.key };
+      if (!c.heldLocal && ev.local && s.activeCall === c.key) {
+        const talking = nextActive(s.calls, c.key);
+        if (talking !== null && s.calls[talking]?.heldLocal === false) return { ...s, activeCall: talking };
+      }
+      return s;
     }
     case "dtmf_received": {
       const c = state.calls[idKey(ev.call)];

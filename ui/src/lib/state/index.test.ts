@@ -19,6 +19,7 @@ describe("bootstrap", () => {
       ["out", false],
     ]);
     expect(s.downloadsDir).toBe("/home/alice/Downloads/Lyrebird");
+    expect(s.recordingsDir).toBe("/home/alice/.local/share/lyrebird/recordings");
   });
 
   it("shows transfers left unfinished by the last run as interrupted, with no actions", () => {
