@@ -18,6 +18,7 @@
     "attended_transfer",
     "merge_calls",
     "split_call",
+    "leave_conference",
     "record_call",
     "watch_call",
     "send_sip_message",

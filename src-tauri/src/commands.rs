@@ -171,6 +171,13 @@ pub async fn split_call(shell: State<'_, Shell>, call: CallId) -> Reply<()> {
     shell.engine.split(call).await
 }
 
+/// Leaves the conference: the other two are connected to each other where one account holds
+/// both calls, else it ends for everyone.
+#[tauri::command]
+pub async fn leave_conference(shell: State<'_, Shell>) -> Reply<()> {
+    shell.engine.leave_conference().await
+}
+
 /// Starts (`on`) or stops recording a call into the recordings folder; `call_recording` events
 /// say which file.
 #[tauri::command]

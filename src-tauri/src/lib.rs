@@ -102,6 +102,7 @@ pub fn run(clock: StartClock) -> anyhow::Result<()> {
             commands::attended_transfer,
             commands::merge_calls,
             commands::split_call,
+            commands::leave_conference,
             commands::record_call,
             commands::watch_call,
             commands::send_sip_message,

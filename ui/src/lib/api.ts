@@ -59,6 +59,7 @@ export const api = {
   attendedTransfer: (callId: Id, to: Id) => call<void>("attended_transfer", { call: callId, to }),
   mergeCalls: (calls: Id[]) => call<void>("merge_calls", { calls }),
   splitCall: (callId: Id) => call<void>("split_call", { call: callId }),
+  leaveConference: () => call<void>("leave_conference"),
   recordCall: (callId: Id, on: boolean) => call<void>("record_call", { call: callId, on }),
   /** Streams the call's statistics (every 200 ms) until it ends. */
   watchCall: (callId: Id, onStats: (stats: MediaStats) => void) => {

@@ -3,11 +3,13 @@
 import ringtoneUrl from "../../../assets/sounds/ringtone.wav";
 import ringbackUrl from "../../../assets/sounds/ringback.wav";
 import busyUrl from "../../../assets/sounds/busy.wav";
+import callWaitingUrl from "../../../assets/sounds/call-waiting.wav";
 
-export type Tone = "ringtone" | "ringback" | "busy" | null;
+export type Tone = "ringtone" | "call-waiting" | "ringback" | "busy" | null;
 
 const URLS: Record<Exclude<Tone, null>, string> = {
   ringtone: ringtoneUrl,
+  "call-waiting": callWaitingUrl,
   ringback: ringbackUrl,
   busy: busyUrl,
 };

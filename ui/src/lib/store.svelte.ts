@@ -283,6 +283,10 @@ class AppStore {
     await this.run(() => api.splitCall(call.id));
   }
 
+  async leaveConference(): Promise<void> {
+    await this.run(() => api.leaveConference());
+  }
+
   async mergeCalls(calls: S.CallView[]): Promise<void> {
     await this.run(() => api.mergeCalls(calls.map((c) => c.id)));
   }

@@ -22,6 +22,25 @@ describe("calls", () => {
     expect(S.dropEndedCalls(s, T0 + 62_000 + S.ENDED_CALL_LINGER_MS).calls).toEqual({});
   });
 
+  it("rings softly for a second call while one is going on", () => {
+    let s = online();
+    s = S.applyEvent(s, { event: "incoming_call", account: 1, call: 41, from: "sip:bob@lyrebird.test", display_name: "Bob" }, T0);
+    expect(S.callTone(s)).toBe("ringtone");
+    s = S.applyEvent(s, { event: "call_state", account: 1, call: 41, state: { state: "answered" } }, T0 + 1000);
+    expect(S.callTone(s)).toBeNull();
+    s = S.applyEvent(s, { event: "incoming_call", account: 1, call: 42, from: "sip:carol@lyrebird.test", display_name: null }, T0 + 5000);
+    expect(S.callTone(s)).toBe("call-waiting");
+    s = S.applyEvent(s, { event: "call_state", account: 1, call: 41, state: { state: "ended", reason: "hung up", status: null } }, T0 + 6000);
+    expect(S.callTone(s)).toBe("ringtone");
+  });
+
+  it("leaving connects the other two only when one account holds both calls", () => {
+    const call = (key: string, account: number) => ({ key, account }) as S.CallView;
+    expect(S.leavingConnectsTheOthers([call("1:1", 1), call("1:2", 1)])).toBe(true);
+    expect(S.leavingConnectsTheOthers([call("1:1", 1), call("2:2", 2)])).toBe(false);
+    expect(S.leavingConnectsTheOthers([call("1:1", 1), call("1:2", 1), call("1:3", 1)])).toBe(false);
+  });
+
   it("calls an incoming call that was never answered missed", () => {
     let s = online();
     s = S.applyEvent(s, { event: "incoming_call", account: 1, call: 42, from: "sip:carol@lyrebird.test", display_name: null }, T0);

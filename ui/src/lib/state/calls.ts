@@ -258,6 +258,29 @@ export function ringingIncoming(state: CallsState): CallView | null {
   );
 }
 
+/** The sound the window plays now: the ringtone for a call while none is going on, the softer
+ * call-waiting tone over a call in progress, ringback while our callee is alerted, busy once. */
+export function callTone(state: CallsState): "ringtone" | "call-waiting" | "ringback" | "busy" | null {
+  const ringing = ringingIncoming(state);
+  if (ringing) {
+    const inACall = Object.values(state.calls).some(
+      (c) => c.key !== ringing.key && c.answeredAt !== null && c.status !== "ended",
+    );
+    return inACall ? "call-waiting" : "ringtone";
+  }
+  const current = currentCall(state);
+  if (current?.direction === "outgoing" && current.status === "ringing") return "ringback";
+  if (current && isBusy(current)) return "busy";
+  return null;
+}
+
+/** What leaving the conference does: with two others on one account they are connected to
+ * each other; any other conference ends for everyone (the mix is ours). */
+export function leavingConnectsTheOthers(conference: CallView[]): boolean {
+  const [first, second, ...more] = conference;
+  return first !== undefined && second !== undefined && more.length === 0 && first.account === second.account;
+}
+
 /** The calls going on, as the call list shows them: the active one first, then the newest. */
 export function liveCalls(state: CallsState): CallView[] {
   return Object.values(state.calls)
