@@ -16,7 +16,7 @@ use crate::xmpp::XmppArgs;
 /// One account of the file.
 #[derive(Debug)]
 pub(crate) enum AccountSpec {
-    Sip(SipServiceArgs),
+    Sip(Box<SipServiceArgs>),
     Xmpp(XmppArgs),
 }
 
@@ -74,7 +74,7 @@ fn account(entry: &Value) -> Result<AccountSpec> {
     let usage = |e: clap::Error| anyhow!("{}", crate::usage_error(&e));
     match kind {
         "sip" => Ok(AccountSpec::Sip(
-            SipFields::try_parse_from(args).map_err(usage)?.sip,
+            SipFields::try_parse_from(args).map_err(usage)?.sip.into(),
         )),
         "xmpp" => Ok(AccountSpec::Xmpp(
             XmppFields::try_parse_from(args).map_err(usage)?.xmpp,

@@ -578,12 +578,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let setups = accounts::read_file(&file)?
                 .iter()
-                .map(|spec| match spec {
-                    accounts::AccountSpec::Sip(args) => sip_service(args, &audio),
-                    accounts::AccountSpec::Xmpp(args) => Ok(service::AccountSetup::Xmpp {
-                        config: Box::new(xmpp::account_config(args)?),
-                        bot: args.reply_chats,
-                    }),
+                .enumerate()
+                .map(|(i, spec)| {
+                    match spec {
+                        accounts::AccountSpec::Sip(args) => sip_service(args, &audio),
+                        accounts::AccountSpec::Xmpp(args) => Ok(service::AccountSetup::Xmpp {
+                            config: Box::new(xmpp::account_config(args)?),
+                            bot: args.reply_chats,
+                        }),
+                    }
+                    .with_context(|| format!("account {} of {}", i + 1, file.display()))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let media = media_config(&media)?;

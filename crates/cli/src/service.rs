@@ -181,15 +181,15 @@ pub(crate) async fn serve(
                         state: AccountState::AuthenticationFailed { .. },
                         ..
                     } if options.exit_on_login_refused => return Ok(ExitCode::FAILURE),
-                    EngineEvent::MessageReceived { account, from, body, .. } => {
-                        if find(accounts, *account).is_some_and(|a| a.bot && a.kind == AccountKind::Sip) {
-                            reply_to_message(engine, *account, from, body).await;
-                        }
+                    EngineEvent::MessageReceived { account, from, body, .. }
+                        if is_bot(accounts, *account, AccountKind::Sip) =>
+                    {
+                        reply_to_message(engine, *account, from, body).await;
                     }
-                    EngineEvent::ChatMessage { account, .. } => {
-                        if find(accounts, *account).is_some_and(|a| a.bot && a.kind == AccountKind::Xmpp) {
-                            xmpp::reply_to_chat(engine, *account, &event).await;
-                        }
+                    EngineEvent::ChatMessage { account, .. }
+                        if is_bot(accounts, *account, AccountKind::Xmpp) =>
+                    {
+                        xmpp::reply_to_chat(engine, *account, &event).await;
                     }
                     EngineEvent::CallState { state, .. } => match state {
                         CallState::Dialing { .. } => had_call = true,
@@ -220,8 +220,11 @@ pub(crate) async fn serve(
     }
 }
 
-fn find(accounts: &[LiveAccount], id: AccountId) -> Option<&LiveAccount> {
-    accounts.iter().find(|a| a.id == id)
+/// Whether `id` is one of ours, of `kind`, and answers messages by itself.
+fn is_bot(accounts: &[LiveAccount], id: AccountId, kind: AccountKind) -> bool {
+    accounts
+        .iter()
+        .any(|a| a.id == id && a.kind == kind && a.bot)
 }
 
 /// A SIP bot's answer to a MESSAGE, reported like a stdin `message` command so scripts see the
