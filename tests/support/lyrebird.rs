@@ -179,6 +179,37 @@ impl Lyrebird {
     }
 }
 
+/// Starts `lyrebird-cli --db DB accounts FILE --bind 127.0.0.1 EXTRA...`: one process holding
+/// every SIP and XMPP account of the accounts file `file`. The file names the environment
+/// variables holding the passwords; `env` sets them.
+pub fn start_accounts(
+    file: &Path,
+    db: &Path,
+    log: &Path,
+    env: &[(String, String)],
+    extra: &[&str],
+) -> Result<JsonLines> {
+    let mut command = Command::new(cli_path()?);
+    command
+        .arg("--db")
+        .arg(db)
+        .arg("--log")
+        .arg(
+            std::env::var("LYREBIRD_TEST_LOG").unwrap_or_else(|_| "info,lyrebird_sip=debug".into()),
+        )
+        .arg("accounts")
+        .arg(file)
+        .args(["--bind", "127.0.0.1"])
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("RUST_LOG");
+    JsonLines::spawn(
+        &format!("lyrebird accounts {}", file.display()),
+        command,
+        log,
+    )
+}
+
 /// Runs `lyrebird-cli` with `args` to completion (history queries, one-shot commands) and
 /// returns its stdout as JSON lines.
 pub async fn run_cli(args: &[&str], timeout: Duration) -> Result<Vec<Value>> {

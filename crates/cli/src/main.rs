@@ -1,8 +1,10 @@
 //! `lyrebird-cli`: the Lyrebird engine without a window.
 //!
 //! Every engine event is printed on stdout as one JSON object per line, with `t_ms` (wall-clock
-//! milliseconds since the UNIX epoch) added. Logs go to stderr. In `run` mode, commands are read
-//! from stdin as JSON lines, so scripts, bots and tests can drive a live account.
+//! milliseconds since the UNIX epoch) added. Logs go to stderr. In the service modes (`run` for
+//! one SIP account, `xmpp` for one XMPP account, `accounts` for any set of both), commands are
+//! read from stdin as JSON lines, so scripts, bots and tests can drive live accounts; `help.rs`
+//! documents them and `service.rs` carries them out.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,40 +17,30 @@ use lyrebird_engine::{
     EngineConfig, EngineEvent, EngineHandle, IceServer, MediaConfig, PasswordSource,
     SipAccountConfig,
 };
-use lyrebird_engine::{DtmfMethod, FileTransferConfig, TransferId};
-use serde::Deserialize;
+use lyrebird_engine::{DtmfMethod, FileTransferConfig};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+mod accounts;
+mod help;
+mod service;
+mod sip;
 mod xmpp;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "lyrebird-cli",
     version,
-    about = "Lyrebird headless: SIP-over-WebSocket calls and messages from the command line",
-    long_about = "Lyrebird headless: register a SIP account over WebSocket (RFC 7118), place and answer \
-WebRTC audio calls, play a WAV into a call and record what arrives, send and receive SIP MESSAGEs.\n\n\
+    about = "Lyrebird headless: SIP and XMPP accounts, calls, chat and files from the command line",
+    long_about = "Lyrebird headless: SIP accounts over WebSocket (RFC 7118) for WebRTC audio calls, \
+SIP MESSAGEs, MSRP chat and files; XMPP accounts over WebSocket (RFC 7395) for presence, chat, rooms \
+and shared files. Play a WAV into a call and record what arrives.\n\n\
 Events are printed on stdout as JSON lines ({\"event\": ..., \"t_ms\": ...}); logs go to stderr \
-(set the level with --log or RUST_LOG).\n\n\
-In `run` mode, commands are read from stdin as JSON lines:\n  \
-{\"cmd\":\"call\",\"target\":\"sip:bob@example.com\",\"play\":\"in.wav\",\"loop\":true,\"record\":\"out.wav\"}\n  \
-{\"cmd\":\"answer\",\"call\":1}   {\"cmd\":\"reject\",\"call\":1}   {\"cmd\":\"hangup\",\"call\":1}\n  \
-{\"cmd\":\"message\",\"target\":\"sip:bob@example.com\",\"body\":\"hello\"}\n  \
-{\"cmd\":\"stats\",\"call\":1}   {\"cmd\":\"mute\",\"call\":1,\"muted\":true}   {\"cmd\":\"dtmf\",\"call\":1,\"digit\":\"5\"}\n  \
-{\"cmd\":\"hold\",\"call\":1}   {\"cmd\":\"resume\",\"call\":1}   (RFC 6337; `call_hold` events tell who holds)\n  \
-{\"cmd\":\"transfer\",\"call\":1,\"target\":\"sip:carol@example.com\"}   (blind transfer; `call_transfer` events)\n  \
-{\"cmd\":\"attended_transfer\",\"call\":1,\"to\":2}   (connect call 1's party with call 2's)\n  \
-{\"cmd\":\"merge\",\"calls\":[1,2,3]}   {\"cmd\":\"split\",\"call\":2}   (a local conference; `conference` events)\n  \
-{\"cmd\":\"record\",\"call\":1,\"on\":true}   (into --recordings; `call_recording` events say the file)\n  \
-{\"cmd\":\"send_file\",\"target\":\"sip:bob@example.com\",\"path\":\"photo.jpg\"}   (needs --msrp-relay-ws/-uri)\n  \
-{\"cmd\":\"open_chat\",\"target\":\"sip:bob@example.com\"}   (an MSRP chat session: later messages to bob use it)\n  \
-{\"cmd\":\"accept_file\",\"transfer\":2,\"folder\":\"in\"}   {\"cmd\":\"decline_file\",\"transfer\":2}   {\"cmd\":\"cancel_file\",\"transfer\":2}\n  \
-{\"cmd\":\"quit\"}\n\
-Each command is answered with {\"event\":\"result\",\"cmd\":...,\"ok\":true|false,...}; an optional \"id\" \
-field is echoed back.\n\n\
-Passwords are never taken on the command line: use --password-env, --password-file or --password-keyring."
+(set the level with --log or RUST_LOG). In the run, xmpp and accounts modes, commands are JSON lines \
+on stdin; they are listed below.\n\n\
+Passwords are never taken on the command line: use --password-env, --password-file or --password-keyring.",
+    after_help = "lyrebird-cli --help also lists the JSON-line commands of every account kind.",
+    after_long_help = help::all_commands()
 )]
 struct Cli {
     /// History database file (SQLite). Without it, history is kept in memory for this run.
@@ -66,26 +58,42 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Register and stay online: print events, take commands on stdin, optionally answer calls.
+    /// Register one SIP account and stay online: print events, take commands on stdin,
+    /// optionally answer calls.
+    #[command(after_long_help = help::sip_commands())]
     Run {
         #[command(flatten)]
-        account: AccountArgs,
+        sip: SipServiceArgs,
         #[command(flatten)]
         media: MediaArgs,
         #[command(flatten)]
         audio: AudioArgs,
-        /// Answer every incoming call at once.
-        #[arg(long)]
-        auto_answer: bool,
-        /// With --auto-answer: send back what the caller says (an echo test service).
-        #[arg(long, requires = "auto_answer")]
-        echo: bool,
         /// Exit after the first call has ended.
         #[arg(long)]
         exit_after_call: bool,
-        /// Answer every SIP MESSAGE with "You said: <text>" to its sender (a demo contact).
+    },
+    /// Log in to one XMPP account (RFC 7395 WebSocket) and stay online: chat, presence, rooms
+    /// and files; events on stdout, commands on stdin.
+    #[command(after_long_help = help::xmpp_commands())]
+    Xmpp {
+        #[command(flatten)]
+        account: xmpp::XmppArgs,
+    },
+    /// Put any set of SIP and XMPP accounts online in one process, as the desktop app does:
+    /// events on stdout, commands on stdin, each naming its account.
+    #[command(after_long_help = help::accounts_mode())]
+    Accounts {
+        /// The accounts file (JSON): a list of accounts, each {"kind": "sip" | "xmpp", ...} with
+        /// the long options of `run` or `xmpp` as fields (see below).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        media: MediaArgs,
+        #[command(flatten)]
+        audio: AudioArgs,
+        /// Exit after the first call has ended.
         #[arg(long)]
-        reply_messages: bool,
+        exit_after_call: bool,
     },
     /// Register, call a SIP URI, and hang up after --duration or when the other side does.
     Call {
@@ -112,12 +120,6 @@ enum Command {
         text: String,
         #[command(flatten)]
         account: AccountArgs,
-    },
-    /// Log in to an XMPP account (RFC 7395 WebSocket) and stay online: chat, presence, rooms
-    /// and files, events as JSON lines on stdout, commands as JSON lines on stdin (see xmpp.rs).
-    Xmpp {
-        #[command(flatten)]
-        account: xmpp::XmppArgs,
     },
     /// List the sound card's input and output devices (names usable with --input / --output).
     Devices,
@@ -216,6 +218,22 @@ struct AccountArgs {
     msrp_chat_accept: Vec<String>,
 }
 
+/// One SIP account as a service runs it: the account and what it does by itself.
+#[derive(Args, Debug, Clone)]
+struct SipServiceArgs {
+    #[command(flatten)]
+    account: AccountArgs,
+    /// Answer every incoming call at once.
+    #[arg(long)]
+    auto_answer: bool,
+    /// With --auto-answer: send back what the caller says (an echo test service).
+    #[arg(long, requires = "auto_answer")]
+    echo: bool,
+    /// Answer every SIP MESSAGE with "You said: <text>" to its sender (a demo contact).
+    #[arg(long)]
+    reply_messages: bool,
+}
+
 #[derive(Args, Debug, Clone)]
 struct MediaArgs {
     /// STUN or TURN server URL (repeatable), e.g. turn:turn.example.com:3478?transport=udp
@@ -238,7 +256,7 @@ struct MediaArgs {
     mdns: bool,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 struct AudioArgs {
     /// Play this WAV file into calls instead of the microphone.
     #[arg(long, value_name = "WAV", group = "source")]
@@ -301,28 +319,6 @@ fn print_line(mut value: Value) {
         map.insert("t_ms".into(), json!(now_ms()));
     }
     println!("{value}");
-}
-
-/// Prints the answer to a JSON-line command: `ok`, and the result's fields or the error.
-fn print_result(id: Value, name: Value, result: Result<Value, lyrebird_engine::EngineError>) {
-    let mut line = json!({"event": "result", "id": id, "cmd": name});
-    if let Value::Object(map) = &mut line {
-        match result {
-            Ok(Value::Object(fields)) => {
-                map.insert("ok".into(), json!(true));
-                map.extend(fields);
-            }
-            Ok(_) => {
-                map.insert("ok".into(), json!(true));
-            }
-            Err(e) => {
-                map.insert("ok".into(), json!(false));
-                map.insert("error".into(), json!(e));
-                map.insert("detail".into(), json!(e.to_string()));
-            }
-        }
-    }
-    print_line(line);
 }
 
 fn print_event(event: &EngineEvent) {
@@ -455,9 +451,34 @@ async fn await_registration(
     }
 }
 
+/// The message of a command-line error without clap's "error: " prefix and usage lines, for
+/// the JSON error line.
+fn usage_error(e: &clap::Error) -> String {
+    // For this kind clap renders the whole help, which is no error message.
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "no command given (lyrebird-cli --help lists them)".into();
+    }
+    let text = e.render().to_string();
+    let text = text.split("\n\nUsage:").next().unwrap_or_default();
+    let text = text.trim();
+    text.strip_prefix("error: ").unwrap_or(text).to_owned()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Scripts read stdout: a wrong command line is reported there as a JSON error too,
+            // besides clap's own message (with its usage hint) on stderr. Help and version are
+            // not errors and go to stdout as clap prints them.
+            if e.use_stderr() {
+                print_line(json!({"event": "error", "detail": usage_error(&e)}));
+            }
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -474,38 +495,112 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The engine configuration of a SIP account run as a service (`run`, or an accounts file).
+fn sip_service(args: &SipServiceArgs, audio: &AudioArgs) -> Result<service::AccountSetup> {
+    let mut config = account_config(&args.account)?;
+    if args.auto_answer {
+        config.auto_answer = Some(if args.echo {
+            CallAudio::echo()
+        } else {
+            audio.to_audio()
+        });
+    }
+    Ok(service::AccountSetup::Sip {
+        config: Box::new(config),
+        bot: args.reply_messages,
+    })
+}
+
+/// Serves `setups` in one engine until the service ends, then stops the engine and prints what
+/// stopping produced (hang-ups, unregistrations).
+async fn serve_accounts(
+    store: Store,
+    media: MediaConfig,
+    setups: Vec<service::AccountSetup>,
+    options: service::ServiceOptions,
+) -> Result<ExitCode> {
+    let (engine, mut events) = start_engine(store.db, store.recordings, media)?;
+    let result = async {
+        let accounts = service::start_accounts(&engine, setups).await?;
+        service::serve(&engine, &mut events, &accounts, &options).await
+    }
+    .await;
+    engine.shutdown().await;
+    while let Ok(event) = events.try_recv() {
+        print_event(&event);
+    }
+    result
+}
+
+/// Where an engine keeps what lasts: the history database and call recordings.
+struct Store {
+    db: Option<PathBuf>,
+    recordings: Option<PathBuf>,
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
+    let store = Store {
+        db: cli.db,
+        recordings: cli.recordings,
+    };
     match cli.command {
         Command::Run {
-            account,
+            sip,
             media,
             audio,
-            auto_answer,
-            echo,
             exit_after_call,
-            reply_messages,
         } => {
-            let mut config = account_config(&account)?;
-            if auto_answer {
-                config.auto_answer = Some(if echo {
-                    CallAudio::echo()
-                } else {
-                    audio.to_audio()
-                });
-            }
-            let (engine, mut events) = start_engine(cli.db, cli.recordings, media_config(&media)?)?;
-            let account = engine.add_sip_account(config).await?;
-            let behaviour = RunBehaviour {
+            // Passwords are read before anything starts, so a missing one stops nothing.
+            let setups = vec![sip_service(&sip, &audio)?];
+            let media = media_config(&media)?;
+            let options = service::ServiceOptions {
+                audio,
                 exit_after_call,
-                reply_messages,
+                exit_on_login_refused: false,
             };
-            let code = run_interactive(&engine, &mut events, account, audio, behaviour).await;
-            engine.shutdown().await;
-            // What stopping produced (hang-ups, the unregistration) is reported too.
-            while let Ok(event) = events.try_recv() {
-                print_event(&event);
-            }
-            code
+            serve_accounts(store, media, setups, options).await
+        }
+        Command::Xmpp { account } => {
+            let setups = vec![service::AccountSetup::Xmpp {
+                config: Box::new(xmpp::account_config(&account)?),
+                bot: account.reply_chats,
+            }];
+            // With its one account refused there is nothing left to serve: the xmpp mode has
+            // always exited then.
+            let options = service::ServiceOptions {
+                audio: AudioArgs::default(),
+                exit_after_call: false,
+                exit_on_login_refused: true,
+            };
+            serve_accounts(store, MediaConfig::default(), setups, options).await
+        }
+        Command::Accounts {
+            file,
+            media,
+            audio,
+            exit_after_call,
+        } => {
+            let setups = accounts::read_file(&file)?
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| {
+                    match spec {
+                        accounts::AccountSpec::Sip(args) => sip_service(args, &audio),
+                        accounts::AccountSpec::Xmpp(args) => Ok(service::AccountSetup::Xmpp {
+                            config: Box::new(xmpp::account_config(args)?),
+                            bot: args.reply_chats,
+                        }),
+                    }
+                    .with_context(|| format!("account {} of {}", i + 1, file.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let media = media_config(&media)?;
+            let options = service::ServiceOptions {
+                audio,
+                exit_after_call,
+                exit_on_login_refused: false,
+            };
+            serve_accounts(store, media, setups, options).await
         }
         Command::Call {
             target,
@@ -515,7 +610,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             duration,
             answer_timeout,
         } => {
-            let (engine, mut events) = start_engine(cli.db, cli.recordings, media_config(&media)?)?;
+            let (engine, mut events) =
+                start_engine(store.db, store.recordings, media_config(&media)?)?;
             let id = engine.add_sip_account(account_config(&account)?).await?;
             let result = async {
                 await_registration(&mut events, id).await?;
@@ -535,7 +631,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             account,
         } => {
             let (engine, mut events) =
-                start_engine(cli.db, cli.recordings, MediaConfig::default())?;
+                start_engine(store.db, store.recordings, MediaConfig::default())?;
             let id = engine.add_sip_account(account_config(&account)?).await?;
             let result = async {
                 await_registration(&mut events, id).await?;
@@ -566,23 +662,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             engine.shutdown().await;
             result
         }
-        Command::Xmpp { account } => {
-            let (engine, mut events) =
-                start_engine(cli.db, cli.recordings, MediaConfig::default())?;
-            let code = xmpp::run(&engine, &mut events, &account).await;
-            engine.shutdown().await;
-            while let Ok(event) = events.try_recv() {
-                print_event(&event);
-            }
-            code
-        }
         Command::Devices => {
             let devices = lyrebird_engine::list_audio_devices()?;
             print_line(json!({"event": "audio_devices", "devices": devices}));
             Ok(ExitCode::SUCCESS)
         }
         Command::History { what } => {
-            let db = cli.db.ok_or_else(|| anyhow!("history needs --db FILE"))?;
+            let db = store.db.ok_or_else(|| anyhow!("history needs --db FILE"))?;
             if !db.exists() {
                 bail!("no history database at {}", db.display());
             }
@@ -680,133 +766,6 @@ async fn wait_for_end(
     }
 }
 
-/// A command read from stdin in `run` mode.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-enum StdinCommand {
-    Call {
-        target: String,
-        #[serde(default)]
-        play: Option<PathBuf>,
-        /// With `play`: start again at the end.
-        #[serde(default, rename = "loop")]
-        loop_play: bool,
-        #[serde(default)]
-        record: Option<PathBuf>,
-        #[serde(default)]
-        echo: bool,
-    },
-    Answer {
-        call: u64,
-        #[serde(default)]
-        play: Option<PathBuf>,
-        #[serde(default, rename = "loop")]
-        loop_play: bool,
-        #[serde(default)]
-        record: Option<PathBuf>,
-        #[serde(default)]
-        echo: bool,
-    },
-    Reject {
-        call: u64,
-    },
-    Hangup {
-        call: u64,
-    },
-    Message {
-        target: String,
-        body: String,
-    },
-    Stats {
-        call: u64,
-    },
-    Mute {
-        call: u64,
-        muted: bool,
-    },
-    Dtmf {
-        call: u64,
-        digit: char,
-    },
-    Hold {
-        call: u64,
-    },
-    Resume {
-        call: u64,
-    },
-    Transfer {
-        call: u64,
-        target: String,
-    },
-    AttendedTransfer {
-        call: u64,
-        to: u64,
-    },
-    /// Mix these calls (and those already mixed) into the local conference.
-    Merge {
-        calls: Vec<u64>,
-    },
-    /// Take a call out of the conference.
-    Split {
-        call: u64,
-    },
-    /// Start (`on`) or stop recording a call.
-    Record {
-        call: u64,
-        on: bool,
-    },
-    /// Open an MSRP chat session (RFC 4975); `message` to that peer then goes through it.
-    OpenChat {
-        target: String,
-    },
-    /// Offer a file over MSRP.
-    SendFile {
-        target: String,
-        path: PathBuf,
-    },
-    /// Accept an offered file (into `folder`, else --downloads).
-    AcceptFile {
-        transfer: u64,
-        #[serde(default)]
-        folder: Option<PathBuf>,
-    },
-    DeclineFile {
-        transfer: u64,
-    },
-    CancelFile {
-        transfer: u64,
-    },
-    Quit,
-}
-
-/// Audio for a call started from stdin: the command's own choice, else the command line's.
-fn choose_audio(
-    defaults: &AudioArgs,
-    play: Option<PathBuf>,
-    looped: bool,
-    record: Option<PathBuf>,
-    echo: bool,
-) -> CallAudio {
-    if echo {
-        return CallAudio::echo();
-    }
-    let mut audio = defaults.to_audio();
-    if let Some(path) = play {
-        audio.source = AudioSource::Wav { path, looped };
-    }
-    if let Some(path) = record {
-        audio.sink = AudioSink::Wav { path };
-    }
-    audio
-}
-
-/// What `run` does by itself, besides printing events and taking commands.
-#[derive(Debug, Clone, Copy)]
-struct RunBehaviour {
-    exit_after_call: bool,
-    reply_messages: bool,
-}
-
 /// The prefix of a bot's replies. A message that already starts with it is not answered, so two
 /// bots never reply to each other for ever.
 pub(crate) const REPLY_PREFIX: &str = "You said: ";
@@ -819,177 +778,4 @@ pub(crate) fn bot_reply(body: &str) -> Option<String> {
         return None;
     }
     Some(format!("{REPLY_PREFIX}{body}"))
-}
-
-async fn run_interactive(
-    engine: &EngineHandle,
-    events: &mut UnboundedReceiver<EngineEvent>,
-    account: AccountId,
-    audio: AudioArgs,
-    behaviour: RunBehaviour,
-) -> Result<ExitCode> {
-    let exit_after_call = behaviour.exit_after_call;
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    let mut stdin_open = true;
-    let mut had_call = false;
-    loop {
-        tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { return Ok(ExitCode::FAILURE) };
-                print_event(&event);
-                if let EngineEvent::MessageReceived { account: to, from, body, .. } = &event
-                    && behaviour.reply_messages
-                    && *to == account
-                    && let Some(reply) = bot_reply(body)
-                {
-                    // Reported like a stdin `message` command, so scripts see the reply's id.
-                    let result = engine.send_message(account, from, &reply).await;
-                    print_line(match result {
-                        Ok(message) => json!({"event": "bot_reply", "ok": true, "to": from, "message": message}),
-                        Err(e) => json!({"event": "bot_reply", "ok": false, "to": from, "detail": e.to_string()}),
-                    });
-                }
-                if let EngineEvent::CallState { state, .. } = &event {
-                    match state {
-                        CallState::Dialing { .. } => had_call = true,
-                        CallState::Ended { .. } if exit_after_call && had_call => return Ok(ExitCode::SUCCESS),
-                        _ => {}
-                    }
-                }
-            }
-            line = stdin.next_line(), if stdin_open => match line {
-                Ok(Some(line)) if line.trim().is_empty() => {}
-                Ok(Some(line)) => {
-                    if handle_line(engine, account, &audio, &line).await {
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                }
-                // End of input does not stop a service (it may run with stdin closed).
-                Ok(None) => stdin_open = false,
-                Err(e) => {
-                    print_line(json!({"event": "error", "detail": format!("stdin: {e}")}));
-                    stdin_open = false;
-                }
-            },
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-        }
-    }
-}
-
-/// Carries out one stdin command and prints its result. Returns true for `quit`.
-async fn handle_line(
-    engine: &EngineHandle,
-    account: AccountId,
-    audio: &AudioArgs,
-    line: &str,
-) -> bool {
-    let request: Value = match serde_json::from_str(line) {
-        Ok(value) => value,
-        Err(e) => {
-            print_line(json!({"event": "result", "ok": false, "error": format!("not JSON: {e}")}));
-            return false;
-        }
-    };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let name = request.get("cmd").cloned().unwrap_or(Value::Null);
-    let command: StdinCommand = match serde_json::from_value(request) {
-        Ok(command) => command,
-        Err(e) => {
-            print_line(
-                json!({"event": "result", "id": id, "cmd": name, "ok": false, "error": e.to_string()}),
-            );
-            return false;
-        }
-    };
-    let result: Result<Value, lyrebird_engine::EngineError> = match command {
-        StdinCommand::Quit => {
-            print_line(json!({"event": "result", "id": id, "cmd": name, "ok": true}));
-            return true;
-        }
-        StdinCommand::Call {
-            target,
-            play,
-            loop_play,
-            record,
-            echo,
-        } => engine
-            .call(
-                account,
-                &target,
-                choose_audio(audio, play, loop_play, record, echo),
-            )
-            .await
-            .map(|call| json!({"call": call})),
-        StdinCommand::Answer {
-            call,
-            play,
-            loop_play,
-            record,
-            echo,
-        } => engine
-            .answer(
-                CallId(call),
-                Some(choose_audio(audio, play, loop_play, record, echo)),
-            )
-            .await
-            .map(|()| json!({})),
-        StdinCommand::Reject { call } => engine.reject(CallId(call)).await.map(|()| json!({})),
-        StdinCommand::Hangup { call } => engine.hangup(CallId(call)).await.map(|()| json!({})),
-        StdinCommand::Message { target, body } => engine
-            .send_message(account, &target, &body)
-            .await
-            .map(|message| json!({"message": message})),
-        StdinCommand::Stats { call } => engine
-            .call_stats(CallId(call))
-            .await
-            .map(|stats| json!({"stats": stats})),
-        StdinCommand::Mute { call, muted } => engine
-            .set_muted(CallId(call), muted)
-            .await
-            .map(|()| json!({})),
-        StdinCommand::Dtmf { call, digit } => engine
-            .send_dtmf(CallId(call), digit)
-            .await
-            .map(|()| json!({})),
-        StdinCommand::Hold { call } => engine.hold(CallId(call)).await.map(|()| json!({})),
-        StdinCommand::Resume { call } => engine.resume(CallId(call)).await.map(|()| json!({})),
-        StdinCommand::Transfer { call, target } => engine
-            .transfer(CallId(call), &target)
-            .await
-            .map(|()| json!({})),
-        StdinCommand::AttendedTransfer { call, to } => engine
-            .attended_transfer(CallId(call), CallId(to))
-            .await
-            .map(|()| json!({})),
-        StdinCommand::Merge { calls } => engine
-            .merge(calls.into_iter().map(CallId).collect())
-            .await
-            .map(|()| json!({})),
-        StdinCommand::Split { call } => engine.split(CallId(call)).await.map(|()| json!({})),
-        StdinCommand::Record { call, on } => {
-            engine.record(CallId(call), on).await.map(|()| json!({}))
-        }
-        StdinCommand::OpenChat { target } => engine
-            .open_chat_session(account, &target)
-            .await
-            .map(|()| json!({})),
-        StdinCommand::SendFile { target, path } => engine
-            .send_file(account, &target, path)
-            .await
-            .map(|transfer| json!({"transfer": transfer})),
-        StdinCommand::AcceptFile { transfer, folder } => engine
-            .accept_transfer(TransferId(transfer), folder)
-            .await
-            .map(|()| json!({})),
-        StdinCommand::DeclineFile { transfer } => engine
-            .decline_transfer(TransferId(transfer))
-            .await
-            .map(|()| json!({})),
-        StdinCommand::CancelFile { transfer } => engine
-            .cancel_transfer(TransferId(transfer))
-            .await
-            .map(|()| json!({})),
-    };
-    print_result(id, name, result);
-    false
 }

@@ -1,32 +1,19 @@
-//! `lyrebird-cli xmpp`: an XMPP account online, events as JSON lines on stdout, commands as
-//! JSON lines on stdin — the same shape as the SIP `run` mode.
-//!
-//! Commands (`{"cmd": ...}`, an optional `"id"` is echoed back in the result):
-//!   {"cmd":"roster"}  {"cmd":"presence","show":"away","status":"lunch"}
-//!   {"cmd":"add_contact","jid":"bob@example.com","name":"Bob"}  {"cmd":"approve","jid":"..."}
-//!   {"cmd":"deny","jid":"..."}  {"cmd":"unsubscribe","jid":"..."}  {"cmd":"remove_contact","jid":"..."}
-//!   {"cmd":"message","to":"bob@example.com","body":"hi"}  {"cmd":"correct","to":"...","message":"<id>","body":"..."}
-//!   {"cmd":"chat_state","to":"...","state":"composing"}
-//!   {"cmd":"join","room":"room@conference.example.com","nick":"alice"}  {"cmd":"leave","room":"..."}
-//!   {"cmd":"room_message","room":"...","body":"hello all"}  (corrections in a room: "correct" with "room":true)
-//!   {"cmd":"share_file","to":"bob@example.com","path":"photo.jpg"}  {"cmd":"download","url":"https://..."}
-//!   {"cmd":"search","query":"words"}  {"cmd":"history","peer":"bob@example.com","limit":50}
-//!   {"cmd":"room_history","room":"...","limit":50}  {"cmd":"quit"}
+//! The JSON-line commands of an XMPP account (RFC 7395 WebSocket): presence, roster, chat,
+//! rooms, shared files and the archive. `help::XMPP_COMMANDS` documents each; most are the
+//! engine's own `XmppAction`s, the rest (`XmppCliCommand`) read history.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::Args;
 use lyrebird_engine::{
-    AccountId, AccountState, ChatOrigin, EngineEvent, EngineHandle, PasswordSource,
-    XmppAccountConfig, XmppAction,
+    AccountId, ChatOrigin, EngineEvent, EngineHandle, PasswordSource, XmppAccountConfig, XmppAction,
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::{bot_reply, print_event, print_line, print_result};
+use crate::service::{Refusal, default_limit};
+use crate::{bot_reply, print_line};
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct XmppArgs {
@@ -71,7 +58,7 @@ pub(crate) struct XmppArgs {
     invisible: bool,
     /// Answer each incoming 1:1 chat message with "You said: <body>" (a demo contact).
     #[arg(long)]
-    reply_chats: bool,
+    pub(crate) reply_chats: bool,
 }
 
 pub(crate) fn account_config(args: &XmppArgs) -> Result<XmppAccountConfig> {
@@ -98,47 +85,9 @@ pub(crate) fn account_config(args: &XmppArgs) -> Result<XmppAccountConfig> {
     Ok(config)
 }
 
-pub(crate) async fn run(
-    engine: &EngineHandle,
-    events: &mut UnboundedReceiver<EngineEvent>,
-    args: &XmppArgs,
-) -> Result<ExitCode> {
-    let account = engine.add_xmpp_account(account_config(args)?).await?;
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    let mut stdin_open = true;
-    loop {
-        tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { return Ok(ExitCode::FAILURE) };
-                print_event(&event);
-                if let EngineEvent::AccountState { state: AccountState::AuthenticationFailed { .. }, .. } = &event {
-                    return Ok(ExitCode::FAILURE);
-                }
-                if args.reply_chats {
-                    reply_to_chat(engine, account, &event).await;
-                }
-            }
-            line = stdin.next_line(), if stdin_open => match line {
-                Ok(Some(line)) if line.trim().is_empty() => {}
-                Ok(Some(line)) => {
-                    if handle_line(engine, account, &line).await {
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                }
-                Ok(None) => stdin_open = false,
-                Err(e) => {
-                    print_line(json!({"event": "error", "detail": format!("stdin: {e}")}));
-                    stdin_open = false;
-                }
-            },
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-        }
-    }
-}
-
 /// With `--reply-chats`: answers a live 1:1 message from someone else (not archive or carbon
 /// copies, not rooms, not corrections) with "You said: <body>".
-async fn reply_to_chat(engine: &EngineHandle, account: AccountId, event: &EngineEvent) {
+pub(crate) async fn reply_to_chat(engine: &EngineHandle, account: AccountId, event: &EngineEvent) {
     let EngineEvent::ChatMessage {
         account: to,
         peer,
@@ -161,64 +110,53 @@ async fn reply_to_chat(engine: &EngineHandle, account: AccountId, event: &Engine
         body: reply,
     };
     print_line(match engine.xmpp(account, action).await {
-        Ok(reply) => json!({"event": "bot_reply", "ok": true, "to": peer, "reply": reply}),
-        Err(e) => json!({"event": "bot_reply", "ok": false, "to": peer, "detail": e.to_string()}),
+        Ok(reply) => {
+            json!({"event": "bot_reply", "ok": true, "account": account, "to": peer, "reply": reply})
+        }
+        Err(e) => {
+            json!({"event": "bot_reply", "ok": false, "account": account, "to": peer, "detail": e.to_string()})
+        }
     });
 }
 
-/// Carries out one stdin command and prints its result. Returns true for `quit`.
-async fn handle_line(engine: &EngineHandle, account: AccountId, line: &str) -> bool {
-    let request: Value = match serde_json::from_str(line) {
-        Ok(value) => value,
-        Err(e) => {
-            print_line(json!({"event": "result", "ok": false, "error": format!("not JSON: {e}")}));
-            return false;
-        }
-    };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let name = request.get("cmd").cloned().unwrap_or(Value::Null);
-    let text = |key: &str| {
-        request
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let limit = request
-        .get("limit")
-        .and_then(Value::as_u64)
-        .and_then(|l| u32::try_from(l).ok())
-        .unwrap_or(50);
-    let result: Result<Value, lyrebird_engine::EngineError> = match name.as_str() {
-        Some("quit") => {
-            print_line(json!({"event": "result", "id": id, "cmd": name, "ok": true}));
-            return true;
-        }
-        Some("search") => engine
-            .search_messages(&text("query"), limit)
-            .await
-            .map(|hits| json!({"hits": hits})),
-        Some("history") => engine
-            .conversation(account, &text("peer"), limit)
-            .await
-            .map(|messages| json!({"messages": messages})),
-        Some("room_history") => engine
-            .room_history(account, &text("room"), limit)
-            .await
-            .map(|messages| json!({"messages": messages})),
-        _ => match serde_json::from_value::<XmppAction>(request.clone()) {
-            Ok(action) => engine
-                .xmpp(account, action)
+/// The tags of `XmppCliCommand` (a test checks they are the same), which tell a command for it
+/// from an `XmppAction` before either is parsed, so each gets its own parse error.
+pub(crate) const CLI_COMMANDS: &[&str] = &["room_history"];
+
+/// XMPP commands the CLI carries out itself rather than the account: reading history.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub(crate) enum XmppCliCommand {
+    /// A room's stored messages, oldest first.
+    RoomHistory {
+        room: String,
+        #[serde(default = "default_limit")]
+        limit: u32,
+    },
+}
+
+/// Carries out one command for the XMPP account `account`; `request` is the whole JSON line.
+pub(crate) async fn handle(
+    engine: &EngineHandle,
+    account: AccountId,
+    request: Value,
+) -> Result<Value, Refusal> {
+    let cmd = request
+        .get("cmd")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if CLI_COMMANDS.contains(&cmd) {
+        let command = serde_json::from_value::<XmppCliCommand>(request)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        return match command {
+            XmppCliCommand::RoomHistory { room, limit } => Ok(engine
+                .room_history(account, &room, limit)
                 .await
-                .map(|reply| serde_json::to_value(reply).unwrap_or(Value::Null)),
-            Err(e) => {
-                print_line(
-                    json!({"event": "result", "id": id, "cmd": name, "ok": false, "error": e.to_string()}),
-                );
-                return false;
-            }
-        },
-    };
-    print_result(id, name, result);
-    false
+                .map(|messages| json!({"messages": messages}))?),
+        };
+    }
+    let action = serde_json::from_value::<XmppAction>(request)
+        .map_err(|e| Refusal::Invalid(e.to_string()))?;
+    let reply = engine.xmpp(account, action).await?;
+    serde_json::to_value(reply).map_err(|e| Refusal::Invalid(format!("unprintable reply: {e}")))
 }
