@@ -492,3 +492,190 @@ async fn without_call_waiting_a_second_call_is_busy() -> Result<()> {
     );
     Ok(())
 }
+
+/// Music on hold: while Alice holds Bob, Bob hears her hold music and nothing of her
+/// microphone; before and after, he hears her (each a distinct tone, told apart by frequency in
+/// Bob's recording).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_peer_hears_music_on_hold_and_not_the_microphone() -> Result<()> {
+    const VOICE_HZ: f32 = 440.0;
+    const MUSIC_HZ: f32 = 660.0;
+    let stack = Stack::start(StackOptions::kamailio_only())?;
+    let dir = testkit::test_dir("lyrebird-call-controls-")?;
+    let music = dir.path().join("music.wav");
+    testkit::audio::write_tone_wav(&music, MUSIC_HZ as u32, 3, 0.4)?;
+    let heard = dir.path().join("bob-heard.wav");
+    let mut alice = Lyrebird::start(
+        lyrebird_options(&stack, "alice", dir.path())
+            .arg("--tone")
+            .arg("440")
+            .arg("--discard")
+            .arg("--music-on-hold")
+            .arg(music.to_string_lossy().into_owned()),
+    )
+    .await?;
+    let mut bob = Lyrebird::start(
+        lyrebird_options(&stack, "bob", dir.path())
+            .arg("--auto-answer")
+            .arg("--silence")
+            .arg("--record")
+            .arg(heard.to_string_lossy().into_owned()),
+    )
+    .await?;
+    alice.registered(SETUP).await?;
+    bob.registered(SETUP).await?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
+    alice.call_state(call, "audio_flowing", SETUP).await?;
+    let bob_call = bob.incoming_call(SETUP).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alice.command(json!({"cmd": "hold", "call": call})).await?;
+    hold_state(&mut bob, bob_call, false, true).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    alice
+        .command(json!({"cmd": "resume", "call": call}))
+        .await?;
+    hold_state(&mut bob, bob_call, false, false).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
+    bob.call_state(bob_call, "ended", SETUP).await?;
+    alice.quit().await?;
+    bob.quit().await?;
+
+    // Half-second windows of what Bob heard, each named by the tone that dominates it.
+    let (samples, rate) = testkit::audio::read_wav_mono(&heard)?;
+    let window = rate as usize / 2;
+    let heard: Vec<char> = samples
+        .chunks_exact(window)
+        .map(|w| {
+            let (voice, music) = (
+                testkit::audio::tone_power(w, rate, VOICE_HZ),
+                testkit::audio::tone_power(w, rate, MUSIC_HZ),
+            );
+            match (voice > 1e-4, music > 1e-4) {
+                (true, false) if voice > 100.0 * music => 'v',
+                (false, true) if music > 100.0 * voice => 'm',
+                (false, false) => '.',
+                _ => '?',
+            }
+        })
+        .collect();
+    let heard: String = heard.into_iter().collect();
+    // Her voice, then her music (at least two seconds of it, never mixed with the voice), then
+    // her voice again.
+    let trimmed: String = heard.chars().filter(|c| *c != '?').collect();
+    let runs: Vec<(char, usize)> = trimmed.chars().fold(Vec::new(), |mut runs, c| {
+        match runs.last_mut() {
+            Some((last, n)) if *last == c => *n += 1,
+            _ => runs.push((c, 1)),
+        }
+        runs
+    });
+    let order: String = runs
+        .iter()
+        .filter(|(c, n)| *c != '.' && *n >= 2)
+        .map(|(c, _)| *c)
+        .collect();
+    ensure!(
+        order == "vmv",
+        "Bob should hear voice, music, voice; heard (per 0.5 s) {heard}"
+    );
+    ensure!(heard.matches('m').count() >= 4, "too little music: {heard}");
+    // A window on each change of source holds both; more would be voice and music mixed.
+    ensure!(
+        heard.matches('?').count() <= 4,
+        "voice and music mixed: {heard}"
+    );
+    Ok(())
+}
+
+/// Alice hosts a conference with Bob and Carol, holds and resumes it as one, and leaves it: the
+/// two are connected to each other (REFER with Replaces), Alice's calls end, and Bob and Carol
+/// go on talking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_holds_as_one_and_leaving_it_connects_the_other_two() -> Result<()> {
+    let stack = Stack::start(StackOptions::kamailio_only())?;
+    let dir = testkit::test_dir("lyrebird-call-controls-")?;
+    let party = |user, hz: &str| {
+        lyrebird_options(&stack, user, dir.path())
+            .arg("--auto-answer")
+            .arg("--tone")
+            .arg(hz.to_owned())
+            .arg("--discard")
+    };
+    let mut alice = Lyrebird::start(
+        lyrebird_options(&stack, "alice", dir.path())
+            .arg("--tone")
+            .arg("440")
+            .arg("--discard"),
+    )
+    .await?;
+    let mut bob = Lyrebird::start(party("bob", "550")).await?;
+    let mut carol = Lyrebird::start(party("carol", "660")).await?;
+    for lyrebird in [&mut alice, &mut bob, &mut carol] {
+        lyrebird.registered(SETUP).await?;
+    }
+    let mut calls = Vec::new();
+    for callee in ["bob", "carol"] {
+        let call = call_id(
+            &alice
+                .command(json!({"cmd": "call", "target": uri(&stack, callee)}))
+                .await?,
+        )?;
+        alice.call_state(call, "audio_flowing", SETUP).await?;
+        calls.push(call);
+    }
+    let bob_old = bob.incoming_call(SETUP).await?;
+    let carol_old = carol.incoming_call(SETUP).await?;
+    let merged = alice
+        .command(json!({"cmd": "merge", "calls": calls}))
+        .await?;
+    ensure!(merged["ok"] == true, "merge refused: {merged}");
+    // Calling Carol held Bob; the merge resumed him.
+    hold_state(&mut bob, bob_old, false, false).await?;
+
+    // The conference is held and resumed as one, whichever call the person holds it by.
+    alice
+        .command(json!({"cmd": "hold", "call": calls[0]}))
+        .await?;
+    hold_state(&mut bob, bob_old, false, true).await?;
+    hold_state(&mut carol, carol_old, false, true).await?;
+    alice
+        .command(json!({"cmd": "resume", "call": calls[1]}))
+        .await?;
+    hold_state(&mut bob, bob_old, false, false).await?;
+    hold_state(&mut carol, carol_old, false, false).await?;
+
+    let left = alice.command(json!({"cmd": "leave_conference"})).await?;
+    ensure!(left["ok"] == true, "leave refused: {left}");
+    for call in &calls {
+        alice.call_state(*call, "ended", SETUP).await?;
+    }
+    bob.call_state(bob_old, "ended", SETUP).await?;
+    carol.call_state(carol_old, "ended", SETUP).await?;
+    let bob_new = bob
+        .wait_for("Bob's call to Carol", SETUP, |e| {
+            e["event"] == "call_state"
+                && e["state"]["state"] == "dialing"
+                && e["state"]["direction"] == "outgoing"
+        })
+        .await?["call"]
+        .as_u64()
+        .context("no id")?;
+    bob.call_state(bob_new, "audio_flowing", SETUP).await?;
+    ensure!(
+        packets_received_over(&mut bob, bob_new).await? > 10,
+        "Bob does not hear Carol"
+    );
+    bob.command(json!({"cmd": "hangup", "call": bob_new}))
+        .await?;
+    for lyrebird in [alice, bob, carol] {
+        lyrebird.quit().await?;
+    }
+    Ok(())
+}

@@ -104,6 +104,12 @@ pub(crate) const SIP_COMMANDS: &[CommandDoc] = &[
         "take a call out of the conference",
     ),
     doc(
+        "leave_conference",
+        r#"{"cmd":"leave_conference"}"#,
+        "leave the conference: the other two are connected to each other (one account, two \
+         others), any other conference ends for everyone",
+    ),
+    doc(
         "record",
         r#"{"cmd":"record","call":1,"on":true}"#,
         "start or stop recording a call into --recordings; call_recording events say the file",
@@ -472,6 +478,7 @@ mod tests {
             "dtmf",
             "merge",
             "split",
+            "leave_conference",
             "record",
         ] {
             ensure!(lists(SIP_COMMANDS, cmd), "{cmd} is not in --help");

@@ -254,6 +254,9 @@ struct MediaArgs {
     /// Advertise host candidates as mDNS names (as browsers do) instead of IP addresses.
     #[arg(long)]
     mdns: bool,
+    /// Play this WAV file, looped, to a peer you hold (instead of silence).
+    #[arg(long, value_name = "WAV")]
+    music_on_hold: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -404,6 +407,7 @@ fn media_config(args: &MediaArgs) -> Result<MediaConfig> {
         relay_only: args.relay_only,
         bind_addrs: args.bind.clone(),
         mdns: args.mdns,
+        music_on_hold: args.music_on_hold.clone(),
         ..MediaConfig::default()
     };
     Ok(config)

@@ -81,6 +81,8 @@ pub(crate) enum SipCommand {
     Split {
         call: u64,
     },
+    /// Leave the conference: connect the other two, or end it for everyone.
+    LeaveConference,
     /// Start (`on`) or stop recording a call.
     Record {
         call: u64,
@@ -200,6 +202,7 @@ pub(crate) async fn handle(
             .await
             .map(|()| json!({})),
         SipCommand::Split { call } => engine.split(CallId(call)).await.map(|()| json!({})),
+        SipCommand::LeaveConference => engine.leave_conference().await.map(|()| json!({})),
         SipCommand::Record { call, on } => {
             engine.record(CallId(call), on).await.map(|()| json!({}))
         }
