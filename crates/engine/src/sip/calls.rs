@@ -1116,9 +1116,16 @@ impl CallEnding {
 /// A recording's file name: when it started (UTC), who the call is with (only characters safe
 /// in any file system), and the call, e.g. `2026-12-07_14-03-22_bob_call7.wav`.
 fn recording_name(now_ms: i64, peer: &str, call: CallId) -> String {
-    let secs = now_ms.div_euclid(1000);
-    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
+    // `YYYY-MM-DDThh:mm:ss.sssZ` (the XMPP core's UTC formatting) to `YYYY-MM-DD_hh-mm-ss`.
+    let stamp: String = lyrebird_xmpp::time::format_ms(now_ms)
+        .chars()
+        .take(19)
+        .map(|c| match c {
+            'T' => '_',
+            ':' => '-',
+            c => c,
+        })
+        .collect();
     let user = peer
         .trim_start_matches("sips:")
         .trim_start_matches("sip:")
@@ -1135,27 +1142,7 @@ fn recording_name(now_ms: i64, peer: &str, call: CallId) -> String {
     } else {
         safe
     };
-    format!(
-        "{year:04}-{month:02}-{day:02}_{:02}-{:02}-{:02}_{safe}_call{}.wav",
-        day_secs / 3600,
-        day_secs % 3600 / 60,
-        day_secs % 60,
-        call.0
-    )
-}
-
-/// The proleptic Gregorian date of a day count from 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    format!("{stamp}_{safe}_call{}.wav", call.0)
 }
 
 #[cfg(test)]
@@ -1178,7 +1165,14 @@ mod tests {
             recording_name(0, "sip:a/b\\c<d>@x", CallId(2)),
             "1970-01-01_00-00-00_abcd_call2.wav"
         );
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        // A leap day, and a day before the epoch.
+        assert_eq!(
+            recording_name(1_709_164_800_000, "bob", CallId(3)),
+            "2024-02-29_00-00-00_bob_call3.wav"
+        );
+        assert_eq!(
+            recording_name(-1_000, "bob", CallId(4)),
+            "1969-12-31_23-59-59_bob_call4.wav"
+        );
     }
 }
