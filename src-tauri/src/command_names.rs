@@ -38,6 +38,7 @@
     "open_recordings",
     "audio_devices",
     "set_audio_devices",
+    "set_music_on_hold",
     "audio_test",
     "set_autostart",
     "autostart_enabled",

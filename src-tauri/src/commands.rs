@@ -411,6 +411,14 @@ pub async fn set_audio_devices(
         .map_err(|e| desktop_error("settings", e))
 }
 
+/// Turns music on hold on or off for calls held from now on.
+#[tauri::command]
+pub async fn set_music_on_hold(shell: State<'_, Shell>, on: bool) -> Reply<()> {
+    shell
+        .update_settings(|s| s.music_on_hold = on)
+        .map_err(|e| desktop_error("settings", e))
+}
+
 /// Tests the chosen devices: plays a one-second tone on the output and streams the input's
 /// level (0..1) every 50 ms for five seconds (then a final 0) for the settings' meter.
 #[tauri::command]

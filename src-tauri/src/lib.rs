@@ -122,6 +122,7 @@ pub fn run(clock: StartClock) -> anyhow::Result<()> {
             commands::open_recordings,
             commands::audio_devices,
             commands::set_audio_devices,
+            commands::set_music_on_hold,
             commands::audio_test,
             commands::set_autostart,
             commands::autostart_enabled,

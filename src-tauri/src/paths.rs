@@ -15,6 +15,8 @@ pub const PROVISION_ENV: &str = "LYREBIRD_PROVISION";
 pub const DATABASE_FILE: &str = "history.sqlite3";
 /// The folder of call recordings inside the data folder, beside the history they belong to.
 pub const RECORDINGS_DIR: &str = "recordings";
+/// The hold music's file name inside the data folder.
+pub const HOLD_MUSIC_FILE: &str = "hold-music.wav";
 /// The shell's own settings file name.
 pub const SETTINGS_FILE: &str = "settings.json";
 
@@ -69,6 +71,11 @@ impl Paths {
         self.data_dir.join(DATABASE_FILE)
     }
 
+    /// The hold music played to a held peer, copied here from the app on first use.
+    pub fn hold_music(&self) -> PathBuf {
+        self.data_dir.join(HOLD_MUSIC_FILE)
+    }
+
     pub fn recordings(&self) -> PathBuf {
         self.data_dir.join(RECORDINGS_DIR)
     }
@@ -106,6 +113,7 @@ mod tests {
         assert_eq!(paths.database(), PathBuf::from("/tmp/x/history.sqlite3"));
         assert_eq!(paths.settings(), PathBuf::from("/tmp/x/settings.json"));
         assert_eq!(paths.recordings(), PathBuf::from("/tmp/x/recordings"));
+        assert_eq!(paths.hold_music(), PathBuf::from("/tmp/x/hold-music.wav"));
         assert_eq!(paths.downloads_dir, PathBuf::from("/dl/Lyrebird"));
     }
 

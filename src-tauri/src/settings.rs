@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The shell's settings file. Unknown fields are ignored and missing ones take their default,
 /// so older and newer versions of the app read each other's file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default)]
 pub struct ShellSettings {
@@ -16,6 +16,18 @@ pub struct ShellSettings {
     pub input_device: Option<String>,
     /// The chosen playback device by name; `None` follows the system default.
     pub output_device: Option<String>,
+    /// A peer we hold hears the shipped hold music (on), or silence.
+    pub music_on_hold: bool,
+}
+
+impl Default for ShellSettings {
+    fn default() -> Self {
+        Self {
+            input_device: None,
+            output_device: None,
+            music_on_hold: true,
+        }
+    }
 }
 
 impl ShellSettings {
@@ -62,6 +74,7 @@ mod tests {
         let chosen = ShellSettings {
             input_device: Some("USB Headset Mic".into()),
             output_device: None,
+            music_on_hold: false,
         };
         chosen.save(&path).unwrap();
         assert_eq!(ShellSettings::load(&path).unwrap(), chosen);
@@ -76,6 +89,8 @@ mod tests {
         let loaded = ShellSettings::load(&path).unwrap();
         assert_eq!(loaded.output_device.as_deref(), Some("Speakers"));
         assert_eq!(loaded.input_device, None);
+        // Settings saved before music on hold existed get it on.
+        assert!(loaded.music_on_hold);
     }
 
     #[test]

@@ -195,8 +195,16 @@ impl Shell {
     /// that has gone away since (a headset unplugged), so a call never fails for it.
     pub async fn call_audio(&self) -> CallAudio {
         let chosen = self.settings();
+        let music_on_hold = if chosen.music_on_hold {
+            self.hold_music()
+        } else {
+            None
+        };
         if chosen.input_device.is_none() && chosen.output_device.is_none() {
-            return CallAudio::devices();
+            return CallAudio {
+                music_on_hold,
+                ..CallAudio::devices()
+            };
         }
         let present = tauri::async_runtime::spawn_blocking(lyrebird_engine::list_audio_devices)
             .await
@@ -217,6 +225,29 @@ impl Shell {
             sink: AudioSink::Device {
                 name: keep(chosen.output_device, present.as_ref().map(|d| &d.outputs)),
             },
+            music_on_hold,
+        }
+    }
+
+    /// The shipped hold music as a file the engine can read, written into the data folder on
+    /// first use; `None` (the held peer hears silence) if it cannot be written.
+    fn hold_music(&self) -> Option<std::path::PathBuf> {
+        const HOLD_MUSIC: &[u8] = include_bytes!("../../assets/sounds/hold-music.wav");
+        let path = self.paths.hold_music();
+        let present = std::fs::metadata(&path).is_ok_and(|m| m.len() == HOLD_MUSIC.len() as u64);
+        if present {
+            return Some(path);
+        }
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, HOLD_MUSIC));
+        match written {
+            Ok(()) => Some(path),
+            Err(err) => {
+                warn!(%err, path = %path.display(), "cannot write the hold music; holding in silence");
+                None
+            }
         }
     }
 

@@ -43,6 +43,7 @@ fn sip(stack: &Stack, user: &str) -> AccountSettings {
         msrp_relay_uri: None,
         trusted_certificate: None,
         dtmf: Default::default(),
+        call_waiting: true,
     })
 }
 

@@ -305,7 +305,11 @@ impl AudioArgs {
         } else {
             AudioSink::Device { name: None }
         };
-        CallAudio { source, sink }
+        CallAudio {
+            source,
+            sink,
+            music_on_hold: None,
+        }
     }
 }
 

@@ -163,6 +163,13 @@ async fn drive(
         peer_fault: is_peer_fault(&e),
     };
 
+    let media = match audio.music_on_hold {
+        Some(music) => Arc::new(MediaConfig {
+            music_on_hold: Some(music),
+            ..(*media).clone()
+        }),
+        None => media,
+    };
     let mut session = match MediaSession::new(&media, audio.source, audio.sink).await {
         Ok(session) => session,
         Err(e) => {
@@ -199,6 +206,8 @@ async fn drive(
     }
 
     let mut audio_seen = false;
+    // A hold or resume asked for while ours was waiting for its answer.
+    let mut wanted_hold: Option<bool> = None;
     loop {
         tokio::select! {
             message = inbox.recv() => match message {
@@ -222,18 +231,17 @@ async fn drive(
                     let state = session.hold_state();
                     let _ = to_account.send(FromCall::Hold { call, state }).await;
                 }
-                Some(ToCall::Hold { hold, reply }) => match session.hold_offer(hold) {
-                    Ok(sdp) => {
+                Some(ToCall::Hold { hold, reply }) => {
+                    if session.hold_pending() {
+                        // One offer at a time: the latest wish goes out once the answer is in,
+                        // so a quick hold-then-resume is not refused.
+                        wanted_hold = Some(hold);
                         let _ = reply.send(Ok(()));
-                        let signal = Signal::Reoffer { sdp };
-                        let _ = to_account.send(FromCall::Signal { call, signal }).await;
-                        let state = session.hold_state();
-                        let _ = to_account.send(FromCall::Hold { call, state }).await;
+                    } else {
+                        let sent = send_hold_offer(&session, call, hold, &to_account).await;
+                        let _ = reply.send(sent.map_err(EngineError::from));
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                    }
-                },
+                }
                 Some(ToCall::HoldAnswered { sdp }) => {
                     if let Some(sdp) = sdp
                         && let Err(e) = session.apply_hold_answer(&sdp)
@@ -242,6 +250,7 @@ async fn drive(
                     }
                     let state = session.hold_state();
                     let _ = to_account.send(FromCall::Hold { call, state }).await;
+                    send_wanted_hold(&session, call, &mut wanted_hold, &to_account).await;
                 }
                 Some(ToCall::Record { path, reply }) => {
                     let recording = path.as_ref().map(|p| p.display().to_string());
@@ -269,11 +278,13 @@ async fn drive(
                     session.hold_superseded();
                     let state = session.hold_state();
                     let _ = to_account.send(FromCall::Hold { call, state }).await;
+                    send_wanted_hold(&session, call, &mut wanted_hold, &to_account).await;
                 }
                 Some(ToCall::HoldRefused) => {
                     session.hold_refused();
                     let state = session.hold_state();
                     let _ = to_account.send(FromCall::Hold { call, state }).await;
+                    send_wanted_hold(&session, call, &mut wanted_hold, &to_account).await;
                 }
                 Some(ToCall::Stats { reply }) => {
                     let _ = reply.send(Ok(session.stats()));
@@ -311,4 +322,38 @@ async fn drive(
         warn!(error = %e, "media did not close cleanly");
     }
     let _ = to_account.send(FromCall::Finished { call }).await;
+}
+
+/// Sends our hold (`hold`) or resume offer and tells the account who holds now.
+async fn send_hold_offer(
+    session: &MediaSession,
+    call: CallId,
+    hold: bool,
+    to_account: &mpsc::Sender<FromCall>,
+) -> Result<(), MediaError> {
+    let sdp = session.hold_offer(hold)?;
+    let signal = Signal::Reoffer { sdp };
+    let _ = to_account.send(FromCall::Signal { call, signal }).await;
+    let state = session.hold_state();
+    let _ = to_account.send(FromCall::Hold { call, state }).await;
+    Ok(())
+}
+
+/// Once our offer is settled, sends the hold or resume asked for meanwhile, if the call is not
+/// already that way.
+async fn send_wanted_hold(
+    session: &MediaSession,
+    call: CallId,
+    wanted: &mut Option<bool>,
+    to_account: &mpsc::Sender<FromCall>,
+) {
+    let Some(hold) = wanted.take() else {
+        return;
+    };
+    if session.hold_pending() || session.hold_state().local == hold {
+        return;
+    }
+    if let Err(e) = send_hold_offer(session, call, hold, to_account).await {
+        warn!(error = %e, hold, "the hold or resume asked for meanwhile could not be offered");
+    }
 }

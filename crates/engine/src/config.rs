@@ -83,6 +83,10 @@ impl SipAccountConfig {
 pub struct CallAudio {
     pub source: AudioSource,
     pub sink: AudioSink,
+    /// A WAV looped to the peer while we hold this call; without it, the engine's
+    /// `MediaConfig::music_on_hold` (if any).
+    #[serde(default)]
+    pub music_on_hold: Option<std::path::PathBuf>,
 }
 
 impl CallAudio {
@@ -91,6 +95,7 @@ impl CallAudio {
         Self {
             source: AudioSource::Device { name: None },
             sink: AudioSink::Device { name: None },
+            music_on_hold: None,
         }
     }
 
@@ -113,6 +118,7 @@ impl CallAudio {
         Self {
             source: self.source.clone(),
             sink,
+            music_on_hold: self.music_on_hold.clone(),
         }
     }
 
@@ -121,6 +127,7 @@ impl CallAudio {
         Self {
             source: AudioSource::Echo,
             sink: AudioSink::Discard,
+            music_on_hold: None,
         }
     }
 }

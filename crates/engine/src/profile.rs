@@ -61,6 +61,14 @@ pub struct SipSettings {
     /// How key presses are sent in calls.
     #[serde(default)]
     pub dtmf: DtmfMethod,
+    /// A second call rings while one is going on (call waiting); off, callers hear busy (486).
+    /// On when absent, as in settings saved before it existed.
+    #[serde(default = "call_waiting_default")]
+    pub call_waiting: bool,
+}
+
+fn call_waiting_default() -> bool {
+    true
 }
 
 /// A TURN server (RFC 8656) and its long-term credential.
@@ -256,6 +264,7 @@ impl AccountSettings {
                 config.outbound_proxy = non_empty(&sip.outbound_proxy);
                 config.trusted_certificate = non_empty(&sip.trusted_certificate).map(PathBuf::from);
                 config.dtmf = sip.dtmf;
+                config.call_waiting = sip.call_waiting;
                 config.ice_servers = sip.turn.as_ref().map(|turn| {
                     vec![IceServer {
                         urls: vec![turn.url.clone()],
@@ -586,6 +595,7 @@ mod tests {
             msrp_relay_uri: None,
             trusted_certificate: None,
             dtmf: Default::default(),
+            call_waiting: true,
         })
     }
 

@@ -70,9 +70,24 @@ fn audio_direction(description: &SessionDescription) -> Direction {
     }
 }
 
+/// The peer's offer as the WebRTC stack gets it: send-receive. The stack reads an offer's
+/// direction as an order for its own transceiver (an `inactive` offer stops the transceiver and
+/// its sender for good, `recvonly` makes it send-only), while holding is this module's to apply
+/// to what we play and send; so the stack keeps one send-receive transceiver for the whole call.
+pub(crate) fn offer_for_transport(offer: &str) -> Result<String, MediaError> {
+    let mut description = parse(offer)?;
+    description.set_audio_video_direction(Direction::SendRecv);
+    Ok(description.to_string())
+}
+
 impl StreamDirection {
     pub(crate) fn hold_state(&self) -> HoldState {
         self.hold
+    }
+
+    /// A hold or resume of ours is waiting for its answer.
+    pub(crate) fn pending(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// Received audio is played.
@@ -292,6 +307,18 @@ mod tests {
         assert!(stream.sends_music());
         let resume = stream.hold_offer(&answer, false).expect("we resume");
         assert_eq!(direction_of(&resume), Direction::SendRecv);
+    }
+
+    #[test]
+    fn the_transport_sees_every_offer_send_receive() {
+        for direction in ["sendonly", "recvonly", "inactive", "sendrecv"] {
+            let offer = sdp(direction, 3);
+            let seen = offer_for_transport(&offer).expect("valid");
+            assert_eq!(direction_of(&seen), Direction::SendRecv, "{direction}");
+            // Everything else stays as the peer wrote it.
+            assert!(seen.contains("a=ice-pwd:abcdefghijklmnopqrstuvwx"));
+            assert_eq!(version_of(&seen), 3);
+        }
     }
 
     #[test]

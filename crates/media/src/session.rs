@@ -22,7 +22,7 @@ use crate::config::{AudioCodec, AudioSink, AudioSource, MediaConfig, MediaEvent,
 use crate::dtmf::{EventReceiver, EventSender, event_code};
 use crate::early_packets::{AnsweringRuntime, EarlyPackets};
 use crate::error::MediaError;
-use crate::hold::{HoldState, StreamDirection};
+use crate::hold::{HoldState, StreamDirection, offer_for_transport};
 use crate::jitter::{Insert, JitterBuffer, Playout};
 use crate::sdp::{
     PayloadFormat, audio_section, ice_credentials, settled_setup, usable_audio_section, with_setup,
@@ -588,7 +588,7 @@ impl MediaSession {
     pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
         usable_audio_section(sdp)?;
         self.offer_answer(|o| o.direction.on_remote_offer(sdp))?;
-        let offer = RTCSessionDescription::offer(sdp.to_owned())
+        let offer = RTCSessionDescription::offer(offer_for_transport(sdp)?)
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
         self.peer
             .set_remote_description(offer)
@@ -633,6 +633,13 @@ impl MediaSession {
             Ok(sdp)
         })?;
         Ok(sdp)
+    }
+
+    /// A hold or resume offer of ours is waiting for its answer: another must wait (RFC 3264
+    /// §4, one offer at a time).
+    pub fn hold_pending(&self) -> bool {
+        self.offer_answer(|o| Ok(o.direction.pending()))
+            .unwrap_or(false)
     }
 
     /// The peer answered our hold or resume offer.

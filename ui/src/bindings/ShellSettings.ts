@@ -12,4 +12,8 @@ input_device: string | null,
 /**
  * The chosen playback device by name; `None` follows the system default.
  */
-output_device: string | null, };
+output_device: string | null, 
+/**
+ * A peer we hold hears the shipped hold music (on), or silence.
+ */
+music_on_hold: boolean, };

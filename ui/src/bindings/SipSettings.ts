@@ -41,4 +41,9 @@ trusted_certificate: string | null,
 /**
  * How key presses are sent in calls.
  */
-dtmf: DtmfMethod, };
+dtmf: DtmfMethod, 
+/**
+ * A second call rings while one is going on (call waiting); off, callers hear busy (486).
+ * On when absent, as in settings saved before it existed.
+ */
+call_waiting: boolean, };

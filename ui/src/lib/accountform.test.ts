@@ -26,7 +26,9 @@ describe("account form", () => {
       msrp_relay_uri: null,
       trusted_certificate: null,
       dtmf: "rfc4733",
+      call_waiting: true,
     });
+    expect(toSettings({ ...f, callWaiting: false })).toMatchObject({ call_waiting: false });
     expect(fromSettings(toSettings(f))).toEqual({ ...f, wsUrl: "ws://127.0.0.1:8080/ws", address: "sip:alice@lyrebird.test", password: "" });
   });
 

@@ -18,6 +18,8 @@ export interface AccountFields {
   msrpRelayUri: string;
   /** How key presses are sent in calls. */
   dtmf: DtmfMethod;
+  /** A second call rings during a call; off, its caller hears busy. */
+  callWaiting: boolean;
 }
 
 export function emptyFields(kind: "sip" | "xmpp" = "sip"): AccountFields {
@@ -35,6 +37,7 @@ export function emptyFields(kind: "sip" | "xmpp" = "sip"): AccountFields {
     msrpRelayWsUrl: "",
     msrpRelayUri: "",
     dtmf: "rfc4733",
+    callWaiting: true,
   };
 }
 
@@ -102,6 +105,7 @@ export function toSettings(f: AccountFields): AccountSettings {
     msrp_relay_uri: opt(f.msrpRelayUri),
     trusted_certificate: null,
     dtmf: f.dtmf,
+    call_waiting: f.callWaiting,
   };
 }
 
@@ -123,5 +127,6 @@ export function fromSettings(s: AccountSettings): AccountFields {
     msrpRelayWsUrl: s.msrp_relay_ws_url ?? "",
     msrpRelayUri: s.msrp_relay_uri ?? "",
     dtmf: s.dtmf,
+    callWaiting: s.call_waiting,
   };
 }

@@ -97,6 +97,7 @@ export const api = {
   audioDevices: () => call<AudioDevices>("audio_devices"),
   setAudioDevices: (input: string | null, output: string | null) =>
     call<void>("set_audio_devices", { input, output }),
+  setMusicOnHold: (on: boolean) => call<void>("set_music_on_hold", { on }),
   /** Plays what the microphone hears back for a moment, streaming its level (0..1). */
   audioTest: (onLevel: (level: number) => void) => {
     if (!insideLyrebird()) return Promise.reject(new NotInsideLyrebird());

@@ -24,6 +24,7 @@ export const SIP_ACCOUNT: SavedAccount = {
     msrp_relay_uri: null,
     trusted_certificate: null,
     dtmf: "rfc4733",
+    call_waiting: true,
   },
   password_saved: true,
 };
@@ -96,7 +97,7 @@ export function bootstrap(overrides: Partial<Bootstrap> = {}): Bootstrap {
     downloads_dir: "/home/alice/Downloads/Lyrebird",
     recordings_dir: "/home/alice/.local/share/lyrebird/recordings",
     keyring_available: true,
-    audio: { input_device: null, output_device: null },
+    audio: { input_device: null, output_device: null, music_on_hold: true },
     ...overrides,
   };
 }

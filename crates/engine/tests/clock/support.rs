@@ -59,6 +59,7 @@ pub fn quiet_audio() -> CallAudio {
     CallAudio {
         source: AudioSource::Silence,
         sink: AudioSink::Discard,
+        music_on_hold: None,
     }
 }
 

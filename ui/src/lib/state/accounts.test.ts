@@ -12,6 +12,15 @@ describe("accounts", () => {
     expect(s.accounts["1"]?.detail).toBe("Ready for calls");
   });
 
+  it("takes the audio settings from the bootstrap, music on hold included", () => {
+    expect(booted().audio).toEqual({ input: null, output: null, musicOnHold: true });
+    const quiet = S.applyBootstrap(
+      S.emptyState(),
+      bootstrap({ audio: { input_device: "Headset", output_device: null, music_on_hold: false } }),
+    );
+    expect(quiet.audio).toEqual({ input: "Headset", output: null, musicOnHold: false });
+  });
+
   it("says a refused password in words and asks for it", () => {
     const s = S.applyEvent(
       booted(),

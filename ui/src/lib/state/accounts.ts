@@ -35,7 +35,7 @@ export interface AccountsState {
   /** Where call recordings go. */
   recordingsDir: string;
   /** Audio devices chosen in the settings (null: the system default). */
-  audio: { input: string | null; output: string | null };
+  audio: { input: string | null; output: string | null; musicOnHold: boolean };
 }
 
 export function emptyAccounts(): AccountsState {
@@ -44,7 +44,7 @@ export function emptyAccounts(): AccountsState {
     keyringAvailable: true,
     downloadsDir: "",
     recordingsDir: "",
-    audio: { input: null, output: null },
+    audio: { input: null, output: null, musicOnHold: true },
   };
 }
 
@@ -80,7 +80,11 @@ export function accountsFromBootstrap<S extends AccountsState>(state: S, boot: B
     keyringAvailable: boot.keyring_available,
     downloadsDir: boot.downloads_dir,
     recordingsDir: boot.recordings_dir,
-    audio: { input: boot.audio.input_device ?? null, output: boot.audio.output_device ?? null },
+    audio: {
+      input: boot.audio.input_device ?? null,
+      output: boot.audio.output_device ?? null,
+      musicOnHold: boot.audio.music_on_hold ?? true,
+    },
     accounts,
   };
 }
