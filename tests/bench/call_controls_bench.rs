@@ -57,17 +57,10 @@ async fn main() -> Result<()> {
 }
 
 fn options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
-    let kamailio = stack.kamailio();
-    LyrebirdOptions::for_user(
-        &kamailio.ws_url(),
-        kamailio.domain(),
-        user,
-        &format!("{user}-secret"),
-        dir,
-    )
-    // Quiet so logging costs nothing in the CPU figure; LYREBIRD_TEST_LOG to trace.
-    .arg("--log")
-    .arg(std::env::var("LYREBIRD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+    LyrebirdOptions::on_kamailio(stack, user, dir)
+        // Quiet so logging costs nothing in the CPU figure; LYREBIRD_TEST_LOG to trace.
+        .arg("--log")
+        .arg(std::env::var("LYREBIRD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
 }
 
 fn uri(stack: &Stack, user: &str) -> String {

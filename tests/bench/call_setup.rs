@@ -81,17 +81,10 @@ fn median(values: &[f64]) -> f64 {
 }
 
 fn options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
-    let kamailio = stack.kamailio();
-    LyrebirdOptions::for_user(
-        &kamailio.ws_url(),
-        kamailio.domain(),
-        user,
-        &format!("{user}-secret"),
-        dir,
-    )
-    // Quiet by default so logging costs nothing in the CPU figure; LYREBIRD_TEST_LOG to trace.
-    .arg("--log")
-    .arg(std::env::var("LYREBIRD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+    LyrebirdOptions::on_kamailio(stack, user, dir)
+        // Quiet by default so logging costs nothing in the CPU figure; LYREBIRD_TEST_LOG to trace.
+        .arg("--log")
+        .arg(std::env::var("LYREBIRD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
 }
 
 fn event_ms(event: &serde_json::Value) -> Result<f64> {

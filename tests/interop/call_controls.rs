@@ -17,17 +17,6 @@ const SETUP: Duration = Duration::from_secs(20);
 /// How long speech crosses a call before its recording is judged.
 const TALK: Duration = Duration::from_secs(6);
 
-fn lyrebird_options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
-    let kamailio = stack.kamailio();
-    LyrebirdOptions::for_user(
-        &kamailio.ws_url(),
-        kamailio.domain(),
-        user,
-        &format!("{user}-secret"),
-        dir,
-    )
-}
-
 fn uri(stack: &Stack, user: &str) -> String {
     format!("sip:{user}@{}", stack.kamailio().domain())
 }
@@ -81,7 +70,7 @@ async fn a_second_call_waits_and_the_person_swaps_between_them() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = testkit::test_dir("lyrebird-call-controls-")?;
     let quiet = |user| {
-        lyrebird_options(&stack, user, dir.path())
+        LyrebirdOptions::on_kamailio(&stack, user, dir.path())
             .arg("--tone")
             .arg("440")
             .arg("--discard")
@@ -173,7 +162,7 @@ async fn attended_transfer_connects_the_other_two() -> Result<()> {
     let bob_hears = dir.path().join("bob-hears.wav");
     let carol_hears = dir.path().join("carol-hears.wav");
     let answering = |user, speech: &Path, record: &Path| {
-        lyrebird_options(&stack, user, dir.path())
+        LyrebirdOptions::on_kamailio(&stack, user, dir.path())
             .arg("--auto-answer")
             .arg("--play")
             .arg(speech.to_string_lossy().into_owned())
@@ -182,7 +171,7 @@ async fn attended_transfer_connects_the_other_two() -> Result<()> {
             .arg(record.to_string_lossy().into_owned())
     };
     let mut alice = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--tone")
             .arg("440")
             .arg("--discard"),
@@ -297,7 +286,7 @@ async fn both_sides_holding_at_once_settle() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = testkit::test_dir("lyrebird-call-controls-")?;
     let tone = |user| {
-        lyrebird_options(&stack, user, dir.path())
+        LyrebirdOptions::on_kamailio(&stack, user, dir.path())
             .arg("--tone")
             .arg("440")
             .arg("--discard")
@@ -366,7 +355,7 @@ async fn a_recorded_call_holds_both_sides() -> Result<()> {
     let dir = testkit::test_dir("lyrebird-call-controls-")?;
     let recordings = dir.path().join("recordings");
     let mut alice = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--recordings")
             .arg(recordings.to_string_lossy().into_owned())
             .arg("--tone")
@@ -375,7 +364,7 @@ async fn a_recorded_call_holds_both_sides() -> Result<()> {
     )
     .await?;
     let mut bob = Lyrebird::start(
-        lyrebird_options(&stack, "bob", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())
             .arg("--auto-answer")
             .arg("--tone")
             .arg("600")
@@ -441,7 +430,7 @@ async fn without_call_waiting_a_second_call_is_busy() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = testkit::test_dir("lyrebird-call-controls-")?;
     let quiet = |user| {
-        lyrebird_options(&stack, user, dir.path())
+        LyrebirdOptions::on_kamailio(&stack, user, dir.path())
             .arg("--tone")
             .arg("440")
             .arg("--discard")
@@ -506,7 +495,7 @@ async fn a_held_peer_hears_music_on_hold_and_not_the_microphone() -> Result<()> 
     testkit::audio::write_tone_wav(&music, MUSIC_HZ as u32, 3, 0.4)?;
     let heard = dir.path().join("bob-heard.wav");
     let mut alice = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--tone")
             .arg("440")
             .arg("--discard")
@@ -515,7 +504,7 @@ async fn a_held_peer_hears_music_on_hold_and_not_the_microphone() -> Result<()> 
     )
     .await?;
     let mut bob = Lyrebird::start(
-        lyrebird_options(&stack, "bob", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())
             .arg("--auto-answer")
             .arg("--silence")
             .arg("--record")
@@ -602,14 +591,14 @@ async fn a_conference_holds_as_one_and_leaving_it_connects_the_other_two() -> Re
     let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = testkit::test_dir("lyrebird-call-controls-")?;
     let party = |user, hz: &str| {
-        lyrebird_options(&stack, user, dir.path())
+        LyrebirdOptions::on_kamailio(&stack, user, dir.path())
             .arg("--auto-answer")
             .arg("--tone")
             .arg(hz.to_owned())
             .arg("--discard")
     };
     let mut alice = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--tone")
             .arg("440")
             .arg("--discard"),

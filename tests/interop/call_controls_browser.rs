@@ -42,17 +42,6 @@ fn sip_stack() -> Result<Stack> {
     Stack::start(StackOptions::kamailio_only())
 }
 
-fn lyrebird_options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
-    let kamailio = stack.kamailio();
-    LyrebirdOptions::for_user(
-        &kamailio.ws_url(),
-        kamailio.domain(),
-        user,
-        &format!("{user}-secret"),
-        dir,
-    )
-}
-
 fn browser_options(stack: &Stack, user: &str) -> BrowserPeerOptions {
     BrowserPeerOptions::new(
         stack.kamailio().ws_url(),
@@ -211,7 +200,7 @@ async fn hold_and_resume_both_ways(caller: Caller) -> Result<()> {
     .await?;
     browser.wait_for("registered", SETUP).await?;
     let mut alice = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--tone")
             .arg("440"),
     )
@@ -372,7 +361,7 @@ async fn key_presses_cross_both_ways_with_a_browser() -> Result<()> {
     let mut browser = BrowserPeer::start(browser_options(&stack, "dave").auto_answer(true)).await?;
     browser.wait_for("registered", SETUP).await?;
     let mut alice = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--dtmf")
             .arg("info")
             .arg("--silence")
@@ -486,7 +475,7 @@ async fn lyrebird_transfers_a_browser_to_another_lyrebird() -> Result<()> {
     )
     .await?;
     let mut bob = Lyrebird::start(
-        lyrebird_options(&stack, "bob", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())
             .arg("--auto-answer")
             .arg("--play")
             .arg(speech_c.to_string_lossy())
@@ -496,7 +485,8 @@ async fn lyrebird_transfers_a_browser_to_another_lyrebird() -> Result<()> {
     )
     .await?;
     let mut alice =
-        Lyrebird::start(lyrebird_options(&stack, "alice", dir.path()).arg("--discard")).await?;
+        Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path()).arg("--discard"))
+            .await?;
     browser.wait_for("registered", SETUP).await?;
     bob.registered(SETUP).await?;
     alice.registered(SETUP).await?;
@@ -601,9 +591,10 @@ async fn a_browser_transfers_lyrebird_to_another_lyrebird() -> Result<()> {
     let mut browser =
         BrowserPeer::start(browser_options(&stack, "dave").fake_audio(&speech_b)).await?;
     let mut alice =
-        Lyrebird::start(lyrebird_options(&stack, "alice", dir.path()).arg("--discard")).await?;
+        Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path()).arg("--discard"))
+            .await?;
     let mut bob = Lyrebird::start(
-        lyrebird_options(&stack, "bob", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())
             .arg("--auto-answer")
             .arg("--silence")
             .arg("--record")
@@ -708,7 +699,7 @@ async fn a_transfer_to_nobody_fails_and_the_call_goes_on() -> Result<()> {
     .await?;
     browser.wait_for("registered", SETUP).await?;
     let mut alice = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--tone")
             .arg("440"),
     )
@@ -792,7 +783,7 @@ async fn a_conference_lets_every_party_hear_the_others_and_not_itself() -> Resul
     write_tone_wav(&browser_tone, browser_hz as u32, 20, 0.2)?;
 
     let mut host = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--tone")
             .arg(host_hz.to_string())
             .arg("--discard"),
@@ -802,7 +793,7 @@ async fn a_conference_lets_every_party_hear_the_others_and_not_itself() -> Resul
     for (user, hz) in parties {
         let recording = dir.path().join(format!("{user}-hears.wav"));
         let lyrebird = Lyrebird::start(
-            lyrebird_options(&stack, user, dir.path())
+            LyrebirdOptions::on_kamailio(&stack, user, dir.path())
                 .arg("--auto-answer")
                 .arg("--tone")
                 .arg(hz.to_string())

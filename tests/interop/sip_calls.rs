@@ -23,17 +23,6 @@ fn sip_stack() -> Result<Stack> {
     Stack::start(StackOptions::kamailio_only())
 }
 
-fn lyrebird_options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
-    let kamailio = stack.kamailio();
-    LyrebirdOptions::for_user(
-        &kamailio.ws_url(),
-        kamailio.domain(),
-        user,
-        &format!("{user}-secret"),
-        dir,
-    )
-}
-
 fn uri(stack: &Stack, user: &str) -> String {
     format!("sip:{user}@{}", stack.kamailio().domain())
 }
@@ -79,7 +68,7 @@ async fn two_lyrebirds_hear_each_other_speak() -> Result<()> {
     let heard_by_bob = dir.path().join("heard-by-bob.wav");
 
     let mut bob = Lyrebird::start(
-        lyrebird_options(&stack, "bob", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())
             .arg("--auto-answer")
             .arg("--play")
             .arg(speech_bob.to_string_lossy())
@@ -87,7 +76,8 @@ async fn two_lyrebirds_hear_each_other_speak() -> Result<()> {
             .arg(heard_by_bob.to_string_lossy()),
     )
     .await?;
-    let mut alice = Lyrebird::start(lyrebird_options(&stack, "alice", dir.path())).await?;
+    let mut alice =
+        Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())).await?;
     bob.registered(SETUP).await?;
     alice.registered(SETUP).await?;
 
@@ -157,7 +147,8 @@ async fn lyrebird_calls_a_browser_and_the_browser_hangs_up() -> Result<()> {
     )
     .await?;
     browser.wait_for("registered", SETUP).await?;
-    let mut alice = Lyrebird::start(lyrebird_options(&stack, "alice", dir.path())).await?;
+    let mut alice =
+        Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())).await?;
     alice.registered(SETUP).await?;
 
     let result = alice
@@ -211,7 +202,7 @@ async fn a_browser_calls_lyrebird_and_lyrebird_hangs_up() -> Result<()> {
             .name("dave"),
     )
     .await?;
-    let mut bob = Lyrebird::start(lyrebird_options(&stack, "bob", dir.path())).await?;
+    let mut bob = Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())).await?;
     browser.wait_for("registered", SETUP).await?;
     bob.registered(SETUP).await?;
 
@@ -266,7 +257,8 @@ async fn messages_cross_both_ways_with_a_browser_and_land_in_history() -> Result
         BrowserPeerOptions::new(kamailio.ws_url(), uri(&stack, "erin"), "erin-secret").name("erin"),
     )
     .await?;
-    let mut alice = Lyrebird::start(lyrebird_options(&stack, "alice", dir.path())).await?;
+    let mut alice =
+        Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())).await?;
     browser.wait_for("registered", SETUP).await?;
     alice.registered(SETUP).await?;
 
@@ -329,12 +321,13 @@ async fn the_echo_service_sends_back_what_the_caller_says() -> Result<()> {
     let other = phrase_wav(dir.path(), 1)?;
     let echoed = dir.path().join("echoed.wav");
     let mut echo = Lyrebird::start(
-        lyrebird_options(&stack, "bob", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())
             .arg("--auto-answer")
             .arg("--echo"),
     )
     .await?;
-    let mut alice = Lyrebird::start(lyrebird_options(&stack, "alice", dir.path())).await?;
+    let mut alice =
+        Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())).await?;
     echo.registered(SETUP).await?;
     alice.registered(SETUP).await?;
     let result = alice
@@ -359,13 +352,13 @@ async fn declined_and_cancelled_calls_end_on_both_sides_and_are_in_history() -> 
     let stack = sip_stack()?;
     let dir = tempfile::tempdir()?;
     let mut alice = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--silence")
             .arg("--discard"),
     )
     .await?;
     let mut bob = Lyrebird::start(
-        lyrebird_options(&stack, "bob", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())
             .arg("--silence")
             .arg("--discard"),
     )
@@ -435,12 +428,12 @@ async fn after_quitting_lyrebird_is_no_longer_reachable() -> Result<()> {
     let stack = sip_stack()?;
     let dir = tempfile::tempdir()?;
     let mut alice = Lyrebird::start(
-        lyrebird_options(&stack, "alice", dir.path())
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
             .arg("--silence")
             .arg("--discard"),
     )
     .await?;
-    let mut bob = Lyrebird::start(lyrebird_options(&stack, "bob", dir.path())).await?;
+    let mut bob = Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())).await?;
     alice.registered(SETUP).await?;
     bob.registered(SETUP).await?;
     let history = bob.quit().await?;
@@ -479,8 +472,9 @@ async fn the_sound_card_path_plays_and_captures() -> Result<()> {
     let speech = phrase_wav(dir.path(), 2)?;
     let other = phrase_wav(dir.path(), 3)?;
     let heard = dir.path().join("heard.wav");
-    let mut bob = Lyrebird::start(lyrebird_options(&stack, "bob", dir.path())).await?;
-    let mut alice = Lyrebird::start(lyrebird_options(&stack, "alice", dir.path())).await?;
+    let mut bob = Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())).await?;
+    let mut alice =
+        Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())).await?;
     bob.registered(SETUP).await?;
     alice.registered(SETUP).await?;
     let call = call_id(
@@ -537,7 +531,7 @@ async fn a_call_through_a_turn_relay_only() -> Result<()> {
             .arg("--relay-only")
     };
     let mut bob = Lyrebird::start(
-        relay(lyrebird_options(&stack, "bob", dir.path()))
+        relay(LyrebirdOptions::on_kamailio(&stack, "bob", dir.path()))
             .arg("--auto-answer")
             .arg("--play")
             .arg(speech.to_string_lossy())
@@ -546,7 +540,7 @@ async fn a_call_through_a_turn_relay_only() -> Result<()> {
     )
     .await?;
     let mut alice = Lyrebird::start(
-        relay(lyrebird_options(&stack, "alice", dir.path()))
+        relay(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path()))
             .arg("--silence")
             .arg("--record")
             .arg(heard.to_string_lossy())

@@ -70,6 +70,18 @@ impl LyrebirdOptions {
         }
     }
 
+    /// A user of the stack's Kamailio, with the stack's password for them (`<user>-secret`).
+    pub fn on_kamailio(stack: &crate::stack::Stack, user: &str, dir: &Path) -> Self {
+        let kamailio = stack.kamailio();
+        Self::for_user(
+            &kamailio.ws_url(),
+            kamailio.domain(),
+            user,
+            &format!("{user}-secret"),
+            dir,
+        )
+    }
+
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((name.into(), value.into()));
         self
