@@ -8,7 +8,7 @@
 //! Here they all run on one current-thread runtime, so a hand-over is a local wake and the
 //! thread wakes only for the frame clock and for packets arriving. The peer connection's
 //! sockets and timers belong to this thread's runtime too (webrtc-rs wraps them inside the
-//! driver task it spawns through [`crate::early_packets::AnsweringRuntime`]).
+//! driver task it spawns through the answering runtime in `early_packets.rs`).
 //!
 //! If the thread cannot be started the work falls back to the caller's runtime.
 

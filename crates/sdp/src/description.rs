@@ -11,6 +11,7 @@ use std::str::FromStr;
 use crate::attribute::{Attribute, Fingerprint, Group, Setup};
 use crate::direction::Direction;
 use crate::error::{SdpError, quote};
+use crate::line::{Bandwidth, Connection};
 use crate::media::{self, MediaDescription, MediaKind};
 use crate::{MAX_DESCRIPTION_BYTES, MAX_FORMATS, MAX_LINES, MAX_MEDIA_SECTIONS};
 
@@ -29,34 +30,6 @@ pub struct Origin {
     pub address_type: String,
     /// Address or host name of the origin.
     pub address: String,
-}
-
-/// `c=` (RFC 8866 §5.7).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connection {
-    /// Network type, `IN`.
-    pub network_type: String,
-    /// Address type, `IP4` or `IP6`.
-    pub address_type: String,
-    /// Address, with any multicast `/ttl/count` suffix as written.
-    pub address: String,
-}
-
-impl Connection {
-    /// True for `IN IP4 0.0.0.0`, which RFC 2543 peers wrote to put a call on hold (RFC 3264
-    /// §8.4 still asks answerers to understand it).
-    pub fn is_unspecified_ip4(&self) -> bool {
-        self.address_type.eq_ignore_ascii_case("IP4") && self.address == "0.0.0.0"
-    }
-}
-
-/// `b=<type>:<kbit/s or bit/s>` (RFC 8866 §5.8; `TIAS` is RFC 3890).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bandwidth {
-    /// `CT`, `AS`, `TIAS`, ...
-    pub kind: String,
-    /// The number, in the unit the type gives it.
-    pub value: u64,
 }
 
 /// `t=` (RFC 8866 §5.9) and the `r=` lines that follow it, which are kept as written.
@@ -573,22 +546,6 @@ impl fmt::Display for Origin {
             self.address_type,
             self.address
         )
-    }
-}
-
-impl fmt::Display for Connection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}",
-            self.network_type, self.address_type, self.address
-        )
-    }
-}
-
-impl fmt::Display for Bandwidth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind, self.value)
     }
 }
 

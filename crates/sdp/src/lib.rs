@@ -36,13 +36,15 @@ pub mod description;
 pub mod direction;
 pub mod error;
 pub mod file_transfer;
+pub mod line;
 pub mod media;
 
 pub use attribute::{Attribute, Candidate, Fingerprint, Fmtp, Group, RtcpFb, Rtpmap, Setup};
-pub use description::{Bandwidth, Connection, Origin, SessionDescription, Timing};
+pub use description::{Origin, SessionDescription, Timing};
 pub use direction::Direction;
 pub use error::SdpError;
 pub use file_transfer::{FileSelector, format_file_range, parse_file_range};
+pub use line::{Bandwidth, Connection};
 pub use media::{MediaDescription, MediaKind, RtpFormat};
 
 /// The longest description accepted. Browser offers with audio, video, a data channel and

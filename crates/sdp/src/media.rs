@@ -4,8 +4,8 @@
 use std::fmt;
 
 use crate::attribute::{Attribute, Candidate, Fingerprint, RtcpFb, Rtpmap, Setup};
-use crate::description::{Bandwidth, Connection};
 use crate::direction::Direction;
+use crate::line::{Bandwidth, Connection};
 
 /// The media type of an `m=` line.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

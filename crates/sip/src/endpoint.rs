@@ -23,7 +23,6 @@ use crate::timer::{TIMEOUT_64T1, TimerTable};
 use crate::transaction::{
     ClientState, ClientTimer, ClientTxn, Owner, ServerState, ServerTimer, ServerTxn,
 };
-use crate::ua::UaConfig;
 
 /// Methods we accept (Allow header, §20.5).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, UPDATE, REFER, NOTIFY, INFO";
@@ -32,6 +31,31 @@ pub(crate) const SUPPORTED_OPTIONS: &[&str] = &["outbound", "path", "replaces"];
 /// The Supported header value we send.
 pub(crate) const SUPPORTED: &str = "outbound, path, replaces";
 const MAX_AUTH_RETRIES: u8 = 2;
+
+/// Configuration of one account.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// Address of record, e.g. `sip:alice@example.com`.
+    pub aor: String,
+    /// Display name for From.
+    pub display_name: Option<String>,
+    /// Digest username; defaults to the AoR user part.
+    pub auth_username: Option<String>,
+    /// Digest password (kept in memory only, never logged).
+    pub password: String,
+    /// UUID used as `+sip.instance="<urn:uuid:...>"` (RFC 5626 §4.1).
+    pub instance_id: String,
+    /// Requested registration lifetime in seconds.
+    pub register_expires: u32,
+    /// User-Agent header value.
+    pub user_agent: String,
+    /// `wss` (SIP/2.0/WSS, `transport=wss`) instead of `ws`.
+    pub secure: bool,
+    /// SIP URI of an outbound proxy, put in a preloaded Route with `;lr`.
+    pub outbound_proxy: Option<String>,
+    /// Seed for branches, tags, Call-IDs and cnonces.
+    pub rng_seed: u64,
+}
 
 /// The shared half of the user agent.
 #[derive(Debug)]

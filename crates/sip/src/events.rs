@@ -7,8 +7,6 @@ use crate::reason::Reason;
 use crate::replaces::ReplacesTarget;
 #[cfg(doc)]
 use crate::timer::MESSAGE_ANSWER_WAIT;
-#[cfg(doc)]
-use crate::ua::UserAgent;
 
 /// Local handle of a call (not the SIP Call-ID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -133,7 +131,7 @@ pub enum UaEvent {
         call: CallId,
     },
     /// The peer sent a re-INVITE, or an UPDATE (RFC 3311) in an early or confirmed dialog;
-    /// answer with [`UserAgent::answer_reoffer`].
+    /// answer with `UserAgent::answer_reoffer`.
     Reoffer {
         /// handle
         call: CallId,
@@ -162,7 +160,7 @@ pub enum UaEvent {
     ReferProgress {
         /// the call the REFER was sent in
         call: CallId,
-        /// handle from [`UserAgent::refer`]
+        /// handle from `UserAgent::refer`
         refer: ReferId,
         /// status line of the sipfrag, of the REFER's response, or 0 when the subscription
         /// ended without a final status
@@ -173,8 +171,8 @@ pub enum UaEvent {
         final_: bool,
     },
     /// The peer asks us to call `target` (RFC 3515); decide with
-    /// [`UserAgent::accept_refer`] or [`UserAgent::reject_refer`], then report how the new
-    /// call goes with [`UserAgent::notify_refer`].
+    /// `UserAgent::accept_refer` or `UserAgent::reject_refer`, then report how the new
+    /// call goes with `UserAgent::notify_refer`.
     ReferReceived {
         /// the call the REFER came in
         call: CallId,
@@ -203,7 +201,7 @@ pub enum UaEvent {
         /// why
         reason: EndReason,
     },
-    /// An incoming MESSAGE, not answered yet: answer it with [`UserAgent::answer_message`]
+    /// An incoming MESSAGE, not answered yet: answer it with `UserAgent::answer_message`
     /// once it is kept for good, because a 2xx tells the sender it was delivered (RFC 3428 §7)
     /// and the sender will not send it again. Unanswered after [`MESSAGE_ANSWER_WAIT`], the
     /// core answers 500 itself and reports [`UaEvent::MessageAnswerTimedOut`].

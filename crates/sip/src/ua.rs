@@ -27,37 +27,12 @@ use crate::reason::Reason;
 use crate::registration::Registration;
 use crate::transaction::{ClientState, ClientVerdict, Owner, ServerState};
 
-pub use crate::endpoint::{ALLOW, reason_phrase};
+pub use crate::endpoint::{ALLOW, UaConfig, reason_phrase};
 pub use crate::events::{
     CallId, EndReason, IncomingMessageId, IncomingReferId, MessageId, Party, ReferId, UaEvent,
 };
 pub use crate::invite::InviteOptions;
 pub use crate::replaces::ReplacesTarget;
-
-/// Configuration of one account.
-#[derive(Debug, Clone)]
-pub struct UaConfig {
-    /// Address of record, e.g. `sip:alice@example.com`.
-    pub aor: String,
-    /// Display name for From.
-    pub display_name: Option<String>,
-    /// Digest username; defaults to the AoR user part.
-    pub auth_username: Option<String>,
-    /// Digest password (kept in memory only, never logged).
-    pub password: String,
-    /// UUID used as `+sip.instance="<urn:uuid:...>"` (RFC 5626 §4.1).
-    pub instance_id: String,
-    /// Requested registration lifetime in seconds.
-    pub register_expires: u32,
-    /// User-Agent header value.
-    pub user_agent: String,
-    /// `wss` (SIP/2.0/WSS, `transport=wss`) instead of `ws`.
-    pub secure: bool,
-    /// SIP URI of an outbound proxy, put in a preloaded Route with `;lr`.
-    pub outbound_proxy: Option<String>,
-    /// Seed for branches, tags, Call-IDs and cnonces.
-    pub rng_seed: u64,
-}
 
 /// The sans-IO SIP user agent. See the crate documentation for the event-loop contract.
 #[derive(Debug)]
