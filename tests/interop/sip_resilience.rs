@@ -8,7 +8,7 @@ use anyhow::{Result, ensure};
 use serde_json::json;
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
 use testkit::rawsip::RawSipClient;
-use testkit::stack::{Stack, StackOptions};
+use testkit::stack::{Stack, StackOptions, make_self_signed_certificate};
 
 const SETUP: Duration = Duration::from_secs(20);
 
@@ -228,24 +228,55 @@ async fn a_self_signed_wss_server_is_refused_unless_its_certificate_is_trusted()
         )
     };
 
-    let mut untrusting = Lyrebird::start(over_tls(&untrusting_dir)).await?;
-    let refused = untrusting
-        .wait_for("a refused TLS connection", SETUP, |e| {
-            e["state"]["state"] == "reconnecting"
-        })
-        .await?;
-    let reason = refused["state"]["reason"].as_str().unwrap_or_default();
-    ensure!(
-        reason.contains("TLS") && reason.contains("certificate"),
-        "unclear refusal: {refused}"
-    );
-    let history = untrusting.quit().await?;
-    ensure!(
-        !history
-            .iter()
-            .any(|e| e["state"]["state"] == "registered" || e["state"]["state"] == "connected"),
-        "connected to an untrusted server: {history:?}"
-    );
+    // Untrusted, and pinned to a certificate that is not the server's: both refusals are final
+    // (a certificate does not change by retrying) and say what is wrong and what to do.
+    let other_certificate = dir.path().join("other-cert.pem");
+    make_self_signed_certificate(&other_certificate, &dir.path().join("other-key.pem"))?;
+    let mismatched_dir = dir.path().join("mismatched");
+    std::fs::create_dir_all(&mismatched_dir)?;
+    let refusals = [
+        (
+            over_tls(&untrusting_dir),
+            "certificate is not trusted: it is self-signed",
+        ),
+        (
+            over_tls(&mismatched_dir)
+                .arg("--trust-cert")
+                .arg(other_certificate.to_string_lossy()),
+            "does not match the certificate you trusted",
+        ),
+    ];
+    for (options, words) in refusals {
+        let mut refused = Lyrebird::start(options).await?;
+        let state = refused
+            .wait_for("a refused certificate", SETUP, |e| {
+                e["event"] == "account_state" && e["state"]["state"] == "untrusted"
+            })
+            .await?;
+        let reason = state["state"]["reason"].as_str().unwrap_or_default();
+        ensure!(
+            reason.contains(words) && reason.contains("trusted server certificate"),
+            "the refusal does not say what is wrong and what to do: {state}"
+        );
+        refused.discard_pending();
+        let quiet = refused
+            .wait_for("anything after the refusal", Duration::from_secs(3), |e| {
+                e["event"] == "account_state"
+            })
+            .await;
+        ensure!(
+            quiet.is_err(),
+            "a refused certificate was retried: {quiet:?}"
+        );
+        let history = refused.quit().await?;
+        ensure!(
+            !history.iter().any(|e| {
+                let state = &e["state"]["state"];
+                state == "registered" || state == "connected" || state == "reconnecting"
+            }),
+            "connected to, or kept trying, an untrusted server: {history:?}"
+        );
+    }
 
     let certificate = kamailio.certificate_path();
     let mut alice = Lyrebird::start(

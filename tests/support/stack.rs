@@ -382,10 +382,9 @@ impl Drop for Stack {
 // ---------------------------------------------------------------------------------------
 // Kamailio
 
-/// A self-signed certificate and key for the WSS listener, and Kamailio's tls.cfg. Made with
-/// the openssl command (a Debian base package) so the test bed needs no crypto crate.
-fn write_self_signed_certificate(dir: &Path) -> Result<()> {
-    let (cert, key) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
+/// Makes a self-signed certificate for `localhost` and 127.0.0.1 and its key, with the openssl
+/// command (a Debian base package) so the test bed needs no crypto crate.
+pub fn make_self_signed_certificate(cert: &Path, key: &Path) -> Result<()> {
     let output = Command::new("openssl")
         .args([
             "req",
@@ -399,17 +398,24 @@ fn write_self_signed_certificate(dir: &Path) -> Result<()> {
         .args(["-days", "2", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .arg("-keyout")
-        .arg(&key)
+        .arg(key)
         .arg("-out")
-        .arg(&cert)
+        .arg(cert)
         .output()
-        .context("running openssl to make the test certificate")?;
+        .context("running openssl to make a test certificate")?;
     if !output.status.success() {
         bail!(
             "openssl req failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    Ok(())
+}
+
+/// A self-signed certificate and key for the WSS listener, and Kamailio's tls.cfg.
+fn write_self_signed_certificate(dir: &Path) -> Result<()> {
+    let (cert, key) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
+    make_self_signed_certificate(&cert, &key)?;
     let tls_cfg = format!(
         "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
          private_key = {}\ncertificate = {}\n\n[client:default]\nverify_certificate = no\n\

@@ -453,6 +453,7 @@ async fn await_registration(
                 AccountState::RegistrationFailed { status, reason } => {
                     bail!("registration failed: {status} {reason}")
                 }
+                AccountState::Untrusted { reason } => bail!("{reason}"),
                 _ => {}
             }
         }

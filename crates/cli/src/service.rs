@@ -108,8 +108,9 @@ pub(crate) struct ServiceOptions {
     pub(crate) audio: AudioArgs,
     /// Exit once the first call has ended.
     pub(crate) exit_after_call: bool,
-    /// Stop the process (exit 1) when a server refuses an account's password: the `xmpp` mode
-    /// has always done so, and with its one account there is nothing left to serve.
+    /// Stop the process (exit 1) when a server refuses an account's password or is not
+    /// trusted: the `xmpp` mode has always done so, and with its one account there is nothing
+    /// left to serve.
     pub(crate) exit_on_login_refused: bool,
 }
 
@@ -178,7 +179,8 @@ pub(crate) async fn serve(
                 print_event(&event);
                 match &event {
                     EngineEvent::AccountState {
-                        state: AccountState::AuthenticationFailed { .. },
+                        state:
+                            AccountState::AuthenticationFailed { .. } | AccountState::Untrusted { .. },
                         ..
                     } if options.exit_on_login_refused => return Ok(ExitCode::FAILURE),
                     EngineEvent::MessageReceived { account, from, body, .. }

@@ -299,6 +299,11 @@ pub enum AccountState {
     AuthenticationFailed {
         reason: String,
     },
+    /// The server's TLS certificate is not trusted, or is not the one the person trusted for
+    /// this account. Not retried: `reason` says what is wrong and what to do.
+    Untrusted {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -89,6 +89,10 @@ pub enum EngineError {
     /// The server or network failed.
     #[error("transport: {0}")]
     Transport(String),
+    /// The server's TLS certificate is not one this account trusts. Final: retrying cannot
+    /// change a certificate, so the account waits until its trust setting changes.
+    #[error("{0}")]
+    Untrusted(String),
     /// The SIP core refused the command.
     #[error("SIP: {0}")]
     Sip(String),

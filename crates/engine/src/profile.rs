@@ -557,6 +557,7 @@ pub(crate) fn check_verdict(event: &EngineEvent) -> Option<(bool, &'static str, 
                 "authenticate",
                 format!("the server refused the user name or password ({reason})"),
             )),
+            AccountState::Untrusted { reason } => Some((false, "tls", reason.clone())),
             AccountState::Reconnecting { reason, .. } => {
                 let lower = reason.to_ascii_lowercase();
                 let stage = if lower.contains("certificate") || lower.contains("tls") {

@@ -93,7 +93,7 @@ impl WsConnection {
         let (stream, response) = tokio::time::timeout(target.connect_timeout, handshake)
             .await
             .map_err(|_| EngineError::Transport(format!("no answer from {} in time", target.url)))?
-            .map_err(|e| EngineError::Transport(describe_ws_error(&target.url, &e)))?;
+            .map_err(|e| ws_error(&target.url, &e))?;
         let agreed = response
             .headers()
             .get("Sec-WebSocket-Protocol")
@@ -152,27 +152,85 @@ impl WsConnection {
     }
 }
 
-fn describe_ws_error(url: &str, error: &tungstenite::Error) -> String {
+fn ws_error(url: &str, error: &tungstenite::Error) -> EngineError {
+    let transport = |text: String| EngineError::Transport(text);
     match error {
-        tungstenite::Error::Http(response) => {
-            format!(
-                "{url} refused the WebSocket upgrade: HTTP {}",
-                response.status()
-            )
-        }
+        tungstenite::Error::Http(response) => transport(format!(
+            "{url} refused the WebSocket upgrade: HTTP {}",
+            response.status()
+        )),
         // rustls reports handshake failures through the I/O error it returns.
         tungstenite::Error::Io(e) => match find_tls_error(e) {
-            Some(rustls::Error::InvalidCertificate(why)) => format!(
-                "TLS with {url} failed: the server's certificate is not trusted ({why:?}); \
-                 if this is your own server, trust its certificate explicitly"
-            ),
-            Some(tls) => format!("TLS with {url} failed: {tls}"),
-            None => format!("cannot reach {url}: {e}"),
+            Some(rustls::Error::InvalidCertificate(why)) => {
+                EngineError::Untrusted(untrusted_words(url, why))
+            }
+            Some(tls) => transport(format!("TLS with {url} failed: {tls}")),
+            None => transport(format!("cannot reach {url}: {e}")),
         },
-        tungstenite::Error::Tls(e) => format!("TLS with {url} failed: {e}"),
-        other => format!("WebSocket to {url} failed: {other}"),
+        tungstenite::Error::Tls(e) => transport(format!("TLS with {url} failed: {e}")),
+        other => transport(format!("WebSocket to {url} failed: {other}")),
     }
 }
+
+/// What is wrong with a refused certificate and what the person can do about it, in words.
+fn untrusted_words(url: &str, why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as Why;
+    if let Why::Other(other) = why
+        && let Some(mismatch) = other.0.downcast_ref::<PinMismatch>()
+    {
+        return format!(
+            "{url} presented a certificate that does not match the certificate you trusted for \
+             this account ({}). If the server's certificate was renewed, set the new one as the \
+             account's trusted server certificate; otherwise someone may be intercepting the \
+             connection.",
+            certificate_fault(&mismatch.0)
+        );
+    }
+    format!(
+        "{url}'s certificate is not trusted: {}. If this is your own server, set its \
+         certificate as the account's trusted server certificate; the account does not retry \
+         until then.",
+        certificate_fault(why)
+    )
+}
+
+fn certificate_fault(why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as Why;
+    match why {
+        Why::UnknownIssuer => "it is not signed by an authority this computer trusts".into(),
+        Why::Other(other)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            "it is self-signed".into()
+        }
+        Why::Expired | Why::ExpiredContext { .. } => "it has expired".into(),
+        Why::NotValidYet | Why::NotValidYetContext { .. } => {
+            "it is not valid yet (check this computer's clock)".into()
+        }
+        Why::NotValidForName | Why::NotValidForNameContext { .. } => {
+            "it is made out to a different server name".into()
+        }
+        Why::Revoked => "it has been revoked".into(),
+        Why::BadSignature | Why::BadEncoding => "it is malformed or badly signed".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A server that presented a certificate other than the one pinned for the account, which the
+/// ordinary checks refused too (carried inside rustls's error to word the refusal).
+#[derive(Debug)]
+struct PinMismatch(rustls::CertificateError);
+
+impl std::fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not the trusted certificate ({:?})", self.0)
+    }
+}
+
+impl std::error::Error for PinMismatch {}
 
 /// The TLS failure inside an I/O error, however deeply the layers between rustls and
 /// tungstenite have wrapped it.
@@ -272,6 +330,12 @@ impl ServerCertVerifier for PinnedOrWebPki {
         }
         self.webpki
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(why) => rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch(why)))),
+                ),
+                other => other,
+            })
     }
 
     fn verify_tls12_signature(
@@ -501,6 +565,22 @@ impl Flow {
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             reason,
         })
+    }
+
+    /// A connection attempt failed: schedules the next one and says what to report, unless
+    /// the failure is final (an untrusted certificate stays untrusted until the account's
+    /// settings change, so retrying it would only repeat the refusal).
+    pub(crate) fn attempt_failed(
+        &mut self,
+        error: EngineError,
+    ) -> Option<crate::event::AccountState> {
+        match error {
+            EngineError::Untrusted(reason) => {
+                self.reconnect_at = None;
+                Some(crate::event::AccountState::Untrusted { reason })
+            }
+            other => self.schedule_reconnect(other.to_string()),
+        }
     }
 
     /// The protocol is up on this flow: the next failure starts the backoff from the start.

@@ -81,6 +81,10 @@ pub(crate) struct Registration {
     cseq: u32,
     /// RFC 5626 §4.4.1 keepalive interval from the registrar's Flow-Timer.
     keepalive: Option<Duration>,
+    /// The registrar holds a binding of ours on this flow: a REGISTER was accepted and neither
+    /// an un-REGISTER nor the flow's end has removed it since. Only then is there anything for
+    /// an un-REGISTER to remove (a refused password never bound anything).
+    bound: bool,
     timers: TimerTable<RegTimer, 1>,
 }
 
@@ -93,6 +97,7 @@ impl Registration {
             from_tag,
             cseq: 0,
             keepalive: None,
+            bound: false,
             timers: TimerTable::new(),
         }
     }
@@ -113,11 +118,14 @@ impl Registration {
         }
     }
 
-    /// Removes the binding (Expires: 0), or forgets it when the flow is down.
+    /// Removes the binding (Expires: 0), or forgets it when the flow is down or there is none
+    /// (a REGISTER still in flight may yet bind, so it is followed by an un-REGISTER).
     pub(crate) fn unregister(&mut self, ep: &mut Endpoint, now: Instant) {
         self.wanted = false;
         self.timers.stop_all();
-        if !ep.connected {
+        let in_flight = matches!(self.state, RegState::Registering(_));
+        if !ep.connected || !(self.bound || in_flight) {
+            ep.forget_clients(|o| *o == Owner::Register);
             if !matches!(self.state, RegState::Idle) {
                 self.state = RegState::Idle;
                 ep.emit(UaEvent::Unregistered);
@@ -139,6 +147,7 @@ impl Registration {
     pub(crate) fn on_disconnected(&mut self, ep: &mut Endpoint) {
         self.timers.stop_all();
         self.keepalive = None;
+        self.bound = false;
         match self.state {
             RegState::Registered | RegState::Registering(_) => {
                 self.state = RegState::Idle;
@@ -197,11 +206,13 @@ impl Registration {
             200..=299 if unregistering => {
                 self.state = RegState::Idle;
                 self.keepalive = None;
+                self.bound = false;
                 ep.emit(UaEvent::Unregistered);
             }
             200..=299 => {
                 let granted = granted_expires(ep, resp, attempt.requested_expires);
                 self.state = RegState::Registered;
+                self.bound = granted > 0;
                 let outbound = resp.has_option("Require", "outbound");
                 self.keepalive = resp
                     .header("Flow-Timer")

@@ -51,6 +51,34 @@ fn wrong_password_fails_once_without_looping() {
 }
 
 #[test]
+fn quitting_after_a_refused_password_sends_no_unregister() {
+    let mut net = Net::with_passwords("wrong", "bobpw");
+    net.a.register(net.now).unwrap();
+    net.pump();
+    assert_eq!(net.sent(Side::A, "REGISTER").len(), 2);
+    net.ev_a.clear();
+    // Nothing was bound, so there is nothing to remove: no Expires: 0 REGISTER to be
+    // challenged again with the same wrong password.
+    net.a.unregister(net.now).unwrap();
+    net.pump();
+    assert_eq!(net.sent(Side::A, "REGISTER").len(), 2);
+    assert_eq!(net.ev_a, vec![UaEvent::Unregistered]);
+}
+
+#[test]
+fn quitting_while_registered_removes_the_binding() {
+    let mut net = Net::new();
+    net.register_both();
+    let before = net.sent(Side::A, "REGISTER").len();
+    net.a.unregister(net.now).unwrap();
+    net.pump();
+    let regs = net.sent(Side::A, "REGISTER");
+    assert!(regs.len() > before, "an un-REGISTER is sent");
+    assert!(regs[before].contains("Expires: 0"), "{}", regs[before]);
+    assert!(net.ev_a.contains(&UaEvent::Unregistered));
+}
+
+#[test]
 fn refresh_is_scheduled_at_90_percent_and_423_uses_min_expires() {
     let mut net = Net::new();
     net.register_both();

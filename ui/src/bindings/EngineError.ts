@@ -3,4 +3,4 @@
 /**
  * Everything that can go wrong in a command, told so a person can act on it.
  */
-export type EngineError = { "kind": "invalid_config", "detail": string } | { "kind": "unknown_account", "detail": number } | { "kind": "unknown_call", "detail": number } | { "kind": "invalid_state", "detail": string } | { "kind": "transport", "detail": string } | { "kind": "sip", "detail": string } | { "kind": "media", "detail": string } | { "kind": "history", "detail": string } | { "kind": "xmpp", "detail": string } | { "kind": "keyring", "detail": string } | { "kind": "stopped" };
+export type EngineError = { "kind": "invalid_config", "detail": string } | { "kind": "unknown_account", "detail": number } | { "kind": "unknown_call", "detail": number } | { "kind": "invalid_state", "detail": string } | { "kind": "transport", "detail": string } | { "kind": "untrusted", "detail": string } | { "kind": "sip", "detail": string } | { "kind": "media", "detail": string } | { "kind": "history", "detail": string } | { "kind": "xmpp", "detail": string } | { "kind": "keyring", "detail": string } | { "kind": "stopped" };

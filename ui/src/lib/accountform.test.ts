@@ -29,12 +29,16 @@ describe("account form", () => {
       call_waiting: true,
     });
     expect(toSettings({ ...f, callWaiting: false })).toMatchObject({ call_waiting: false });
+    const pinned = { ...f, trustedCertificate: " /home/alice/server.pem " };
+    expect(toSettings(pinned)).toMatchObject({ trusted_certificate: "/home/alice/server.pem" });
+    expect(fromSettings(toSettings(pinned)).trustedCertificate).toBe("/home/alice/server.pem");
     expect(fromSettings(toSettings(f))).toEqual({ ...f, wsUrl: "ws://127.0.0.1:8080/ws", address: "sip:alice@lyrebird.test", password: "" });
   });
 
   it("builds XMPP settings, allowing PLAIN only over TLS or loopback", () => {
     const f = { ...emptyFields("xmpp"), wsUrl: "ws://127.0.0.1:5280/xmpp-websocket", address: "alice@lyrebird.test", password: "p" };
-    expect(toSettings(f)).toMatchObject({ kind: "xmpp", jid: "alice@lyrebird.test", allow_plain: true });
+    expect(toSettings(f)).toMatchObject({ kind: "xmpp", jid: "alice@lyrebird.test", allow_plain: true, trusted_certificate: null });
+    expect(toSettings({ ...f, trustedCertificate: "/srv/xmpp.pem" })).toMatchObject({ trusted_certificate: "/srv/xmpp.pem" });
     expect(toSettings({ ...f, wsUrl: "ws://chat.example.com/ws" })).toMatchObject({ allow_plain: false });
     expect(toSettings({ ...f, wsUrl: "example.com" })).toMatchObject({
       ws_url: "wss://example.com/xmpp-websocket",

@@ -20,6 +20,9 @@ export interface AccountFields {
   dtmf: DtmfMethod;
   /** A second call rings during a call; off, its caller hears busy. */
   callWaiting: boolean;
+  /** A PEM file: the one certificate this account's server may present besides the ones the
+   * system trusts (a server with its own, self-signed certificate). */
+  trustedCertificate: string;
 }
 
 export function emptyFields(kind: "sip" | "xmpp" = "sip"): AccountFields {
@@ -38,6 +41,7 @@ export function emptyFields(kind: "sip" | "xmpp" = "sip"): AccountFields {
     msrpRelayUri: "",
     dtmf: "rfc4733",
     callWaiting: true,
+    trustedCertificate: "",
   };
 }
 
@@ -87,7 +91,7 @@ export function toSettings(f: AccountFields): AccountSettings {
       resource: null,
       // PLAIN only where the password cannot be read on the way: TLS, or this machine.
       allow_plain: /^wss:/i.test(url) || isLoopbackUrl(url),
-      trusted_certificate: null,
+      trusted_certificate: opt(f.trustedCertificate),
     };
   }
   const turnUrl = opt(f.turnUrl);
@@ -103,7 +107,7 @@ export function toSettings(f: AccountFields): AccountSettings {
       : null,
     msrp_relay_ws_url: opt(f.msrpRelayWsUrl),
     msrp_relay_uri: opt(f.msrpRelayUri),
-    trusted_certificate: null,
+    trusted_certificate: opt(f.trustedCertificate),
     dtmf: f.dtmf,
     call_waiting: f.callWaiting,
   };
@@ -112,7 +116,12 @@ export function toSettings(f: AccountFields): AccountSettings {
 /** The fields for re-entering a saved account's password (everything else as saved). */
 export function fromSettings(s: AccountSettings): AccountFields {
   if (s.kind === "xmpp") {
-    return { ...emptyFields("xmpp"), wsUrl: s.ws_url, address: s.jid };
+    return {
+      ...emptyFields("xmpp"),
+      wsUrl: s.ws_url,
+      address: s.jid,
+      trustedCertificate: s.trusted_certificate ?? "",
+    };
   }
   return {
     ...emptyFields("sip"),
@@ -128,5 +137,6 @@ export function fromSettings(s: AccountSettings): AccountFields {
     msrpRelayUri: s.msrp_relay_uri ?? "",
     dtmf: s.dtmf,
     callWaiting: s.call_waiting,
+    trustedCertificate: s.trusted_certificate ?? "",
   };
 }

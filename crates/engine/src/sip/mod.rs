@@ -303,7 +303,7 @@ impl SipAccount {
                 }
                 event = self.flow.next() => match event {
                     FlowEvent::Opened => self.on_connected(),
-                    FlowEvent::Failed(e) => self.schedule_reconnect(e.to_string()),
+                    FlowEvent::Failed(e) => self.attempt_failed(e),
                     FlowEvent::Incoming(incoming) => self.on_incoming(incoming),
                     FlowEvent::ReconnectDue => self.start_connecting(),
                 },
@@ -394,6 +394,15 @@ impl SipAccount {
         self.ua.handle_disconnected(now);
         self.awaiting_unregister = false;
         self.schedule_reconnect(reason);
+    }
+
+    fn attempt_failed(&mut self, error: EngineError) {
+        if self.shutdown_reply.is_some() {
+            return;
+        }
+        if let Some(state) = self.flow.attempt_failed(error) {
+            self.set_state(state);
+        }
     }
 
     fn schedule_reconnect(&mut self, reason: String) {

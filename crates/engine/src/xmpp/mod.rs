@@ -411,7 +411,7 @@ impl XmppAccount {
                 Some(written) = self.archive.next_written() => self.archive.on_written(written),
                 event = self.flow.next() => match event {
                     FlowEvent::Opened => self.on_connected(),
-                    FlowEvent::Failed(e) => self.schedule_reconnect(e.to_string()),
+                    FlowEvent::Failed(e) => self.attempt_failed(e),
                     FlowEvent::Incoming(incoming) => self.on_incoming(incoming),
                     FlowEvent::ReconnectDue => self.start_connecting(),
                 },
@@ -499,6 +499,15 @@ impl XmppAccount {
         let now = self.now();
         self.client.handle_disconnected(now);
         self.schedule_reconnect(reason);
+    }
+
+    fn attempt_failed(&mut self, error: EngineError) {
+        if self.stopping || self.permanent_failure {
+            return;
+        }
+        if let Some(state) = self.flow.attempt_failed(error) {
+            self.set_state(state);
+        }
     }
 
     fn schedule_reconnect(&mut self, reason: String) {

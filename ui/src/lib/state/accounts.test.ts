@@ -34,6 +34,15 @@ describe("accounts", () => {
     ]);
   });
 
+  it("says an untrusted server certificate in the engine's words, without asking for a password", () => {
+    const reason =
+      "wss://127.0.0.1:8443's certificate is not trusted: it is self-signed. If this is your own server, set its certificate as the account's trusted server certificate; the account does not retry until then.";
+    const s = S.applyEvent(booted(), { event: "account_state", account: 1, state: { state: "untrusted", reason } }, T0);
+    expect(s.accounts["1"]?.status).toBe("failed");
+    expect(s.accounts["1"]?.needsPassword).toBe(false);
+    expect(s.toasts.map((t) => t.text)).toEqual([`sip:alice@lyrebird.test: ${reason}`]);
+  });
+
   it("asks for a password that is not stored without an error toast", () => {
     const s = S.applyEvent(
       booted(),

@@ -98,6 +98,7 @@ export function accountStatus(s: AccountState): AccountStatus {
       return "registered";
     case "registration_failed":
     case "authentication_failed":
+    case "untrusted":
       return "failed";
     case "reconnecting":
       return "reconnecting";
@@ -130,6 +131,9 @@ export function accountStateWords(s: AccountState): string {
       return s.reason === "password needed"
         ? "Password needed"
         : `The server refused the password (${s.reason})`;
+    case "untrusted":
+      // The engine's words end a sentence; the caller adds its own full stop.
+      return s.reason.replace(/\.$/, "");
     case "reconnecting":
       return `Connection lost (${s.reason}); retrying in ${Math.ceil(num(s.delay_ms) / 1000)} s`;
     case "unregistered":
