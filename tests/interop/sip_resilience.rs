@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
+use lyrebird_engine::MAX_SIP_TEXT_BYTES;
 use serde_json::json;
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
 use testkit::rawsip::RawSipClient;
@@ -298,5 +299,63 @@ async fn a_self_signed_wss_server_is_refused_unless_its_certificate_is_trusted()
     ensure!(got["body"] == "over TLS?", "{got}");
     alice.quit().await?;
     bob.quit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_too_long_for_one_message_is_refused_and_signalling_goes_on() -> Result<()> {
+    let stack = sip_stack()?;
+    let dir = tempfile::tempdir()?;
+    let mut alice = Lyrebird::start(options(&stack, "alice", "alice-secret", dir.path())).await?;
+    alice.registered(SETUP).await?;
+    let mut bob = Lyrebird::start(options(&stack, "bob", "bob-secret", dir.path())).await?;
+    bob.registered(SETUP).await?;
+    let to_alice = format!("sip:alice@{}", stack.kamailio().domain());
+
+    // The longest text that may go as one MESSAGE passes Kamailio intact.
+    let longest = "x".repeat(MAX_SIP_TEXT_BYTES);
+    bob.command(json!({"cmd": "message", "target": to_alice, "body": longest}))
+        .await?;
+    let got = alice
+        .wait_for("the longest text message", SETUP, |e| {
+            e["event"] == "message_received"
+        })
+        .await?;
+    ensure!(
+        got["body"].as_str() == Some(longest.as_str()),
+        "the longest text arrived changed ({} bytes)",
+        got["body"].as_str().map_or(0, str::len)
+    );
+
+    // One byte more is refused with words a person can act on, and nothing is sent.
+    let refused = bob
+        .command(json!({"cmd": "message", "target": to_alice, "body": format!("{longest}y")}))
+        .await;
+    let error = format!(
+        "{:#}",
+        refused.err().context("a too long text was accepted")?
+    );
+    ensure!(
+        error.contains("send it as a file"),
+        "unclear refusal: {error}"
+    );
+
+    // The flow was never cut: the next message arrives and nobody reconnected.
+    bob.command(json!({"cmd": "message", "target": to_alice, "body": "still here"}))
+        .await?;
+    alice
+        .wait_for("the message after the refusal", SETUP, |e| {
+            e["event"] == "message_received" && e["body"] == "still here"
+        })
+        .await?;
+    for peer in [alice, bob] {
+        let history = peer.quit().await?;
+        ensure!(
+            !history
+                .iter()
+                .any(|e| e["state"]["state"] == "reconnecting"),
+            "the signalling flow was interrupted: {history:?}"
+        );
+    }
     Ok(())
 }

@@ -1162,3 +1162,58 @@ async fn scripted_session(socket: tokio::net::TcpStream) -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_too_long_for_one_stanza_is_refused_and_the_stream_goes_on() -> Result<()> {
+    let stack = prosody()?;
+    let dir = tempfile::tempdir()?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
+    let mut bob = lyrebird(&stack, "bob", dir.path(), &[]).await?;
+
+    // The longest text, made of the character XML escaping lengthens most, passes Prosody.
+    let longest = "<".repeat(lyrebird_engine::MAX_XMPP_TEXT_BYTES);
+    alice
+        .command(json!({"cmd": "message", "to": bob_jid, "body": longest}))
+        .await?;
+    bob.wait_for("the longest text message", DELIVERY, |e| {
+        is_chat(e, &longest)
+    })
+    .await?;
+
+    // One byte more is refused with words a person can act on.
+    let refused = alice
+        .command(json!({"cmd": "message", "to": bob_jid, "body": format!("{longest}<")}))
+        .await;
+    let error = format!(
+        "{:#}",
+        refused.err().context("a too long text was accepted")?
+    );
+    ensure!(
+        error.contains("send it as a file"),
+        "unclear refusal: {error}"
+    );
+
+    // The stream was never cut: the next message arrives, and nobody reconnected.
+    alice
+        .command(json!({"cmd": "message", "to": bob_jid, "body": "still here"}))
+        .await?;
+    bob.wait_for("the message after the refusal", DELIVERY, |e| {
+        is_chat(e, "still here")
+    })
+    .await?;
+    ensure!(
+        stored_bodies(&mut bob, &alice_jid).await? == [longest.clone(), "still here".into()],
+        "bob's history is not the two messages sent"
+    );
+    for peer in [alice, bob] {
+        let history = peer.quit().await?;
+        ensure!(
+            !history
+                .iter()
+                .any(|e| e["state"]["state"] == "reconnecting"),
+            "the stream was interrupted: {history:?}"
+        );
+    }
+    Ok(())
+}

@@ -270,6 +270,7 @@ impl EngineHandle {
         target: &str,
         body: &str,
     ) -> Result<MessageId, EngineError> {
+        crate::ground::check_text_length(body, crate::ground::MAX_SIP_TEXT_BYTES)?;
         let (target, body) = (target.to_owned(), body.to_owned());
         self.request(|reply| Command::ToAccount {
             account,
@@ -487,6 +488,9 @@ impl EngineHandle {
         account: AccountId,
         action: crate::xmpp::XmppAction,
     ) -> Result<crate::xmpp::XmppReply, EngineError> {
+        if let Some(text) = action.text() {
+            crate::ground::check_text_length(text, crate::ground::MAX_XMPP_TEXT_BYTES)?;
+        }
         self.request(|reply| {
             Command::Xmpp(crate::xmpp::SupervisorCommand::Action {
                 account,

@@ -61,6 +61,32 @@ impl IdSource {
     }
 }
 
+/// The longest text sent as one SIP MESSAGE body, in UTF-8 bytes. A proxy answers a longer
+/// message by dropping the connection, which interrupts the account's signalling and loses
+/// whatever else was in flight: Kamailio reads a WebSocket frame into a 16 KiB buffer
+/// ("advertised length greater than buffer size (16383)"), and the message's headers, with
+/// those the proxy adds on the way, need the rest. So a longer text is refused before it is
+/// sent, with words that say to send it as a file.
+pub const MAX_SIP_TEXT_BYTES: usize = 12 * 1024;
+
+/// The longest text sent as one XMPP message stanza's body, in UTF-8 bytes: Prosody's default
+/// stanza limit is 256 KiB, and XML escaping can make a text four times longer (`<` is
+/// `&lt;`); past the limit the server closes the stream.
+pub const MAX_XMPP_TEXT_BYTES: usize = 48 * 1024;
+
+/// Refuses a text longer than `limit` bytes (one of the limits above).
+pub(crate) fn check_text_length(body: &str, limit: usize) -> Result<(), EngineError> {
+    if body.len() <= limit {
+        return Ok(());
+    }
+    Err(EngineError::TooLong(format!(
+        "the message is {} kB long and a text message can be at most {} kB; send it as a file \
+         instead",
+        body.len().div_ceil(1024),
+        limit / 1024
+    )))
+}
+
 /// Wall-clock time in ms since the Unix epoch, as history stores it.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -93,6 +119,9 @@ pub enum EngineError {
     /// change a certificate, so the account waits until its trust setting changes.
     #[error("{0}")]
     Untrusted(String),
+    /// A text too long to send as one message (see [`MAX_SIP_TEXT_BYTES`]).
+    #[error("{0}")]
+    TooLong(String),
     /// The SIP core refused the command.
     #[error("SIP: {0}")]
     Sip(String),

@@ -42,7 +42,9 @@ pub use event::{
     AccountState, CallDirection, CallState, ChatOrigin, EngineEvent, OfferedFile,
     TransferDirection, TransferState,
 };
-pub use ground::{AccountId, CallId, EngineError, MessageId, TransferId};
+pub use ground::{
+    AccountId, CallId, EngineError, MAX_SIP_TEXT_BYTES, MAX_XMPP_TEXT_BYTES, MessageId, TransferId,
+};
 pub use history::{CallRecord, MessageRecord, SearchHit};
 pub use lyrebird_media::{
     AudioDevices, AudioSink, AudioSource, IceServer, InputMeter, MediaConfig, MediaStats,

@@ -34,6 +34,9 @@ describe("errors in words", () => {
     );
     expect(errorWords({ kind: "unknown_call", detail: 4 })).toBe("That call has already ended.");
     expect(errorWords({ kind: "media", detail: "no input device" })).toBe("Audio problem: no input device.");
+    expect(errorWords({ kind: "too_long", detail: "the message is 300 kB long and a text message can be at most 32 kB; send it as a file instead" })).toBe(
+      "Not sent: the message is 300 kB long and a text message can be at most 32 kB; send it as a file instead.",
+    );
     expect(errorWords({ kind: "stopped" })).toBe("Lyrebird's engine has stopped. Please restart the app.");
     expect(errorWords("command start_call not found")).toBe("Something went wrong: command start_call not found.");
     expect(errorWords(new Error("boom"))).toBe("Something went wrong: boom.");

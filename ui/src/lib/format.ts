@@ -88,6 +88,10 @@ export function errorWords(error: unknown): string {
         return `Not possible right now: ${detail}.`;
       case "transport":
         return `Can't reach the server: ${detail}.`;
+      case "untrusted":
+        return detail;
+      case "too_long":
+        return `Not sent: ${detail}.`;
       case "sip":
         return `The call server refused: ${detail}.`;
       case "media":

@@ -181,6 +181,18 @@ pub enum XmppAction {
     },
 }
 
+impl XmppAction {
+    /// The text this action sends as a message, if it sends one.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            XmppAction::Message { body, .. }
+            | XmppAction::Correct { body, .. }
+            | XmppAction::RoomMessage { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+}
+
 /// What an action produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
