@@ -1117,49 +1117,155 @@ fn agree_to_xmpp(
     Ok(response)
 }
 
-/// One RFC 7395 session from a server that misbehaves after login.
-async fn scripted_session(socket: tokio::net::TcpStream) -> Result<()> {
+type ServerSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+fn text(s: &str) -> Message {
+    Message::Text(s.to_owned().into())
+}
+
+/// A scripted server's side of an RFC 7395 login (PLAIN) up to the bound resource
+/// `alice@localhost/lyre`; `stream_management` offers XEP-0198 with the bind feature.
+async fn scripted_login(
+    socket: tokio::net::TcpStream,
+    stream_management: bool,
+) -> Result<ServerSocket> {
     let mut ws = tokio_tungstenite::accept_hdr_async(socket, agree_to_xmpp).await?;
     let open =
         "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='localhost' id='s' version='1.0'/>";
-    let mut step = 0;
+    let mut restarted = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
-        let Message::Text(text) = frame else { continue };
-        let text = text.to_string();
-        let send = |s: &str| Message::Text(s.to_owned().into());
-        if text.starts_with("<open") && step == 0 {
-            ws.send(send(open)).await?;
-            ws.send(send("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")).await?;
-            step = 1;
-        } else if text.starts_with("<auth") {
-            ws.send(send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
+        let Message::Text(frame) = frame else {
+            continue;
+        };
+        let frame = frame.to_string();
+        if frame.starts_with("<open") && !restarted {
+            ws.send(text(open)).await?;
+            ws.send(text("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")).await?;
+        } else if frame.starts_with("<auth") {
+            ws.send(text("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
                 .await?;
-        } else if text.starts_with("<open") {
-            ws.send(send(open)).await?;
-            ws.send(send("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>")).await?;
-        } else if text.contains("xmpp-bind") {
-            let id = text
+            restarted = true;
+        } else if frame.starts_with("<open") {
+            ws.send(text(open)).await?;
+            let sm = if stream_management {
+                "<sm xmlns='urn:xmpp:sm:3'/>"
+            } else {
+                ""
+            };
+            ws.send(text(&format!("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>{sm}</stream:features>"))).await?;
+        } else if frame.contains("xmpp-bind") {
+            let id = frame
                 .split("id='")
                 .nth(1)
                 .and_then(|r| r.split('\'').next())
                 .unwrap_or("");
-            ws.send(send(&format!("<iq xmlns='jabber:client' type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/lyre</jid></bind></iq>"))).await?;
-            ws.send(send(
-                "<frobnicate xmlns='urn:example:unknown'><x/></frobnicate>",
-            ))
-            .await?;
-            ws.send(send("<iq xmlns='jabber:client' type='get' id='u1' from='localhost'><weird xmlns='urn:example:weird'/></iq>")).await?;
-            let huge = "x".repeat(400 * 1024);
-            ws.send(send(&format!("<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='big'><body>{huge}</body></message>"))).await?;
-            ws.send(send("<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='good'><body>still readable</body></message>")).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            ws.send(send("<message xmlns='jabber:client'><body>broken</bod"))
-                .await?;
-        } else if text.contains("service-unavailable") {
-            // the unknown IQ was answered properly
+            ws.send(text(&format!("<iq xmlns='jabber:client' type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/lyre</jid></bind></iq>"))).await?;
+            return Ok(ws);
         }
     }
+    anyhow::bail!("the client did not log in")
+}
+
+/// One RFC 7395 session from a server that misbehaves after login.
+async fn scripted_session(socket: tokio::net::TcpStream) -> Result<()> {
+    let mut ws = scripted_login(socket, false).await?;
+    ws.send(text(
+        "<frobnicate xmlns='urn:example:unknown'><x/></frobnicate>",
+    ))
+    .await?;
+    ws.send(text("<iq xmlns='jabber:client' type='get' id='u1' from='localhost'><weird xmlns='urn:example:weird'/></iq>")).await?;
+    let huge = "x".repeat(400 * 1024);
+    ws.send(text(&format!("<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='big'><body>{huge}</body></message>"))).await?;
+    ws.send(text("<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='good'><body>still readable</body></message>")).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send(text("<message xmlns='jabber:client'><body>broken</bod"))
+        .await?;
+    // Whatever the client says now (its answer to the unknown IQ, its goodbye) is only read.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(Some(Ok(_))) = tokio::time::timeout_at(deadline, ws.next()).await {}
+    Ok(())
+}
+
+/// What a server saw of a client's goodbye.
+#[derive(Debug)]
+struct Goodbye {
+    /// The client sent `<close/>`.
+    sent_close: bool,
+    /// The client closed the WebSocket before the server answered with its own `<close/>`.
+    closed_before_answer: bool,
+    /// The client closed the WebSocket after the server's `<close/>`.
+    closed_after_answer: bool,
+}
+
+/// Logs the client in, then answers its `<close/>` only after a pause, watching whether the
+/// client waits for that answer before it closes the WebSocket (RFC 7395 §3.6).
+async fn slow_to_answer_close(socket: tokio::net::TcpStream) -> Result<Goodbye> {
+    let mut ws = scripted_login(socket, false).await?;
+    let mut goodbye = Goodbye {
+        sent_close: false,
+        closed_before_answer: false,
+        closed_after_answer: false,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Text(frame)))) if frame.starts_with("<close") => {
+                goodbye.sent_close = true;
+                break;
+            }
+            Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => {
+                goodbye.closed_before_answer = true;
+                return Ok(goodbye);
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    let pause = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(frame) = tokio::time::timeout_at(pause, ws.next()).await {
+        if matches!(frame, Some(Ok(Message::Close(_)) | Err(_)) | None) {
+            goodbye.closed_before_answer = true;
+            return Ok(goodbye);
+        }
+    }
+    ws.send(text("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"))
+        .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(frame) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if matches!(frame, Some(Ok(Message::Close(_)) | Err(_)) | None) {
+            goodbye.closed_after_answer = true;
+            break;
+        }
+    }
+    Ok(goodbye)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_waits_for_the_servers_close_before_closing_the_websocket() -> Result<()> {
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await?;
+        slow_to_answer_close(socket).await
+    });
+    let mut alice = start_lyrebird(
+        &format!("ws://{addr}/xmpp-websocket"),
+        "alice@localhost",
+        "alice-secret",
+        &dir.path().join("alice.sqlite3"),
+        &dir.path().join("alice.log"),
+        &["--no-archive"],
+    )?;
+    online(&mut alice, LOGIN).await?;
+    alice.quit().await?;
+    let goodbye = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .context("the scripted server did not finish")???;
+    ensure!(
+        goodbye.sent_close && !goodbye.closed_before_answer && goodbye.closed_after_answer,
+        "the client did not close the stream as RFC 7395 §3.6 says: {goodbye:?}"
+    );
     Ok(())
 }
 
@@ -1215,5 +1321,156 @@ async fn a_text_too_long_for_one_stanza_is_refused_and_the_stream_goes_on() -> R
             "the stream was interrupted: {history:?}"
         );
     }
+    Ok(())
+}
+
+/// The value of attribute `name` in one serialised element (either quote style).
+fn xml_attr(xml: &str, name: &str) -> Option<String> {
+    for quote in ['\'', '"'] {
+        let start = format!(" {name}={quote}");
+        if let Some(at) = xml.find(&start) {
+            let rest = &xml[at + start.len()..];
+            return rest.find(quote).map(|end| rest[..end].to_owned());
+        }
+    }
+    None
+}
+
+/// A server with stream management whose room reflects a message before the server
+/// acknowledges it, as ejabberd does: every IQ gets an empty result, joining the room
+/// `room@muc.localhost` succeeds, and each group-chat message is reflected, then acknowledged.
+async fn room_reflects_before_the_ack(socket: tokio::net::TcpStream) -> Result<()> {
+    let mut ws = scripted_login(socket, true).await?;
+    let mut handled = 0u32;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Message::Text(frame) = frame else {
+            continue;
+        };
+        let frame = frame.to_string();
+        if frame.starts_with("<enable") {
+            ws.send(text(
+                "<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/>",
+            ))
+            .await?;
+            continue;
+        }
+        if frame.starts_with("<r ") || frame.starts_with("<r/") {
+            ws.send(text(&format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")))
+                .await?;
+            continue;
+        }
+        if frame.starts_with("<close") {
+            ws.send(text("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"))
+                .await?;
+            break;
+        }
+        if !(frame.starts_with("<iq")
+            || frame.starts_with("<presence")
+            || frame.starts_with("<message"))
+        {
+            continue;
+        }
+        handled += 1;
+        let id = xml_attr(&frame, "id").unwrap_or_default();
+        let to = xml_attr(&frame, "to").unwrap_or_default();
+        if frame.starts_with("<iq") && !frame.contains("type='result'") {
+            ws.send(text(&format!(
+                "<iq xmlns='jabber:client' type='result' id='{id}'/>"
+            )))
+            .await?;
+        } else if frame.starts_with("<presence") && to == "room@muc.localhost/Alice" {
+            ws.send(text("<presence xmlns='jabber:client' from='room@muc.localhost/Alice' to='alice@localhost/lyre'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' role='participant' jid='alice@localhost/lyre'/><status code='110'/></x></presence>")).await?;
+            ws.send(text("<message xmlns='jabber:client' type='groupchat' from='room@muc.localhost' id='subject'><subject/></message>")).await?;
+        } else if frame.starts_with("<message")
+            && frame.contains("groupchat")
+            && frame.contains("<body")
+        {
+            let body = frame
+                .split("<body>")
+                .nth(1)
+                .and_then(|b| b.split("</body>").next())
+                .unwrap_or_default();
+            ws.send(text(&format!("<message xmlns='jabber:client' type='groupchat' from='room@muc.localhost/Alice' to='alice@localhost/lyre' id='{id}'><body>{body}</body><stanza-id xmlns='urn:xmpp:sid:0' by='room@muc.localhost' id='archived-{id}'/></message>"))).await?;
+            ws.send(text(&format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_reflection_before_the_servers_ack_is_recorded_as_delivered() -> Result<()> {
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await?;
+        room_reflects_before_the_ack(socket).await
+    });
+    let log = dir.path().join("alice.log");
+    let mut alice = start_lyrebird(
+        &format!("ws://{addr}/xmpp-websocket"),
+        "alice@localhost",
+        "alice-secret",
+        &dir.path().join("alice.sqlite3"),
+        &log,
+        &["--no-archive"],
+    )?;
+    online(&mut alice, LOGIN).await?;
+    let room = "room@muc.localhost";
+    alice
+        .command(json!({"cmd": "join", "room": room, "nick": "Alice"}))
+        .await?;
+    alice
+        .wait_for("joined", DELIVERY, |e| {
+            e["event"] == "room_joined" && e["room"] == room
+        })
+        .await?;
+    let sent = alice
+        .command(json!({"cmd": "room_message", "room": room, "body": "reflected first"}))
+        .await?;
+    let id = sent["message"]
+        .as_str()
+        .context("no message id")?
+        .to_owned();
+    alice
+        .wait_for("the room's reflection", DELIVERY, |e| {
+            e["event"] == "chat_message_state"
+                && e["id"] == id.as_str()
+                && e["state"] == "delivered"
+        })
+        .await?;
+    // The acknowledgement right behind the reflection must not set it back to "sent".
+    let regressed = alice
+        .wait_for("a later state", Duration::from_secs(2), |e| {
+            e["event"] == "chat_message_state" && e["id"] == id.as_str()
+        })
+        .await;
+    ensure!(regressed.is_err(), "the state went back: {regressed:?}");
+    let history = alice
+        .command(json!({"cmd": "room_history", "room": room, "limit": 10}))
+        .await?;
+    let stored: Vec<&Value> = history["messages"]
+        .as_array()
+        .context("room history without messages")?
+        .iter()
+        .filter(|m| m["body"] == "reflected first")
+        .collect();
+    ensure!(
+        stored.len() == 1 && stored[0]["state"] == "delivered",
+        "history does not hold the message once, delivered: {history}"
+    );
+    alice.quit().await?;
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    ensure!(
+        !log.contains("event not recorded"),
+        "a state change was lost: {}",
+        log.lines()
+            .filter(|l| l.contains("not recorded"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
 }

@@ -110,6 +110,26 @@ fn logs_in_binds_enables_sm_and_asks_for_roster_carbons_and_disco() {
 }
 
 #[test]
+fn closing_waits_for_the_servers_close() {
+    let now = Instant::now();
+    let mut c = logged_in(now);
+    c.close(now);
+    let sent = drain(&mut c);
+    assert_eq!(
+        sent.last().map(String::as_str),
+        Some("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+    );
+    assert!(!c.close_answered(), "the server has not answered yet");
+    c.handle_frame(now, "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>");
+    assert!(c.close_answered());
+    assert!(drain(&mut c).is_empty(), "our close is not sent twice");
+    // A new connection starts a new stream, not yet closed.
+    c.handle_disconnected(now);
+    c.handle_connected(now);
+    assert!(!c.close_answered());
+}
+
+#[test]
 fn wrong_password_is_a_permanent_clear_error() {
     let now = Instant::now();
     let mut c = Client::new(config()).unwrap();

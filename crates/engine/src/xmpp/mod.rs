@@ -47,6 +47,22 @@ use crate::transport::{Flow, FlowEvent, Incoming, KeepAlive, WsTarget, sleep_unt
 pub(crate) use store::XmppHappening;
 use store::chat_event;
 
+/// One of our messages on its way, for its delivery-state updates.
+#[derive(Debug)]
+struct SentMessage {
+    /// Bare JID of the contact or room.
+    peer: String,
+    room: bool,
+    /// The server acknowledged it (XEP-0198), or took it without stream management.
+    acked: bool,
+    /// The recipient's side answered: delivered (a receipt, the room's reflection) or failed.
+    settled: bool,
+}
+
+/// How long quitting waits for the server's `<close/>` (see `await_close_answer`); within the
+/// supervisor's bound on stopping an account.
+const CLOSE_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
 /// An XMPP account: where to connect and who to be.
 #[derive(Debug, Clone)]
 pub struct XmppAccountConfig {
@@ -314,8 +330,8 @@ pub(crate) struct XmppAccount {
     roster: HashMap<String, Contact>,
     /// bare JID → resource → presence
     presence: HashMap<String, HashMap<String, ResourcePresence>>,
-    /// Outgoing message id → (peer, room?) for delivery-state updates.
-    sent: HashMap<String, (String, bool)>,
+    /// Our messages whose delivery is not settled yet, by id.
+    sent: HashMap<String, SentMessage>,
     /// Archive catch-ups in progress (`archive.rs`).
     archive: archive::CatchUp,
     uploads: HashMap<String, Upload>,
@@ -446,12 +462,44 @@ impl XmppAccount {
                 break;
             }
         }
+        self.await_close_answer().await;
         self.flow.close().await;
         self.history.flush().await;
         self.set_state(AccountState::Stopped);
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(Ok(XmppReply::Done {}));
         }
+    }
+
+    /// RFC 7395 §3.6: after our `<close/>`, the server answers with its own before the
+    /// WebSocket closes. Closing at once makes a server (ejabberd) take it for a dropped
+    /// connection and hold the session for resumption, so the next login with the same
+    /// resource meets a conflict. Bounded: a server that does not answer is not waited for.
+    /// Stanzas that still arrive are left to the archive catch-up of the next start (they
+    /// came after our final acknowledgement, so the server does not count them delivered).
+    async fn await_close_answer(&mut self) {
+        let deadline = Instant::now() + CLOSE_ANSWER_WAIT;
+        while !self.client.close_answered() {
+            let Some(conn) = self.flow.conn.as_mut() else {
+                return;
+            };
+            match tokio::time::timeout_at(deadline, conn.recv()).await {
+                Ok(Ok(Some(Incoming::Message(frame)))) => {
+                    let now = self.now();
+                    self.client
+                        .handle_frame(now, &String::from_utf8_lossy(&frame));
+                }
+                Ok(Ok(Some(Incoming::Alive))) => {}
+                Ok(Ok(None) | Err(_)) => return,
+                Err(_) => {
+                    debug!(account = self.id.0, "no <close/> from the server in time");
+                    return;
+                }
+            }
+        }
+        // Whatever the core made of the last frames is not acted on any more.
+        while self.client.poll_transmit().is_some() {}
+        while self.client.poll_event().is_some() {}
     }
 
     async fn drive(&mut self) {
@@ -854,14 +902,33 @@ impl XmppAccount {
         state: DeliveryState,
         reason: Option<String>,
     ) {
-        let (peer, room) = self
-            .sent
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| (peer.to_owned(), false));
-        if matches!(state, DeliveryState::Delivered | DeliveryState::Failed) {
-            self.sent.remove(id);
-        }
+        let (peer, room) = match self.sent.get_mut(id) {
+            Some(sent) => {
+                // The server's acknowledgement and the recipient's answer (a receipt, a room's
+                // reflection, a bounce) arrive in either order: a room may reflect a message
+                // before the acknowledgement. The entry, which knows whether the message went
+                // to a room, stays until both are in.
+                if state == DeliveryState::Sent && sent.settled {
+                    // Delivered (or failed) already says more than the acknowledgement.
+                    sent.acked = true;
+                    self.sent.remove(id);
+                    return;
+                }
+                match state {
+                    DeliveryState::Sent => sent.acked = true,
+                    DeliveryState::Delivered | DeliveryState::Failed => sent.settled = true,
+                    _ => {}
+                }
+                let known = (sent.peer.clone(), sent.room);
+                // A contact's client may never send receipts; once acknowledged, what is
+                // left to come for a 1:1 message is found by its peer alone.
+                if sent.acked && (sent.settled || !sent.room) {
+                    self.sent.remove(id);
+                }
+                known
+            }
+            None => (peer.to_owned(), false),
+        };
         self.history.record_xmpp(XmppHappening::MessageState {
             account: self.id,
             peer: peer.clone(),
@@ -1060,7 +1127,15 @@ impl XmppAccount {
         url: Option<String>,
     ) {
         let peer = to.split('/').next().unwrap_or(to).trim().to_owned();
-        self.sent.insert(id.to_owned(), (peer.clone(), room));
+        self.sent.insert(
+            id.to_owned(),
+            SentMessage {
+                peer: peer.clone(),
+                room,
+                acked: false,
+                settled: false,
+            },
+        );
         let message = ChatMessage {
             stable_id: id.to_owned(),
             kind: if room {

@@ -111,6 +111,10 @@ pub struct Client {
     presence: Option<String>,
     disco: Disco,
     closing: bool,
+    /// The server answered our `<close/>` with its own (RFC 7395 §3.6): the stream is over on
+    /// both sides and the WebSocket may close without the server taking it for a dropped
+    /// connection (and holding the session for resumption).
+    close_answered: bool,
     /// The latest time given to any `handle_*` call (commands carry no time of their own).
     last_now: Option<Instant>,
 }
@@ -185,6 +189,7 @@ impl Client {
             presence: None,
             disco: Disco::default(),
             closing: false,
+            close_answered: false,
             last_now: None,
         })
     }
@@ -199,6 +204,13 @@ impl Client {
     /// Our full JID once bound.
     pub fn full_jid(&self) -> Option<&str> {
         self.bound_jid.as_deref()
+    }
+
+    /// After [`Client::close`]: the server has answered with its `<close/>`, so the
+    /// WebSocket can be closed now (RFC 7395 §3.6). Until then the driver should keep
+    /// reading, for a bounded time.
+    pub fn close_answered(&self) -> bool {
+        self.close_answered
     }
 
     /// Whether stanzas flow.
@@ -258,6 +270,7 @@ impl Client {
         self.authenticated = false;
         self.features = None;
         self.closing = false;
+        self.close_answered = false;
         self.sm.counting_out = false;
         self.sm.counting_in = false;
         self.open_stream(now);

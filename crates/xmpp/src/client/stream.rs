@@ -3,8 +3,8 @@
 //! does first, closing (RFC 7395 §3.6) and stream errors (RFC 6120 §4.9).
 //!
 //! State owned here: the negotiation [`Phase`] (which holds the SASL exchange while it runs),
-//! and the `authenticated`, `features`, `bound_jid`, `negotiation_deadline` and `closing`
-//! fields of [`Client`]. Resumption (XEP-0198 `<resume/>`) is chosen here, between
+//! and the `authenticated`, `features`, `bound_jid`, `negotiation_deadline`, `closing` and
+//! `close_answered` fields of [`Client`]. Resumption (XEP-0198 `<resume/>`) is chosen here, between
 //! SASL and binding, and completed in `sm.rs`.
 
 use std::time::Instant;
@@ -109,7 +109,9 @@ impl Client {
 
     pub(super) fn on_close(&mut self, el: &Element) {
         // RFC 7395 §3.6: answer the server's close with ours, then the WS closes.
-        if !self.closing {
+        if self.closing {
+            self.close_answered = true;
+        } else {
             self.send_raw(Xml::ns("close", ns::FRAMING).build());
         }
         let error = if self.closing {
