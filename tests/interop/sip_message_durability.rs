@@ -185,6 +185,15 @@ async fn every_message_answered_200_is_in_history_after_a_kill_9() -> Result<()>
             receiver.quit().await?;
         }
 
+        // Killed mid-write, the file is still sound (WAL): SQLite's integrity check passes.
+        let db_arg = db.to_string_lossy();
+        let check = run_cli(&["--db", &db_arg, "history", "check"], SETUP).await?;
+        ensure!(
+            check
+                .iter()
+                .any(|e| e["event"] == "history_check" && e["sound"] == true),
+            "run {run}: the history file is damaged: {check:?}"
+        );
         let stored = stored_bodies(&db, run).await?;
         let lost: Vec<&String> = result
             .answered

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, ensure};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use testkit::json_lines::JsonLines;
+use testkit::lyrebird::run_cli;
 use testkit::stack::{ArchiveOwner, ArchiveSeed, Stack, StackOptions};
 use testkit::xmpp::{CuttingRelay, online, start_lyrebird, start_reference};
 use tokio_tungstenite::tungstenite::Message;
@@ -676,6 +677,19 @@ async fn a_kill_during_a_flood_loses_and_repeats_nothing() -> Result<()> {
         }
     }
     alice.kill().await;
+    // Killed mid-write, the file is still sound (WAL): SQLite's integrity check passes.
+    let db = dir.path().join("alice.sqlite3");
+    let check = run_cli(
+        &["--db", &db.to_string_lossy(), "history", "check"],
+        DELIVERY,
+    )
+    .await?;
+    ensure!(
+        check
+            .iter()
+            .any(|e| e["event"] == "history_check" && e["sound"] == true),
+        "the history file is damaged: {check:?}"
+    );
     let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
     // The rest of the flood may still be on its way: each message comes either from the
     // archive or live, so wait for the catch-up to end and for the flood's last message.

@@ -148,6 +148,8 @@ enum HistoryCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// SQLite's full consistency check of the file; exits 1 when it finds a problem.
+    Check,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -697,6 +699,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     for transfer in engine.recent_transfers(limit).await? {
                         print_line(json!({"event": "transfer_record", "transfer": transfer}));
                     }
+                }
+                HistoryCommand::Check => {
+                    let problems = engine.history_integrity_problems().await?;
+                    let sound = problems.is_empty();
+                    print_line(
+                        json!({"event": "history_check", "sound": sound, "problems": problems}),
+                    );
+                    engine.shutdown().await;
+                    return Ok(if sound {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    });
                 }
             }
             engine.shutdown().await;

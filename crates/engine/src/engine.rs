@@ -465,6 +465,12 @@ impl EngineHandle {
     }
 
     /// The newest file transfers of all accounts, newest first.
+    /// SQLite's full consistency check of the history file: the problems found, none when it
+    /// is sound.
+    pub async fn history_integrity_problems(&self) -> Result<Vec<String>, EngineError> {
+        self.history.integrity_problems().await
+    }
+
     pub async fn recent_transfers(
         &self,
         limit: u32,

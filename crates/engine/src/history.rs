@@ -297,6 +297,10 @@ impl History {
             .await
     }
 
+    pub(crate) async fn integrity_problems(&self) -> Result<Vec<String>, EngineError> {
+        self.query(|w| Ok(w.store.integrity_problems()?)).await
+    }
+
     pub(crate) async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRecord>, EngineError> {
         self.query(move |w| Ok(w.store.calls(limit)?)).await
     }

@@ -120,6 +120,22 @@ impl Store {
             .pragma_query_value(None, "journal_mode", |row| row.get(0))?)
     }
 
+    /// SQLite's full consistency check of the file (`PRAGMA integrity_check`): the problems it
+    /// found, none when the file is sound. Reads every page, so it is for a person or a test
+    /// asking, not for every start.
+    pub fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.conn.prepare("PRAGMA integrity_check")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        let mut problems = Vec::new();
+        for row in rows {
+            let row = row?;
+            if row != "ok" {
+                problems.push(row);
+            }
+        }
+        Ok(problems)
+    }
+
     /// Applies `changes` in one transaction: either all of them are written or, if any
     /// fails, none is ([`StoreError::ChangeFailed`] names the failing index).
     pub fn apply(&mut self, changes: &[Change]) -> Result<BatchOutcome, StoreError> {
