@@ -863,3 +863,63 @@ async fn every_chat_message_reported_delivered_survives_a_kill_9() -> Result<()>
     }
     Ok(())
 }
+
+/// A receiver killed (`kill -9`) in the middle of a file: after its restart the transfer is in
+/// history as failed with the reason, and nothing of the file is in the downloads folder — no
+/// half file under the real name, no partial file left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_cut_by_a_kill_9_is_failed_after_restart_never_complete() -> Result<()> {
+    let stack = stack()?;
+    let dir = tempfile::tempdir()?;
+    let mut alice = start(&stack, dir.path(), "alice", None, &[]).await?;
+    let mut bob = start(&stack, dir.path(), "bob", None, &["--auto-accept-files"]).await?;
+    let path = dir.path().join("cut-short.bin");
+    let size = 40 * MIB;
+    make_file(&path, size, 7)?;
+    alice
+        .command(json!({"cmd": "send_file", "target": uri(&stack, "bob"), "path": path}))
+        .await?;
+    let (received, _) = offered(&mut bob, None).await?;
+    let third = (size / 3) as u64;
+    bob.wait_for("a third of the file", BIG, |e| {
+        e["event"] == "transfer_progress"
+            && e["transfer"] == json!(received)
+            && e["bytes"].as_u64().is_some_and(|b| b >= third)
+    })
+    .await?;
+    bob.kill().await;
+    let bob_downloads = downloads(dir.path(), "bob");
+    ensure!(
+        !files_in(&bob_downloads).contains(&"cut-short.bin".to_owned()),
+        "a half file is under the real name: {:?}",
+        files_in(&bob_downloads)
+    );
+
+    // The restart settles what the killed run left: failed, with the reason, partial removed.
+    let bob = start(&stack, dir.path(), "bob", None, &["--auto-accept-files"]).await?;
+    let db = dir.path().join("bob.sqlite3");
+    let rows = run_cli(
+        &["--db", &db.to_string_lossy(), "history", "transfers"],
+        SETUP,
+    )
+    .await?;
+    let row = rows
+        .iter()
+        .find(|r| r["transfer"]["file_name"] == "cut-short.bin")
+        .with_context(|| format!("the cut transfer is not in history: {rows:?}"))?;
+    ensure!(
+        row["transfer"]["state"] == "failed"
+            && row["transfer"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("stopped before")),
+        "the cut transfer is not failed with its reason: {row}"
+    );
+    ensure!(
+        files_in(&bob_downloads).is_empty(),
+        "the downloads folder still holds {:?}",
+        files_in(&bob_downloads)
+    );
+    bob.quit().await?;
+    alice.quit().await?;
+    Ok(())
+}

@@ -683,7 +683,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if !db.exists() {
                 bail!("no history database at {}", db.display());
             }
-            let (engine, _events) = start_engine(Some(db), None, MediaConfig::default())?;
+            // Only reading: another Lyrebird may be writing this file right now, so what
+            // looks unfinished may be under way.
+            let (engine, _events) = Engine::start(EngineConfig {
+                database: Some(db),
+                settle_unfinished_transfers: false,
+                ..EngineConfig::default()
+            })?;
             match what {
                 HistoryCommand::Calls { limit } => {
                     for call in engine.recent_calls(limit).await? {

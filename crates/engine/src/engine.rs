@@ -43,6 +43,10 @@ pub struct EngineConfig {
     /// puts the other answered calls on hold first (call waiting, swapping). Off for engines
     /// that carry many calls at once (a bot, a load test).
     pub hold_other_calls: bool,
+    /// At start, mark the transfers a previous run left unfinished (it was killed or crashed)
+    /// as failed and remove their partial files. Off for a process that only reads a history
+    /// file another Lyrebird may be writing.
+    pub settle_unfinished_transfers: bool,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +58,7 @@ impl Default for EngineConfig {
             downloads: std::env::temp_dir().join("lyrebird-downloads"),
             recordings: std::env::temp_dir().join("lyrebird-recordings"),
             hold_other_calls: true,
+            settle_unfinished_transfers: true,
         }
     }
 }
@@ -142,7 +147,10 @@ impl Engine {
     pub fn start(
         config: EngineConfig,
     ) -> Result<(EngineHandle, mpsc::UnboundedReceiver<EngineEvent>), EngineError> {
-        let history = History::open(config.database.as_deref())?;
+        let history = History::open(
+            config.database.as_deref(),
+            config.settle_unfinished_transfers,
+        )?;
         let (commands_tx, commands) = mpsc::channel(64);
         let (events_tx, events) = mpsc::unbounded_channel();
         let (notices_tx, notices) = mpsc::unbounded_channel();

@@ -24,7 +24,7 @@ use lyrebird_store::{
     ConversationKind, DeliveryState, Direction, MessageRef, NewAccount, NewCall, NewMessage, Store,
 };
 use tokio::sync::oneshot;
-use tracing::{debug, error};
+use tracing::{debug, error, info, warn};
 
 pub use lyrebird_store::{CallRecord, Message as MessageRecord, SearchHit};
 
@@ -115,6 +115,33 @@ enum Job {
     Query(Query),
 }
 
+/// What a transfer left offered or active by a previous run says: the process ended (killed,
+/// crashed, the power cut) before the transfer did, and its session died with it.
+const UNFINISHED_TRANSFER: &str = "Lyrebird stopped before the transfer finished";
+
+/// Marks the transfers a previous run left unfinished as failed and removes their partial
+/// files, so no half-received file stays behind or is ever taken for a complete one. Only our
+/// own hidden partial files are removed (see `msrp::names`), never a published file.
+fn settle_unfinished_transfers(store: &mut Store) -> Result<(), EngineError> {
+    let failed = store.fail_unfinished_transfers(now_ms(), UNFINISHED_TRANSFER)?;
+    for transfer in failed {
+        let partial = transfer
+            .local_path
+            .as_deref()
+            .map(Path::new)
+            .filter(|path| crate::msrp::names::is_partial(path));
+        if let Some(partial) = partial {
+            match std::fs::remove_file(partial) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!(path = %partial.display(), error = %e, "partial file left"),
+            }
+        }
+        info!(transfer = %transfer.transfer_key, file = %transfer.file_name, "unfinished transfer marked failed");
+    }
+    Ok(())
+}
+
 /// A handle to the history writer thread.
 #[derive(Clone)]
 pub(crate) struct History {
@@ -122,8 +149,10 @@ pub(crate) struct History {
 }
 
 impl History {
-    /// Opens (or creates) the database and starts the writer thread.
-    pub(crate) fn open(path: Option<&Path>) -> Result<Self, EngineError> {
+    /// Opens (or creates) the database and starts the writer thread. With
+    /// `settle_unfinished`, transfers a previous run left unfinished are settled first (see
+    /// [`settle_unfinished_transfers`]).
+    pub(crate) fn open(path: Option<&Path>, settle_unfinished: bool) -> Result<Self, EngineError> {
         let store = match path {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -131,7 +160,11 @@ impl History {
                         EngineError::History(format!("cannot create {}: {e}", dir.display()))
                     })?;
                 }
-                Store::open(path)?
+                let mut store = Store::open(path)?;
+                if settle_unfinished {
+                    settle_unfinished_transfers(&mut store)?;
+                }
+                store
             }
             None => Store::open_in_memory()?,
         };
@@ -744,7 +777,7 @@ mod tests {
     fn message_received_acks_from_the_writer_thread_once_stored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("history.sqlite3");
-        let history = History::open(Some(&path)).unwrap();
+        let history = History::open(Some(&path), true).unwrap();
         history.account_added(
             ACCOUNT,
             "sip:alice@example.com",

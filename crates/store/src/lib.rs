@@ -218,4 +218,29 @@ impl Store {
     pub fn transfers(&self, limit: u32) -> Result<Vec<Transfer>, StoreError> {
         query::transfers(&self.conn, limit)
     }
+
+    /// Marks every transfer still offered or active as failed with `error` at `now_ms` and
+    /// returns them as they are now: at start, these are what a previous run left when it was
+    /// killed or crashed, and no session of theirs survives it.
+    pub fn fail_unfinished_transfers(
+        &mut self,
+        now_ms: i64,
+        error: &str,
+    ) -> Result<Vec<Transfer>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let ids: Vec<i64> = tx
+            .prepare("SELECT id FROM transfers WHERE state IN ('offered', 'active')")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        tx.execute(
+            "UPDATE transfers SET state = 'failed', ended_at_ms = ?1, error = ?2
+             WHERE state IN ('offered', 'active')",
+            rusqlite::params![now_ms, error],
+        )?;
+        let failed = query::transfers_by_id(&tx, &ids)?;
+        tx.commit()?;
+        Ok(failed)
+    }
 }

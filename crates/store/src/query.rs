@@ -329,33 +329,49 @@ pub(crate) fn calls(conn: &Connection, limit: u32) -> Result<Vec<CallRecord>, St
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+const TRANSFER_COLUMNS: &str = "id, account_id, transfer_key, direction, peer_address, \
+     file_name, size_bytes, mime_type, sha256, local_path, state, bytes_confirmed, \
+     started_at_ms, ended_at_ms, error";
+
+fn transfer_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Transfer> {
+    Ok(Transfer {
+        id: row.get(0)?,
+        account: row.get(1)?,
+        transfer_key: row.get(2)?,
+        direction: row.get(3)?,
+        peer_address: row.get(4)?,
+        file_name: row.get(5)?,
+        size_bytes: optional_unsigned(row, 6)?,
+        mime_type: row.get(7)?,
+        sha256: row.get(8)?,
+        local_path: row.get(9)?,
+        state: row.get(10)?,
+        bytes_confirmed: unsigned(row, 11)?,
+        started_at_ms: row.get(12)?,
+        ended_at_ms: row.get(13)?,
+        error: row.get(14)?,
+    })
+}
+
 pub(crate) fn transfers(conn: &Connection, limit: u32) -> Result<Vec<Transfer>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT id, account_id, transfer_key, direction, peer_address, file_name, size_bytes,
-                mime_type, sha256, local_path, state, bytes_confirmed, started_at_ms,
-                ended_at_ms, error
-         FROM transfers ORDER BY started_at_ms DESC, id DESC LIMIT ?1",
-    )?;
-    let rows = statement.query_map([limit_param(limit)], |row| {
-        Ok(Transfer {
-            id: row.get(0)?,
-            account: row.get(1)?,
-            transfer_key: row.get(2)?,
-            direction: row.get(3)?,
-            peer_address: row.get(4)?,
-            file_name: row.get(5)?,
-            size_bytes: optional_unsigned(row, 6)?,
-            mime_type: row.get(7)?,
-            sha256: row.get(8)?,
-            local_path: row.get(9)?,
-            state: row.get(10)?,
-            bytes_confirmed: unsigned(row, 11)?,
-            started_at_ms: row.get(12)?,
-            ended_at_ms: row.get(13)?,
-            error: row.get(14)?,
-        })
-    })?;
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {TRANSFER_COLUMNS} FROM transfers
+         ORDER BY started_at_ms DESC, id DESC LIMIT ?1"
+    ))?;
+    let rows = statement.query_map([limit_param(limit)], transfer_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The transfers with these row ids, in the order given.
+pub(crate) fn transfers_by_id(conn: &Connection, ids: &[i64]) -> Result<Vec<Transfer>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"
+    ))?;
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        found.push(statement.query_row([id], transfer_from_row)?);
+    }
+    Ok(found)
 }
 
 pub(crate) fn archive_sync(

@@ -880,6 +880,48 @@ fn transfer(account: AccountId, key: &str, sha256: Option<String>) -> NewTransfe
 }
 
 #[test]
+fn unfinished_transfers_are_failed_and_finished_ones_kept() -> Result<()> {
+    let mut fx = fixture()?;
+    let mut active = transfer(fx.account, "active", None);
+    active.state = TransferState::Active;
+    active.direction = Direction::In;
+    active.local_path = Some("/downloads/.report.pdf.part".into());
+    let offered = transfer(fx.account, "offered", None);
+    let mut completed = transfer(fx.account, "completed", None);
+    completed.state = TransferState::Completed;
+    completed.ended_at_ms = Some(6_000);
+    fx.store.apply(&[
+        Change::UpsertTransfer(active),
+        Change::UpsertTransfer(offered),
+        Change::UpsertTransfer(completed),
+    ])?;
+
+    let failed = fx.store.fail_unfinished_transfers(9_000, "stopped")?;
+    let mut keys: Vec<&str> = failed.iter().map(|t| t.transfer_key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["active", "offered"]);
+    assert!(failed.iter().all(|t| t.state == TransferState::Failed
+        && t.ended_at_ms == Some(9_000)
+        && t.error.as_deref() == Some("stopped")));
+    let partial = failed.iter().find(|t| t.transfer_key == "active");
+    assert_eq!(
+        partial.and_then(|t| t.local_path.as_deref()),
+        Some("/downloads/.report.pdf.part"),
+        "the partial file's path is returned so it can be removed"
+    );
+    let kept = fx.store.transfers(10)?;
+    let completed = kept.iter().find(|t| t.transfer_key == "completed");
+    assert_eq!(completed.map(|t| t.state), Some(TransferState::Completed));
+    // Settled once: a second start finds nothing more.
+    assert!(
+        fx.store
+            .fail_unfinished_transfers(10_000, "stopped")?
+            .is_empty()
+    );
+    Ok(())
+}
+
+#[test]
 fn transfers_upsert_by_key_and_contacts_round_trip() -> Result<()> {
     let mut fx = fixture()?;
     let hash = "ab".repeat(32);

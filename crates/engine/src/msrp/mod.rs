@@ -28,7 +28,7 @@
 mod chat;
 mod context;
 mod file;
-mod names;
+pub(crate) mod names;
 mod relay;
 
 use std::collections::HashMap;

@@ -72,6 +72,14 @@ fn candidate(dir: &Path, name: &str, n: u32) -> PathBuf {
     dir.join(format!("{stem} ({n}){ext}"))
 }
 
+/// Whether `path` names a partial file [`create_partial`] made (`.name.part`,
+/// `.name (1).part`, ...): hidden, so never a name [`safe_file_name`] gives a finished file.
+pub(crate) fn is_partial(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with('.') && name.ends_with(".part") && name.len() > 6)
+}
+
 /// Creates a new, empty partial file for `name` in `dir` (never an existing one).
 pub(crate) fn create_partial(dir: &Path, name: &str) -> io::Result<(PathBuf, std::fs::File)> {
     std::fs::create_dir_all(dir)?;
@@ -126,6 +134,21 @@ mod tests {
         let long = format!("{}.bin", "é".repeat(300));
         let safe = safe_file_name(&long);
         assert!(safe.len() <= MAX_NAME_BYTES && safe.ends_with(".bin"));
+    }
+
+    #[test]
+    fn only_our_partial_files_count_as_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = create_partial(dir.path(), "report.pdf").unwrap();
+        let (second, _) = create_partial(dir.path(), "report.pdf").unwrap();
+        assert!(
+            is_partial(&first) && is_partial(&second),
+            "{first:?} {second:?}"
+        );
+        // A finished file, even one a sender named like a partial file, is never one.
+        assert!(!is_partial(Path::new("/downloads/report.pdf")));
+        assert!(!is_partial(&dir.path().join(safe_file_name(".evil.part"))));
+        assert!(!is_partial(Path::new("/downloads/.part")));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::msrp::names::{create_partial, publish, safe_file_name};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -186,7 +187,7 @@ pub(crate) async fn put_file(
     Ok(())
 }
 
-/// A safe local file name from the URL's last path segment (percent-decoded, no separators).
+/// A safe local file name from the URL's last path segment, percent-decoded.
 fn file_name_from(url: &Url) -> String {
     let last = url
         .path
@@ -213,22 +214,7 @@ fn file_name_from(url: &Url) -> String {
         decoded.push(bytes[i]);
         i += 1;
     }
-    let name: String = String::from_utf8_lossy(&decoded)
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let name = name.trim_start_matches('.').trim().to_owned();
-    if name.is_empty() {
-        "download".into()
-    } else {
-        name
-    }
+    safe_file_name(&String::from_utf8_lossy(&decoded))
 }
 
 /// GETs a URL into `dir`, calling `progress(bytes, total)`. Returns (path, sha256, bytes).
@@ -243,12 +229,6 @@ pub(crate) async fn get_file(
         .await
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let name = file_name_from(&parsed);
-    let mut path = dir.join(&name);
-    let mut n = 1;
-    while tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        path = dir.join(format!("{n}-{name}"));
-        n += 1;
-    }
     let mut stream = connect(&parsed, trusted).await?;
     let head = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
@@ -263,10 +243,44 @@ pub(crate) async fn get_file(
     if !(200..300).contains(&status) {
         return Err(format!("the file server answered HTTP {status}"));
     }
-    let partial = path.with_extension("part");
-    let mut file = tokio::fs::File::create(&partial)
-        .await
-        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    // A hidden partial file of its own (never an existing file, never truncated), given its
+    // final, free name only once complete; removed if the download fails.
+    let (partial, file) =
+        create_partial(dir, &name).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let received = receive_body(
+        reader,
+        tokio::fs::File::from_std(file),
+        length,
+        chunked,
+        progress,
+    )
+    .await;
+    let (sha256, received) = match received {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+    };
+    let path = match publish(&partial, dir, &name) {
+        Ok(path) => path,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(format!("{}: {e}", dir.display()));
+        }
+    };
+    Ok((path, sha256, received))
+}
+
+/// Writes a response body to `file`: `length` bytes, chunked, or to the end of the connection.
+/// Returns the body's SHA-256 and size.
+async fn receive_body<R: tokio::io::AsyncBufRead + Unpin>(
+    mut reader: R,
+    mut file: tokio::fs::File,
+    length: Option<u64>,
+    chunked: bool,
+    progress: impl Fn(u64, Option<u64>) + Send,
+) -> Result<(String, u64), String> {
     let mut hasher = Sha256::new();
     let mut received = 0u64;
     let mut buf = vec![0u8; CHUNK];
@@ -318,18 +332,12 @@ pub(crate) async fn get_file(
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n])
             .await
-            .map_err(|e| format!("{}: {e}", partial.display()))?;
+            .map_err(|e| format!("download: {e}"))?;
         received += n as u64;
         progress(received, length);
     }
-    file.flush()
-        .await
-        .map_err(|e| format!("{}: {e}", partial.display()))?;
-    drop(file);
-    tokio::fs::rename(&partial, &path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((path, hex::encode(hasher.finalize()), received))
+    file.flush().await.map_err(|e| format!("download: {e}"))?;
+    Ok((hex::encode(hasher.finalize()), received))
 }
 
 #[cfg(test)]
@@ -346,7 +354,9 @@ mod tests {
         assert_eq!(file_name_from(&u), "très cool.jpg");
         let u = parse_url("https://example.com/a/..%2F..%2Fetc%2Fpasswd").unwrap();
         assert_eq!(u.port, 443);
-        assert_eq!(file_name_from(&u), "_.._etc_passwd");
+        assert_eq!(file_name_from(&u), "passwd");
+        let u = parse_url("https://example.com/a/%2E%2E").unwrap();
+        assert_eq!(file_name_from(&u), "received-file");
         assert!(parse_url("ftp://x/y").is_err());
         assert!(parse_url("http://x/a b").is_err());
     }
