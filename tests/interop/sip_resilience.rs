@@ -359,3 +359,84 @@ async fn a_text_too_long_for_one_message_is_refused_and_signalling_goes_on() -> 
     }
     Ok(())
 }
+
+/// Offers with absurd values — hundreds of media lines (as many as fit the proxy's 16 KiB), negative and out-of-range ports and
+/// payload types, a 10 kB fmtp, a fingerprint that is not hex — each get a final refusal, and
+/// the callee stays registered and reachable. (The parsers themselves are fuzzed: crates/fuzz.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_sdp_values_are_refused_and_nothing_breaks() -> Result<()> {
+    let stack = sip_stack()?;
+    let dir = tempfile::tempdir()?;
+    let mut alice = Lyrebird::start(
+        options(&stack, "alice", "alice-secret", dir.path())
+            .arg("--auto-answer")
+            .arg("--silence")
+            .arg("--discard"),
+    )
+    .await?;
+    alice.registered(SETUP).await?;
+    let target = format!("sip:alice@{}", stack.kamailio().domain());
+    let mut mallory = RawSipClient::connect(&stack.kamailio().ws_url()).await?;
+    let head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n";
+    let audio = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+    let cases = [
+        ("200 media lines", format!("{head}{}", audio.repeat(200))),
+        (
+            "a negative port",
+            format!("{head}m=audio -5 UDP/TLS/RTP/SAVPF 111\r\n"),
+        ),
+        (
+            "a port past 65535",
+            format!("{head}m=audio 99999 UDP/TLS/RTP/SAVPF 111\r\n"),
+        ),
+        (
+            "payload type 300",
+            format!("{head}m=audio 9 UDP/TLS/RTP/SAVPF 300\r\na=rtpmap:300 opus/48000/2\r\n"),
+        ),
+        (
+            "a 10 kB fmtp",
+            format!("{head}{audio}a=fmtp:111 {}\r\n", "x".repeat(10_000)),
+        ),
+        (
+            "a fingerprint that is not hex",
+            format!(
+                "{head}{audio}a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 ZZ:ZZ:{}\r\na=setup:actpass\r\na=rtcp-mux\r\n",
+                "Z".repeat(5_000)
+            ),
+        ),
+        (
+            "a rate of zero and a billion channels",
+            format!("{head}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/0/1000000000\r\n"),
+        ),
+    ];
+    for (what, sdp) in &cases {
+        let invite = mallory.request("INVITE", &target, &["Content-Type: application/sdp"], sdp);
+        mallory.send(&invite).await?;
+        let response = mallory.response(SETUP, false).await?;
+        ensure!(
+            response.status >= 400,
+            "an offer with {what} was not refused:\n{}",
+            response.text
+        );
+        mallory
+            .send(&RawSipClient::ack_for(&invite, &response)?)
+            .await?;
+    }
+    let fine = mallory.request(
+        "MESSAGE",
+        &target,
+        &["Content-Type: text/plain"],
+        "still there?",
+    );
+    mallory.send(&fine).await?;
+    let response = mallory.response(SETUP, false).await?;
+    ensure!(response.status == 200, "{}", response.text);
+    let history = alice.quit().await?;
+    ensure!(
+        !history
+            .iter()
+            .any(|e| e["event"] == "call_state" && e["state"]["state"] == "answered"),
+        "an absurd offer was answered: {history:?}"
+    );
+    Ok(())
+}

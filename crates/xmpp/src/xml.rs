@@ -1,5 +1,66 @@
 //! Writing XML: outgoing stanzas are small and built from a handful of templates, so they are
-//! written as text with careful escaping rather than through a DOM.
+//! written as text with careful escaping rather than through a DOM. And one guard on reading:
+//! the nesting depth of a received frame, checked before the parser builds a tree from it.
+
+/// Deepest element nesting accepted in a received stanza. Real stanzas nest a dozen levels or
+/// so (a forwarded, archived message with its payloads); the parser and the tree it builds
+/// recurse once per level, so a frame nested tens of thousands deep would overflow the stack.
+pub const MAX_NESTING: usize = 64;
+
+/// Whether `xml` nests elements deeper than `limit`. A scan of the markup only: comments,
+/// CDATA sections, processing instructions and declarations are skipped, quoted attribute
+/// values may hold `>`, and `/>` closes at once. Malformed input is left to the parser.
+pub fn nests_deeper_than(xml: &str, limit: usize) -> bool {
+    let bytes = xml.as_bytes();
+    let skip_past = |from: usize, end: &[u8]| -> usize {
+        bytes[from..]
+            .windows(end.len())
+            .position(|w| w == end)
+            .map_or(bytes.len(), |at| from + at + end.len())
+    };
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let rest = &bytes[i..];
+        if rest.starts_with(b"<!--") {
+            i = skip_past(i + 4, b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            i = skip_past(i + 9, b"]]>");
+        } else if rest.starts_with(b"<?") {
+            i = skip_past(i + 2, b"?>");
+        } else if rest.starts_with(b"<!") {
+            i = skip_past(i + 2, b">");
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            i = skip_past(i + 2, b">");
+        } else {
+            // A start tag: find its end outside quoted attribute values.
+            let mut quote = None;
+            let mut j = i + 1;
+            while j < bytes.len() {
+                match (quote, bytes[j]) {
+                    (None, b'"' | b'\'') => quote = Some(bytes[j]),
+                    (Some(q), c) if c == q => quote = None,
+                    (None, b'>') => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j > i + 1 && bytes.get(j - 1) != Some(&b'/') {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            i = j + 1;
+        }
+    }
+    false
+}
 
 /// Escapes text for use in XML character data or in a single- or double-quoted attribute.
 /// Characters that XML 1.0 does not allow at all (most C0 controls, RFC 6120 §11.1) are dropped,
@@ -19,6 +80,23 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::nests_deeper_than;
+
+    #[test]
+    fn counts_nesting_not_siblings_comments_or_quoted_markup() {
+        let nested = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        assert!(!nests_deeper_than(&nested(64), 64));
+        assert!(nests_deeper_than(&nested(65), 64));
+        let siblings = format!("<r>{}</r>", "<a/><b x='>'></b>".repeat(1_000));
+        assert!(!nests_deeper_than(&siblings, 3));
+        let hidden = "<r><!-- <a><a><a> --><![CDATA[<a><a><a>]]><?pi <a><a>?></r>";
+        assert!(!nests_deeper_than(hidden, 1));
+        assert!(!nests_deeper_than("<r a=\"<b><c>\"/>", 0));
+    }
 }
 
 /// A tiny element writer: `Xml::new("message").attr("to", jid).child(...).text(...)`.

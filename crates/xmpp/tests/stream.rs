@@ -787,3 +787,53 @@ proptest! {
         c.handle_timeout(now + Duration::from_secs(60));
     }
 }
+
+#[test]
+fn entity_bombs_and_deep_nesting_end_the_stream_cleanly() {
+    let now = Instant::now();
+    // A billion-laughs document type, an undeclared entity, and a stanza nested deeper than
+    // any real one (within the size limit): each is refused as not well-formed or dropped,
+    // with a clear error, never expanded or recursed into without bound.
+    let mut laughs = String::from("<!DOCTYPE lolz [<!ENTITY lol \"lol\">");
+    for level in 1..10 {
+        let previous = if level == 1 {
+            "lol".to_owned()
+        } else {
+            format!("lol{}", level - 1)
+        };
+        laughs.push_str(&format!(
+            "<!ENTITY lol{level} \"{}\">",
+            format!("&{previous};").repeat(10)
+        ));
+    }
+    laughs.push_str(
+        "]><message xmlns='jabber:client' from='bob@localhost'><body>&lol9;</body></message>",
+    );
+    let deep = format!(
+        "<message xmlns='jabber:client' from='bob@localhost'>{}{}</message>",
+        "<x>".repeat(30_000),
+        "</x>".repeat(30_000)
+    );
+    let undeclared =
+        "<message xmlns='jabber:client' from='bob@localhost'><body>&xxe;</body></message>";
+    for (what, frame) in [
+        ("billion laughs", laughs.as_str()),
+        ("deep nesting", deep.as_str()),
+        ("an undeclared entity", undeclared),
+    ] {
+        let mut c = logged_in(now);
+        c.handle_frame(now, frame);
+        let events = events(&mut c);
+        assert!(
+            !events.iter().any(|e| matches!(e, XmppEvent::Message(_))),
+            "{what}: a message came out of it: {events:?}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                XmppEvent::Offline { error: Some(_) } | XmppEvent::Warning(_)
+            )),
+            "{what}: no clear error: {events:?}"
+        );
+    }
+}

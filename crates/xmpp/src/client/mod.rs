@@ -342,6 +342,18 @@ impl Client {
         if trimmed.is_empty() {
             return; // whitespace keepalive
         }
+        if crate::xml::nests_deeper_than(trimmed, crate::xml::MAX_NESTING) {
+            // Dropped like an oversized stanza (and counted for the same reason): parsing it
+            // would recurse once per level.
+            if self.sm.counting_in && looks_like_stanza(frame) {
+                self.sm.inbound += 1;
+            }
+            self.warn(format!(
+                "dropped a stanza nested deeper than {} elements",
+                crate::xml::MAX_NESTING
+            ));
+            return;
+        }
         let element: Element = match trimmed.parse() {
             Ok(e) => e,
             Err(e) => {
