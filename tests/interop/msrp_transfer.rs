@@ -923,3 +923,50 @@ async fn a_file_cut_by_a_kill_9_is_failed_after_restart_never_complete() -> Resu
     alice.quit().await?;
     Ok(())
 }
+
+/// A file bigger than the free space of the receiver's downloads disk is refused with the
+/// figures before anything is written, and the disk is not filled. The disk is an 80 MB
+/// tmpfs mounted in the test's own mount namespace (`./task test` runs every test in one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_bigger_than_the_free_space_is_refused_before_it_fills_the_disk() -> Result<()> {
+    let stack = stack()?;
+    let dir = tempfile::tempdir()?;
+    let bob_downloads = downloads(dir.path(), "bob");
+    std::fs::create_dir_all(&bob_downloads)?;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=80m", "tmpfs"])
+        .arg(&bob_downloads)
+        .status()
+        .context("running mount")?;
+    ensure!(
+        mounted.success(),
+        "cannot mount a small disk; run the tests through ./task test (its namespace allows it)"
+    );
+    let mut alice = start(&stack, dir.path(), "alice", None, &[]).await?;
+    let mut bob = start(&stack, dir.path(), "bob", None, &["--auto-accept-files"]).await?;
+    let path = dir.path().join("too-big.bin");
+    make_file(&path, 40 * MIB, 9)?;
+    alice
+        .command(json!({"cmd": "send_file", "target": uri(&stack, "bob"), "path": path}))
+        .await?;
+    let (received, _) = offered(&mut bob, None).await?;
+    let state = final_state(&mut bob, received, OFFER).await?;
+    ensure!(
+        state["state"] == "failed"
+            && state["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("MB is free")),
+        "not refused for want of space: {state}"
+    );
+    ensure!(
+        files_in(&bob_downloads).is_empty(),
+        "something was written: {:?}",
+        files_in(&bob_downloads)
+    );
+    alice.quit().await?;
+    bob.quit().await?;
+    let _ = std::process::Command::new("umount")
+        .arg(&bob_downloads)
+        .status();
+    Ok(())
+}

@@ -278,7 +278,6 @@ impl EngineHandle {
         target: &str,
         body: &str,
     ) -> Result<MessageId, EngineError> {
-        crate::ground::check_text_length(body, crate::ground::MAX_SIP_TEXT_BYTES)?;
         let (target, body) = (target.to_owned(), body.to_owned());
         self.request(|reply| Command::ToAccount {
             account,

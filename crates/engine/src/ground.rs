@@ -61,7 +61,8 @@ impl IdSource {
     }
 }
 
-/// The longest text sent as one SIP MESSAGE body, in UTF-8 bytes. A proxy answers a longer
+/// The longest text sent as one SIP MESSAGE body, in UTF-8 bytes (an MSRP chat session with
+/// the peer carries any length, in chunks). A proxy answers a longer
 /// message by dropping the connection, which interrupts the account's signalling and loses
 /// whatever else was in flight: Kamailio reads a WebSocket frame into a 16 KiB buffer
 /// ("advertised length greater than buffer size (16383)"), and the message's headers, with

@@ -232,8 +232,22 @@ impl FileReceiver {
             self.events.push_back(ReceiverEvent::Aborted);
             return;
         }
-        let offset = range.start - 1;
+        let offset = range.start.saturating_sub(1);
         let data = message.body.take().unwrap_or_default();
+        // A chunk with an unknown total (`*`) could otherwise run past the size the offer
+        // declared, and so past what the person accepted onto their disk.
+        if offset.saturating_add(data.len() as u64) > self.config.total {
+            return self.refuse(
+                &message,
+                413,
+                MsrpError::Protocol(format!(
+                    "bytes {}-{} are past the offered size of {} bytes",
+                    range.start,
+                    offset.saturating_add(data.len() as u64),
+                    self.config.total
+                )),
+            );
+        }
         if offset > self.have {
             let fits = self.pending_bytes + data.len() as u64 <= self.config.max_reorder_bytes;
             if !fits {

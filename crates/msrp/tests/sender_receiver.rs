@@ -244,3 +244,32 @@ fn a_resumed_session_for_a_complete_file_is_confirmed_at_once() {
         "nothing is written twice"
     );
 }
+
+/// A SEND of our file's message id with the given range and body.
+fn chunk(tid: &str, range: &str, body: &[u8], continuation: char) -> Message {
+    let mut frame = format!(
+        "MSRP {tid} SEND\r\nTo-Path: msrp://b.invalid:2855/b1;ws\r\nFrom-Path: msrp://a.invalid:2855/a1;ws\r\nMessage-ID: file-1\r\nByte-Range: {range}\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    frame.extend_from_slice(body);
+    frame.extend_from_slice(format!("\r\n-------{tid}{continuation}\r\n").as_bytes());
+    Message::parse(&frame).unwrap()
+}
+
+#[test]
+fn bytes_past_the_offered_size_are_refused_and_never_written() {
+    let mut rx = receiver(10, 0);
+    rx.handle_message(chunk("tid00001", "1-5/10", b"hello", '+'));
+    // The same message goes on with an unknown total and runs past the offered 10 bytes.
+    rx.handle_message(chunk("tid00002", "6-20/*", b"0123456789abcde", '$'));
+    // And a chunk that starts beyond the end altogether.
+    rx.handle_message(chunk("tid00003", "4000000001-4000000005/*", b"later", '$'));
+    let mut written = 0u64;
+    while let Some(event) = rx.poll_event() {
+        if let ReceiverEvent::Write { offset, data } = event {
+            written = written.max(offset + data.len() as u64);
+        }
+    }
+    assert!(written <= 10, "{written} bytes written of a 10-byte file");
+    assert_eq!(rx.refused_chunks(), 2);
+}

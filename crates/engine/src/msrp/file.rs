@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
 use super::context::{CANCELLED_CAUSE, FromTask, TaskContext, ToTask};
-use super::names::{create_partial, publish, safe_file_name};
+use super::names::{create_partial, free_space, publish, safe_file_name};
 use super::relay::Link;
 use crate::backoff::Backoff;
 use crate::event::EngineEvent;
@@ -54,6 +54,10 @@ const BYE_GRACE: Duration = Duration::from_secs(5);
 /// yet heard so: longer than the sender takes to give a silent session up
 /// (`STALL_TIMEOUT` × (`MAX_REWINDS` + 1)) and offer it again.
 const LINGER: Duration = Duration::from_secs(15);
+/// Space left free on the downloads disk after a received file: a file that would take the
+/// last of it is refused, since a full disk breaks everything else (history included).
+const FREE_SPACE_KEPT: u64 = 64 * 1024 * 1024;
+
 /// How long an interrupted incoming transfer waits for the sender to offer the rest.
 const RESUME_WAIT: Duration = Duration::from_secs(90);
 /// File reads, in blocks this big.
@@ -833,6 +837,21 @@ impl Task {
             });
         };
         let name = safe_file_name(&selector.name);
+        // A declared size the disk cannot hold fails now, with the figures, rather than
+        // after filling the disk.
+        if let Some(free) = free_space(&folder)
+            && free < total.saturating_add(FREE_SPACE_KEPT)
+        {
+            self.bye().await;
+            return self.state(TransferState::Failed {
+                reason: format!(
+                    "the file is {} MB and only {} MB is free in {}",
+                    total.div_ceil(1_000_000),
+                    free / 1_000_000,
+                    folder.display()
+                ),
+            });
+        }
         // Only now, after acceptance, does anything touch the disk.
         let (part, file) = match create_partial(&folder, &name) {
             Ok(v) => v,

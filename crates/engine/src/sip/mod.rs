@@ -719,6 +719,8 @@ impl SipAccount {
                 .message_sent(self.id, &key, &target, "text/plain", &body);
             return Ok(message);
         }
+        // Only a MESSAGE is bounded: an MSRP chat above sends any length in chunks.
+        crate::ground::check_text_length(&body, crate::ground::MAX_SIP_TEXT_BYTES)?;
         let now = self.now();
         let sip_id = self.ua.send_message(
             now,
