@@ -67,6 +67,12 @@ const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 /// Checks per candidate pair before it fails: ≈2 s at `ICE_CHECK_INTERVAL`, patience enough
 /// for a slow TURN path.
 const ICE_CHECK_ATTEMPTS: u16 = 100;
+/// How long after the peer's description the media connection may take before the call is
+/// reported failed. Checks give up after ≈2 s per pair, so this is patience for a slow TURN
+/// path — and the bound for a DTLS handshake that never completes: a certificate that does not
+/// match the fingerprint in the peer's SDP leaves the WebRTC stack waiting, not failed.
+const MEDIA_CONNECT_WAIT: Duration = Duration::from_secs(12);
+
 /// Queue from the RTP reader to the media task (about 2.5 s of 20 ms packets).
 const RTP_QUEUE: usize = 128;
 
@@ -520,6 +526,8 @@ impl MediaSession {
             frame_in: [0.0; FRAME_48K],
             frame_out: [0.0; FRAME_48K],
             first_audio_seen: false,
+            connect_deadline: None,
+            was_connected: false,
             received_events: EventReceiver::default(),
             conference: None,
             recording: None,
@@ -966,6 +974,10 @@ struct MediaTask {
     frame_in: [f32; FRAME_48K],
     frame_out: [f32; FRAME_48K],
     first_audio_seen: bool,
+    /// Until the media connection is up: when it must be up by (set by the first negotiation).
+    connect_deadline: Option<Instant>,
+    /// The connection was up once (later losses are ICE consent's business).
+    was_connected: bool,
     /// Key presses the peer sends as telephone events.
     received_events: EventReceiver,
     /// In a conference: the rings to and from the other members.
@@ -995,6 +1007,7 @@ impl MediaTask {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
+                    self.check_connect_deadline();
                     let due = (self.start.elapsed().as_micros() / FRAME.as_micros()) as u64 + 1;
                     let mut behind = due.saturating_sub(frames_done);
                     if behind > MAX_CATCH_UP_FRAMES {
@@ -1058,7 +1071,35 @@ impl MediaTask {
         Ok(())
     }
 
+    /// Reports a media connection that did not come up in time as a failed call (once).
+    fn check_connect_deadline(&mut self) {
+        if *self.connected.borrow() {
+            self.was_connected = true;
+            self.connect_deadline = None;
+            return;
+        }
+        let Some(deadline) = self.connect_deadline else {
+            return;
+        };
+        if Instant::now() < deadline {
+            return;
+        }
+        self.connect_deadline = None;
+        let reason = format!(
+            "no media connection {} s after the answer: no network path to the peer worked, or \
+             its DTLS certificate does not match the fingerprint in its SDP",
+            MEDIA_CONNECT_WAIT.as_secs()
+        );
+        warn!(%reason, "media connection not established");
+        if self.events.try_send(MediaEvent::Failed { reason }).is_err() {
+            warn!("media event dropped: the engine is not reading events");
+        }
+    }
+
     fn on_negotiated(&mut self, negotiated: Negotiated) {
+        if !self.was_connected && self.connect_deadline.is_none() && !*self.connected.borrow() {
+            self.connect_deadline = Some(Instant::now() + MEDIA_CONNECT_WAIT);
+        }
         self.receive_formats = negotiated.receive_formats;
         let keep_stream = self
             .send

@@ -1,7 +1,7 @@
 //! Two media sessions in one process, offer/answer exchanged directly (no SIP), over loopback
 //! with mDNS off. Checks that each side records the other's audio.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use lyrebird_media::{
     AudioCodec, AudioSink, AudioSource, Conference, MediaConfig, MediaError, MediaEvent,
     MediaSession, read_wav_48k_mono, resample::Resampler,
@@ -570,5 +570,72 @@ async fn the_offer_lists_each_payload_type_once() -> Result<()> {
         );
         session.close().await?;
     }
+    Ok(())
+}
+
+/// The offer's DTLS fingerprint changed on the way (a man in the middle of the signalling):
+/// the peer's certificate does not match it, so the call must fail and carry no audio at all
+/// (RFC 5763 §5). Both sides send a tone, so any audio would be counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fingerprint_that_does_not_match_the_certificate_carries_no_audio() -> Result<()> {
+    let tone = |hz| AudioSource::Tone {
+        frequency_hz: hz,
+        amplitude: 0.4,
+    };
+    let mut offerer =
+        MediaSession::new(&loopback_config(), tone(440.0), AudioSink::Discard).await?;
+    let mut answerer =
+        MediaSession::new(&loopback_config(), tone(1000.0), AudioSink::Discard).await?;
+    let mut offerer_events = offerer.events();
+    let mut answerer_events = answerer.events();
+    let offer = offerer.create_offer().await?;
+    // Flip the last hex digit of the fingerprint: still well-formed, no longer the offerer's.
+    let tampered: String = offer
+        .lines()
+        .map(|line| {
+            if line.starts_with("a=fingerprint:") {
+                let (head, last) = line.split_at(line.len() - 1);
+                let flipped = if last == "0" { "1" } else { "0" };
+                format!("{head}{flipped}\r\n")
+            } else {
+                format!("{line}\r\n")
+            }
+        })
+        .collect();
+    ensure!(tampered != offer, "the offer has no fingerprint to change");
+    let answer = answerer.accept_offer(&tampered).await?;
+    offerer.apply_answer(&answer).await?;
+
+    // Whatever happens at the transport, no audio may arrive on either side, and the side
+    // that checks the mismatched fingerprint must say the call failed.
+    // Bounded well past the media's own connect deadline (12 s).
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let mut failed = false;
+    while Instant::now() < deadline && !failed {
+        tokio::select! {
+            Some(event) = answerer_events.recv() => match event {
+                MediaEvent::FirstAudioReceived => bail!("the answerer heard audio over a forged fingerprint"),
+                MediaEvent::Failed { reason } => {
+                    println!("answerer failed: {reason}");
+                    failed = true;
+                }
+                _ => {}
+            },
+            Some(event) = offerer_events.recv() => {
+                ensure!(event != MediaEvent::FirstAudioReceived, "the offerer heard audio over a forged fingerprint");
+                println!("offerer: {event:?}");
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    ensure!(failed, "the mismatch was not reported as a failed call");
+    ensure!(
+        offerer.stats().packets_received == 0 && answerer.stats().packets_received == 0,
+        "media packets were accepted: offerer {}, answerer {}",
+        offerer.stats().packets_received,
+        answerer.stats().packets_received
+    );
+    offerer.close().await?;
+    answerer.close().await?;
     Ok(())
 }
