@@ -26,16 +26,24 @@ async fn calls_one_after_another_leak_no_files_or_threads() -> Result<()> {
         "after call 1: {first}\nafter call {CALLS}: {last}\nRSS growth {:+.1} %",
         run.rss_growth_percent().unwrap_or_default()
     );
+    // The baseline is the most seen after any of the first calls: the runtime's blocking pool
+    // starts a thread when it is needed and retires it after 10 s idle, on its own schedule,
+    // so one thread more or less is not a leak; a call that leaks leaves one per call.
+    let warm = &run.after[..run.after.len().min(3)];
+    let most_fds = warm.iter().map(|f| f.fds).max().unwrap_or(first.fds);
+    let most_threads = warm
+        .iter()
+        .map(|f| f.threads)
+        .max()
+        .unwrap_or(first.threads);
     ensure!(
-        last.fds <= first.fds,
-        "open files grew from {} after call 1 to {} after call {CALLS}",
-        first.fds,
+        last.fds <= most_fds,
+        "open files grew from {most_fds} after the first calls to {} after call {CALLS}",
         last.fds
     );
     ensure!(
-        last.threads <= first.threads,
-        "threads grew from {} after call 1 to {} after call {CALLS}",
-        first.threads,
+        last.threads <= most_threads + 1,
+        "threads grew from {most_threads} after the first calls to {} after call {CALLS}",
         last.threads
     );
     // Generous: a leak of a call's media state (buffers, a peer connection) per call shows
