@@ -8,6 +8,7 @@
 --                XEP-0363 uploads at /file_share
 --   @C2S_PORT@   plain c2s TCP (RFC 6120), for native test clients
 --   @DOMAIN@     the XMPP domain ("localhost")
+--   @SQL_DATABASE@  the SQLite file of accounts, rosters and archives
 
 -- Started as root only inside a throwaway network namespace for tests; keeps
 -- the process a plain foreground child instead of switching to the prosody
@@ -57,8 +58,11 @@ allow_registration = false
 authentication = "internal_hashed"
 
 -- SQL storage: MAM page queries stay fast with large archives (INTEROP.md).
+-- @SQL_DATABASE@ is on a memory file system when there is one (stack.rs): every
+-- archived message is a SQLite commit, and with two syncs to a shared disk per
+-- commit the server fell behind a chat flood by minutes.
 storage = "sql"
-sql = { driver = "SQLite3", database = "@DIR@/prosody/data/prosody.sqlite" }
+sql = { driver = "SQLite3", database = "@SQL_DATABASE@" }
 archive_expires_after = "never"
 default_archive_policy = true
 max_archive_query_results = 1000

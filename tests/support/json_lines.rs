@@ -116,6 +116,45 @@ impl JsonLines {
         out
     }
 
+    /// Sends a command without waiting for its result, which arrives later as an event;
+    /// returns the id it was sent with.
+    pub async fn send(&mut self, mut command: Value) -> Result<u64> {
+        self.next_id += 1;
+        command["id"] = json!(self.next_id);
+        let mut line = command.to_string();
+        line.push('\n');
+        self.stdin.write_all(line.as_bytes()).await?;
+        self.stdin.flush().await?;
+        Ok(self.next_id)
+    }
+
+    /// Waits until an event matching `want` has been read, now or before (by an earlier
+    /// wait or [`JsonLines::drain`]): the first such event in `history`.
+    pub async fn seen_or_wait(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.history.iter().find(|e| want(e)) {
+                return Ok(event.clone());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "{}: waiting for {what}: not seen within {timeout:?}\nlog tail:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if self.drain(Duration::from_millis(200)).await.is_empty() {
+                // Nothing more to read (the process may have exited): do not spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
     /// Sends a command and waits for its result; fails if it was refused.
     pub async fn command(&mut self, mut command: Value) -> Result<Value> {
         self.command_within(command.take(), Duration::from_secs(20))

@@ -1,7 +1,7 @@
 //! The test kit: real servers on loopback (`stack`), `lyrebird-cli` and reference clients
 //! driven as JSON-lines processes (`json_lines`, `lyrebird`, `xmpp`), Chromium and WebDriver
-//! (`browser`, `webdriver`, `desktop`), accessibility audits of the window (`axe`), and audio
-//! that can be scored (`audio`, `speech`).
+//! (`browser`, `webdriver`, `desktop`), accessibility audits of the window (`axe`), audio
+//! that can be scored (`audio`, `speech`), and leak and soak runs (`reliability`).
 pub mod audio;
 pub mod axe;
 pub mod browser;
@@ -10,6 +10,7 @@ pub mod json_lines;
 pub mod lyrebird;
 pub mod procfs;
 pub mod rawsip;
+pub mod reliability;
 pub mod speech;
 pub mod stack;
 pub mod webdriver;

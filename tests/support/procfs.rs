@@ -1,4 +1,5 @@
-//! What the test kit reads about processes from /proc: CPU time, memory, parents and names.
+//! What the test kit reads about processes from /proc: CPU time, memory, open files, threads,
+//! parents and names.
 //!
 //! The few fields the benchmarks and process clean-up need, parsed here rather than with the
 //! `procfs` crate, which would cost the test build more than these readers (README, decisions).
@@ -78,6 +79,22 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
             .and_then(|v| v.parse().ok())
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// How many file descriptors `pid` has open (entries of `/proc/PID/fd`; sockets included).
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// How many threads `pid` runs (`Threads:` in `/proc/PID/status`).
+pub fn threads(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `pid` and all its descendants.
@@ -215,6 +232,11 @@ mod tests {
         assert!(pss_kib(me).is_some_and(|kib| kib > 0));
         assert!(!pss_by_mapping(me).is_empty());
         assert!(process_name(me).is_some());
+        assert!(
+            open_fds(me).is_some_and(|n| n >= 3),
+            "stdin, stdout, stderr at least"
+        );
+        assert!(threads(me).is_some_and(|n| n >= 1));
         Ok(())
     }
 

@@ -265,6 +265,15 @@ impl Stack {
         }
     }
 
+    /// Prosody, mutable (for `kill`, `start`). Panics like [`Stack::prosody`].
+    #[track_caller]
+    pub fn prosody_mut(&mut self) -> &mut Prosody {
+        match &mut self.prosody {
+            Some(prosody) => prosody,
+            None => panic!("this Stack was started with StackOptions::prosody = false"),
+        }
+    }
+
     /// coturn. Panics if this stack was started without it (a mistake in the test).
     #[track_caller]
     pub fn coturn(&self) -> &Coturn {
@@ -616,6 +625,12 @@ impl Kamailio {
         self.stop();
         self.start()
     }
+
+    /// Kills Kamailio at once (SIGKILL, a crash or a pulled plug: no socket is closed
+    /// politely) and reaps it. Ports stay leased; [`Kamailio::start`] brings it back.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -630,6 +645,8 @@ pub struct Prosody {
     http_port: PortLease,
     c2s_port: PortLease,
     process: ServerProcess,
+    /// The folder of the SQLite database when it is not under `dir` (see [`database_dir`]).
+    _database_dir: Option<tempfile::TempDir>,
 }
 
 impl Prosody {
@@ -640,6 +657,11 @@ impl Prosody {
         }
         let http_port = lease(fixed.map(|f| f.prosody_http))?;
         let c2s_port = lease(fixed.map(|f| f.prosody_c2s))?;
+        let database_dir = database_dir()?;
+        let database = database_dir
+            .as_ref()
+            .map_or_else(|| dir.join("data"), |d| d.path().to_owned())
+            .join("prosody.sqlite");
         let config = fill(
             PROSODY_TEMPLATE,
             &[
@@ -647,6 +669,7 @@ impl Prosody {
                 ("@HTTP_PORT@", &http_port.port.to_string()),
                 ("@C2S_PORT@", &c2s_port.port.to_string()),
                 ("@DOMAIN@", DOMAIN),
+                ("@SQL_DATABASE@", &database.display().to_string()),
                 ("@LOG_LEVEL@", if debug_logs() { "debug" } else { "info" }),
             ],
         )?;
@@ -669,11 +692,27 @@ impl Prosody {
             http_port,
             c2s_port,
             process,
+            _database_dir: database_dir,
         })
     }
 
     fn spawn(&mut self) -> Result<()> {
         self.process.spawn()
+    }
+
+    /// Kills Prosody at once (SIGKILL: no stream is closed, no session kept for resumption)
+    /// and reaps it. Its data (accounts, archives in SQLite) stays; ports stay leased.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts Prosody again on the same ports with the same data; no-op if running.
+    pub fn start(&mut self) -> Result<()> {
+        if self.process.is_running() {
+            return Ok(());
+        }
+        self.process.spawn()?;
+        self.wait_ready()
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -867,6 +906,23 @@ impl Prosody {
             .map(|_| ())
             .context("seeding an archive")
     }
+}
+
+/// A folder on `/dev/shm` for Prosody's SQLite database, removed with the server; `None`
+/// (the database stays in the stack directory) without a memory file system. Prosody commits
+/// every archived message on its own; on a disk shared with builds those commits held a
+/// chat flood back by minutes, which measured the disk rather than the client. A memory file
+/// system outlives Prosody's restarts, which is all the tests need.
+fn database_dir() -> Result<Option<tempfile::TempDir>> {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() || std::env::var_os("LYREBIRD_KEEP_STACK").is_some() {
+        return Ok(None);
+    }
+    tempfile::Builder::new()
+        .prefix("lyrebird-prosody-")
+        .tempdir_in(shm)
+        .map(Some)
+        .context("creating the Prosody database folder in /dev/shm")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1064,6 +1120,19 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// SIGKILL to the whole process group, then reap: the server gets no chance to close
+    /// anything.
+    fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     fn stop(&mut self) {
@@ -1417,7 +1486,14 @@ mod tests {
             ),
             (
                 PROSODY_TEMPLATE,
-                &["DIR", "HTTP_PORT", "C2S_PORT", "DOMAIN", "LOG_LEVEL"][..],
+                &[
+                    "DIR",
+                    "HTTP_PORT",
+                    "C2S_PORT",
+                    "DOMAIN",
+                    "LOG_LEVEL",
+                    "SQL_DATABASE",
+                ][..],
             ),
             (
                 COTURN_TEMPLATE,

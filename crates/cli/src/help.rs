@@ -21,7 +21,7 @@ const fn doc(cmd: &'static str, example: &'static str, what: &'static str) -> Co
     CommandDoc { cmd, example, what }
 }
 
-/// Commands every account kind takes (`search` and `quit` need no account).
+/// Commands every account kind takes (`search`, `ping` and `quit` need no account).
 pub(crate) const COMMON_COMMANDS: &[CommandDoc] = &[
     doc(
         "history",
@@ -32,6 +32,12 @@ pub(crate) const COMMON_COMMANDS: &[CommandDoc] = &[
         "search",
         r#"{"cmd":"search","query":"lunch friday","limit":50}"#,
         "stored messages of every account matching every word (full-text), best first",
+    ),
+    doc(
+        "ping",
+        r#"{"cmd":"ping"}"#,
+        "answered by the engine after every command before it, with the running accounts' ids: \
+         a liveness check for scripts and monitors",
     ),
     doc(
         "quit",

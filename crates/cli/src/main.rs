@@ -259,6 +259,10 @@ struct MediaArgs {
     /// Play this WAV file, looped, to a peer you hold (instead of silence).
     #[arg(long, value_name = "WAV")]
     music_on_hold: Option<PathBuf>,
+    /// Keep every answered call talking: placing, answering or resuming a call does not put
+    /// the others on hold (bots, load tests).
+    #[arg(long)]
+    no_hold_other_calls: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -423,12 +427,14 @@ fn start_engine(
     db: Option<PathBuf>,
     recordings: Option<PathBuf>,
     media: MediaConfig,
+    hold_other_calls: bool,
 ) -> Result<(EngineHandle, UnboundedReceiver<EngineEvent>)> {
     let defaults = EngineConfig::default();
     let config = EngineConfig {
         database: db,
         media,
         recordings: recordings.unwrap_or(defaults.recordings.clone()),
+        hold_other_calls,
         ..defaults
     };
     Ok(Engine::start(config)?)
@@ -527,10 +533,11 @@ fn sip_service(args: &SipServiceArgs, audio: &AudioArgs) -> Result<service::Acco
 async fn serve_accounts(
     store: Store,
     media: MediaConfig,
+    hold_other_calls: bool,
     setups: Vec<service::AccountSetup>,
     options: service::ServiceOptions,
 ) -> Result<ExitCode> {
-    let (engine, mut events) = start_engine(store.db, store.recordings, media)?;
+    let (engine, mut events) = start_engine(store.db, store.recordings, media, hold_other_calls)?;
     let result = async {
         let accounts = service::start_accounts(&engine, setups).await?;
         service::serve(&engine, &mut events, &accounts, &options).await
@@ -563,13 +570,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             // Passwords are read before anything starts, so a missing one stops nothing.
             let setups = vec![sip_service(&sip, &audio)?];
+            let hold_other_calls = !media.no_hold_other_calls;
             let media = media_config(&media)?;
             let options = service::ServiceOptions {
                 audio,
                 exit_after_call,
                 exit_on_login_refused: false,
             };
-            serve_accounts(store, media, setups, options).await
+            serve_accounts(store, media, hold_other_calls, setups, options).await
         }
         Command::Xmpp { account } => {
             let setups = vec![service::AccountSetup::Xmpp {
@@ -583,7 +591,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 exit_after_call: false,
                 exit_on_login_refused: true,
             };
-            serve_accounts(store, MediaConfig::default(), setups, options).await
+            serve_accounts(store, MediaConfig::default(), true, setups, options).await
         }
         Command::Accounts {
             file,
@@ -605,13 +613,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("account {} of {}", i + 1, file.display()))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let hold_other_calls = !media.no_hold_other_calls;
             let media = media_config(&media)?;
             let options = service::ServiceOptions {
                 audio,
                 exit_after_call,
                 exit_on_login_refused: false,
             };
-            serve_accounts(store, media, setups, options).await
+            serve_accounts(store, media, hold_other_calls, setups, options).await
         }
         Command::Call {
             target,
@@ -621,8 +630,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             duration,
             answer_timeout,
         } => {
-            let (engine, mut events) =
-                start_engine(store.db, store.recordings, media_config(&media)?)?;
+            let (engine, mut events) = start_engine(
+                store.db,
+                store.recordings,
+                media_config(&media)?,
+                !media.no_hold_other_calls,
+            )?;
             let id = engine.add_sip_account(account_config(&account)?).await?;
             let result = async {
                 await_registration(&mut events, id).await?;
@@ -642,7 +655,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             account,
         } => {
             let (engine, mut events) =
-                start_engine(store.db, store.recordings, MediaConfig::default())?;
+                start_engine(store.db, store.recordings, MediaConfig::default(), true)?;
             let id = engine.add_sip_account(account_config(&account)?).await?;
             let result = async {
                 await_registration(&mut events, id).await?;

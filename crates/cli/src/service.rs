@@ -145,6 +145,8 @@ pub(crate) enum CommonCommand {
         #[serde(default = "default_limit")]
         limit: u32,
     },
+    /// A round trip through the engine's task: it answers only if it is not stuck.
+    Ping,
     Quit,
 }
 
@@ -395,6 +397,18 @@ async fn carry_out(
                         .search_messages(&query, limit)
                         .await
                         .map(|hits| json!({"hits": hits}))
+                        .map_err(Refusal::from),
+                );
+            }
+            CommonCommand::Ping => {
+                return Request::Done(
+                    engine
+                        .running_accounts()
+                        .await
+                        .map(|mut ids| {
+                            ids.sort_unstable();
+                            json!({"accounts": ids})
+                        })
                         .map_err(Refusal::from),
                 );
             }

@@ -755,6 +755,12 @@ impl EngineHandle {
         let _ = self.events.send(EngineEvent::Warning { account, detail });
     }
 
+    /// The ids of the accounts running now. The engine's own task answers, after every
+    /// command sent before, so an answer also says that task is not stuck.
+    pub async fn running_accounts(&self) -> Result<Vec<AccountId>, EngineError> {
+        self.request(|reply| Command::Running { reply }).await
+    }
+
     /// Ends every call, unregisters every account (bounded wait), and writes the last history.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();

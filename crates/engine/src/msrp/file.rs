@@ -595,6 +595,14 @@ impl Task {
                     Some(ToTask::OfferRefused { status, reason }) => {
                         link.conn.close().await;
                         return match status {
+                            // A resume that cannot reach the receiver yet: our own SIP flow
+                            // is still down (0: not sent), the receiver's phone has not
+                            // registered again after a restart of the server (the proxy
+                            // answers 480), or the offer timed out. Nobody cancelled anything,
+                            // so it is retried like any other interruption.
+                            0 | 408 | 480 | 503 if offers.accepted => SessionEnd::Interrupted(
+                                format!("the receiver cannot take the rest yet: {status} {reason}"),
+                            ),
                             480 | 486 | 600 | 603 if *confirmed == 0 => SessionEnd::Declined(status),
                             480 | 486 | 600 | 603 => SessionEnd::CancelledByPeer,
                             487 => SessionEnd::CancelledLocally,

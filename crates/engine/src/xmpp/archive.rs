@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use lyrebird_xmpp::Client;
 
+use super::recent::RecentMessages;
 use super::store::{self, SyncPoint, chat_event};
 use crate::event::EngineEvent;
 use crate::ground::AccountId;
@@ -275,14 +276,17 @@ impl CatchUp {
         });
     }
 
-    /// A batch is stored: shows the messages that were new, in order; says when the
-    /// catch-up is over.
-    pub(super) fn on_written(&mut self, written: ArchiveWritten) {
+    /// A batch is stored: shows the messages that were new, in order, unless they were shown
+    /// live already (a live copy may not have been written yet); says when the catch-up is
+    /// over.
+    pub(super) fn on_written(&mut self, written: ArchiveWritten, recent: &mut RecentMessages) {
         let mut new = 0;
         for (message, is_new) in written.messages.iter().zip(written.new_flags) {
             if is_new {
                 new += 1;
-                self.emit(chat_event(self.account, message));
+                if recent.first_time(&message.peer, &message.stable_id) {
+                    self.emit(chat_event(self.account, message));
+                }
             }
         }
         if let Some(fetch) = self.fetches.get_mut(&written.query) {

@@ -19,6 +19,7 @@
 
 mod archive;
 mod http;
+mod recent;
 pub(crate) mod store;
 
 use std::collections::HashMap;
@@ -44,6 +45,7 @@ use crate::notice::AccountNotice;
 use crate::secret::Password;
 use crate::transport::{Flow, FlowEvent, Incoming, KeepAlive, WsTarget, sleep_until_opt};
 
+use recent::RecentMessages;
 pub(crate) use store::XmppHappening;
 use store::chat_event;
 
@@ -334,6 +336,8 @@ pub(crate) struct XmppAccount {
     sent: HashMap<String, SentMessage>,
     /// Archive catch-ups in progress (`archive.rs`).
     archive: archive::CatchUp,
+    /// Messages shown lately, so a copy that arrives again is not shown twice.
+    recent: RecentMessages,
     uploads: HashMap<String, Upload>,
     transfers_tx: mpsc::UnboundedSender<FromTransfer>,
     transfers: mpsc::UnboundedReceiver<FromTransfer>,
@@ -385,6 +389,7 @@ impl XmppAccount {
             presence: HashMap::new(),
             sent: HashMap::new(),
             archive,
+            recent: RecentMessages::default(),
             uploads: HashMap::new(),
             transfers_tx,
             transfers,
@@ -436,7 +441,7 @@ impl XmppAccount {
                     None => self.stopping = true,
                 },
                 Some(message) = self.transfers.recv() => self.on_transfer(message),
-                Some(written) = self.archive.next_written() => self.archive.on_written(written),
+                Some(written) = self.archive.next_written() => self.archive.on_written(written, &mut self.recent),
                 event = self.flow.next() => match event {
                     FlowEvent::Opened => self.on_connected(),
                     FlowEvent::Failed(e) => self.attempt_failed(e),
@@ -959,6 +964,10 @@ impl XmppAccount {
             let id = message.stable_id.clone();
             let peer = message.peer.clone();
             self.message_state(&id, &peer, DeliveryState::Delivered, None);
+            return;
+        }
+        if !self.recent.first_time(&message.peer, &message.stable_id) {
+            debug!("a message already shown arrived again; shown once");
             return;
         }
         self.history
