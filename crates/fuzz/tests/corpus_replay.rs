@@ -17,23 +17,35 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Runs every input of `kind` (`corpus` or `crashes`) through its target's harness, one
+/// thread per target (each harness measures the heap of its own thread); returns how many ran.
 fn replay(kind: &str) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut replayed = 0;
-    for target in TARGETS {
-        for path in inputs(&root.join(kind).join(target.name)) {
-            let data = std::fs::read(&path).expect("a readable input");
-            let outcome = std::panic::catch_unwind(|| (target.run)(&data));
-            assert!(
-                outcome.is_ok(),
-                "{} failed on {}",
-                target.name,
-                path.display()
-            );
-            replayed += 1;
-        }
-    }
-    replayed
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = TARGETS
+            .iter()
+            .map(|target| {
+                let dir = root.join(kind).join(target.name);
+                scope.spawn(move || {
+                    let files = inputs(&dir);
+                    for path in &files {
+                        let data = std::fs::read(path).expect("a readable input");
+                        let outcome = std::panic::catch_unwind(|| (target.run)(&data));
+                        assert!(
+                            outcome.is_ok(),
+                            "{} failed on {}",
+                            target.name,
+                            path.display()
+                        );
+                    }
+                    files.len()
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|run| run.join().expect("a replay thread reports"))
+            .sum()
+    })
 }
 
 #[test]
