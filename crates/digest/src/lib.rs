@@ -244,14 +244,14 @@ pub fn authorization_value(ch: &Challenge, input: &DigestInput<'_>) -> Result<St
     let mut v = format!(
         "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm={}",
         input.username,
-        ch.realm,
-        ch.nonce,
+        quoted_pairs(&ch.realm),
+        quoted_pairs(&ch.nonce),
         input.uri,
         response,
         ch.algorithm.as_str()
     );
     if let Some(o) = &ch.opaque {
-        v.push_str(&format!(", opaque=\"{o}\""));
+        v.push_str(&format!(", opaque=\"{}\"", quoted_pairs(o)));
     }
     if ch.qop_auth {
         v.push_str(&format!(
@@ -262,6 +262,20 @@ pub fn authorization_value(ch: &Challenge, input: &DigestInput<'_>) -> Result<St
         v.push_str(&format!(", cnonce=\"{}\"", input.cnonce));
     }
     Ok(v)
+}
+
+/// Escapes `"` and `\\` for a quoted-string (RFC 7230 §3.2.6 quoted-pair). Realm, nonce and
+/// opaque come from the server, which may quote them with escapes; they must go back exactly
+/// as it meant them, or its comparison fails and the rest of our header could be misread.
+fn quoted_pairs(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Parsed fields of an Authorization header, for servers and tests.
@@ -328,5 +342,29 @@ mod tests {
         assert_eq!(c.algorithm, Algorithm::Sha256);
         assert!(Challenge::parse("Basic realm=\"x\"").is_none());
         assert!(Challenge::parse("Digest realm=\"x\"").is_none());
+    }
+
+    #[test]
+    fn escaped_realm_nonce_and_opaque_go_back_escaped() {
+        let c = Challenge::parse(
+            "Digest realm=\"a \\\"quoted\\\" realm\", nonce=\"n\\\\1\", opaque=\"o\\\"\"",
+        )
+        .unwrap();
+        assert_eq!(c.realm, "a \"quoted\" realm");
+        assert_eq!(c.nonce, "n\\1");
+        let input = DigestInput {
+            username: "alice",
+            password: "secret",
+            method: "REGISTER",
+            uri: "sip:example.com",
+            cnonce: "c",
+            nonce_count: 1,
+        };
+        let value = authorization_value(&c, &input).unwrap();
+        assert!(value.contains(r#"realm="a \"quoted\" realm""#), "{value}");
+        let back = Credentials::parse(&value).unwrap();
+        assert_eq!(back.realm, c.realm);
+        assert_eq!(back.nonce, c.nonce);
+        assert_eq!(back.uri, "sip:example.com");
     }
 }
