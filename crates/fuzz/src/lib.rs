@@ -96,6 +96,20 @@ pub fn memory_bound(input_len: usize) -> usize {
     256 * 1024 + 64 * input_len
 }
 
+/// The operations a structure-aware run decodes from its input: as many as the bytes make,
+/// at most 256 (enough for every state a core has, short enough to keep runs fast).
+pub fn operations<'a, Op: arbitrary::Arbitrary<'a>>(data: &'a [u8]) -> Vec<Op> {
+    let mut input = arbitrary::Unstructured::new(data);
+    let mut ops = Vec::new();
+    while !input.is_empty() && ops.len() < 256 {
+        match Op::arbitrary(&mut input) {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    ops
+}
+
 /// Virtual time for the structure-aware targets: a start and advances chosen by the input.
 #[derive(Debug)]
 pub(crate) struct Clock {

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use lyrebird_msrp::{
     AuthOutcome, ByteRange, ChatConfig, ChatEvent, ChatSession, Continuation, CpimMessage,
     FileReceiver, FileSender, Message, Method, MsrpUri, ReceiverConfig, RelayAuth, SenderConfig,
@@ -320,14 +320,7 @@ fn part_of(op: &Op) -> Part {
 /// frames, timer firings and user actions. After every operation the heap they hold, their
 /// queues included, stays within [`crate::memory_bound`] and no deadline is left due.
 pub fn session(data: &[u8]) {
-    let mut input = Unstructured::new(data);
-    let mut ops = Vec::new();
-    while !input.is_empty() && ops.len() < 256 {
-        match Op::arbitrary(&mut input) {
-            Ok(op) => ops.push(op),
-            Err(_) => break,
-        }
-    }
+    let ops: Vec<Op> = crate::operations(data);
     let baseline = heap::live_bytes();
     let mut clock = Clock::new();
     let mut session = Session::new();

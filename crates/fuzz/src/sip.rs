@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use lyrebird_sip::message::{self, Message, StartLine};
 use lyrebird_sip::{
     CallId, IncomingMessageId, IncomingReferId, Reason, UaConfig, UaEvent, UserAgent,
@@ -397,14 +397,7 @@ fn config() -> UaConfig {
 /// [`crate::memory_bound`], its deadline is never left due, and then its output is drained
 /// as an engine would.
 pub fn user_agent(data: &[u8]) {
-    let mut input = Unstructured::new(data);
-    let mut ops = Vec::new();
-    while !input.is_empty() && ops.len() < 256 {
-        match Op::arbitrary(&mut input) {
-            Ok(op) => ops.push(op),
-            Err(_) => break,
-        }
-    }
+    let ops: Vec<Op> = crate::operations(data);
     let baseline = heap::live_bytes();
     let mut clock = Clock::new();
     let Ok(mut ua) = UserAgent::new(config()) else {

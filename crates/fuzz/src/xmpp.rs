@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use lyrebird_xmpp::{ArchiveStart, ChatState, Client, ClientConfig, Show, XmppEvent, time};
 
 use crate::{Clock, check_memory, heap, settle_timers};
@@ -337,14 +337,7 @@ fn remember(list: &mut Vec<String>, id: &str) {
 /// keeps for resumption included, stays within [`crate::memory_bound`], and no deadline is
 /// left due.
 pub fn client(data: &[u8]) {
-    let mut input = Unstructured::new(data);
-    let mut ops = Vec::new();
-    while !input.is_empty() && ops.len() < 256 {
-        match Op::arbitrary(&mut input) {
-            Ok(op) => ops.push(op),
-            Err(_) => break,
-        }
-    }
+    let ops: Vec<Op> = crate::operations(data);
     let baseline = heap::live_bytes();
     let mut clock = Clock::new();
     let Ok(mut client) = Client::new(config()) else {
