@@ -20,12 +20,24 @@ use testkit::rawsip::RawSipClient;
 use testkit::stack::{Stack, StackOptions};
 
 const SETUP: Duration = Duration::from_secs(20);
-const FLOOD: usize = 300;
+/// Messages per flood: 300 in the test command; `LYREBIRD_FLOOD=1000` is the long form.
+fn flood_size() -> usize {
+    std::env::var("LYREBIRD_FLOOD")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (10..=10_000).contains(n))
+        .unwrap_or(300)
+}
 /// After the kill, answers the receiver sent before it died are in flight for milliseconds;
 /// this much silence means none is left.
 const QUIET: Duration = Duration::from_millis(1500);
-/// How many 200s the sender sees before the receiver is killed, one run each.
-const KILL_AFTER: [usize; 10] = [1, 40, 70, 100, 130, 160, 190, 220, 250, 280];
+/// How many 200s the sender sees before the receiver is killed, one run each: the first, then
+/// every tenth of the flood from 2/15 on (1, 40, 70, … 280 for 300 messages).
+fn kill_points(flood: usize) -> Vec<usize> {
+    std::iter::once(1)
+        .chain((0..9).map(|k| flood * (4 + 3 * k) / 30))
+        .collect()
+}
 
 /// What one flood ended with.
 struct Flood {
@@ -37,7 +49,7 @@ struct Flood {
     elapsed: Duration,
 }
 
-/// Sends `FLOOD` MESSAGEs to `target` at once and collects their final responses. With
+/// Sends `flood_size()` MESSAGEs to `target` at once and collects their final responses. With
 /// `kill_after`, SIGKILLs `receiver` as soon as that many 200s have come back, then keeps
 /// listening until the answers stop.
 async fn flood(
@@ -48,8 +60,9 @@ async fn flood(
     kill_after: Option<usize>,
 ) -> Result<Flood> {
     let mut bodies = HashMap::new();
-    let mut requests = Vec::with_capacity(FLOOD);
-    for i in 0..FLOOD {
+    let size = flood_size();
+    let mut requests = Vec::with_capacity(size);
+    for i in 0..size {
         let body = format!("durable{run} message {i}");
         let request = sender.request(
             "MESSAGE",
@@ -70,8 +83,8 @@ async fn flood(
     let mut refused = HashMap::new();
     let mut last_ok = started;
     let mut killed = false;
-    // Bounded: each wait is at most a few seconds, and there are at most FLOOD answers.
-    while answered.len() + refused.values().sum::<usize>() < FLOOD {
+    // Bounded: each wait is at most a few seconds, and there are at most `size` answers.
+    while answered.len() + refused.values().sum::<usize>() < size {
         let wait = if killed { QUIET } else { SETUP };
         let response = match sender.response(wait, false).await {
             Ok(response) => response,
@@ -130,7 +143,7 @@ fn header(text: &str, name: &str) -> Option<String> {
 async fn stored_bodies(db: &Path, run: usize) -> Result<HashMap<String, usize>> {
     let db = db.to_string_lossy();
     let query = format!("durable{run}");
-    let limit = (FLOOD * 2).to_string();
+    let limit = (flood_size() * 2).to_string();
     let hits = run_cli(
         &["--db", &db, "history", "search", &query, "--limit", &limit],
         SETUP,
@@ -149,7 +162,9 @@ async fn stored_bodies(db: &Path, run: usize) -> Result<HashMap<String, usize>> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_answered_200_is_in_history_after_a_kill_9() -> Result<()> {
     // One user per run, so no run's dead registration can take the next run's messages.
-    let runs = KILL_AFTER.len() + 1;
+    let size = flood_size();
+    let kills = kill_points(size);
+    let runs = kills.len() + 1;
     let users: Vec<String> = (0..runs).map(|run| format!("rx{run}")).collect();
     let stack = Stack::start(StackOptions {
         users: users
@@ -165,7 +180,7 @@ async fn every_message_answered_200_is_in_history_after_a_kill_9() -> Result<()>
     // Run 0 is not killed: every message must arrive, be answered 200 and be stored once. It
     // also gives the flood's rate.
     for (run, user) in users.iter().enumerate() {
-        let kill_after = run.checked_sub(1).map(|k| KILL_AFTER[k]);
+        let kill_after = run.checked_sub(1).map(|k| kills[k]);
         let options = LyrebirdOptions::for_user(
             &kamailio.ws_url(),
             kamailio.domain(),
@@ -212,9 +227,9 @@ async fn every_message_answered_200_is_in_history_after_a_kill_9() -> Result<()>
             lost.len(),
             twice.len(),
         );
-        if kill_after.is_none() && result.answered.len() != FLOOD {
+        if kill_after.is_none() && result.answered.len() != size {
             failures.push(format!(
-                "run {run}: only {} of {FLOOD} answered 200 without a kill",
+                "run {run}: only {} of {size} answered 200 without a kill",
                 result.answered.len()
             ));
         }

@@ -657,7 +657,12 @@ async fn a_kill_during_a_flood_loses_and_repeats_nothing() -> Result<()> {
     let stack = prosody()?;
     let dir = testkit::test_dir("lyrebird-xmpp-")?;
     let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
-    let flood = 300;
+    // 300 in the test command; `LYREBIRD_FLOOD=1000` is the long form.
+    let flood = std::env::var("LYREBIRD_FLOOD")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| (10..=10_000).contains(n))
+        .unwrap_or(300);
     let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
     let mut bob = lyrebird(&stack, "bob", dir.path(), &["--no-archive"]).await?;
     let bodies: Vec<String> = (0..flood).map(|i| format!("flood #{i:03}")).collect();
