@@ -90,8 +90,15 @@ async fn flood(
             Ok(response) => response,
             Err(_) if killed => break,
             Err(e) => {
+                // The sockets' queues say which side stopped reading: the receiver (its
+                // Recv-Q full) or the proxy (the receiver's Send-Q full).
+                let sockets = std::process::Command::new("ss")
+                    .args(["-tnp"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
                 return Err(e.context(format!(
-                    "after {} answers, run {run}; receiver log:\n{}",
+                    "after {} answers, run {run}; sockets:\n{sockets}\nreceiver log:\n{}",
                     answered.len(),
                     receiver.log_tail()
                 )));

@@ -502,8 +502,11 @@ impl Kamailio {
             .arg(&dir)
             .arg("-P")
             .arg(dir.join("kamailio.pid"))
-            // Shared memory holds the relay's write queues (tcp_wq_max in kamailio.cfg).
-            .args(["-m", "96", "-M", "4", "-a", "no"])
+            // Shared memory holds the relay's write queues (tcp_wq_max in kamailio.cfg) and
+            // every transaction in flight: 96 MB ran out after six floods of 1 000 MESSAGEs to
+            // receivers killed mid-flood ("cannot allocate shmem buffer", requests dropped
+            // silently). It is mapped as used, so a larger bound costs nothing until then.
+            .args(["-m", "256", "-M", "4", "-a", "no"])
             .current_dir(&dir);
         let process = ServerProcess::new("kamailio", command, dir.join("kamailio.log"));
         Ok(Kamailio {
