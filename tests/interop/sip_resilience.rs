@@ -22,6 +22,25 @@ fn options(stack: &Stack, user: &str, password: &str, dir: &std::path::Path) -> 
     LyrebirdOptions::for_user(&kamailio.ws_url(), kamailio.domain(), user, password, dir)
 }
 
+/// Alice answering every call by herself (so only a refusal can stop one), her address, and
+/// Mallory, who writes raw SIP to her through the proxy.
+async fn alice_and_mallory(
+    stack: &Stack,
+    dir: &std::path::Path,
+) -> Result<(Lyrebird, String, RawSipClient)> {
+    let mut alice = Lyrebird::start(
+        options(stack, "alice", "alice-secret", dir)
+            .arg("--auto-answer")
+            .arg("--silence")
+            .arg("--discard"),
+    )
+    .await?;
+    alice.registered(SETUP).await?;
+    let target = format!("sip:alice@{}", stack.kamailio().domain());
+    let mallory = RawSipClient::connect(&stack.kamailio().ws_url()).await?;
+    Ok((alice, target, mallory))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reregisters_by_itself_after_the_server_restarts_and_can_be_called_again() -> Result<()> {
     let mut stack = sip_stack()?;
@@ -115,16 +134,7 @@ async fn a_wrong_password_is_reported_once_with_the_server_status_and_not_retrie
 async fn broken_sdp_and_malformed_sip_from_a_peer_get_error_responses_and_no_crash() -> Result<()> {
     let stack = sip_stack()?;
     let dir = tempfile::tempdir()?;
-    let mut alice = Lyrebird::start(
-        options(&stack, "alice", "alice-secret", dir.path())
-            .arg("--auto-answer")
-            .arg("--silence")
-            .arg("--discard"),
-    )
-    .await?;
-    alice.registered(SETUP).await?;
-    let target = format!("sip:alice@{}", stack.kamailio().domain());
-    let mut mallory = RawSipClient::connect(&stack.kamailio().ws_url()).await?;
+    let (mut alice, target, mut mallory) = alice_and_mallory(&stack, dir.path()).await?;
 
     // 1. An INVITE whose SDP is garbage: answered 488 Not Acceptable Here, even though alice
     //    answers calls automatically.
@@ -360,23 +370,14 @@ async fn a_text_too_long_for_one_message_is_refused_and_signalling_goes_on() -> 
     Ok(())
 }
 
-/// Offers with absurd values — hundreds of media lines (as many as fit the proxy's 16 KiB), negative and out-of-range ports and
-/// payload types, a 10 kB fmtp, a fingerprint that is not hex — each get a final refusal, and
-/// the callee stays registered and reachable. (The parsers themselves are fuzzed: crates/fuzz.)
+/// Offers with absurd values — hundreds of media lines (as many as fit the proxy's 16 KiB),
+/// negative and out-of-range ports and payload types, a 10 kB fmtp, a fingerprint that is not
+/// hex — each get a final refusal, and the callee stays registered and reachable. (The parsers themselves are fuzzed: crates/fuzz.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absurd_sdp_values_are_refused_and_nothing_breaks() -> Result<()> {
     let stack = sip_stack()?;
     let dir = tempfile::tempdir()?;
-    let mut alice = Lyrebird::start(
-        options(&stack, "alice", "alice-secret", dir.path())
-            .arg("--auto-answer")
-            .arg("--silence")
-            .arg("--discard"),
-    )
-    .await?;
-    alice.registered(SETUP).await?;
-    let target = format!("sip:alice@{}", stack.kamailio().domain());
-    let mut mallory = RawSipClient::connect(&stack.kamailio().ws_url()).await?;
+    let (alice, target, mut mallory) = alice_and_mallory(&stack, dir.path()).await?;
     let head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n";
     let audio = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
     let cases = [

@@ -1079,15 +1079,7 @@ async fn malformed_unknown_and_oversized_input_is_survived() -> Result<()> {
         }
         connections
     });
-    let mut alice = start_lyrebird(
-        &format!("ws://{addr}/xmpp-websocket"),
-        "alice@localhost",
-        "alice-secret",
-        &dir.path().join("alice.sqlite3"),
-        &dir.path().join("alice.log"),
-        &["--no-archive"],
-    )?;
-    online(&mut alice, LOGIN).await?;
+    let mut alice = scripted_alice(addr, dir.path()).await?;
     alice
         .wait_for("the good message", DELIVERY, |e| {
             is_chat(e, "still readable")
@@ -1138,6 +1130,21 @@ fn agree_to_xmpp(
 
 type ServerSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
+/// Alice's Lyrebird logged in to the scripted server at `addr` (no archive: a script has
+/// none), with her history and log (`alice.log`) in `dir`.
+async fn scripted_alice(addr: std::net::SocketAddr, dir: &Path) -> Result<JsonLines> {
+    let mut alice = start_lyrebird(
+        &format!("ws://{addr}/xmpp-websocket"),
+        "alice@localhost",
+        "alice-secret",
+        &dir.join("alice.sqlite3"),
+        &dir.join("alice.log"),
+        &["--no-archive"],
+    )?;
+    online(&mut alice, LOGIN).await?;
+    Ok(alice)
+}
+
 fn text(s: &str) -> Message {
     Message::Text(s.to_owned().into())
 }
@@ -1174,11 +1181,7 @@ async fn scripted_login(
             };
             ws.send(text(&format!("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>{sm}</stream:features>"))).await?;
         } else if frame.contains("xmpp-bind") {
-            let id = frame
-                .split("id='")
-                .nth(1)
-                .and_then(|r| r.split('\'').next())
-                .unwrap_or("");
+            let id = xml_attr(&frame, "id").unwrap_or_default();
             ws.send(text(&format!("<iq xmlns='jabber:client' type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/lyre</jid></bind></iq>"))).await?;
             return Ok(ws);
         }
@@ -1268,15 +1271,7 @@ async fn quitting_waits_for_the_servers_close_before_closing_the_websocket() -> 
         let (socket, _) = listener.accept().await?;
         slow_to_answer_close(socket).await
     });
-    let mut alice = start_lyrebird(
-        &format!("ws://{addr}/xmpp-websocket"),
-        "alice@localhost",
-        "alice-secret",
-        &dir.path().join("alice.sqlite3"),
-        &dir.path().join("alice.log"),
-        &["--no-archive"],
-    )?;
-    online(&mut alice, LOGIN).await?;
+    let alice = scripted_alice(addr, dir.path()).await?;
     alice.quit().await?;
     let goodbye = tokio::time::timeout(Duration::from_secs(10), server)
         .await
@@ -1428,15 +1423,7 @@ async fn a_room_reflection_before_the_servers_ack_is_recorded_as_delivered() -> 
         room_reflects_before_the_ack(socket).await
     });
     let log = dir.path().join("alice.log");
-    let mut alice = start_lyrebird(
-        &format!("ws://{addr}/xmpp-websocket"),
-        "alice@localhost",
-        "alice-secret",
-        &dir.path().join("alice.sqlite3"),
-        &log,
-        &["--no-archive"],
-    )?;
-    online(&mut alice, LOGIN).await?;
+    let mut alice = scripted_alice(addr, dir.path()).await?;
     let room = "room@muc.localhost";
     alice
         .command(json!({"cmd": "join", "room": room, "nick": "Alice"}))

@@ -915,7 +915,6 @@ impl XmppAccount {
                 // to a room, stays until both are in.
                 if state == DeliveryState::Sent && sent.settled {
                     // Delivered (or failed) already says more than the acknowledgement.
-                    sent.acked = true;
                     self.sent.remove(id);
                     return;
                 }
