@@ -9,7 +9,9 @@ use lyrebird_engine::MAX_SIP_TEXT_BYTES;
 use serde_json::json;
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
 use testkit::rawsip::RawSipClient;
-use testkit::stack::{Stack, StackOptions, make_self_signed_certificate};
+use testkit::stack::{
+    PrivateAuthority, Stack, StackOptions, TlsServer, Validity, make_self_signed_certificate,
+};
 
 const SETUP: Duration = Duration::from_secs(20);
 
@@ -217,6 +219,80 @@ async fn broken_sdp_and_malformed_sip_from_a_peer_get_error_responses_and_no_cra
     Ok(())
 }
 
+/// Starts a Lyrebird that must refuse the server's certificate: the account stops in
+/// "untrusted" with `words` and what to do, and never tries again or connects.
+async fn refused_for_good(options: LyrebirdOptions, words: &str) -> Result<()> {
+    let mut refused = Lyrebird::start(options).await?;
+    let state = refused
+        .wait_for("a refused certificate", SETUP, |e| {
+            e["event"] == "account_state" && e["state"]["state"] == "untrusted"
+        })
+        .await?;
+    let reason = state["state"]["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains(words) && reason.contains("trusted server certificate"),
+        "the refusal does not say what is wrong ({words:?}) and what to do: {state}"
+    );
+    refused.discard_pending();
+    let quiet = refused
+        .wait_for("anything after the refusal", Duration::from_secs(3), |e| {
+            e["event"] == "account_state"
+        })
+        .await;
+    ensure!(
+        quiet.is_err(),
+        "a refused certificate was retried: {quiet:?}"
+    );
+    let history = refused.quit().await?;
+    ensure!(
+        !history.iter().any(|e| {
+            let state = &e["state"]["state"];
+            state == "registered" || state == "connected" || state == "reconnecting"
+        }),
+        "connected to, or kept trying, an untrusted server: {history:?}"
+    );
+    Ok(())
+}
+
+/// A server whose certificate comes from an authority the person trusts but has expired, or is
+/// made out to another server, is refused for that reason in words (not as "not the
+/// certificate you trusted"); from an authority nobody trusts, it is refused as unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_misnamed_server_certificate_is_refused_with_its_fault_named() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let authority = PrivateAuthority::create(&dir.path().join("authority"))?;
+    let (expired_cert, expired_key) = authority.issue("expired", "127.0.0.1", Validity::Expired)?;
+    let (misnamed_cert, misnamed_key) =
+        authority.issue("misnamed", "elsewhere.invalid", Validity::Current)?;
+    let expired = TlsServer::start(dir.path(), &expired_cert, &expired_key)?;
+    let misnamed = TlsServer::start(dir.path(), &misnamed_cert, &misnamed_key)?;
+    let trusting = authority.certificate_path();
+    let cases = [
+        (expired.wss_url(), Some(&trusting), "it has expired"),
+        (
+            misnamed.wss_url(),
+            Some(&trusting),
+            "it is made out to a different server name",
+        ),
+        (
+            misnamed.wss_url(),
+            None,
+            "it is not signed by an authority this computer trusts",
+        ),
+    ];
+    for (index, (url, trust, words)) in cases.into_iter().enumerate() {
+        let account_dir = dir.path().join(format!("account-{index}"));
+        std::fs::create_dir_all(&account_dir)?;
+        let mut options =
+            LyrebirdOptions::for_user(&url, "localhost", "alice", "alice-secret", &account_dir);
+        if let Some(trust) = trust {
+            options = options.arg("--trust-cert").arg(trust.to_string_lossy());
+        }
+        refused_for_good(options, &format!("certificate is not trusted: {words}")).await?;
+    }
+    Ok(())
+}
+
 /// RFC 7118 over TLS: a server whose certificate chains to no system root is refused, with the
 /// reason in words; once the person trusts that certificate explicitly, the same account
 /// registers over wss:// and is reachable.
@@ -258,35 +334,7 @@ async fn a_self_signed_wss_server_is_refused_unless_its_certificate_is_trusted()
         ),
     ];
     for (options, words) in refusals {
-        let mut refused = Lyrebird::start(options).await?;
-        let state = refused
-            .wait_for("a refused certificate", SETUP, |e| {
-                e["event"] == "account_state" && e["state"]["state"] == "untrusted"
-            })
-            .await?;
-        let reason = state["state"]["reason"].as_str().unwrap_or_default();
-        ensure!(
-            reason.contains(words) && reason.contains("trusted server certificate"),
-            "the refusal does not say what is wrong and what to do: {state}"
-        );
-        refused.discard_pending();
-        let quiet = refused
-            .wait_for("anything after the refusal", Duration::from_secs(3), |e| {
-                e["event"] == "account_state"
-            })
-            .await;
-        ensure!(
-            quiet.is_err(),
-            "a refused certificate was retried: {quiet:?}"
-        );
-        let history = refused.quit().await?;
-        ensure!(
-            !history.iter().any(|e| {
-                let state = &e["state"]["state"];
-                state == "registered" || state == "connected" || state == "reconnecting"
-            }),
-            "connected to, or kept trying, an untrusted server: {history:?}"
-        );
+        refused_for_good(options, words).await?;
     }
 
     let certificate = kamailio.certificate_path();

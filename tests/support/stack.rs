@@ -394,31 +394,180 @@ impl Drop for Stack {
 /// Makes a self-signed certificate for `localhost` and 127.0.0.1 and its key, with the openssl
 /// command (a Debian base package) so the test bed needs no crypto crate.
 pub fn make_self_signed_certificate(cert: &Path, key: &Path) -> Result<()> {
-    let output = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .args(["-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(key)
-        .arg("-out")
-        .arg(cert)
-        .output()
-        .context("running openssl to make a test certificate")?;
+    run_openssl(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(key)
+            .arg("-out")
+            .arg(cert),
+    )
+}
+
+/// A private certificate authority (an `openssl ca` directory) that issues server certificates
+/// which are wrong in one chosen way, for testing how a refused certificate is worded.
+pub struct PrivateAuthority {
+    dir: PathBuf,
+}
+
+/// When an issued certificate is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// From now for two days.
+    Current,
+    /// January 2025 only: long expired.
+    Expired,
+}
+
+impl PrivateAuthority {
+    /// Creates the authority's self-signed root and its `openssl ca` database in `dir`.
+    pub fn create(dir: &Path) -> Result<PrivateAuthority> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let authority = PrivateAuthority {
+            dir: dir.to_path_buf(),
+        };
+        run_openssl(
+            Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+                .args(["-subj", "/CN=Lyrebird test authority"])
+                .arg("-keyout")
+                .arg(dir.join("authority-key.pem"))
+                .arg("-out")
+                .arg(authority.certificate_path()),
+        )?;
+        fs::write(dir.join("index.txt"), "").context("writing the authority's index")?;
+        let config = format!(
+            "[ca]\ndefault_ca = test\n\n[test]\ndatabase = {dir}/index.txt\n\
+             new_certs_dir = {dir}\nrand_serial = yes\ndefault_md = sha256\n\
+             policy = any_name\ncopy_extensions = copy\nunique_subject = no\n\n\
+             [any_name]\ncommonName = supplied\n",
+            dir = dir.display()
+        );
+        fs::write(dir.join("authority.cnf"), config).context("writing authority.cnf")?;
+        Ok(authority)
+    }
+
+    /// The authority's root certificate (what a person would add as trusted).
+    pub fn certificate_path(&self) -> PathBuf {
+        self.dir.join("authority-cert.pem")
+    }
+
+    /// Issues a certificate for `name` (also its only subject alternative name, a DNS name or
+    /// an IP address) into `<dir>/<file_stem>-cert.pem` and `-key.pem`; returns both paths.
+    pub fn issue(
+        &self,
+        file_stem: &str,
+        name: &str,
+        validity: Validity,
+    ) -> Result<(PathBuf, PathBuf)> {
+        let (cert, key, request) = (
+            self.dir.join(format!("{file_stem}-cert.pem")),
+            self.dir.join(format!("{file_stem}-key.pem")),
+            self.dir.join(format!("{file_stem}.csr")),
+        );
+        let alt_name = if name.parse::<std::net::IpAddr>().is_ok() {
+            format!("subjectAltName=IP:{name}")
+        } else {
+            format!("subjectAltName=DNS:{name}")
+        };
+        run_openssl(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                ])
+                .args([
+                    "-nodes",
+                    "-subj",
+                    &format!("/CN={name}"),
+                    "-addext",
+                    &alt_name,
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&request),
+        )?;
+        let mut sign = Command::new("openssl");
+        sign.args(["ca", "-batch", "-notext", "-config"])
+            .arg(self.dir.join("authority.cnf"))
+            .arg("-cert")
+            .arg(self.certificate_path())
+            .arg("-keyfile")
+            .arg(self.dir.join("authority-key.pem"))
+            .arg("-in")
+            .arg(&request)
+            .arg("-out")
+            .arg(&cert);
+        match validity {
+            Validity::Current => sign.args(["-days", "2"]),
+            Validity::Expired => sign
+                .args(["-startdate", "20250101000000Z"])
+                .args(["-enddate", "20250201000000Z"]),
+        };
+        run_openssl(&mut sign)?;
+        Ok((cert, key))
+    }
+}
+
+fn run_openssl(command: &mut Command) -> Result<()> {
+    let output = command.output().context("running openssl")?;
     if !output.status.success() {
         bail!(
-            "openssl req failed: {}",
+            "openssl failed ({:?}): {}",
+            command.get_args().next(),
             String::from_utf8_lossy(&output.stderr)
         );
     }
     Ok(())
+}
+
+/// A bare TLS server on 127.0.0.1 (OpenSSL's `s_server`) presenting a given certificate: the
+/// TLS handshake is all a client meets before it refuses a certificate, so this stands for any
+/// real server whose certificate is wrong.
+pub struct TlsServer {
+    /// Stopped when the server is dropped.
+    _process: ServerProcess,
+    port: PortLease,
+}
+
+impl TlsServer {
+    pub fn start(dir: &Path, cert: &Path, key: &Path) -> Result<TlsServer> {
+        let port = lease(None)?;
+        let mut command = Command::new("openssl");
+        command
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{}", port.port))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key);
+        let log = dir.join(format!("tls-server-{}.log", port.port));
+        let mut process = ServerProcess::new("openssl s_server", command, log);
+        process.spawn()?;
+        let address = SocketAddr::from((LOOPBACK, port.port));
+        process.wait_until(Duration::from_secs(10), || {
+            TcpStream::connect_timeout(&address, Duration::from_millis(200))
+                .map(drop)
+                .context("connecting to s_server")
+        })?;
+        Ok(TlsServer {
+            _process: process,
+            port,
+        })
+    }
+
+    /// `wss://127.0.0.1:PORT`.
+    pub fn wss_url(&self) -> String {
+        format!("wss://127.0.0.1:{}", self.port.port)
+    }
 }
 
 /// A self-signed certificate and key for the WSS listener, and Kamailio's tls.cfg.

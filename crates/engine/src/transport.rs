@@ -219,6 +219,20 @@ fn certificate_fault(why: &rustls::CertificateError) -> String {
     }
 }
 
+/// Whether a refusal is about who signed the certificate (it chains to no trusted certificate),
+/// rather than about the certificate itself (dates, name, revocation).
+fn is_issuer_fault(why: &rustls::CertificateError) -> bool {
+    use rustls::CertificateError as Why;
+    match why {
+        Why::UnknownIssuer | Why::BadSignature => true,
+        Why::Other(other) => matches!(
+            other.0.downcast_ref::<webpki::Error>(),
+            Some(webpki::Error::CaUsedAsEndEntity | webpki::Error::UnknownIssuer)
+        ),
+        _ => false,
+    }
+}
+
 /// A server that presented a certificate other than the one pinned for the account, which the
 /// ordinary checks refused too (carried inside rustls's error to word the refusal).
 #[derive(Debug)]
@@ -331,9 +345,14 @@ impl ServerCertVerifier for PinnedOrWebPki {
         self.webpki
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             .map_err(|e| match e {
-                rustls::Error::InvalidCertificate(why) => rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch(why)))),
-                ),
+                // Only a certificate that chains to nothing trusted is "not the one you
+                // trusted"; one from the trusted authority that has expired or names another
+                // server is refused for that, in the ordinary words.
+                rustls::Error::InvalidCertificate(why) if is_issuer_fault(&why) => {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                        rustls::OtherError(Arc::new(PinMismatch(why))),
+                    ))
+                }
                 other => other,
             })
     }
