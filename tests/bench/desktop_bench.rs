@@ -61,6 +61,17 @@ struct Args {
     /// Also print, per process, the N mappings with the most PSS (where the memory goes).
     #[arg(long, value_name = "N", default_value_t = 0)]
     mappings: usize,
+    /// Instead of the start and idle figures: the app online with both accounts under a chat
+    /// flood for MINUTES, its memory read every --sample seconds (the curve), then every
+    /// message checked in its history.
+    #[arg(long, value_name = "MINUTES")]
+    flood: Option<u64>,
+    /// XMPP messages a second in the flood; a quarter as many SIP MESSAGEs come beside them.
+    #[arg(long, default_value_t = 20)]
+    flood_rate: u32,
+    /// Seconds between two memory readings during the flood.
+    #[arg(long, default_value_t = 60)]
+    sample: u64,
 }
 
 /// Bound for any one thing to happen (a window, a login, a log line).
@@ -133,6 +144,32 @@ async fn main() -> Result<()> {
             .split_once('=')
             .with_context(|| format!("--env wants NAME=VALUE, not {pair:?}"))?;
         lyrebird_options = lyrebird_options.env(name, value);
+    }
+
+    if let Some(minutes) = args.flood {
+        let log = options.log_dir.join("lyrebird-flood.log");
+        let mut command = Command::new(&options.app);
+        command
+            .env("DISPLAY", &display)
+            .envs(lyrebird_options.app_env(&bus))
+            .stdin(Stdio::null());
+        redirect(&mut command, &log)?;
+        let mut started = spawn("lyrebird", command)?;
+        time_to_paint(&display, &mut started)?;
+        accounts_online(&stack, &mut bob_xmpp, &mut bob_sip).await?;
+        let flood = Flood {
+            stack: &stack,
+            root: started.process.pid(),
+            database: options.data_dir.join("history.sqlite3"),
+            duration: Duration::from_secs(minutes * 60),
+            rate: args.flood_rate.max(4),
+            sample: Duration::from_secs(args.sample.max(1)),
+        };
+        let outcome = flood.run(&mut bob_xmpp, &mut bob_sip).await;
+        started.process.stop(Duration::from_secs(5));
+        bob_sip.quit().await.ok();
+        bob_xmpp.quit().await.ok();
+        return outcome;
     }
 
     // Lyrebird.
@@ -400,6 +437,192 @@ async fn accounts_online(
             bail!("alice's SIP account never received a message: {outcome}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The desktop app under a chat flood from bob's two accounts.
+struct Flood<'a> {
+    stack: &'a Stack,
+    /// The app's process, the root of the tree whose memory is read.
+    root: u32,
+    /// The app's history file, read (not written) at the end with `lyrebird-cli history`.
+    database: PathBuf,
+    duration: Duration,
+    /// XMPP messages a second (SIP: a quarter of it).
+    rate: u32,
+    sample: Duration,
+}
+
+/// One reading of the app's memory during the flood.
+struct MemorySample {
+    at: Duration,
+    sent: usize,
+    pss_kib: u64,
+    by_process: Vec<(String, u64)>,
+}
+
+impl Flood<'_> {
+    async fn run(&self, bob_xmpp: &mut JsonLines, bob_sip: &mut Lyrebird) -> Result<()> {
+        let alice_jid = format!("alice@{}", self.stack.prosody().domain());
+        let alice_sip = format!("sip:alice@{}", self.stack.kamailio().domain());
+        let mut pace = tokio::time::interval(Duration::from_secs(1) / self.rate);
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut sent: Vec<String> = Vec::new();
+        let mut samples = vec![self.read_memory(Duration::ZERO, 0)];
+        eprintln!("{}", samples[0]);
+        let started = Instant::now();
+        let mut next_sample = self.sample;
+        // Bounded: duration × rate messages, then the loop ends.
+        let total = (self.duration.as_secs_f64() * f64::from(self.rate)) as usize;
+        for n in 0..total {
+            pace.tick().await;
+            let body = format!("desktop flood {n:07} over xmpp");
+            bob_xmpp
+                .send(json!({"cmd": "message", "to": alice_jid, "body": body}))
+                .await?;
+            sent.push(body);
+            if n % 4 == 0 {
+                let body = format!("desktop flood {n:07} over sip");
+                bob_sip
+                    .send(json!({"cmd": "message", "target": alice_sip, "body": body}))
+                    .await?;
+                sent.push(body);
+            }
+            // Keep both senders' output read so neither blocks on a full pipe.
+            bob_xmpp.drain(Duration::from_millis(1)).await;
+            bob_sip.drain(Duration::from_millis(1)).await;
+            if started.elapsed() >= next_sample {
+                let sample = self.read_memory(started.elapsed(), sent.len());
+                eprintln!("{sample}");
+                samples.push(sample);
+                next_sample += self.sample;
+            }
+        }
+        let stored = self.wait_until_stored(&sent).await?;
+        let settled = self.read_memory(started.elapsed(), sent.len());
+        eprintln!("{settled} (all {stored} messages in history)");
+        samples.push(settled);
+        let failed: Vec<_> = bob_sip
+            .history
+            .iter()
+            .chain(bob_xmpp.history.iter())
+            .filter(|e| {
+                e["event"] == "message_failed"
+                    || (e["event"] == "chat_message_state" && e["state"] == "failed")
+            })
+            .take(3)
+            .cloned()
+            .collect();
+        if !failed.is_empty() {
+            bail!("the flood lost messages on the way: {failed:?}");
+        }
+        self.report(&samples, stored);
+        Ok(())
+    }
+
+    fn read_memory(&self, at: Duration, sent: usize) -> MemorySample {
+        let by_process: Vec<(String, u64)> = process_tree(self.root)
+            .into_iter()
+            .filter_map(|pid| {
+                let kib = pss_kib(pid)?;
+                Some((process_name(pid).unwrap_or_else(|| pid.to_string()), kib))
+            })
+            .collect();
+        MemorySample {
+            at,
+            sent,
+            pss_kib: by_process.iter().map(|(_, kib)| kib).sum(),
+            by_process,
+        }
+    }
+
+    /// Waits (bounded) until every message sent is in the app's history exactly once; returns
+    /// how many that is.
+    async fn wait_until_stored(&self, sent: &[String]) -> Result<usize> {
+        let database = self.database.to_string_lossy().into_owned();
+        let limit = (sent.len() + 100).to_string();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let hits = testkit::lyrebird::run_cli(
+                &[
+                    "--db",
+                    &database,
+                    "history",
+                    "search",
+                    "desktop flood",
+                    "--limit",
+                    &limit,
+                ],
+                BOUND,
+            )
+            .await?;
+            let bodies: Vec<&str> = hits
+                .iter()
+                .filter_map(|hit| hit["hit"]["message"]["body"].as_str())
+                .collect();
+            if bodies.len() >= sent.len() || Instant::now() > deadline {
+                testkit::reliability::each_exactly_once(&bodies, sent)?;
+                return Ok(bodies.len());
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    fn report(&self, samples: &[MemorySample], stored: usize) {
+        println!(
+            "\n### Desktop app under a chat flood: {} min, {} XMPP + {} SIP messages a second\n",
+            self.duration.as_secs() / 60,
+            self.rate,
+            f64::from(self.rate) / 4.0
+        );
+        let names: Vec<String> = samples
+            .first()
+            .map(|s| s.by_process.iter().map(|(name, _)| name.clone()).collect())
+            .unwrap_or_default();
+        println!(
+            "| minute | messages sent | PSS of all processes | {} |",
+            names.join(" | ")
+        );
+        println!("|---:|---:|---:|{}", "---:|".repeat(names.len()));
+        for sample in samples {
+            let per_name: Vec<String> = names
+                .iter()
+                .map(|name| {
+                    let kib: u64 = sample
+                        .by_process
+                        .iter()
+                        .filter(|(n, _)| n == name)
+                        .map(|(_, kib)| kib)
+                        .sum();
+                    format!("{:.1} MiB", mib(kib))
+                })
+                .collect();
+            println!(
+                "| {:.1} | {} | {:.1} MiB | {} |",
+                sample.at.as_secs_f64() / 60.0,
+                sample.sent,
+                mib(sample.pss_kib),
+                per_name.join(" | ")
+            );
+        }
+        println!("\nEvery one of the {stored} messages is in the app's history exactly once.");
+    }
+}
+
+impl std::fmt::Display for MemorySample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:6.1} min, {:6} sent: PSS {:.1} MiB ({})",
+            self.at.as_secs_f64() / 60.0,
+            self.sent,
+            mib(self.pss_kib),
+            self.by_process
+                .iter()
+                .map(|(name, kib)| format!("{name} {:.1}", mib(*kib)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 

@@ -167,6 +167,95 @@ pub async fn calls_in_a_row(stack: &Stack, dir: &Path, calls: u32) -> Result<Cal
     Ok(CallsInARow { after })
 }
 
+/// Alice (headless `lyrebird-cli run`) calls sipp through the stack's Kamailio `calls` times,
+/// one after another: sipp answers each with a WebRTC answer whose only candidate is a closed
+/// port (tests/stack/sipp-webrtc-answerer.xml), so only signalling and the start and teardown
+/// of media run; alice hangs up once answered. Alice's process is read after call 1, after
+/// every `sample_every` calls, and once more (numbered `calls + 1`) when the last calls' SIP
+/// transactions have ended.
+pub async fn calls_to_sipp(
+    stack: &Stack,
+    dir: &Path,
+    calls: u32,
+    sample_every: u32,
+) -> Result<Vec<(u32, ProcessFigures)>> {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("stack/sipp-webrtc-answerer.xml");
+    // 127.0.0.2: the test bed's Kamailio takes every port of 127.0.0.1 for its own.
+    let port = std::net::UdpSocket::bind("127.0.0.2:0")?
+        .local_addr()?
+        .port();
+    let log = std::fs::File::create(dir.join("sipp.log"))?;
+    let mut sipp = tokio::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-i", "127.0.0.2", "-p", &port.to_string(), "-t", "u1"])
+        .args(["-m", &calls.to_string(), "-nostdin", "-trace_err"])
+        .arg("-error_file")
+        .arg(dir.join("sipp-errors.log"))
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting sipp (Debian package sip-tester)")?;
+    let mut alice = Lyrebird::start(
+        LyrebirdOptions::on_kamailio(stack, "alice", dir)
+            .arg("--silence")
+            .arg("--discard"),
+    )
+    .await?;
+    alice.registered(SETUP).await?;
+    let pid = alice.pid().context("alice has no pid")?;
+    // An address outside Kamailio's domain: relayed as it is, over UDP, to sipp.
+    let target = format!("sip:answerer@127.0.0.2:{port}");
+    let mut after = Vec::new();
+    for n in 1..=calls {
+        if let Ok(Some(status)) = sipp.try_wait() {
+            bail!(
+                "sipp exited ({status}) before call {n}; see {}",
+                dir.join("sipp.log").display()
+            );
+        }
+        let call = alice
+            .command(json!({"cmd": "call", "target": target}))
+            .await?["call"]
+            .as_u64()
+            .context("no call id")?;
+        alice.call_state(call, "answered", SETUP).await?;
+        alice
+            .command(json!({"cmd": "hangup", "call": call}))
+            .await?;
+        let ended = alice.call_state(call, "ended", SETUP).await?;
+        ensure!(
+            ended["state"]["reason"] == "hung up",
+            "call {n} did not end by our hang-up: {ended}"
+        );
+        alice.discard_pending();
+        if n == 1 || n % sample_every.max(1) == 0 || n == calls {
+            let figures = settled(pid, Duration::from_secs(1), Duration::from_secs(15)).await?;
+            println!("after call {n}: {figures}");
+            after.push((n, figures));
+        }
+    }
+    // The SIP transactions of the last calls linger for Timer M / B (64*T1 = 32 s, RFC 6026)
+    // to absorb retransmissions; after that only what the calls left behind remains.
+    tokio::time::sleep(Duration::from_secs(34)).await;
+    let figures = settled(pid, Duration::from_secs(1), Duration::from_secs(15)).await?;
+    println!("34 s after call {calls}: {figures}");
+    after.push((calls + 1, figures));
+    alice.quit().await?;
+    match tokio::time::timeout(Duration::from_secs(10), sipp.wait()).await {
+        Ok(status) => ensure!(
+            status?.success(),
+            "sipp counted failed calls; see {}",
+            dir.join("sipp.log").display()
+        ),
+        Err(_) => bail!("sipp did not finish after the last call"),
+    }
+    Ok(after)
+}
+
 /// What a soak puts on one engine at once.
 #[derive(Debug, Clone)]
 pub struct SoakOptions {
@@ -213,8 +302,34 @@ pub struct SoakFigures {
     /// How long the flood ran, and how long after it the last message was shown.
     pub elapsed: Duration,
     pub last_message_after: Duration,
+    /// Where the last message spent that time.
+    pub last_message_path: MessagePath,
     /// CPU time the engine used during the flood, in percent of one core.
     pub cpu_percent: f64,
+}
+
+/// The stages one chat message went through, from the clocks of the processes it crossed (all
+/// on this machine): where a backlog sits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessagePath {
+    /// The sending client took the command (its engine's queue of commands).
+    pub to_sender_ms: i64,
+    /// The server acknowledged it to the sender (XEP-0198): the sender's socket and the server.
+    pub to_server_ms: i64,
+    /// The receiving engine showed it: the server's delivery and the receiver's engine.
+    pub to_receiver_ms: i64,
+    /// The harness read it from the receiver's output.
+    pub to_reader_ms: i64,
+}
+
+impl fmt::Display for MessagePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sender took it +{} ms, server acked +{} ms, receiver showed it +{} ms, read +{} ms",
+            self.to_sender_ms, self.to_server_ms, self.to_receiver_ms, self.to_reader_ms
+        )
+    }
 }
 
 impl fmt::Display for SoakFigures {
@@ -222,7 +337,7 @@ impl fmt::Display for SoakFigures {
         write!(
             f,
             "{} calls held for {:.0} s, {} files intact, {} chat messages each stored once \
-             (the last shown {:.1} s after it was sent); {} pings answered, slowest {} ms; \
+             (the last shown {:.1} s after the flood ended; its path: {}); {} pings answered, slowest {} ms; \
              engine CPU {:.0} % of a core; one call: {}; under load: {}; peak RSS {:.1} MiB \
              = {:.2}x the one-call RSS",
             self.calls,
@@ -230,6 +345,7 @@ impl fmt::Display for SoakFigures {
             self.files,
             self.messages,
             self.last_message_after.as_secs_f64(),
+            self.last_message_path,
             self.pings,
             self.slowest_ping.as_millis(),
             self.cpu_percent,
@@ -449,6 +565,7 @@ pub async fn soak(stack: &Stack, dir: &Path, options: &SoakOptions) -> Result<So
     let mut received_so_far = HashMap::<u64, u64>::new();
     let (mut pings, mut slowest_ping) = (0usize, Duration::ZERO);
     let tick = Duration::from_secs(1) / options.messages_per_second.max(1);
+    let (mut last_command, mut last_sent_ms) = (0u64, 0i64);
     let mut pace = tokio::time::interval(tick);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut next_check = Instant::now();
@@ -458,7 +575,8 @@ pub async fn soak(stack: &Stack, dir: &Path, options: &SoakOptions) -> Result<So
     while sent_messages.len() < total {
         pace.tick().await;
         let body = format!("soak #{:06}", sent_messages.len());
-        bob_chat
+        last_sent_ms = wall_clock_ms();
+        last_command = bob_chat
             .send(json!({"cmd": "message", "to": alice_jid, "body": body}))
             .await?;
         sent_messages.push(body);
@@ -526,12 +644,31 @@ pub async fn soak(stack: &Stack, dir: &Path, options: &SoakOptions) -> Result<So
 
     // Every message arrived and is stored once.
     let last = sent_messages.last().cloned().unwrap_or_default();
-    alice
+    let shown = alice
         .seen_or_wait("the flood's last message", Duration::from_secs(180), |e| {
             e["event"] == "chat_message" && e["body"] == last
         })
         .await?;
     let last_message_after = started.elapsed().saturating_sub(elapsed);
+    let read_ms = wall_clock_ms();
+    let taken = bob_chat
+        .seen_or_wait("the sender's result for the last message", SETUP, |e| {
+            e["event"] == "result" && e["id"] == json!(last_command)
+        })
+        .await?;
+    let message_id = taken["message"].clone();
+    let acked = bob_chat
+        .seen_or_wait("the server's ack of the last message", SETUP, |e| {
+            e["event"] == "chat_message_state" && e["id"] == message_id && e["state"] != "failed"
+        })
+        .await?;
+    let at = |event: &Value| event["t_ms"].as_i64().unwrap_or_default();
+    let last_message_path = MessagePath {
+        to_sender_ms: at(&taken) - last_sent_ms,
+        to_server_ms: at(&acked) - at(&taken),
+        to_receiver_ms: at(&shown) - at(&acked),
+        to_reader_ms: read_ms - at(&shown),
+    };
     let loaded = ProcessFigures::of(pid)?;
     let history = alice
         .command_within(
@@ -571,12 +708,19 @@ pub async fn soak(stack: &Stack, dir: &Path, options: &SoakOptions) -> Result<So
         slowest_ping,
         elapsed,
         last_message_after,
+        last_message_path,
         cpu_percent,
     };
     alice.quit().await?;
     bob_phone.quit().await?;
     bob_chat.quit().await?;
     Ok(figures)
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Places a call from the `accounts` process and waits for its audio.
@@ -607,10 +751,8 @@ pub fn each_exactly_once(got: &[&str], want: &[String]) -> Result<()> {
         .filter(|w| !counts.contains_key(w.as_str()))
         .collect();
     let repeated: Vec<(&&str, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    let unexpected: Vec<&&str> = counts
-        .keys()
-        .filter(|b| !want.iter().any(|w| w == **b))
-        .collect();
+    let wanted: std::collections::HashSet<&str> = want.iter().map(String::as_str).collect();
+    let unexpected: Vec<&&str> = counts.keys().filter(|b| !wanted.contains(**b)).collect();
     ensure!(
         missing.is_empty() && repeated.is_empty() && unexpected.is_empty(),
         "{} missing {:?}, repeated {:?}, unexpected {:?}",
