@@ -46,6 +46,7 @@
 mod client;
 mod error;
 mod event;
+pub mod jingle;
 pub mod sasl;
 pub mod time;
 pub mod xml;
