@@ -27,15 +27,17 @@ pub mod error;
 pub mod ice;
 pub mod message;
 pub mod sdp;
+pub mod session;
 
 pub use element::{
     Action, Content, Creator, Jingle, Reason, ReasonText, RtpDescription, Senders, SessionInfo,
 };
 pub use error::JingleError;
 pub use ice::{IceCandidate, IceUdpTransport};
+pub use message::JingleMessage;
 
 pub use sdp::{JingleMedia, TrickleCandidate};
-// session re-exports added with the session module
+pub use session::{CallConfig, CallEvent, CallState, EndedBy, JingleCall, Outgoing};
 
 /// The most contents accepted in one `<jingle/>` (a call has audio, video, maybe screen).
 pub const MAX_CONTENTS: usize = 16;
