@@ -54,6 +54,6 @@ pub mod xml;
 pub use client::{ArchiveStart, Client, ClientConfig, ns};
 pub use error::XmppError;
 pub use event::{
-    ChatMessage, ChatState, MessageKind, MessageOrigin, Occupant, Presence, RosterItem, Show,
-    UploadSlot, XmppEvent,
+    CallSignal, ChatMessage, ChatState, MessageKind, MessageOrigin, Occupant, Presence, RosterItem,
+    Show, UploadSlot, XmppEvent,
 };
