@@ -92,6 +92,16 @@ impl IceCandidate {
                     reason: format!("no `{name}`"),
                 })
         };
+        let token = |name: &'static str| -> Result<String, JingleError> {
+            let value = required(name)?;
+            if value.contains(|c: char| c.is_whitespace() || c.is_control()) {
+                return Err(JingleError::BadValue {
+                    what: "candidate",
+                    reason: format!("`{name}` {}", short(&value)),
+                });
+            }
+            Ok(value)
+        };
         let kind = required("type")?;
         if !matches!(kind.as_str(), "host" | "srflx" | "prflx" | "relay") {
             return Err(JingleError::BadValue {
@@ -99,16 +109,10 @@ impl IceCandidate {
                 reason: short(&kind),
             });
         }
-        let ip = required("ip")?;
-        if ip.contains(char::is_whitespace) {
-            return Err(JingleError::BadValue {
-                what: "candidate ip",
-                reason: short(&ip),
-            });
-        }
+        let ip = token("ip")?;
         Ok(IceCandidate {
             component: attr_number(el, "component")?.unwrap_or(1),
-            foundation: required("foundation")?,
+            foundation: token("foundation")?,
             // Older peers omit generation and id; both have obvious defaults.
             generation: attr_number(el, "generation")?.unwrap_or(0),
             id: el.attr("id").unwrap_or_default().to_owned(),
@@ -121,9 +125,15 @@ impl IceCandidate {
                 what: "candidate",
                 reason: "no `priority`".into(),
             })?,
-            protocol: el.attr("protocol").unwrap_or("udp").to_owned(),
+            protocol: match el.attr("protocol") {
+                None => "udp".to_owned(),
+                Some(_) => token("protocol")?,
+            },
             kind,
-            rel_addr: el.attr("rel-addr").map(str::to_owned),
+            rel_addr: match el.attr("rel-addr") {
+                None => None,
+                Some(_) => Some(token("rel-addr")?),
+            },
             rel_port: attr_number(el, "rel-port")?,
             network: attr_number(el, "network")?,
         })
@@ -155,9 +165,27 @@ impl IceCandidate {
 impl IceUdpTransport {
     /// Reads a `<transport/>` in the ICE-UDP namespace.
     pub fn from_element(el: &Element) -> Result<Self, JingleError> {
+        // RFC 8839 §5.4: ice-char is ALPHA / DIGIT / "+" / "/".
+        let credential = |name: &'static str| -> Result<Option<String>, JingleError> {
+            match el.attr(name) {
+                None => Ok(None),
+                Some(v)
+                    if !v.is_empty()
+                        && v.len() <= 256
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/') =>
+                {
+                    Ok(Some(v.to_owned()))
+                }
+                Some(v) => Err(JingleError::BadValue {
+                    what: name,
+                    reason: short(v),
+                }),
+            }
+        };
         let mut transport = IceUdpTransport {
-            ufrag: el.attr("ufrag").map(str::to_owned),
-            pwd: el.attr("pwd").map(str::to_owned),
+            ufrag: credential("ufrag")?,
+            pwd: credential("pwd")?,
             ..Default::default()
         };
         for child in el.children() {

@@ -549,6 +549,12 @@ pub fn jingle_to_sdp(
             }
         }
     }
+    // Whatever a peer wrote, the media engine gets well-formed SDP or nothing: read back
+    // what was written with the one SDP parser (a name with a space would make two fields).
+    SessionDescription::parse(&sdp.to_string()).map_err(|e| JingleError::BadValue {
+        what: "description",
+        reason: format!("it does not form valid SDP: {e}"),
+    })?;
     Ok(sdp)
 }
 
@@ -618,6 +624,7 @@ pub fn content_to_section(
         .iter()
         .filter(|pt| pt.id < 128)
         .filter(|pt| (pt.name.is_some() && pt.clockrate.is_some()) || pt.id < 35)
+        .filter(|pt| pt.name.as_deref().is_none_or(is_sdp_token))
         .collect();
     if usable.is_empty() {
         return Err(JingleError::NoPayloadTypes {
@@ -644,7 +651,7 @@ pub fn content_to_section(
     }));
     a.push(Attribute::Setup(setup_to_sdp(&fingerprint.setup)));
     a.push(Attribute::Mid(name.clone()));
-    for ext in &description.hdrexts {
+    for ext in description.hdrexts.iter().filter(|e| is_field(&e.uri)) {
         let senders = match ext.senders {
             HdrextSenders::Both => Senders::Both,
             HdrextSenders::Initiator => Senders::Initiator,
@@ -677,7 +684,11 @@ pub fn content_to_section(
                     .then(|| channels.0.to_string()),
             }));
         }
-        for fb in &pt.rtcp_fbs {
+        for fb in pt
+            .rtcp_fbs
+            .iter()
+            .filter(|fb| is_field(&fb.type_) && fb.subtype.as_deref().is_none_or(is_field))
+        {
             a.push(Attribute::RtcpFb(SdpRtcpFb {
                 payload_type: Some(pt.id),
                 feedback: match &fb.subtype {
@@ -690,6 +701,11 @@ pub fn content_to_section(
             let parameters = pt
                 .parameters
                 .iter()
+                .filter(|p| {
+                    [&p.name, &p.value]
+                        .iter()
+                        .all(|t| t.is_empty() || (is_field(t) && !t.contains(';')))
+                })
                 .map(|p| match (p.name.is_empty(), p.value.is_empty()) {
                     (true, _) => p.value.clone(),
                     (false, true) => p.name.clone(),
@@ -727,7 +743,12 @@ pub fn content_to_section(
         });
     }
     for source in &description.ssrcs {
-        for p in &source.parameters {
+        for p in source
+            .parameters
+            .iter()
+            .filter(|p| is_field(&p.name) && !p.name.contains(':'))
+            .filter(|p| p.value.as_deref().is_none_or(|v| !v.contains(['\r', '\n'])))
+        {
             let value = match &p.value {
                 Some(v) => format!("{} {}:{v}", source.id, p.name),
                 None => format!("{} {}", source.id, p.name),
@@ -742,6 +763,19 @@ pub fn content_to_section(
         a.push(Attribute::Candidate(candidate_to_sdp(candidate)));
     }
     Ok(section)
+}
+
+/// RFC 8866 §9 `token`, without `/` (an encoding name is followed by `/<clock rate>`).
+fn is_sdp_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"/\"(),:;<=>?@[]{}".contains(&b))
+}
+
+/// A value that is one field in an SDP line: printable, no spaces.
+fn is_field(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn ssrc_semantics_name(s: &SsrcSemantics) -> &'static str {

@@ -393,9 +393,8 @@ impl JingleCall {
     pub fn state(&self) -> CallState {
         match self.phase {
             Phase::Proposed => CallState::Proposing,
-            Phase::Initiating { .. } if self.role == Creator::Initiator && !self.rang_or_sent() => {
-                CallState::Proposing
-            }
+            // Calling one device directly: it rings until the local offer has gone out.
+            Phase::Initiating { sent: false } if !self.jmi => CallState::Proposing,
             Phase::ProposeReceived | Phase::InitiateReceived { accepted: false } => {
                 CallState::Ringing
             }
@@ -405,10 +404,6 @@ impl JingleCall {
             Phase::Active => CallState::Active,
             Phase::Ended => CallState::Ended,
         }
-    }
-
-    fn rang_or_sent(&self) -> bool {
-        matches!(self.phase, Phase::Initiating { sent: true })
     }
 
     // ----- poll_* -----
