@@ -619,6 +619,20 @@ fn hostile_or_broken_jingle_is_a_typed_error_never_a_panic() {
             "<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='actpass'>zz</fingerprint>",
         ))),
         initiate_with("<content creator='initiator' name='a b'/>"),
+        // xmpp-parsers' own hex decoder asserts on these: they must be errors, not panics.
+        initiate_with(&content(ice(
+            "<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='actpass'>ABC</fingerprint>",
+        ))),
+        initiate_with(&content(ice(
+            "<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='actpass'>A:BCD</fingerprint>",
+        ))),
+        initiate_with(&content(ice(
+            "<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='actpass'>\u{e9}A:B</fingerprint>",
+        ))),
+        initiate_with(&content(ice(
+            "<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='holdconn'>AB</fingerprint>",
+        ))),
+        initiate_with(&content(ice("<x/>").replace("ufrag='u'", "ufrag='a b'"))),
     ] {
         let e = parse(&broken).unwrap_err();
         assert!(!e.to_string().is_empty());

@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 
+use xmpp_parsers::hashes::Algo;
 use xmpp_parsers::jingle_dtls_srtp::{Fingerprint, Setup};
 use xmpp_parsers::minidom::Element;
 
@@ -200,18 +201,7 @@ impl IceUdpTransport {
                     .candidates
                     .push(IceCandidate::from_element(child)?);
             } else if child.is("fingerprint", ns::JINGLE_DTLS) && transport.fingerprint.is_none() {
-                let fingerprint =
-                    Fingerprint::try_from(child.clone()).map_err(|e| JingleError::BadValue {
-                        what: "fingerprint",
-                        reason: e.to_string(),
-                    })?;
-                if fingerprint.value.is_empty() {
-                    return Err(JingleError::BadValue {
-                        what: "fingerprint",
-                        reason: "empty".into(),
-                    });
-                }
-                transport.fingerprint = Some(fingerprint);
+                transport.fingerprint = Some(read_fingerprint(child)?);
             }
             // Anything else (XEP-0176 <remote-candidate/>, XEP-0343 <sctpmap/>) is ignored.
         }
@@ -231,6 +221,49 @@ impl IceUdpTransport {
         }
         x
     }
+}
+
+/// Reads `<fingerprint hash setup>AB:CD:...</fingerprint>` (XEP-0320 §3).
+///
+/// Not with `Fingerprint::try_from`: `xmpp-parsers` 0.23 decodes the hex with `assert!`s, so
+/// a peer's `A:B` or `ABC` would panic the client. The hex is checked here first.
+fn read_fingerprint(el: &Element) -> Result<Fingerprint, JingleError> {
+    let bad = |reason: String| JingleError::BadValue {
+        what: "fingerprint",
+        reason,
+    };
+    let hash: Algo = el
+        .attr("hash")
+        .ok_or_else(|| bad("no `hash`".into()))?
+        .parse()
+        .map_err(|_| bad("bad `hash`".into()))?;
+    let setup: Setup = el
+        .attr("setup")
+        .ok_or_else(|| bad("no `setup`".into()))?
+        .parse()
+        .map_err(|_| {
+            bad(format!(
+                "bad `setup` {}",
+                short(el.attr("setup").unwrap_or_default())
+            ))
+        })?;
+    let value = colon_hex_bytes(el.text().trim()).ok_or_else(|| bad(short(&el.text())))?;
+    Ok(Fingerprint { hash, setup, value })
+}
+
+/// Bytes of `AB:CD:...` (RFC 8122 §5: two hex digits per byte, colons between); `None` if the
+/// text is anything else, or longer than any certificate hash (64 bytes for SHA-512).
+pub(crate) fn colon_hex_bytes(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() || text.len() > 64 * 3 {
+        return None;
+    }
+    text.split(':')
+        .map(|pair| {
+            (pair.len() == 2 && pair.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u8::from_str_radix(pair, 16).ok())
+                .flatten()
+        })
+        .collect()
 }
 
 /// The SDP `a=setup` value of a XEP-0320 role.

@@ -45,7 +45,9 @@ use xmpp_parsers::jingle_ssma::{
 
 use super::element::{Content, Creator, Jingle, RtpDescription, Senders};
 use super::error::JingleError;
-use super::ice::{IceCandidate, IceUdpTransport, setup_from_sdp, setup_to_sdp, short};
+use super::ice::{
+    IceCandidate, IceUdpTransport, colon_hex_bytes, setup_from_sdp, setup_to_sdp, short,
+};
 use super::{MAX_CONTENTS, MAX_SOURCES};
 
 /// The RTP profile of every section written: DTLS-SRTP with feedback (the WebRTC profile).
@@ -201,12 +203,16 @@ fn section_to_content(
             Creator::Responder => lyrebird_sdp::Setup::Active,
         })?,
     };
-    let fingerprint = Fingerprint::from_colon_separated_hex(
+    // Not `Fingerprint::from_colon_separated_hex`: it panics on malformed hex.
+    let fingerprint = Fingerprint {
+        hash: fingerprint
+            .hash_function
+            .parse()
+            .map_err(|_| JingleError::Sdp("a=fingerprint: bad hash function".into()))?,
         setup,
-        &fingerprint.hash_function,
-        &fingerprint.value,
-    )
-    .map_err(|e| JingleError::Sdp(format!("a=fingerprint: {e}")))?;
+        value: colon_hex_bytes(&fingerprint.value)
+            .ok_or_else(|| JingleError::Sdp("a=fingerprint: bad hex".into()))?,
+    };
     let candidates = section
         .candidates()
         .filter_map(|c| candidate_from_sdp(c, &mid))
