@@ -522,6 +522,44 @@ fn video_is_added_accepted_and_removed() {
 }
 
 #[test]
+fn the_peer_stopping_its_camera_with_content_modify_is_a_new_remote_offer() {
+    let now = Instant::now();
+    let (mut romeo, _juliet) = active(now);
+    // Juliet (the responder) stops sending in content 0: only the initiator sends now.
+    let modify = Jingle::from_element(
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='content-modify' sid='{SID}'>\
+             <content creator='initiator' name='0' senders='initiator'/></jingle>"
+        )
+        .parse()
+        .unwrap(),
+    )
+    .unwrap();
+    romeo.handle_jingle(now, JULIET, "cm1", modify.clone());
+    assert!(stanzas(&mut romeo)[0].contains("type='result'"));
+    let ev = events(&mut romeo);
+    let CallEvent::RemoteOffer(remote) = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    // Written by the responder: it only receives.
+    assert_eq!(remote.direction(0), Some(lyrebird_sdp::Direction::RecvOnly));
+    assert_eq!(
+        remote.ice_credentials(0).map(|c| c.0),
+        Some("juli"),
+        "same transport"
+    );
+    // Our answer needs no Jingle message.
+    romeo
+        .set_local_description(now, sdp("romo", "active", &[("0", "audio", true)]))
+        .unwrap();
+    assert!(stanzas(&mut romeo).is_empty());
+    // The same again changes nothing.
+    romeo.handle_jingle(now, JULIET, "cm2", modify);
+    stanzas(&mut romeo);
+    assert!(events(&mut romeo).is_empty());
+}
+
+#[test]
 fn video_the_peer_refuses_comes_back_rejected() {
     let now = Instant::now();
     let (mut romeo, mut juliet) = active(now);

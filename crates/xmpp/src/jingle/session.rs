@@ -812,6 +812,10 @@ impl JingleCall {
                     self.events.push(CallEvent::ContentsRemoved(names));
                 }
             }
+            (Phase::Active, Action::ContentModify) => {
+                self.ack(from, iq_id);
+                self.take_content_modify(jingle);
+            }
             (
                 _,
                 Action::ContentModify
@@ -1149,6 +1153,39 @@ impl JingleCall {
                 reject.reason = Some(reason(e.reason()));
                 self.send_jingle(_now, reject, IqKind::ContentAnswer);
             }
+        }
+    }
+
+    /// The peer changed who sends in contents (XEP-0166 §6.6 `content-modify`, e.g. its
+    /// camera off without removing the content): a new remote offer with the new directions,
+    /// which the media engine answers (that answer needs no Jingle message).
+    fn take_content_modify(&mut self, jingle: Jingle) {
+        let mut changed = false;
+        for modified in &jingle.contents {
+            match self
+                .remote
+                .contents
+                .iter_mut()
+                .find(|c| c.name == modified.name)
+            {
+                Some(content) => {
+                    changed |= content.senders != modified.senders;
+                    content.senders = modified.senders.clone();
+                }
+                None => self.warn(format!(
+                    "content-modify of an unknown content {}",
+                    modified.name
+                )),
+            }
+        }
+        if !changed {
+            return;
+        }
+        self.version += 1;
+        let peer = other(&self.role);
+        match jingle_to_sdp(&self.remote, &peer, &self.sid, self.version, None) {
+            Ok(sdp) => self.events.push(CallEvent::RemoteOffer(sdp)),
+            Err(e) => self.warn(format!("content-modify not usable: {e}")),
         }
     }
 
