@@ -755,3 +755,142 @@ fn crossed_proposals_and_sessions_break_the_tie_the_same_way_on_both_sides() {
     assert!(a.state() == CallState::Proposing);
     assert!(session_initiate_wins("aaa", "bbb") && !session_initiate_wins("bbb", "aaa"));
 }
+
+mod virtual_time {
+    //! Two cores against each other in virtual time with loss and delay (DESIGN.md, tests
+    //! layer 2): whatever the people do and whatever the network loses, nothing panics, no
+    //! deadline stays due once handled, and once both hang up and time passes both calls end.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Romeo(u8),
+        Juliet(u8),
+        /// Deliver the oldest stanza in flight from Romeo (true) or Juliet (false).
+        Deliver(bool),
+        /// Lose it.
+        Drop(bool),
+        Advance(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..10).prop_map(Op::Romeo),
+            (0u8..10).prop_map(Op::Juliet),
+            any::<bool>().prop_map(Op::Deliver),
+            any::<bool>().prop_map(Op::Drop),
+            (0u16..90).prop_map(Op::Advance),
+        ]
+    }
+
+    fn command(call: &mut JingleCall, local: &str, now: Instant, which: u8) {
+        let ufrag = if local == ROMEO { "romo" } else { "juli" };
+        let _ = match which {
+            0 => call.accept(now),
+            1 => call.reject(now, Reason::Busy),
+            2 => {
+                call.hangup(now);
+                Ok(())
+            }
+            3 => call.set_local_description(now, sdp(ufrag, "actpass", &[("0", "audio", true)])),
+            4 => call.set_local_description(
+                now,
+                sdp(
+                    ufrag,
+                    "active",
+                    &[("0", "audio", true), ("1", "video", true)],
+                ),
+            ),
+            5 => call.add_local_candidate(now, "0", &candidate(5000)),
+            6 => call.hold(now, true),
+            7 => call.mute(now, true, Some("0")),
+            8 => call.remove_content(now, &["1"]),
+            _ => {
+                call.fail(now, Reason::ConnectivityError);
+                Ok(())
+            }
+        };
+    }
+
+    fn settle(call: &mut JingleCall, now: Instant) {
+        for _ in 0..4 {
+            match call.poll_timeout() {
+                Some(at) if at <= now => call.handle_timeout(now),
+                _ => break,
+            }
+        }
+        assert!(
+            call.poll_timeout().is_none_or(|at| at > now),
+            "a deadline stays due"
+        );
+    }
+
+    /// Moves every stanza a side wants to send into its flight queue.
+    fn collect(call: &mut JingleCall, flight: &mut Vec<Element>) {
+        while let Some(out) = call.poll_transmit() {
+            flight.push(out.xml.parse().expect("our stanzas are XML"));
+        }
+        while call.poll_event().is_some() {}
+    }
+
+    fn arrive(to: &mut JingleCall, from: &str, el: &Element, now: Instant) {
+        // Messages to our own account go nowhere here; the rest reaches the peer.
+        if el
+            .attr("to")
+            .is_some_and(|t| t.split('/').next() == from.split('/').next())
+        {
+            return;
+        }
+        receive(to, from, el, now);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn any_sequence_of_actions_and_losses_ends_cleanly(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut now = Instant::now();
+            let (mut romeo, mut juliet) = proposed(now);
+            let (mut from_romeo, mut from_juliet) = (Vec::new(), Vec::new());
+            for op in ops {
+                match op {
+                    Op::Romeo(k) => command(&mut romeo, ROMEO, now, k),
+                    Op::Juliet(k) => command(&mut juliet, JULIET, now, k),
+                    Op::Deliver(true) if !from_romeo.is_empty() => {
+                        let el = from_romeo.remove(0);
+                        arrive(&mut juliet, ROMEO, &el, now);
+                    }
+                    Op::Deliver(false) if !from_juliet.is_empty() => {
+                        let el = from_juliet.remove(0);
+                        arrive(&mut romeo, JULIET, &el, now);
+                    }
+                    Op::Drop(true) if !from_romeo.is_empty() => { from_romeo.remove(0); }
+                    Op::Drop(false) if !from_juliet.is_empty() => { from_juliet.remove(0); }
+                    Op::Advance(secs) => now += Duration::from_secs(u64::from(secs)),
+                    _ => {}
+                }
+                settle(&mut romeo, now);
+                settle(&mut juliet, now);
+                collect(&mut romeo, &mut from_romeo);
+                collect(&mut juliet, &mut from_juliet);
+            }
+            // Both hang up; everything in flight arrives; time passes.
+            romeo.hangup(now);
+            juliet.hangup(now);
+            for _ in 0..8 {
+                collect(&mut romeo, &mut from_romeo);
+                collect(&mut juliet, &mut from_juliet);
+                for el in std::mem::take(&mut from_romeo) { arrive(&mut juliet, ROMEO, &el, now); }
+                for el in std::mem::take(&mut from_juliet) { arrive(&mut romeo, JULIET, &el, now); }
+                now += Duration::from_secs(120);
+                settle(&mut romeo, now);
+                settle(&mut juliet, now);
+            }
+            prop_assert_eq!(romeo.state(), CallState::Ended);
+            prop_assert_eq!(juliet.state(), CallState::Ended);
+            prop_assert_eq!(romeo.poll_timeout(), None);
+            prop_assert_eq!(juliet.poll_timeout(), None);
+        }
+    }
+}
