@@ -165,6 +165,19 @@ fn a_session_initiate_that_cannot_be_a_call_still_reaches_the_engine_with_its_re
     };
     assert_eq!(sid, "s2");
     assert!(matches!(e, JingleError::UnknownTransport { .. }));
+    // The engine acks and terminates with the reason the error maps to.
+    for out in lyrebird_xmpp::jingle::session::refuse_session_initiate(
+        "alice@localhost/desk",
+        ROMEO,
+        "j1",
+        sid,
+        e,
+    ) {
+        c.send_call_stanza(now, &out);
+    }
+    let sent = drain(&mut c);
+    assert!(sent[0].contains("type='result'") && sent[0].contains("id='j1'"));
+    assert!(sent[1].contains("session-terminate") && sent[1].contains("<unsupported-transports"));
     // A Jingle IQ without a sid is refused by the client itself.
     c.handle_frame(now, "<iq xmlns='jabber:client' type='set' from='romeo@montague.lit/orchard' id='j9'><jingle xmlns='urn:xmpp:jingle:1' action='session-info'/></iq>");
     assert!(drain(&mut c)[0].contains("bad-request"));

@@ -389,6 +389,12 @@ impl JingleCall {
         self.device.as_deref()
     }
 
+    /// Whether the IQ with this id is one of this call's, still unanswered (to route a
+    /// [`crate::CallSignal::IqResult`] or [`crate::CallSignal::IqError`]).
+    pub fn owns_iq(&self, id: &str) -> bool {
+        self.iqs.contains_key(id)
+    }
+
     /// Where the call is.
     pub fn state(&self) -> CallState {
         match self.phase {
@@ -1406,6 +1412,40 @@ pub fn iq_error(
         .attr("id", id)
         .child(error)
         .build()
+}
+
+/// The answer to a `session-initiate` that did not read as a call (an unknown transport or
+/// application, no fingerprint, ...): the IQ is acknowledged and the session terminated with
+/// the matching reason (XEP-0166 §6.3.2, "ack, then terminate"), so the caller learns why.
+pub fn refuse_session_initiate(
+    local: &str,
+    from: &str,
+    iq_id: &str,
+    sid: &str,
+    error: &JingleError,
+) -> Vec<Outgoing> {
+    let mut terminate = Jingle::new(Action::SessionTerminate, sid);
+    terminate.reason = Some(ReasonText {
+        reason: error.reason(),
+        text: Some(error.to_string()),
+    });
+    let terminate = Xml::ns("iq", ns::CLIENT)
+        .attr("type", "set")
+        .attr("to", from)
+        .attr("id", &format!("{sid}-refused"))
+        .child(terminate.to_xml())
+        .build();
+    debug!(%local, %sid, %error, "session-initiate refused");
+    vec![
+        Outgoing {
+            to: from.to_owned(),
+            xml: iq_result(from, iq_id),
+        },
+        Outgoing {
+            to: from.to_owned(),
+            xml: terminate,
+        },
+    ]
 }
 
 /// XEP-0166 §7.2.16 tie-break between two `session-initiate`s crossing between the same
