@@ -15,6 +15,7 @@
 pub mod digest;
 #[allow(unsafe_code)]
 pub mod heap;
+pub mod jingle;
 pub mod msrp;
 pub mod sdp;
 pub mod sip;
@@ -84,6 +85,11 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "msrp_session",
         run: msrp::session,
+        max_len: 8192,
+    },
+    Target {
+        name: "jingle_element",
+        run: jingle::element,
         max_len: 8192,
     },
 ];

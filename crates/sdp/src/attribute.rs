@@ -310,6 +310,28 @@ fn parse_rtpmap(value: &str) -> Result<Rtpmap, String> {
     })
 }
 
+impl std::str::FromStr for Candidate {
+    type Err = crate::SdpError;
+
+    /// Reads a candidate on its own, as trickle ICE carries it (RFC 8840 §4.1, and the
+    /// `candidate` of a WebRTC `RTCIceCandidateInit`): with or without the `candidate:` prefix,
+    /// and with or without a leading `a=`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let text = text.strip_prefix("a=").unwrap_or(text);
+        let text = text.strip_prefix("candidate:").unwrap_or(text);
+        parse_candidate(text).map_err(|reason| crate::SdpError::value("candidate", reason))
+    }
+}
+
+impl Candidate {
+    /// The candidate as trickle ICE carries it: `candidate:<foundation> <component> ...`
+    /// (the `a=candidate` attribute without its `a=`).
+    pub fn to_attribute_value(&self) -> String {
+        Attribute::Candidate(self.clone()).to_string()
+    }
+}
+
 fn parse_candidate(value: &str) -> Result<Candidate, String> {
     let bad = |why: &str| format!("bad candidate ({why}): {}", crate::error::quote(value));
     let mut fields = value.split_ascii_whitespace();
@@ -473,6 +495,17 @@ mod tests {
         ] {
             assert!(Attribute::parse(text).is_err(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_trickled_candidate_reads_with_or_without_its_prefix() {
+        let line = "candidate:1 1 udp 2122260223 192.0.2.1 5000 typ host generation 0";
+        let with: Candidate = line.parse().unwrap();
+        let without: Candidate = line.trim_start_matches("candidate:").parse().unwrap();
+        assert_eq!(with, without);
+        assert_eq!(with.to_attribute_value(), line);
+        assert_eq!(format!("a={line}").parse::<Candidate>().unwrap(), with);
+        assert!("candidate:1 1 udp".parse::<Candidate>().is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the core tells its owner, and the plain data it carries.
 
 use crate::XmppError;
+use crate::jingle::caps::IceServer;
+use crate::jingle::{Jingle, JingleError, JingleMessage};
 
 /// RFC 6121 §4.7.2.1 `<show/>`; `None` in [`Presence::show`] means plainly available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -338,4 +340,55 @@ pub enum XmppEvent {
     /// The server sent something wrong that was ignored or answered with an error; the stream
     /// carries on.
     Warning(String),
+}
+
+/// Call signalling for the engine's call cores, drained with
+/// [`crate::Client::poll_call_signal`] (a queue of its own, filled only when
+/// [`crate::ClientConfig::calls`] is on, so that an engine without calls is unaffected).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallSignal {
+    /// A Jingle IQ-set (XEP-0166) for the engine to route by `sid`, already read. The engine
+    /// must answer it (the call core does; see [`crate::jingle::session::iq_error`] for a
+    /// session it does not have, or one that does not read: `bad-request`, or for an
+    /// unreadable `session-initiate` an ack and a `session-terminate` with
+    /// [`JingleError::reason`]).
+    Jingle {
+        /// The sender's full JID.
+        from: String,
+        /// The IQ id to answer.
+        id: String,
+        /// The session id.
+        sid: String,
+        /// The action as written (to answer a `session-initiate` that did not read).
+        action: String,
+        /// The element, or why it cannot be a call.
+        jingle: Result<Jingle, JingleError>,
+    },
+    /// A Jingle IQ that a call core sent was answered with a result.
+    IqResult {
+        /// The IQ id.
+        id: String,
+    },
+    /// A Jingle IQ that a call core sent failed (or timed out: `remote-server-timeout`).
+    IqError {
+        /// The IQ id.
+        id: String,
+        /// The stanza error condition.
+        condition: String,
+    },
+    /// A XEP-0353 call message, live or as a carbon. Route it by its id: a `propose` from a
+    /// contact starts an incoming call (if `ours` is false); anything else goes to the call.
+    Message {
+        /// The sender's full JID.
+        from: String,
+        /// The other party's bare JID (the recipient, when it is our own sent carbon).
+        peer: String,
+        /// Sent by another device of our own account (stop ringing on its accept/reject; never
+        /// ring for our own propose).
+        ours: bool,
+        /// The message.
+        message: JingleMessage,
+    },
+    /// The server's STUN/TURN services (XEP-0215), as ICE servers for calls.
+    IceServers(Vec<IceServer>),
 }

@@ -35,6 +35,11 @@
 //!   [`ChatMessage::stable_id`]: the sender's origin-id/stanza id, so the same message is one
 //!   row in history wherever it came from.
 //!
+//! Calls with XMPP contacts (Jingle, XEP-0353) are in [`jingle`]: one sans-IO
+//! [`jingle::JingleCall`] per call, the Jingle ↔ SDP mapping for the media engine, and the call
+//! features and STUN/TURN discovery. The client only routes their signalling (when
+//! [`ClientConfig::calls`] is on): [`Client::poll_call_signal`] and [`Client::send_call_stanza`].
+//!
 //! Malformed XML from the server is a stream error (RFC 6120 §4.9.3.13): the core closes the
 //! stream and reports it. Unknown elements are ignored, unknown IQ requests answered with
 //! `service-unavailable` (RFC 6120 §8.4), oversized stanzas dropped with a warning. Nothing
@@ -46,6 +51,7 @@
 mod client;
 mod error;
 mod event;
+pub mod jingle;
 pub mod sasl;
 pub mod time;
 pub mod xml;
@@ -53,6 +59,6 @@ pub mod xml;
 pub use client::{ArchiveStart, Client, ClientConfig, ns};
 pub use error::XmppError;
 pub use event::{
-    ChatMessage, ChatState, MessageKind, MessageOrigin, Occupant, Presence, RosterItem, Show,
-    UploadSlot, XmppEvent,
+    CallSignal, ChatMessage, ChatState, MessageKind, MessageOrigin, Occupant, Presence, RosterItem,
+    Show, UploadSlot, XmppEvent,
 };

@@ -154,6 +154,12 @@ impl Xml {
         }
     }
 
+    /// Appends markup that is already well-formed XML (an element serialized by `minidom`).
+    pub fn raw(mut self, xml: &str) -> Self {
+        self.content.push_str(xml);
+        self
+    }
+
     /// Appends character data (escaped).
     pub fn text(mut self, text: &str) -> Self {
         self.content.push_str(&escape(text));

@@ -148,15 +148,26 @@ impl Client {
                 .attr("type", "pc")
                 .attr("name", "Lyrebird"),
         );
-        for feature in OUR_FEATURES {
+        for feature in self.our_features() {
             query = query.child(Xml::new("feature").attr("var", feature));
         }
         self.iq_reply(from, id, Some(query));
     }
 
+    /// The chat features and the configured extra ones (calls), without duplicates.
+    fn our_features(&self) -> Vec<&str> {
+        let mut features: Vec<&str> = OUR_FEATURES.to_vec();
+        for extra in &self.config.extra_features {
+            if !features.contains(&extra.as_str()) {
+                features.push(extra);
+            }
+        }
+        features
+    }
+
     /// XEP-0115 §5.1 verification string over our disco#info, SHA-1, base64.
     pub(super) fn caps_ver(&self) -> String {
-        let mut features: Vec<&str> = OUR_FEATURES.to_vec();
+        let mut features = self.our_features();
         features.sort_unstable();
         let mut s = String::from("client/pc//Lyrebird<");
         for f in features {

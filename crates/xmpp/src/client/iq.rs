@@ -12,6 +12,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::{Client, ns, stanza_error_condition};
 use crate::XmppError;
+use crate::event::CallSignal;
 use crate::xml::Xml;
 
 /// What an outstanding IQ was for.
@@ -24,10 +25,21 @@ pub(super) enum IqPurpose {
     ServerInfo,
     ServerItems,
     ServiceInfo(String),
-    PeerInfo { jid: String, ver: String },
-    Archive { query: String },
-    UploadSlot { request: String },
+    PeerInfo {
+        jid: String,
+        ver: String,
+    },
+    Archive {
+        query: String,
+    },
+    UploadSlot {
+        request: String,
+    },
     RoomConfig,
+    /// A Jingle IQ-set a call core sent; its answer goes back to the engine.
+    Jingle,
+    /// XEP-0215 STUN/TURN services.
+    ExternalServices,
 }
 
 impl Client {
@@ -67,7 +79,7 @@ impl Client {
                 };
                 if el.attr("type") == Some("error") {
                     let condition = stanza_error_condition(&el);
-                    self.iq_failed(now, purpose, condition);
+                    self.iq_failed(now, &id, purpose, condition);
                 } else {
                     self.iq_result(now, purpose, &el);
                 }
@@ -97,6 +109,9 @@ impl Client {
             ("query", ns::ROSTER, Some("set")) => self.on_roster_push(payload, id, from),
             ("ping", ns::PING, Some("get")) => self.iq_reply(from, id, None),
             ("query", ns::DISCO_INFO, Some("get")) => self.answer_disco_info(payload, id, from),
+            ("jingle", ns::JINGLE, Some("set")) if self.config.calls => {
+                self.on_jingle_iq(payload, id, from)
+            }
             _ => self.iq_error(from, id, "cancel", "service-unavailable"),
         }
     }
@@ -132,12 +147,33 @@ impl Client {
             IqPurpose::PeerInfo { jid, ver } => self.on_peer_info(jid, ver, el),
             IqPurpose::Archive { query } => self.on_archive_page(now, query, el),
             IqPurpose::UploadSlot { request } => self.on_upload_slot(request, el),
+            IqPurpose::Jingle => self.call_signals.push_back(CallSignal::IqResult {
+                id: el.attr("id").unwrap_or_default().to_owned(),
+            }),
+            IqPurpose::ExternalServices => self.call_signals.push_back(CallSignal::IceServers(
+                crate::jingle::caps::parse_services(el),
+            )),
         }
     }
 
     /// An IQ of ours was answered with an error, or not at all (`remote-server-timeout`).
-    pub(super) fn iq_failed(&mut self, _now: Instant, purpose: IqPurpose, condition: String) {
+    pub(super) fn iq_failed(
+        &mut self,
+        _now: Instant,
+        id: &str,
+        purpose: IqPurpose,
+        condition: String,
+    ) {
         match purpose {
+            IqPurpose::Jingle => self.call_signals.push_back(CallSignal::IqError {
+                id: id.to_owned(),
+                condition,
+            }),
+            IqPurpose::ExternalServices => {
+                debug!(%condition, "no external services");
+                self.call_signals
+                    .push_back(CallSignal::IceServers(Vec::new()));
+            }
             IqPurpose::Bind => self.fail(XmppError::Protocol(format!(
                 "resource binding failed: {condition}"
             ))),

@@ -135,6 +135,15 @@ impl Client {
             Some("headline") => return false,
             _ => MessageKind::Normal,
         };
+        if kind != MessageKind::Groupchat
+            && !matches!(origin, MessageOrigin::Archive { .. })
+            && el.children().any(|c| c.has_ns(ns::JINGLE_MESSAGE))
+        {
+            if self.config.calls {
+                self.on_call_message(el, outgoing);
+            }
+            return false;
+        }
         let from = el.attr("from").unwrap_or_default().to_owned();
         let to = el.attr("to").unwrap_or_default().to_owned();
         let peer = if outgoing {

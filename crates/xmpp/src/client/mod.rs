@@ -11,7 +11,9 @@
 //! - `roster`, `presence`: RFC 6121 §2 and §3–§4;
 //! - `message`: chat messages, receipts, chat states, carbons, corrections;
 //! - `muc`: rooms (XEP-0045); `mam`: archive catch-up (XEP-0313);
-//! - `disco`: service discovery and caps (XEP-0030, XEP-0115); `upload`: XEP-0363 slots.
+//! - `disco`: service discovery and caps (XEP-0030, XEP-0115); `upload`: XEP-0363 slots;
+//! - `jingle`: routing call signalling (XEP-0166 IQs, XEP-0353 messages) to and from the
+//!   engine's call cores, and STUN/TURN discovery (XEP-0215).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use crate::xml::Xml;
 
 mod disco;
 mod iq;
+mod jingle;
 mod mam;
 mod message;
 mod muc;
@@ -69,6 +72,13 @@ pub struct ClientConfig {
     pub mam_page_size: u32,
     /// XEP-0115 node (a URL naming this software).
     pub caps_node: String,
+    /// Disco features advertised besides the chat ones, e.g.
+    /// [`crate::jingle::caps::call_features`] when audio works on this machine (XEP-0115:
+    /// they change the caps `ver`, so set them before going online).
+    pub extra_features: Vec<String>,
+    /// Route call signalling to [`Client::poll_call_signal`]. Off: Jingle IQs are refused
+    /// with `service-unavailable` (RFC 6120 §8.4) and call messages ignored, as before calls.
+    pub calls: bool,
 }
 
 impl ClientConfig {
@@ -84,6 +94,8 @@ impl ClientConfig {
             response_timeout: Duration::from_secs(20),
             mam_page_size: 500,
             caps_node: "https://example.invalid/lyrebird".into(),
+            extra_features: Vec::new(),
+            calls: false,
         }
     }
 }
@@ -102,6 +114,7 @@ pub struct Client {
     sm: SmState,
     transmit: VecDeque<String>,
     events: VecDeque<XmppEvent>,
+    call_signals: VecDeque<CallSignal>,
     /// Stanzas written while not online, sent (in order) once the stream is usable.
     pending: VecDeque<(String, Option<(String, String)>)>,
     iqs: HashMap<String, (IqPurpose, Instant)>,
@@ -181,6 +194,7 @@ impl Client {
             sm: SmState::default(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            call_signals: VecDeque::new(),
             pending: VecDeque::new(),
             iqs: HashMap::new(),
             negotiation_deadline: None,
@@ -252,6 +266,11 @@ impl Client {
         self.events.pop_front()
     }
 
+    /// The next call signal (only with [`ClientConfig::calls`]).
+    pub fn poll_call_signal(&mut self) -> Option<CallSignal> {
+        self.call_signals.pop_front()
+    }
+
     /// When [`Client::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let iq = self.iqs.values().map(|(_, at)| *at).min();
@@ -316,7 +335,7 @@ impl Client {
             .collect();
         for id in expired {
             if let Some((purpose, _)) = self.iqs.remove(&id) {
-                self.iq_failed(now, purpose, "remote-server-timeout".into());
+                self.iq_failed(now, &id, purpose, "remote-server-timeout".into());
             }
         }
     }

@@ -58,3 +58,31 @@ pub const CAPS: &str = "http://jabber.org/protocol/caps";
 pub const PING: &str = "urn:xmpp:ping";
 /// XEP-0334.
 pub const HINTS: &str = "urn:xmpp:hints";
+/// XEP-0166.
+pub const JINGLE: &str = "urn:xmpp:jingle:1";
+/// XEP-0166 §10: Jingle-specific stanza error conditions.
+pub const JINGLE_ERRORS: &str = "urn:xmpp:jingle:errors:1";
+/// XEP-0167.
+pub const JINGLE_RTP: &str = "urn:xmpp:jingle:apps:rtp:1";
+/// XEP-0167 §11: "can do audio".
+pub const JINGLE_RTP_AUDIO: &str = "urn:xmpp:jingle:apps:rtp:audio";
+/// XEP-0167 §11: "can do video".
+pub const JINGLE_RTP_VIDEO: &str = "urn:xmpp:jingle:apps:rtp:video";
+/// XEP-0167 §7: session-info payloads (ringing, hold, mute, ...).
+pub const JINGLE_RTP_INFO: &str = "urn:xmpp:jingle:apps:rtp:info:1";
+/// XEP-0176.
+pub const JINGLE_ICE_UDP: &str = "urn:xmpp:jingle:transports:ice-udp:1";
+/// XEP-0320.
+pub const JINGLE_DTLS: &str = "urn:xmpp:jingle:apps:dtls:0";
+/// XEP-0293.
+pub const JINGLE_RTCP_FB: &str = "urn:xmpp:jingle:apps:rtp:rtcp-fb:0";
+/// XEP-0294.
+pub const JINGLE_RTP_HDREXT: &str = "urn:xmpp:jingle:apps:rtp:rtp-hdrext:0";
+/// XEP-0338.
+pub const JINGLE_GROUPING: &str = "urn:xmpp:jingle:apps:grouping:0";
+/// XEP-0339.
+pub const JINGLE_SSMA: &str = "urn:xmpp:jingle:apps:rtp:ssma:0";
+/// XEP-0353.
+pub const JINGLE_MESSAGE: &str = "urn:xmpp:jingle-message:0";
+/// XEP-0215.
+pub const EXT_DISCO: &str = "urn:xmpp:extdisco:2";
