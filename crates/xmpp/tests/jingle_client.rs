@@ -1,6 +1,9 @@
 //! The client stream routing call signalling: Jingle IQs and XEP-0353 messages to the engine's
 //! call cores, their stanzas out and the answers back, call features in disco, XEP-0215.
 
+mod common;
+use common::{attr, drain};
+
 use std::time::{Duration, Instant};
 
 use lyrebird_xmpp::jingle::caps::call_features;
@@ -13,19 +16,8 @@ const FEATURES_PLAIN_ONLY: &str = "<stream:features xmlns:stream='http://etherx.
 const FEATURES_BIND: &str = "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>";
 const ROMEO: &str = "romeo@montague.lit/orchard";
 
-fn drain(c: &mut Client) -> Vec<String> {
-    std::iter::from_fn(|| c.poll_transmit()).collect()
-}
-
 fn signals(c: &mut Client) -> Vec<CallSignal> {
     std::iter::from_fn(|| c.poll_call_signal()).collect()
-}
-
-fn attr<'a>(xml: &'a str, name: &str) -> &'a str {
-    let pat = format!("{name}='");
-    let start = xml.find(&pat).map(|i| i + pat.len()).unwrap_or(0);
-    let end = xml[start..].find('\'').map(|i| start + i).unwrap_or(start);
-    &xml[start..end]
 }
 
 fn online(calls: bool, now: Instant) -> Client {

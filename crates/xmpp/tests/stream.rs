@@ -1,6 +1,9 @@
 //! The client core against a scripted server, with RFC 7395 / RFC 6120 / XEP example stanzas,
 //! in virtual time.
 
+mod common;
+use common::{attr, drain};
+
 use std::time::{Duration, Instant};
 
 use lyrebird_xmpp::*;
@@ -18,19 +21,8 @@ fn config() -> ClientConfig {
     c
 }
 
-fn drain(c: &mut Client) -> Vec<String> {
-    std::iter::from_fn(|| c.poll_transmit()).collect()
-}
-
 fn events(c: &mut Client) -> Vec<XmppEvent> {
     std::iter::from_fn(|| c.poll_event()).collect()
-}
-
-fn attr<'a>(xml: &'a str, name: &str) -> &'a str {
-    let pat = format!("{name}='");
-    let start = xml.find(&pat).map(|i| i + pat.len()).unwrap_or(0);
-    let end = xml[start..].find('\'').map(|i| start + i).unwrap_or(start);
-    &xml[start..end]
 }
 
 /// Runs the PLAIN login (with allow_plain) up to `<enabled/>`; returns what was sent after bind.

@@ -327,16 +327,9 @@ impl Client {
             ));
             return;
         }
-        let expired: Vec<String> = self
-            .iqs
-            .iter()
-            .filter(|(_, (_, at))| now >= *at)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            if let Some((purpose, _)) = self.iqs.remove(&id) {
-                self.iq_failed(now, &id, purpose, "remote-server-timeout".into());
-            }
+        let expired: Vec<_> = self.iqs.extract_if(|_, (_, at)| now >= *at).collect();
+        for (id, (purpose, _)) in expired {
+            self.iq_failed(now, &id, purpose, "remote-server-timeout".into());
         }
     }
 

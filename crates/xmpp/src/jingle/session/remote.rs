@@ -229,16 +229,9 @@ impl JingleCall {
 
     /// Time passed: rings that nobody answered, IQs nobody answered.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<String> = self
-            .iqs
-            .iter()
-            .filter(|(_, (_, at))| now >= *at)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            if let Some((kind, _)) = self.iqs.remove(&id) {
-                self.iq_failed(now, kind, EndedBy::Timeout);
-            }
+        let expired: Vec<_> = self.iqs.extract_if(|_, (_, at)| now >= *at).collect();
+        for (_, (kind, _)) in expired {
+            self.iq_failed(now, kind, EndedBy::Timeout);
         }
         if self.ring_deadline.is_some_and(|d| now >= d) {
             self.ring_deadline = None;
