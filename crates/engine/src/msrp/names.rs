@@ -72,27 +72,12 @@ fn candidate(dir: &Path, name: &str, n: u32) -> PathBuf {
     dir.join(format!("{stem} ({n}){ext}"))
 }
 
-/// Bytes free for us in the file system holding `dir` (or its nearest existing ancestor);
-/// `None` where the platform or the file system does not say.
+/// Bytes free for us in the file system holding `dir` (or its nearest existing ancestor):
+/// what an unprivileged user may still write (statvfs on Unix, GetDiskFreeSpaceEx on Windows),
+/// not the root reserve; `None` where the platform or the file system does not say.
 pub(crate) fn free_space(dir: &Path) -> Option<u64> {
     let existing = dir.ancestors().find(|d| d.exists())?;
-    free_space_at(existing)
-}
-
-#[cfg(unix)]
-// The block counts are u64 on Linux but narrower on some other Unixes.
-#[allow(clippy::useless_conversion)]
-fn free_space_at(path: &Path) -> Option<u64> {
-    let stats = nix::sys::statvfs::statvfs(path).ok()?;
-    // Blocks available to an unprivileged user, not the root reserve.
-    u64::try_from(stats.blocks_available())
-        .ok()?
-        .checked_mul(u64::try_from(stats.fragment_size()).ok()?)
-}
-
-#[cfg(not(unix))]
-fn free_space_at(_path: &Path) -> Option<u64> {
-    None
+    fs4::available_space(existing).ok()
 }
 
 /// Whether `path` names a partial file [`create_partial`] made (`.name.part`,
