@@ -29,6 +29,8 @@ pub(super) const EJABBERD_TEMPLATE: &str = include_str!("../../stack/ejabberd.ym
 /// The Erlang VM boots ejabberd and its Mnesia database in 2-3 s when the machine is idle;
 /// with builds beside it, several times that.
 const EJABBERD_START_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long an API call (a registration) may take to answer.
+const API_ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// ejabberd 23.01: XMPP over WebSocket (RFC 7395) over TLS for domain `localhost`, with MAM,
 /// offline storage, carbons, stream management, MUC `conference.localhost` and HTTP upload
@@ -240,6 +242,9 @@ fn ejabberd_libs() -> Result<String> {
 /// A bounded HTTP/1.1 POST of a JSON body; returns the status and the body.
 fn http_post_json(port: u16, path: &str, body: &str) -> Result<(u16, String)> {
     let mut stream = connect(port)?;
+    // Registering writes to Mnesia, which takes seconds when several ejabberds start at once
+    // on a busy machine; the connect stays bounded by the probe's timeout.
+    stream.set_read_timeout(Some(API_ANSWER_TIMEOUT))?;
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -249,7 +254,7 @@ fn http_post_json(port: u16, path: &str, body: &str) -> Result<(u16, String)> {
         .write_all(request.as_bytes())
         .context("sending the HTTP request")?;
     let mut response = String::new();
-    // Bounded by the probe's read timeout; the server closes after its answer.
+    // Bounded by the read timeout; the server closes after its answer.
     let _ = stream.read_to_string(&mut response);
     let (head, answer) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head
