@@ -66,6 +66,7 @@ async fn reference(
         resource,
         &dir.join(format!("{user}-{resource}.log")),
         extra,
+        None,
     )?;
     p.wait_for("online", Duration::from_secs(20), |e| {
         e["event"] == "online"

@@ -41,6 +41,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+mod ejabberd;
+pub use ejabberd::Ejabberd;
+
 /// How long `start` waits for a server to answer before giving up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server gets between SIGTERM and SIGKILL.
@@ -114,6 +117,8 @@ pub struct StackOptions {
     pub kamailio: bool,
     pub prosody: bool,
     pub coturn: bool,
+    /// ejabberd, the second XMPP server (the XMPP tests run against both).
+    pub ejabberd: bool,
     pub digest_algorithm: DigestAlgorithm,
     /// (user, password) pairs, provisioned in Kamailio and registered in Prosody.
     pub users: Vec<(String, String)>,
@@ -139,6 +144,17 @@ impl StackOptions {
             ..StackOptions::default()
         }
     }
+
+    /// ejabberd alone (XMPP over secure WebSocket), default users.
+    pub fn ejabberd_only() -> StackOptions {
+        StackOptions {
+            kamailio: false,
+            prosody: false,
+            coturn: false,
+            ejabberd: true,
+            ..StackOptions::default()
+        }
+    }
 }
 
 impl Default for StackOptions {
@@ -148,6 +164,7 @@ impl Default for StackOptions {
             kamailio: true,
             prosody: true,
             coturn: true,
+            ejabberd: false,
             digest_algorithm: DigestAlgorithm::Md5,
             users: ["alice", "bob", "carol", "dave", "erin"]
                 .iter()
@@ -160,10 +177,17 @@ impl Default for StackOptions {
 
 /// Checks that the server binaries are installed, with a hint on how to get them.
 pub fn require_tools() -> Result<()> {
-    let missing: Vec<&str> = ["kamailio", "prosody", "prosodyctl", "turnserver"]
-        .into_iter()
-        .filter(|tool| find_tool(tool).is_none())
-        .collect();
+    let missing: Vec<&str> = [
+        "kamailio",
+        "prosody",
+        "prosodyctl",
+        "turnserver",
+        "erl",
+        "ejabberdctl",
+    ]
+    .into_iter()
+    .filter(|tool| find_tool(tool).is_none())
+    .collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -180,6 +204,24 @@ pub struct Stack {
     kamailio: Option<Kamailio>,
     prosody: Option<Prosody>,
     coturn: Option<Coturn>,
+    ejabberd: Option<Ejabberd>,
+}
+
+/// What an XMPP test needs of its server, whichever it is: the XMPP tests take one and run
+/// the same body against Prosody and against ejabberd.
+pub trait XmppServer {
+    /// "prosody" or "ejabberd", for messages.
+    fn name(&self) -> &'static str;
+    /// The RFC 7395 endpoint (`ws://` or `wss://`).
+    fn ws_url(&self) -> String;
+    /// The same endpoint reached through a relay listening on `relay`.
+    fn ws_url_through(&self, relay: SocketAddr) -> String;
+    /// The TCP port behind [`XmppServer::ws_url`] on 127.0.0.1 (what a relay forwards to).
+    fn ws_port(&self) -> u16;
+    fn domain(&self) -> &str;
+    fn muc_domain(&self) -> String;
+    /// The certificate a client must trust to reach a `wss://` endpoint, if it has one.
+    fn trusted_certificate(&self) -> Option<PathBuf>;
 }
 
 impl Stack {
@@ -196,6 +238,7 @@ impl Stack {
             kamailio: None,
             prosody: None,
             coturn: None,
+            ejabberd: None,
         };
         let fixed = options.ports.as_ref();
 
@@ -220,6 +263,12 @@ impl Stack {
             }
             prosody.spawn()?;
         }
+        if options.ejabberd {
+            stack
+                .ejabberd
+                .insert(Ejabberd::new(&root, options.users.clone())?)
+                .spawn()?;
+        }
         if let Some(kamailio) = stack.kamailio.as_mut() {
             kamailio.wait_ready()?;
         }
@@ -228,6 +277,9 @@ impl Stack {
         }
         if let Some(prosody) = stack.prosody.as_mut() {
             prosody.wait_ready()?;
+        }
+        if let Some(ejabberd) = stack.ejabberd.as_mut() {
+            ejabberd.wait_ready()?;
         }
         tracing::debug!(dir = %root.display(), "test stack ready");
         Ok(stack)
@@ -283,6 +335,26 @@ impl Stack {
         }
     }
 
+    /// ejabberd. Panics if this stack was started without it (a mistake in the test).
+    #[track_caller]
+    pub fn ejabberd(&self) -> &Ejabberd {
+        match &self.ejabberd {
+            Some(ejabberd) => ejabberd,
+            None => panic!("this Stack was started with StackOptions::ejabberd = false"),
+        }
+    }
+
+    /// The stack's XMPP server: Prosody, or ejabberd when Prosody was not started. Panics
+    /// if neither was (a mistake in the test).
+    #[track_caller]
+    pub fn xmpp(&self) -> &dyn XmppServer {
+        match (&self.prosody, &self.ejabberd) {
+            (Some(prosody), _) => prosody,
+            (None, Some(ejabberd)) => ejabberd,
+            (None, None) => panic!("this Stack was started without an XMPP server"),
+        }
+    }
+
     pub fn try_kamailio(&self) -> Option<&Kamailio> {
         self.kamailio.as_ref()
     }
@@ -305,6 +377,9 @@ impl Stack {
         }
         if let Some(coturn) = self.coturn.as_mut() {
             coturn.process.check_alive()?;
+        }
+        if let Some(ejabberd) = self.ejabberd.as_mut() {
+            ejabberd.check_alive()?;
         }
         Ok(())
     }
@@ -344,6 +419,20 @@ impl Stack {
                 }),
             );
         }
+        if let Some(e) = &self.ejabberd {
+            endpoints.insert(
+                "ejabberd".into(),
+                serde_json::json!({
+                    "ws_url": e.ws_url(),
+                    "certificate": e.certificate_path(),
+                    "c2s": format!("127.0.0.1:{}", e.c2s_port()),
+                    "domain": e.domain(),
+                    "muc_domain": e.muc_domain(),
+                    "upload_domain": e.upload_domain(),
+                    "log": e.log_path().display().to_string(),
+                }),
+            );
+        }
         if let Some(c) = &self.coturn {
             endpoints.insert(
                 "coturn".into(),
@@ -373,6 +462,9 @@ impl Drop for Stack {
         }
         if let Some(coturn) = self.coturn.as_mut() {
             coturn.process.stop();
+        }
+        if let Some(ejabberd) = self.ejabberd.as_mut() {
+            ejabberd.stop();
         }
         if let Some(dir) = self.dir.take() {
             if std::env::var_os("LYREBIRD_KEEP_STACK").is_some() {
@@ -939,6 +1031,36 @@ impl Prosody {
             );
         }
         Ok(())
+    }
+}
+
+impl XmppServer for Prosody {
+    fn name(&self) -> &'static str {
+        "prosody"
+    }
+
+    fn ws_url(&self) -> String {
+        Prosody::ws_url(self)
+    }
+
+    fn ws_url_through(&self, relay: SocketAddr) -> String {
+        format!("ws://{relay}/xmpp-websocket")
+    }
+
+    fn ws_port(&self) -> u16 {
+        self.http_port.port
+    }
+
+    fn domain(&self) -> &str {
+        DOMAIN
+    }
+
+    fn muc_domain(&self) -> String {
+        Prosody::muc_domain(self)
+    }
+
+    fn trusted_certificate(&self) -> Option<PathBuf> {
+        None
     }
 }
 
@@ -1645,6 +1767,18 @@ mod tests {
                     "DOMAIN",
                     "LOG_LEVEL",
                     "SQL_DATABASE",
+                ][..],
+            ),
+            (
+                ejabberd::EJABBERD_TEMPLATE,
+                &[
+                    "HTTPS_PORT",
+                    "C2S_PORT",
+                    "API_PORT",
+                    "DOMAIN",
+                    "CERTFILE",
+                    "UPLOAD_DIR",
+                    "LOG_LEVEL",
                 ][..],
             ),
             (

@@ -48,7 +48,8 @@ pub fn start_lyrebird(
     JsonLines::spawn(&format!("lyrebird {jid}"), command, log)
 }
 
-/// Starts the reference client (`xmpp-peer.mjs`, @xmpp/client) for `jid`.
+/// Starts the reference client (`xmpp-peer.mjs`, @xmpp/client) for `jid`; a `wss://` server
+/// with a self-signed certificate needs that certificate in `trusted_certificate`.
 pub fn start_reference(
     ws_url: &str,
     jid: &str,
@@ -56,6 +57,7 @@ pub fn start_reference(
     resource: &str,
     log: &Path,
     extra: &[&str],
+    trusted_certificate: Option<&Path>,
 ) -> Result<JsonLines> {
     let dir = browser_package_dir();
     if !dir.join("node_modules/@xmpp/client").exists() {
@@ -81,6 +83,10 @@ pub fn start_reference(
             resource,
         ])
         .args(extra);
+    if let Some(certificate) = trusted_certificate {
+        // Node adds it to the roots its TLS (and so its WebSocket) trusts.
+        command.env("NODE_EXTRA_CA_CERTS", certificate);
+    }
     JsonLines::spawn(&format!("xmpp.js {jid}"), command, log)
 }
 
