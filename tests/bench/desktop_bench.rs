@@ -148,13 +148,7 @@ async fn main() -> Result<()> {
 
     if let Some(minutes) = args.flood {
         let log = options.log_dir.join("lyrebird-flood.log");
-        let mut command = Command::new(&options.app);
-        command
-            .env("DISPLAY", &display)
-            .envs(lyrebird_options.app_env(&bus))
-            .stdin(Stdio::null());
-        redirect(&mut command, &log)?;
-        let mut started = spawn("lyrebird", command)?;
+        let mut started = spawn_lyrebird(&lyrebird_options, &display, &bus, &log)?;
         time_to_paint(&display, &mut started)?;
         accounts_online(&stack, &mut bob_xmpp, &mut bob_sip).await?;
         let flood = Flood {
@@ -179,13 +173,7 @@ async fn main() -> Result<()> {
     };
     for round in 0..args.rounds.max(1) {
         let log = options.log_dir.join(format!("lyrebird-{round}.log"));
-        let mut command = Command::new(&options.app);
-        command
-            .env("DISPLAY", &display)
-            .envs(lyrebird_options.app_env(&bus))
-            .stdin(Stdio::null());
-        redirect(&mut command, &log)?;
-        let mut started = spawn("lyrebird", command)?;
+        let mut started = spawn_lyrebird(&lyrebird_options, &display, &bus, &log)?;
         let paint = time_to_paint(&display, &mut started)?;
         lyrebird.paint_ms.push(paint);
         let own = own_paint_ms(&log).await?;
@@ -259,6 +247,22 @@ fn redirect(command: &mut Command, log: &Path) -> Result<()> {
         .stdout(Stdio::from(file.try_clone()?))
         .stderr(Stdio::from(file));
     Ok(())
+}
+
+/// Starts the desktop app on `display` with its environment from `options`, output to `log`.
+fn spawn_lyrebird(
+    options: &DesktopOptions,
+    display: &str,
+    bus: &SessionBus,
+    log: &Path,
+) -> Result<Started> {
+    let mut command = Command::new(&options.app);
+    command
+        .env("DISPLAY", display)
+        .envs(options.app_env(bus))
+        .stdin(Stdio::null());
+    redirect(&mut command, log)?;
+    spawn("lyrebird", command)
 }
 
 fn spawn(name: &str, command: Command) -> Result<Started> {

@@ -52,11 +52,12 @@ mod client;
 mod error;
 mod event;
 pub mod jingle;
+pub mod ns;
 pub mod sasl;
 pub mod time;
 pub mod xml;
 
-pub use client::{ArchiveStart, Client, ClientConfig, ns};
+pub use client::{ArchiveStart, Client, ClientConfig};
 pub use error::XmppError;
 pub use event::{
     CallSignal, ChatMessage, ChatState, MessageKind, MessageOrigin, Occupant, Presence, RosterItem,

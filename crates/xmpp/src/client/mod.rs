@@ -26,6 +26,7 @@ use xmpp_parsers::minidom::Element;
 
 use crate::XmppError;
 use crate::event::*;
+use crate::ns;
 use crate::xml::Xml;
 
 mod disco;
@@ -34,7 +35,6 @@ mod jingle;
 mod mam;
 mod message;
 mod muc;
-pub mod ns;
 mod presence;
 mod roster;
 mod sm;

@@ -3,7 +3,7 @@
 
 use xmpp_parsers::minidom::Element;
 
-use crate::client::ns;
+use crate::ns;
 use crate::xml::Xml;
 
 /// The disco features that say "call me" (XEP-0166 §11, XEP-0167 §11, XEP-0176 §13,

@@ -14,7 +14,7 @@ pub use xmpp_parsers::jingle_rtp::Description as RtpDescription;
 use super::error::JingleError;
 use super::ice::{IceUdpTransport, short};
 use super::{MAX_CONTENTS, MAX_PAYLOAD_TYPES, MAX_SOURCES};
-use crate::client::ns;
+use crate::ns;
 use crate::xml::Xml;
 
 /// One `<content/>` (XEP-0166 §7.3) of a call: an RTP description and an ICE-UDP transport.

@@ -14,7 +14,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::MAX_CANDIDATES;
 use super::error::JingleError;
-use crate::client::ns;
+use crate::ns;
 use crate::xml::Xml;
 
 /// `<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1'/>` (XEP-0176 §5.1).

@@ -15,7 +15,7 @@ use xmpp_parsers::minidom::Element;
 use super::element::{Reason, ReasonText, reason_name};
 use super::error::JingleError;
 use super::ice::short;
-use crate::client::ns;
+use crate::ns;
 use crate::xml::Xml;
 
 /// One XEP-0353 element.

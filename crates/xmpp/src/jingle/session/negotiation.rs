@@ -7,11 +7,11 @@ use std::time::Instant;
 use lyrebird_sdp::SessionDescription;
 use tracing::debug;
 
-use crate::client::ns;
 use crate::jingle::element::{Action, Content, Creator, Jingle, Reason, ReasonText, SessionInfo};
 use crate::jingle::error::JingleError;
 use crate::jingle::message::JingleMessage;
 use crate::jingle::sdp::{JingleMedia, candidate_from_sdp, jingle_to_sdp, sdp_to_jingle};
+use crate::ns;
 use crate::xml::Xml;
 
 use super::wire::iq_result;

@@ -3,9 +3,9 @@
 
 use tracing::debug;
 
-use crate::client::ns;
 use crate::jingle::element::{Action, Jingle, ReasonText};
 use crate::jingle::error::JingleError;
+use crate::ns;
 use crate::xml::Xml;
 
 use super::Outgoing;
