@@ -71,36 +71,6 @@ on_every_server!(
     resumption_after_a_cut_connection_loses_and_repeats_nothing,
     group_chat_with_two_lyrebirds_and_a_third_party_client,
     a_file_shared_by_http_upload_arrives_identical,
-);
-
-/// Like [`on_every_server`], for tests that still fail against ejabberd at times (RELIABILITY.md,
-/// "A second XMPP server"): their ejabberd forms, `ejabberd_open::<name>`, run only with
-/// `LYREBIRD_EJABBERD_OPEN=1`, to reproduce the findings.
-macro_rules! prosody_and_ejabberd_when_asked {
-    ($($name:ident),+ $(,)?) => {
-        mod prosody_only {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() -> anyhow::Result<()> {
-                    super::$name(super::Server::Prosody).await
-                }
-            )+
-        }
-        mod ejabberd_open {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() -> anyhow::Result<()> {
-                    if std::env::var_os("LYREBIRD_EJABBERD_OPEN").is_none() {
-                        eprintln!("an open ejabberd finding: set LYREBIRD_EJABBERD_OPEN=1 to run it");
-                        return Ok(());
-                    }
-                    super::$name(super::Server::Ejabberd).await
-                }
-            )+
-        }
-    };
-}
-prosody_and_ejabberd_when_asked!(
     archive_brings_what_arrived_while_offline_exactly_once_in_order,
     a_kill_during_a_flood_loses_and_repeats_nothing,
     logging_straight_back_in_after_a_quit_meets_no_held_session,

@@ -8,7 +8,8 @@
 //! Queued is not yet stored, though: a kill before the commit loses what was queued. So a
 //! record can carry an acknowledgement ([`Ack`]), called on the writer thread once the
 //! transaction holding it has committed (`Ok`), or has failed or could not be built (`Err`).
-//! A message already stored (same stable id) counts as stored. The SIP account answers an
+//! A message already stored (same stable id) counts as stored, and the acknowledgement says
+//! so ([`Kept::Already`]), so a message is shown only by the record that first stored it. The SIP account answers an
 //! incoming MESSAGE, and an MSRP chat session sends a received message's Success-Report, only
 //! from that acknowledgement, so no sender is told "delivered" about a message a kill could
 //! still lose. Records without one are written as promptly but nothing waits for them, so a
@@ -102,7 +103,17 @@ pub(crate) trait OtherHappening: Send + std::fmt::Debug {
 
 /// Told, on the writer thread, whether the record it came with is committed. It must not
 /// block: it hands the news to its task.
-pub(crate) type Ack = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
+pub(crate) type Ack = Box<dyn FnOnce(Result<Kept, EngineError>) + Send>;
+
+/// How a committed record stands in history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// Written by this record.
+    New,
+    /// History already held it (the same message by its stable id): nothing was written, and
+    /// whoever showed it the first time has shown it.
+    Already,
+}
 
 struct Record {
     at_ms: i64,
@@ -365,9 +376,9 @@ impl History {
         .await
     }
 
-    /// Records a happening worded by another module.
-    pub(crate) fn record_other(&self, happening: Box<dyn OtherHappening>) {
-        self.record(Happening::Other(happening));
+    /// Records a happening worded by another module (acknowledged like any record).
+    pub(crate) fn record_other(&self, happening: Box<dyn OtherHappening>, ack: Option<Ack>) {
+        self.record_acked(Happening::Other(happening), ack);
     }
 
     /// Runs `run` on the writer thread after everything recorded so far is written.
@@ -470,7 +481,7 @@ impl Writer {
                 // Already written on its own.
                 Ok(None) => {
                     if let Some(ack) = ack {
-                        ack(Ok(()));
+                        ack(Ok(Kept::New));
                     }
                 }
                 Err(e) => {
@@ -486,14 +497,21 @@ impl Writer {
         // failure of SQLite itself (disk full, I/O) fails them all.
         while !changes.is_empty() {
             // A duplicate is an outcome, not an error: the message is stored, once.
-            let failure = match self.store.apply(&changes) {
+            let kept: Vec<Kept> = match self.store.apply(&changes) {
                 Ok(outcome) => {
                     debug!(
                         changes = changes.len(),
                         duplicates = outcome.duplicates(),
                         "history written"
                     );
-                    None
+                    outcome
+                        .outcomes
+                        .iter()
+                        .map(|o| match o {
+                            ChangeOutcome::Duplicate(_) => Kept::Already,
+                            _ => Kept::New,
+                        })
+                        .collect()
                 }
                 Err(lyrebird_store::StoreError::ChangeFailed { index, source })
                     if index < changes.len() =>
@@ -507,11 +525,17 @@ impl Writer {
                 }
                 Err(e) => {
                     error!(error = %e, changes = changes.len(), "history batch failed");
-                    Some(EngineError::from(e))
+                    let failure = EngineError::from(e);
+                    for ack in acks.into_iter().flatten() {
+                        ack(Err(failure.clone()));
+                    }
+                    return;
                 }
             };
-            for ack in acks.into_iter().flatten() {
-                ack(failure.clone().map_or(Ok(()), Err));
+            for (i, ack) in acks.into_iter().enumerate() {
+                if let Some(ack) = ack {
+                    ack(Ok(kept.get(i).copied().unwrap_or(Kept::New)));
+                }
             }
             return;
         }
@@ -656,7 +680,7 @@ mod tests {
     const PEER: &str = "sip:bob@example.com";
 
     /// An acknowledgement that reports into the returned receiver.
-    fn ack() -> (Ack, Receiver<Result<(), EngineError>>) {
+    fn ack() -> (Ack, Receiver<Result<Kept, EngineError>>) {
         let (tx, rx) = channel();
         (
             Box::new(move |result| {
@@ -721,15 +745,15 @@ mod tests {
             message_in("s1", "hello one", Some(first)),
             message_in("s2", "hello two", Some(second)),
         ]);
-        assert_eq!(first_rx.try_recv(), Ok(Ok(())));
-        assert_eq!(second_rx.try_recv(), Ok(Ok(())));
+        assert_eq!(first_rx.try_recv(), Ok(Ok(Kept::New)));
+        assert_eq!(second_rx.try_recv(), Ok(Ok(Kept::New)));
         let mut bodies = stored(&path, "hello");
         bodies.sort();
         assert_eq!(bodies, ["hello one", "hello two"]);
 
         let (again, again_rx) = ack();
         writer.write(vec![message_in("s1", "hello one", Some(again))]);
-        assert_eq!(again_rx.try_recv(), Ok(Ok(())));
+        assert_eq!(again_rx.try_recv(), Ok(Ok(Kept::Already)));
         assert_eq!(stored(&path, "one"), ["hello one"]);
     }
 
@@ -748,8 +772,8 @@ mod tests {
             message_in("s3", "hello later", Some(later)),
             message_in("", "hello worse", None),
         ]);
-        assert_eq!(good_rx.try_recv(), Ok(Ok(())));
-        assert_eq!(later_rx.try_recv(), Ok(Ok(())));
+        assert_eq!(good_rx.try_recv(), Ok(Ok(Kept::New)));
+        assert_eq!(later_rx.try_recv(), Ok(Ok(Kept::New)));
         assert!(matches!(
             bad_rx.try_recv(),
             Ok(Err(EngineError::History(_)))
@@ -786,7 +810,7 @@ mod tests {
         );
         let (ack, rx) = ack();
         history.message_received(ACCOUNT, "s1", PEER, "text/plain", "hello there", Some(ack));
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Ok(())));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Ok(Kept::New)));
         assert_eq!(stored(&path, "there"), ["hello there"]);
     }
 }

@@ -464,6 +464,11 @@ impl KeepAlive {
         }
     }
 
+    /// Whether a ping is out and unanswered (the next deadline is the verdict, not a ping).
+    pub(crate) fn awaiting_answer(&self) -> bool {
+        self.ping_sent.is_some()
+    }
+
     /// At the deadline: pings the flow, or says why it is dead.
     pub(crate) async fn due(&mut self, conn: &mut WsConnection) -> Result<(), String> {
         if self.ping_sent.is_some() {

@@ -89,6 +89,16 @@ pub enum Change {
     /// same account and archive). Put it in the batch that stores the page's messages, so
     /// the point never gets ahead of what is stored. → [`ChangeOutcome::Updated`].
     SetArchiveSync(ArchiveSync),
+    /// Record the stream-management session an account is on, replacing what was recorded
+    /// for it; put it after the messages that session brought, in the same or a later batch.
+    /// → [`ChangeOutcome::Updated`].
+    SetStreamResumption(StreamResumption),
+    /// Forget an account's stream-management session (it was closed, or cannot be resumed).
+    /// → [`ChangeOutcome::Removed`], or [`ChangeOutcome::Missing`] when none was recorded.
+    ClearStreamResumption {
+        /// Account.
+        account: AccountId,
+    },
 }
 
 /// What one [`Change`] did.
@@ -268,6 +278,17 @@ fn apply_one(tx: &Transaction<'_>, change: &Change) -> Result<ChangeOutcome, Sto
         } => update_call(tx, call, *answered_at_ms, *ended),
         Change::UpsertTransfer(transfer) => upsert_transfer(tx, transfer),
         Change::SetArchiveSync(sync) => set_archive_sync(tx, sync),
+        Change::SetStreamResumption(resumption) => set_stream_resumption(tx, resumption),
+        Change::ClearStreamResumption { account } => {
+            let removed = tx
+                .prepare_cached("DELETE FROM stream_resumption WHERE account_id = ?1")?
+                .execute([account])?;
+            Ok(if removed > 0 {
+                ChangeOutcome::Removed
+            } else {
+                ChangeOutcome::Missing
+            })
+        }
     }
 }
 
@@ -510,6 +531,40 @@ fn update_call(
         end.map(|end| end.reason)
     ])?;
     Ok(ChangeOutcome::Updated)
+}
+
+fn set_stream_resumption(
+    tx: &Transaction<'_>,
+    resumption: &StreamResumption,
+) -> Result<ChangeOutcome, StoreError> {
+    require_non_empty(&resumption.resume_id, "stream resumption id")?;
+    require_non_empty(&resumption.jid, "stream resumption JID")?;
+    let handled = i64::try_from(resumption.handled)
+        .map_err(|_| StoreError::Invalid("stream resumption count out of range".into()))?;
+    let written = tx
+        .prepare_cached(
+            "INSERT INTO stream_resumption (account_id, resume_id, jid, handled, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (account_id) DO UPDATE SET
+                 resume_id = excluded.resume_id,
+                 jid = excluded.jid,
+                 handled = excluded.handled,
+                 updated_at_ms = excluded.updated_at_ms",
+        )?
+        .execute(params![
+            resumption.account,
+            resumption.resume_id,
+            resumption.jid,
+            handled,
+            resumption.updated_at_ms
+        ]);
+    match written {
+        Ok(_) => Ok(ChangeOutcome::Updated),
+        Err(e) if is_foreign_key_violation(&e) => {
+            Err(StoreError::NotFound(resumption.account.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn set_archive_sync(tx: &Transaction<'_>, sync: &ArchiveSync) -> Result<ChangeOutcome, StoreError> {

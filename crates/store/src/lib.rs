@@ -214,6 +214,14 @@ impl Store {
         query::archive_sync(&self.conn, account, archive)
     }
 
+    /// The stream-management session `account` was last on, if it was not closed.
+    pub fn stream_resumption(
+        &self,
+        account: AccountId,
+    ) -> Result<Option<StreamResumption>, StoreError> {
+        query::stream_resumption(&self.conn, account)
+    }
+
     /// The newest `limit` transfers of all accounts, newest first.
     pub fn transfers(&self, limit: u32) -> Result<Vec<Transfer>, StoreError> {
         query::transfers(&self.conn, limit)

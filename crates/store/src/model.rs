@@ -619,6 +619,21 @@ pub struct Transfer {
     pub error: Option<String>,
 }
 
+/// The XMPP stream-management session (XEP-0198) an account is on, for a later run to resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamResumption {
+    /// Account.
+    pub account: AccountId,
+    /// The server's resumption id.
+    pub resume_id: String,
+    /// Our full JID on that session.
+    pub jid: String,
+    /// Stanzas received on it whose messages are stored.
+    pub handled: u64,
+    /// When this was written.
+    pub updated_at_ms: i64,
+}
+
 /// How far the catch-up of one server archive (XEP-0313) has got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveSync {

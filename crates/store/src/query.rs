@@ -397,6 +397,29 @@ pub(crate) fn archive_sync(
         .optional()?)
 }
 
+pub(crate) fn stream_resumption(
+    conn: &Connection,
+    account: AccountId,
+) -> Result<Option<StreamResumption>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT resume_id, jid, handled, updated_at_ms FROM stream_resumption
+             WHERE account_id = ?1",
+        )?
+        .query_row([account], |row| {
+            let handled: i64 = row.get(2)?;
+            Ok(StreamResumption {
+                account,
+                resume_id: row.get(0)?,
+                jid: row.get(1)?,
+                // The table's CHECK keeps it non-negative.
+                handled: u64::try_from(handled).unwrap_or(0),
+                updated_at_ms: row.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::fts_query_from_user_input;

@@ -23,7 +23,7 @@ use crate::StoreError;
 pub(crate) const APPLICATION_ID: i32 = 0x4C59_5242;
 
 /// Schema steps, applied in order.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The schema version this build writes.
 pub fn supported_version() -> i64 {
@@ -178,6 +178,20 @@ CREATE TABLE archive_sync (
     complete      INTEGER NOT NULL CHECK (complete IN (0, 1)),
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (account_id, archive)
+) STRICT;
+"#;
+
+const MIGRATION_3: &str = r#"
+-- The XMPP stream-management session (XEP-0198) an account is on, so a run that ends without
+-- closing it (killed, crashed, the power cut) can be followed by one that resumes it and gets
+-- what the server queued for it meanwhile. handled counts the stanzas received on it whose
+-- messages are stored: it is written after them, never ahead. An orderly close deletes the row.
+CREATE TABLE stream_resumption (
+    account_id    INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    resume_id     TEXT    NOT NULL CHECK (length(resume_id) > 0),
+    jid           TEXT    NOT NULL CHECK (length(jid) > 0),
+    handled       INTEGER NOT NULL CHECK (handled >= 0),
+    updated_at_ms INTEGER NOT NULL
 ) STRICT;
 "#;
 

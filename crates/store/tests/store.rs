@@ -1105,7 +1105,9 @@ fn a_file_of_the_first_schema_gains_archive_sync_points() -> Result<()> {
         store.apply(&[Change::UpsertAccount(new_account("xmpp-alice", 1))])?;
         drop(store);
         let conn = raw(&path)?;
-        conn.execute_batch("DROP TABLE archive_sync; PRAGMA user_version = 1;")?;
+        conn.execute_batch(
+            "DROP TABLE archive_sync; DROP TABLE stream_resumption; PRAGMA user_version = 1;",
+        )?;
     }
     let mut store = Store::open(&path)?;
     assert_eq!(store.schema_version()?, supported_version());
@@ -1119,6 +1121,58 @@ fn a_file_of_the_first_schema_gains_archive_sync_points() -> Result<()> {
     assert_eq!(
         store.archive_sync(account, "")?.map(|s| s.last_id),
         Some("A9".to_owned())
+    );
+    Ok(())
+}
+
+fn resumption(account: AccountId, id: &str, handled: u64) -> StreamResumption {
+    StreamResumption {
+        account,
+        resume_id: id.to_owned(),
+        jid: "alice@localhost/desk".to_owned(),
+        handled,
+        updated_at_ms: 9_000,
+    }
+}
+
+#[test]
+fn a_stream_resumption_is_kept_replaced_and_forgotten_per_account() -> Result<()> {
+    let mut fx = fixture()?;
+    assert_eq!(fx.store.stream_resumption(fx.account)?, None);
+    fx.store
+        .apply(&[Change::SetStreamResumption(resumption(fx.account, "s1", 4))])?;
+    fx.store
+        .apply(&[Change::SetStreamResumption(resumption(fx.account, "s1", 9))])?;
+    assert_eq!(
+        fx.store.stream_resumption(fx.account)?,
+        Some(resumption(fx.account, "s1", 9))
+    );
+    // Kept across a reopen: what a restarted run reads.
+    drop(fx.store);
+    let mut store = Store::open(&fx.path)?;
+    assert_eq!(
+        store.stream_resumption(fx.account)?.map(|r| r.handled),
+        Some(9)
+    );
+    let cleared = store.apply(&[Change::ClearStreamResumption {
+        account: fx.account,
+    }])?;
+    assert_eq!(cleared.outcomes, [ChangeOutcome::Removed]);
+    assert_eq!(store.stream_resumption(fx.account)?, None);
+    // A bug is refused, not kept: an empty id, an unknown account.
+    assert!(
+        store
+            .apply(&[Change::SetStreamResumption(resumption(fx.account, "", 1))])
+            .is_err()
+    );
+    assert!(
+        store
+            .apply(&[Change::SetStreamResumption(resumption(
+                AccountId(9_999),
+                "s2",
+                1
+            ))])
+            .is_err()
     );
     Ok(())
 }

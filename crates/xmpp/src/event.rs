@@ -167,6 +167,10 @@ pub struct ChatMessage {
     pub archive_id: Option<String>,
     /// Where it came from.
     pub origin: MessageOrigin,
+    /// XEP-0184: the sender asked to hear that it arrived, by this stanza id. The owner sends
+    /// the receipt with [`crate::Client::send_receipt`] once the message is kept, so a sender
+    /// is never told "delivered" about a message a crash could still lose.
+    pub receipt_id: Option<String>,
 }
 
 /// A MUC occupant's presence.

@@ -57,7 +57,7 @@ pub mod sasl;
 pub mod time;
 pub mod xml;
 
-pub use client::{ArchiveStart, Client, ClientConfig};
+pub use client::{ArchiveStart, Client, ClientConfig, ReceivedMark};
 pub use error::XmppError;
 pub use event::{
     CallSignal, ChatMessage, ChatState, MessageKind, MessageOrigin, Occupant, Presence, RosterItem,

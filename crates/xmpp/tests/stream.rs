@@ -247,6 +247,18 @@ fn chat_receipts_chat_states_and_corrections() {
         panic!("{ev:?}")
     };
     assert_eq!(m.replaces.as_deref(), Some("m2"));
+    // The receipt goes only when the owner says the message is kept.
+    assert!(
+        drain(&mut c)
+            .iter()
+            .all(|s| !s.contains("urn:xmpp:receipts"))
+    );
+    let XmppEvent::Message(asked) = &ev[3] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(asked.receipt_id.as_deref(), Some("m2"));
+    assert_eq!(m.receipt_id, None, "m3 asked for no receipt");
+    c.send_receipt(asked);
     let sent = drain(&mut c);
     assert!(sent.iter().any(
         |s| s.contains("<received xmlns='urn:xmpp:receipts' id='m2'/>")
@@ -320,6 +332,169 @@ fn resumption_resends_exactly_what_was_not_acked() {
     assert!(ev.contains(&XmppEvent::MessageSent {
         id: third,
         to: "bob@localhost".into()
+    }));
+}
+
+/// Logs in with `confirm_handled` on and gets two messages.
+fn confirming_client(now: Instant) -> Client {
+    let mut config = config();
+    config.confirm_handled = true;
+    let mut c = Client::new(config).unwrap();
+    login(&mut c, now);
+    drain(&mut c);
+    for id in ["k1", "k2"] {
+        c.handle_frame(now, &format!("<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='{id}'><body>x</body></message>"));
+    }
+    events(&mut c);
+    c
+}
+
+#[test]
+fn with_confirmation_the_server_hears_only_of_what_the_owner_kept() {
+    let now = Instant::now();
+    let mut c = confirming_client(now);
+    let mark = c.received_mark().unwrap();
+    assert_eq!(mark.received, 2);
+    assert_eq!(mark.resume_id.as_deref(), Some("some-long-sm-id"));
+    assert_eq!(mark.jid, "alice@localhost/phone");
+    // Nothing kept yet: the server must keep both.
+    c.handle_frame(now, "<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(drain(&mut c), ["<a xmlns='urn:xmpp:sm:3' h='0'/>"]);
+    // Once kept, the owed answer goes out unasked.
+    c.confirm_handled(&mark);
+    c.confirm_handled(&mark);
+    assert_eq!(
+        drain(&mut c),
+        ["<a xmlns='urn:xmpp:sm:3' h='2'/>"],
+        "one answer for however many confirmations"
+    );
+    c.confirm_handled(&mark);
+    assert!(drain(&mut c).is_empty(), "nothing more is owed");
+    // The orderly close reports what was kept, not what arrived after it.
+    c.handle_frame(now, "<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='k3'><body>x</body></message>");
+    c.close(now);
+    assert!(drain(&mut c).contains(&"<a xmlns='urn:xmpp:sm:3' h='2'/>".to_owned()));
+}
+
+#[test]
+fn a_confirmation_for_an_earlier_session_does_not_count_for_a_new_one() {
+    let now = Instant::now();
+    let mut c = confirming_client(now);
+    let old = c.received_mark().unwrap();
+    // The session is lost and cannot be resumed: a new one is bound.
+    c.handle_disconnected(now);
+    c.handle_connected(now);
+    c.handle_frame(now, OPEN);
+    c.handle_frame(now, FEATURES_PLAIN_ONLY);
+    c.handle_frame(now, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    c.handle_frame(now, OPEN);
+    c.handle_frame(now, FEATURES_BIND);
+    // Resumption asks from what was kept: nothing.
+    assert!(
+        drain(&mut c)
+            .contains(&"<resume xmlns='urn:xmpp:sm:3' previd='some-long-sm-id' h='0'/>".to_owned())
+    );
+    c.handle_frame(now, "<failed xmlns='urn:xmpp:sm:3'/>");
+    let id = attr(&drain(&mut c)[0], "id").to_owned();
+    c.handle_frame(now, &format!("<iq xmlns='jabber:client' type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/new</jid></bind></iq>"));
+    c.handle_frame(
+        now,
+        "<enabled xmlns='urn:xmpp:sm:3' id='second-id' resume='true'/>",
+    );
+    c.handle_frame(now, "<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='n1'><body>x</body></message>");
+    drain(&mut c);
+    c.confirm_handled(&old);
+    c.handle_frame(now, "<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(drain(&mut c), ["<a xmlns='urn:xmpp:sm:3' h='0'/>"]);
+    let new = c.received_mark().unwrap();
+    assert_eq!(
+        (new.resume_id.as_deref(), new.received),
+        (Some("second-id"), 1)
+    );
+}
+
+/// Connects and logs in a client that was told to resume an earlier run's session, up to the
+/// `<resume/>` it sends.
+fn restarted_client(now: Instant) -> (Client, Vec<String>) {
+    let mut c = Client::new(config()).unwrap();
+    c.resume_after_restart("earlier-id".into(), 7, "alice@localhost/old".into());
+    c.handle_connected(now);
+    c.handle_frame(now, OPEN);
+    c.handle_frame(now, FEATURES_PLAIN_ONLY);
+    c.handle_frame(now, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    c.handle_frame(now, OPEN);
+    c.handle_frame(now, FEATURES_BIND);
+    let sent = drain(&mut c);
+    (c, sent)
+}
+
+#[test]
+fn a_session_an_earlier_run_left_is_resumed_and_started_over() {
+    let now = Instant::now();
+    let (mut c, sent) = restarted_client(now);
+    assert_eq!(
+        sent.last().unwrap(),
+        "<resume xmlns='urn:xmpp:sm:3' previd='earlier-id' h='7'/>"
+    );
+    // The server had 12 of the earlier run's stanzas and resends what it queued since.
+    c.handle_frame(
+        now,
+        "<resumed xmlns='urn:xmpp:sm:3' previd='earlier-id' h='12'/>",
+    );
+    c.handle_frame(now, "<message xmlns='jabber:client' from='bob@localhost/pc' type='chat' id='q1'><body>queued while away</body></message>");
+    let ev = events(&mut c);
+    assert_eq!(
+        ev[0],
+        XmppEvent::Online {
+            jid: "alice@localhost/old".into(),
+            resumed: false
+        },
+        "the owner starts over as on a new session"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, XmppEvent::Message(m) if m.body == "queued while away"))
+    );
+    let sent = drain(&mut c);
+    assert_eq!(
+        sent[0], "<presence xmlns='jabber:client' type='unavailable'/>",
+        "the next available presence is an initial one"
+    );
+    assert!(sent.iter().any(|s| s.contains("jabber:iq:roster")));
+    assert!(sent.iter().any(|s| s.contains("urn:xmpp:carbons:2")));
+    // Counting goes on from where the server and the earlier run had got to.
+    assert_eq!(c.received_mark().unwrap().received, 8);
+    let outbound =
+        12 + sent.len() as u64 - sent.iter().filter(|s| s.starts_with("<r ")).count() as u64;
+    let id = c.send_chat("bob@localhost", "back").unwrap();
+    drain(&mut c);
+    c.handle_frame(
+        now,
+        &format!("<a xmlns='urn:xmpp:sm:3' h='{}'/>", outbound + 1),
+    );
+    assert!(events(&mut c).contains(&XmppEvent::MessageSent {
+        id,
+        to: "bob@localhost".into()
+    }));
+}
+
+#[test]
+fn a_session_an_earlier_run_left_that_the_server_forgot_is_replaced_by_a_new_one() {
+    let now = Instant::now();
+    let (mut c, _) = restarted_client(now);
+    c.handle_frame(now, "<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+    let sent = drain(&mut c);
+    assert!(sent[0].contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'"));
+    let id = attr(&sent[0], "id").to_owned();
+    c.handle_frame(now, &format!("<iq xmlns='jabber:client' type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/fresh</jid></bind></iq>"));
+    let sent = drain(&mut c);
+    assert!(
+        !sent.iter().any(|s| s.contains("type='unavailable'")),
+        "a new session needs no unavailable presence"
+    );
+    assert!(events(&mut c).contains(&XmppEvent::Online {
+        jid: "alice@localhost/fresh".into(),
+        resumed: false
     }));
 }
 

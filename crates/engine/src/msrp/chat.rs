@@ -398,7 +398,7 @@ async fn send(context: &TaskContext, message: FromChat) {
 /// A received chat message the history writer has stored, or failed to store.
 struct StoredChatMessage {
     message_id: String,
-    result: Result<(), EngineError>,
+    result: Result<crate::history::Kept, EngineError>,
     content_type: String,
     body: String,
 }
@@ -556,9 +556,11 @@ async fn session(
                 Err(e) => break Some(e.to_string()),
             },
             Some(message) = stored.recv() => match message.result {
-                Ok(()) => {
+                Ok(kept) => {
                     core.confirm_received(&message.message_id);
-                    send(
+                    // A resent copy already in history is confirmed but not shown again.
+                    if kept == crate::history::Kept::New {
+                        send(
                         context,
                         FromChat::Received {
                             chat,
@@ -567,6 +569,7 @@ async fn session(
                         },
                     )
                     .await;
+                    }
                 }
                 Err(e) => {
                     // No report: the sender counts it as not delivered.

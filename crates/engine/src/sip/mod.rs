@@ -126,7 +126,7 @@ const STORE_WAIT: Duration = Duration::from_secs(2);
 /// An incoming MESSAGE the history writer has stored, or failed to store.
 struct StoredMessage {
     id: sip::IncomingMessageId,
-    result: Result<(), EngineError>,
+    result: Result<crate::history::Kept, EngineError>,
     from: String,
     content_type: String,
     body: String,
@@ -597,11 +597,16 @@ impl SipAccount {
     fn on_message_stored(&mut self, stored: StoredMessage) {
         let now = self.now();
         match stored.result {
-            Ok(()) => {
+            Ok(kept) => {
                 if let Err(e) = self.ua.answer_message(now, stored.id, 200) {
                     // It is stored all the same; only the sender did not hear so from us (the
                     // flow went down, or the core gave up waiting and answered 500).
                     debug!(account = self.id.0, error = %e, "stored message not answered 200");
+                }
+                // A copy sent again (our 200 was lost, perhaps with the run that stored it)
+                // is answered but not shown twice.
+                if kept == crate::history::Kept::Already {
+                    return;
                 }
                 self.emit(EngineEvent::MessageReceived {
                     account: self.id,

@@ -27,7 +27,6 @@ use tracing::{debug, info, warn};
 
 use lyrebird_xmpp::Client;
 
-use super::recent::RecentMessages;
 use super::store::{self, SyncPoint, chat_event};
 use crate::event::EngineEvent;
 use crate::ground::AccountId;
@@ -276,17 +275,15 @@ impl CatchUp {
         });
     }
 
-    /// A batch is stored: shows the messages that were new, in order, unless they were shown
-    /// live already (a live copy may not have been written yet); says when the catch-up is
-    /// over.
-    pub(super) fn on_written(&mut self, written: ArchiveWritten, recent: &mut RecentMessages) {
+    /// A batch is stored: shows the messages that were new, in order (a copy that arrived live
+    /// as well is shown by whichever of the two history stored first); says when the catch-up
+    /// is over.
+    pub(super) fn on_written(&mut self, written: ArchiveWritten) {
         let mut new = 0;
         for (message, is_new) in written.messages.iter().zip(written.new_flags) {
             if is_new {
                 new += 1;
-                if recent.first_time(&message.peer, &message.stable_id) {
-                    self.emit(chat_event(self.account, message));
-                }
+                self.emit(chat_event(self.account, message));
             }
         }
         if let Some(fetch) = self.fetches.get_mut(&written.query) {

@@ -11,15 +11,22 @@
 //!   nothing is received twice; when the server has forgotten the session, a fresh one is bound
 //!   and our archive and each room's (XEP-0313) are caught up from where the last catch-up
 //!   stopped (`archive.rs`).
-//! - Everything received or sent goes to the history writer (`history.rs`); archive pages are
-//!   written one transaction per page, and only messages the store did not have yet are shown
-//!   as events (the store de-duplicates by stable id per conversation).
+//! - Everything received or sent goes to the history writer (`history.rs`). A message that
+//!   arrives is shown, and its receipt sent, only once it is committed and only if history did
+//!   not hold it already (the store de-duplicates by stable id per conversation), so a copy
+//!   resent after a resumption, fetched from the archive or delivered again at the next run is
+//!   shown once. Archive pages are written one transaction per page, the same way.
+//! - The server hears a stanza was handled (XEP-0198 `h`) only once what it brought is in
+//!   history: after each burst the core's received mark is recorded after the burst's messages,
+//!   and its commit confirms it to the core. The mark, with the session's resumption id, is also
+//!   what a run that was killed leaves behind: the next run resumes that session, so what the
+//!   server routed to it after the kill arrives instead of waiting there to expire. An orderly
+//!   close forgets it.
 //! - HTTP upload (XEP-0363) and downloads of shared links run in their own tasks (`http.rs`),
 //!   reporting progress as events.
 
 mod archive;
 mod http;
-mod recent;
 pub(crate) mod store;
 
 use std::collections::HashMap;
@@ -29,8 +36,8 @@ use std::time::Duration;
 
 use lyrebird_store::DeliveryState;
 use lyrebird_xmpp::{
-    ChatMessage, ChatState, Client, ClientConfig, MessageKind, MessageOrigin, Show, XmppError,
-    XmppEvent,
+    ChatMessage, ChatState, Client, ClientConfig, MessageKind, MessageOrigin, ReceivedMark, Show,
+    XmppError, XmppEvent,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -40,14 +47,24 @@ use tracing::{Instrument, debug, info, warn};
 use crate::event::{AccountState, EngineEvent};
 use crate::ground::IdSource;
 use crate::ground::{AccountId, EngineError};
-use crate::history::History;
+use crate::history::{History, Kept};
 use crate::notice::AccountNotice;
 use crate::secret::Password;
 use crate::transport::{Flow, FlowEvent, Incoming, KeepAlive, WsTarget, sleep_until_opt};
 
-use recent::RecentMessages;
 pub(crate) use store::XmppHappening;
 use store::chat_event;
+
+/// News from the history writer about what this account recorded.
+enum FromHistory {
+    /// A live message (or carbon) is committed, or could not be stored.
+    Message {
+        message: Box<ChatMessage>,
+        result: Result<Kept, EngineError>,
+    },
+    /// Everything up to this mark is committed (and the mark itself, for a later run).
+    Handled(ReceivedMark),
+}
 
 /// One of our messages on its way, for its delivery-state updates.
 #[derive(Debug)]
@@ -336,8 +353,11 @@ pub(crate) struct XmppAccount {
     sent: HashMap<String, SentMessage>,
     /// Archive catch-ups in progress (`archive.rs`).
     archive: archive::CatchUp,
-    /// Messages shown lately, so a copy that arrives again is not shown twice.
-    recent: RecentMessages,
+    /// What the history writer says about our records ([`FromHistory`]).
+    from_history_tx: mpsc::UnboundedSender<FromHistory>,
+    from_history: mpsc::UnboundedReceiver<FromHistory>,
+    /// The last stream-management mark handed to history.
+    recorded_mark: Option<ReceivedMark>,
     uploads: HashMap<String, Upload>,
     transfers_tx: mpsc::UnboundedSender<FromTransfer>,
     transfers: mpsc::UnboundedReceiver<FromTransfer>,
@@ -364,6 +384,8 @@ impl XmppAccount {
         core.rng_seed = rand::random();
         core.mam_page_size = config.archive_page_size.max(1);
         core.caps_node = "https://lyrebird.invalid/caps".into();
+        // The server hears a stanza was handled only once what it brought is in history.
+        core.confirm_handled = true;
         let client = Client::new(core)?;
         let target = WsTarget {
             url: config.ws_url.clone(),
@@ -372,6 +394,7 @@ impl XmppAccount {
             connect_timeout: Duration::from_secs(10),
         };
         let (transfers_tx, transfers) = mpsc::unbounded_channel();
+        let (from_history_tx, from_history) = mpsc::unbounded_channel();
         let archive = archive::CatchUp::new(id, config.archive_page_size, notices.clone());
         Ok(Self {
             id,
@@ -389,7 +412,9 @@ impl XmppAccount {
             presence: HashMap::new(),
             sent: HashMap::new(),
             archive,
-            recent: RecentMessages::default(),
+            from_history_tx,
+            from_history,
+            recorded_mark: None,
             uploads: HashMap::new(),
             transfers_tx,
             transfers,
@@ -419,6 +444,7 @@ impl XmppAccount {
 
     async fn drive_until_stopped(mut self) {
         self.archive.start_writer(self.history.clone());
+        self.resume_what_an_earlier_run_left().await;
         self.start_connecting();
         let mut shutdown_reply = None;
         loop {
@@ -441,7 +467,8 @@ impl XmppAccount {
                     None => self.stopping = true,
                 },
                 Some(message) = self.transfers.recv() => self.on_transfer(message),
-                Some(written) = self.archive.next_written() => self.archive.on_written(written, &mut self.recent),
+                Some(written) = self.archive.next_written() => self.archive.on_written(written),
+                Some(news) = self.from_history.recv() => self.on_history_news(news),
                 event = self.flow.next() => match event {
                     FlowEvent::Opened => self.on_connected(),
                     FlowEvent::Failed(e) => self.attempt_failed(e),
@@ -455,7 +482,13 @@ impl XmppAccount {
                 () = sleep_until_opt(ping_at) => self.on_keepalive_due().await,
             }
         }
-        // Orderly close: unavailable presence, SM ack, </close>; bounded.
+        // Orderly close: unavailable presence, SM ack, </close>; bounded. Everything received
+        // is recorded by now; once it is written, the final ack can count all of it.
+        self.history.flush().await;
+        if let Some(mark) = self.client.received_mark() {
+            self.client.confirm_handled(&mark);
+        }
+        while self.client.poll_transmit().is_some() {}
         let now = self.now();
         self.client.close(now);
         while let Some(frame) = self.client.poll_transmit() {
@@ -469,6 +502,13 @@ impl XmppAccount {
         }
         self.await_close_answer().await;
         self.flow.close().await;
+        if self.client.close_answered() {
+            // The server ended the session: there is nothing left to resume.
+            self.history.record_xmpp(XmppHappening::StreamResumption {
+                account: self.id,
+                mark: None,
+            });
+        }
         self.history.flush().await;
         self.set_state(AccountState::Stopped);
         if let Some(reply) = shutdown_reply {
@@ -528,6 +568,81 @@ impl XmppAccount {
             if !progressed {
                 break;
             }
+        }
+        self.record_received_mark();
+    }
+
+    /// Hands the stream-management mark to history after what the stanzas it counts brought
+    /// (their messages were recorded as they were handled): once written, it lets the core
+    /// tell the server they were handled, and a later run resume the session from it.
+    fn record_received_mark(&mut self) {
+        let Some(mark) = self.client.received_mark() else {
+            return;
+        };
+        if self.recorded_mark.as_ref() == Some(&mark) {
+            return;
+        }
+        self.recorded_mark = Some(mark.clone());
+        let news = self.from_history_tx.clone();
+        let handled = mark.clone();
+        self.history.record_xmpp_acked(
+            XmppHappening::StreamResumption {
+                account: self.id,
+                mark: Some(mark),
+            },
+            Box::new(move |result| {
+                if result.is_ok() {
+                    let _ = news.send(FromHistory::Handled(handled));
+                }
+            }),
+        );
+    }
+
+    /// Before the first connection: if the last run ended without closing its session (it was
+    /// killed or crashed), the core resumes that session, so what the server queued for it
+    /// arrives rather than waiting there to expire.
+    async fn resume_what_an_earlier_run_left(&mut self) {
+        let account = self.id;
+        let left = self
+            .history
+            .query_writer(move |w| store::stream_resumption(w, account))
+            .await;
+        match left {
+            Ok(Some(left)) => {
+                info!(
+                    account = self.id.0,
+                    handled = left.handled,
+                    "resuming the session the last run left"
+                );
+                self.client
+                    .resume_after_restart(left.resume_id, left.handled, left.jid);
+            }
+            Ok(None) => {}
+            Err(e) => warn!(account = self.id.0, error = %e, "the last run's session is not known"),
+        }
+    }
+
+    fn on_history_news(&mut self, news: FromHistory) {
+        match news {
+            FromHistory::Handled(mark) => self.client.confirm_handled(&mark),
+            FromHistory::Message { message, result } => match result {
+                Ok(kept) => {
+                    // "Delivered" is said only of what a crash can no longer lose.
+                    self.client.send_receipt(&message);
+                    if kept == Kept::New {
+                        self.emit(chat_event(self.id, &message));
+                    } else {
+                        debug!("a message already in history arrived again; shown once");
+                    }
+                }
+                Err(e) => {
+                    warn!(account = self.id.0, error = %e, "an incoming message could not be stored");
+                    self.warn(format!(
+                        "a message from {} could not be stored: {e}",
+                        message.peer
+                    ));
+                }
+            },
         }
     }
 
@@ -602,6 +717,12 @@ impl XmppAccount {
     }
 
     async fn on_keepalive_due(&mut self) {
+        if !self.keepalive.awaiting_answer() && self.client.probe_liveness() {
+            // An XMPP-level probe beside the WebSocket ping: after a resumption over
+            // WebSocket, Prosody 0.12 answers pings on the connection the session came from,
+            // so only the stream itself can show this one is alive.
+            self.drive_transmit().await;
+        }
         let Some(conn) = self.flow.conn.as_mut() else {
             return;
         };
@@ -965,13 +1086,20 @@ impl XmppAccount {
             self.message_state(&id, &peer, DeliveryState::Delivered, None);
             return;
         }
-        if !self.recent.first_time(&message.peer, &message.stable_id) {
-            debug!("a message already shown arrived again; shown once");
-            return;
-        }
-        self.history
-            .record_xmpp(store::message_happening(self.id, &message, None));
-        self.emit(chat_event(self.id, &message));
+        // Shown (and its receipt sent) once it is in history, and only if it was not there
+        // already: a copy may come again from the archive, after a resumption, or at the next
+        // run.
+        let news = self.from_history_tx.clone();
+        let happening = store::message_happening(self.id, &message, None);
+        self.history.record_xmpp_acked(
+            happening,
+            Box::new(move |result| {
+                let _ = news.send(FromHistory::Message {
+                    message: Box::new(message),
+                    result,
+                });
+            }),
+        );
     }
 }
 
@@ -1161,6 +1289,7 @@ impl XmppAccount {
             sent_at_ms: None,
             archive_id: None,
             origin: MessageOrigin::Live,
+            receipt_id: None,
         };
         self.history.record_xmpp(store::message_happening(
             self.id,

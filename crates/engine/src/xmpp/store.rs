@@ -56,6 +56,12 @@ pub(crate) enum XmppHappening {
         stable_id: String,
         state: DeliveryState,
     },
+    /// The stream-management session the account is on and how far it got (`None`: closed,
+    /// or one that cannot be resumed).
+    StreamResumption {
+        account: AccountId,
+        mark: Option<lyrebird_xmpp::ReceivedMark>,
+    },
 }
 
 /// The history record for a message; `state` overrides the default (delivered for incoming,
@@ -155,6 +161,21 @@ impl Writer {
                 account: self.xmpp_account(account)?.0,
                 address: jid,
             },
+            XmppHappening::StreamResumption { account, mark } => {
+                let account = self.xmpp_account(account)?.0;
+                match mark.and_then(|m| Some((m.resume_id?, m.jid, m.received))) {
+                    Some((resume_id, jid, handled)) => {
+                        Change::SetStreamResumption(st::StreamResumption {
+                            account,
+                            resume_id,
+                            jid,
+                            handled,
+                            updated_at_ms: at_ms,
+                        })
+                    }
+                    None => Change::ClearStreamResumption { account },
+                }
+            }
             XmppHappening::Room { account, room } => {
                 self.xmpp_conversation(account, &room, true)?;
                 return Ok(None);
@@ -264,6 +285,15 @@ pub(super) fn insert_archive(
         .collect())
 }
 
+/// The stream-management session the last run of `account` left open, if any.
+pub(super) fn stream_resumption(
+    writer: &mut Writer,
+    account: AccountId,
+) -> Result<Option<st::StreamResumption>, EngineError> {
+    let (account, _) = writer.xmpp_account(account)?;
+    Ok(writer.store.stream_resumption(account)?)
+}
+
 /// How far the catch-up of `archive` (`""`: our own; else a room's bare JID) has got.
 pub(super) fn archive_sync(
     writer: &mut Writer,
@@ -287,7 +317,12 @@ impl crate::history::OtherHappening for XmppHappening {
 impl crate::history::History {
     /// Records what an XMPP account saw or did.
     pub(crate) fn record_xmpp(&self, happening: XmppHappening) {
-        self.record_other(Box::new(happening));
+        self.record_other(Box::new(happening), None);
+    }
+
+    /// Records what an XMPP account saw or did, and says when it is committed.
+    pub(crate) fn record_xmpp_acked(&self, happening: XmppHappening, ack: crate::history::Ack) {
+        self.record_other(Box::new(happening), Some(ack));
     }
 
     /// The newest `limit` messages of a room on `account`, oldest first.

@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use tracing::debug;
 use xmpp_parsers::minidom::Element;
 
 use super::iq::IqPurpose;
@@ -113,8 +114,14 @@ impl Client {
     /// One `<result/>` of a query, carried in a message from `from`.
     pub(super) fn on_archive_result(&mut self, now: Instant, from: Option<&str>, result: &Element) {
         let query = result.attr("queryid").unwrap_or_default().to_owned();
+        let Some(asked) = self.archive.get(&query) else {
+            // A query of an earlier run, whose results a resumed session brings again; that
+            // run's catch-up starts over from the point it had stored.
+            debug!("ignored a result of an archive query this run did not send");
+            return;
+        };
         // Results come from the archive we asked: our account, or the room.
-        let trusted = match self.archive.get(&query).and_then(|q| q.archive.as_deref()) {
+        let trusted = match asked.archive.as_deref() {
             Some(room) => from.is_some_and(|f| f == room),
             None => self.is_from_self_account(from),
         };

@@ -193,20 +193,13 @@ impl Client {
             return false;
         };
         // XEP-0184 §5.4: only the live recipient acknowledges; never for groupchat or errors.
-        if live
+        let receipt_id = (live
             && kind != MessageKind::Groupchat
             && el.has_child("request", ns::RECEIPTS)
-            && let Some(id) = el.attr("id")
-            && !from.is_empty()
-        {
-            let xml = Xml::ns("message", ns::CLIENT)
-                .attr("to", &from)
-                .attr("type", "chat")
-                .child(Xml::ns("received", ns::RECEIPTS).attr("id", id))
-                .child(Xml::ns("store", ns::HINTS))
-                .build();
-            self.send_stanza(xml, None);
-        }
+            && !from.is_empty())
+        .then(|| el.attr("id").filter(|id| !id.is_empty()))
+        .flatten()
+        .map(str::to_owned);
         let own_archive_id = el
             .children()
             .find(|c| {
@@ -267,9 +260,24 @@ impl Client {
             sent_at_ms: delay,
             archive_id,
             origin,
+            receipt_id,
         };
         self.events.push_back(XmppEvent::Message(message));
         true
+    }
+
+    /// XEP-0184: tells the sender of `message` that it arrived, if it asked to hear so.
+    pub fn send_receipt(&mut self, message: &ChatMessage) {
+        let Some(id) = message.receipt_id.as_deref() else {
+            return;
+        };
+        let xml = Xml::ns("message", ns::CLIENT)
+            .attr("to", &message.from)
+            .attr("type", "chat")
+            .child(Xml::ns("received", ns::RECEIPTS).attr("id", id))
+            .child(Xml::ns("store", ns::HINTS))
+            .build();
+        self.send_stanza(xml, None);
     }
 }
 

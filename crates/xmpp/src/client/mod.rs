@@ -42,6 +42,7 @@ mod stream;
 mod upload;
 
 pub use mam::ArchiveStart;
+pub use sm::ReceivedMark;
 
 use disco::Disco;
 use iq::IqPurpose;
@@ -79,6 +80,10 @@ pub struct ClientConfig {
     /// Route call signalling to [`Client::poll_call_signal`]. Off: Jingle IQs are refused
     /// with `service-unavailable` (RFC 6120 §8.4) and call messages ignored, as before calls.
     pub calls: bool,
+    /// Report to the server (XEP-0198 `h`) only the stanzas the owner confirmed handled with
+    /// [`Client::confirm_handled`], rather than all received: an owner that keeps messages
+    /// confirms once they are kept, so the server forgets nothing a crash could still lose.
+    pub confirm_handled: bool,
 }
 
 impl ClientConfig {
@@ -96,6 +101,7 @@ impl ClientConfig {
             caps_node: "https://example.invalid/lyrebird".into(),
             extra_features: Vec::new(),
             calls: false,
+            confirm_handled: false,
         }
     }
 }
@@ -253,6 +259,7 @@ impl Client {
     pub fn poll_transmit(&mut self) -> Option<String> {
         if self.transmit.is_empty() {
             self.request_ack_if_needed();
+            self.answer_owed_ack();
         }
         let out = self.transmit.pop_front();
         if let Some(frame) = &out {

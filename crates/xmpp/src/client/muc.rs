@@ -189,8 +189,11 @@ impl Client {
             let mut removed = false;
             if let Some(r) = self.rooms.get_mut(room) {
                 if kind == "unavailable" {
-                    // 303 is a nick change: we are still in the room under the new nick.
-                    if !codes.contains(&"303") {
+                    // 303 is a nick change: we are still in the room under the new nick. While
+                    // we are joining, an unavailable self-presence ends an earlier occupancy
+                    // (of a session taken over from an earlier run), not the one we asked for:
+                    // a refused join is a presence error.
+                    if !codes.contains(&"303") && r.joined {
                         removed = true;
                     }
                 } else {

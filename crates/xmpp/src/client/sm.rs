@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
+use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 
 use super::stream::Phase;
@@ -21,6 +22,21 @@ use crate::xml::Xml;
 /// [`ACK_REQUEST_DELAY`] when fewer were sent.
 const ACK_REQUEST_BATCH: u64 = 5;
 const ACK_REQUEST_DELAY: Duration = Duration::from_millis(250);
+
+/// How far a stream-management session has got: what the owner records, after what those
+/// stanzas brought is kept, and hands back to [`Client::confirm_handled`]; with its
+/// `resume_id` it lets a later run resume the session ([`Client::resume_after_restart`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMark {
+    /// Which session of this client it counts (see [`Client::confirm_handled`]).
+    pub session: u64,
+    /// The XEP-0198 resumption id, when the server allows resumption.
+    pub resume_id: Option<String>,
+    /// Our full JID on that session.
+    pub jid: String,
+    /// Stanzas received on it so far.
+    pub received: u64,
+}
 
 /// One outgoing stanza the server has not acknowledged yet (XEP-0198 §4).
 #[derive(Debug, Clone)]
@@ -40,8 +56,22 @@ pub(super) struct SmState {
     pub(super) counting_in: bool,
     /// Resumption id from `<enabled id='...' resume='true'/>`.
     pub(super) resume_id: Option<String>,
-    /// Stanzas received (the `h` we report).
+    /// Stanzas received on this session.
     pub(super) inbound: u64,
+    /// Of `inbound`, how many the owner has confirmed handled (with
+    /// [`ClientConfig::confirm_handled`]: kept in history). This is the `h` we report then.
+    pub(super) confirmed: u64,
+    /// An `<r/>` was answered with fewer than we had received: an `<a/>` goes out when the
+    /// owner confirms more.
+    pub(super) ack_owed: bool,
+    /// The `h` of our last `<a/>`.
+    pub(super) answered: u64,
+    /// Counts the sessions `<enabled/>` started, so a late confirmation for an earlier session
+    /// cannot count for this one.
+    pub(super) session: u64,
+    /// The session to resume was left by an earlier run of the owner, which this run knows
+    /// nothing of ([`Client::resume_after_restart`]).
+    pub(super) from_earlier_run: bool,
     /// Stanzas sent since `<enable/>`.
     pub(super) outbound: u64,
     /// Highest `seq` for which an `<r/>` was already sent.
@@ -52,6 +82,89 @@ pub(super) struct SmState {
 }
 
 impl Client {
+    /// The `h` we tell the server: what we received, or what the owner confirmed handled.
+    pub(super) fn reported_handled(&self) -> u64 {
+        if self.config.confirm_handled {
+            self.sm.confirmed.min(self.sm.inbound)
+        } else {
+            self.sm.inbound
+        }
+    }
+
+    /// Where the current stream-management session stands, while stanzas are counted.
+    pub fn received_mark(&self) -> Option<ReceivedMark> {
+        if !self.sm.counting_in {
+            return None;
+        }
+        Some(ReceivedMark {
+            session: self.sm.session,
+            resume_id: self.sm.resume_id.clone(),
+            jid: self.bound_jid.clone().unwrap_or_else(|| self.bare_jid()),
+            received: self.sm.inbound,
+        })
+    }
+
+    /// With [`ClientConfig::confirm_handled`]: everything received up to `mark` is handled
+    /// (kept), so the server may forget it. An `<a/>` owed to the server goes out now.
+    pub fn confirm_handled(&mut self, mark: &ReceivedMark) {
+        if mark.session != self.sm.session {
+            return;
+        }
+        let confirmed = mark.received.min(self.sm.inbound);
+        if confirmed <= self.sm.confirmed {
+            return;
+        }
+        self.sm.confirmed = confirmed;
+    }
+
+    /// The `<a/>` owed since an `<r/>` was answered short, once the owner confirmed more: one
+    /// for however many confirmations came in meanwhile (see [`Client::poll_transmit`]).
+    pub(super) fn answer_owed_ack(&mut self) {
+        if self.sm.ack_owed
+            && self.sm.counting_in
+            && self.is_online()
+            && self.reported_handled() > self.sm.answered
+        {
+            self.send_ack_answer();
+        }
+    }
+
+    /// Asks the server to acknowledge what we sent (`<r/>`, when stream management is on):
+    /// its answer shows the XMPP stream itself is alive, whatever carries it. Returns whether
+    /// it was asked.
+    pub fn probe_liveness(&mut self) -> bool {
+        if !(self.is_online() && self.sm.counting_in && self.sm.counting_out) {
+            return false;
+        }
+        self.send_ack_request();
+        true
+    }
+
+    /// Before the first connection: resume the session an earlier run of the owner left
+    /// (killed, crashed, the power cut), so what the server queued for it while it was gone
+    /// arrives here rather than nowhere. `handled` is what that run had kept; `jid` the full
+    /// JID it had. If the server no longer has the session, a new one is bound as usual.
+    pub fn resume_after_restart(&mut self, resume_id: String, handled: u64, jid: String) {
+        if !matches!(self.phase, Phase::Disconnected) {
+            return;
+        }
+        self.sm.resume_id = Some(resume_id);
+        self.sm.inbound = handled;
+        self.sm.confirmed = handled;
+        self.sm.from_earlier_run = true;
+        if Jid::new(&jid).is_ok() {
+            self.bound_jid = Some(jid);
+        }
+    }
+
+    /// `<a h/>` with what we report handled.
+    fn send_ack_answer(&mut self) {
+        let h = self.reported_handled();
+        self.sm.ack_owed = h < self.sm.inbound;
+        self.sm.answered = h;
+        self.send_raw(Xml::ns("a", ns::SM).attr("h", &h.to_string()).build());
+    }
+
     pub(super) fn transmit_stanza(&mut self, xml: String, message: Option<(String, String)>) {
         if self.sm.counting_out {
             self.sm.outbound += 1;
@@ -106,6 +219,10 @@ impl Client {
             "enabled" => {
                 self.sm.counting_in = true;
                 self.sm.inbound = 0;
+                self.sm.confirmed = 0;
+                self.sm.ack_owed = false;
+                self.sm.answered = 0;
+                self.sm.session += 1;
                 if matches!(el.attr("resume"), Some("true" | "1")) {
                     self.sm.resume_id = el.attr("id").map(str::to_owned);
                 }
@@ -116,11 +233,7 @@ impl Client {
             }
             "r" => {
                 if self.sm.counting_in {
-                    self.send_raw(
-                        Xml::ns("a", ns::SM)
-                            .attr("h", &self.sm.inbound.to_string())
-                            .build(),
-                    );
+                    self.send_ack_answer();
                 }
             }
             "a" => match el.attr("h").and_then(|h| h.parse::<u64>().ok()) {
@@ -133,12 +246,22 @@ impl Client {
                     return;
                 }
                 if let Some(h) = el.attr("h").and_then(|h| h.parse::<u64>().ok()) {
+                    if self.sm.from_earlier_run {
+                        // What the earlier run sent is settled (or lost with it); the server
+                        // counts on from what it got, and so do we.
+                        self.sm.outbound = h;
+                        self.sm.requested_up_to = h;
+                    }
                     self.acknowledge(h);
                 }
                 self.negotiation_deadline = None;
                 self.phase = Phase::Online;
                 self.sm.counting_in = true;
                 self.sm.counting_out = true;
+                if std::mem::take(&mut self.sm.from_earlier_run) {
+                    self.take_over_earlier_session(now);
+                    return;
+                }
                 // XEP-0198 §5: resend what the server did not get, in order, then the rest.
                 let resend: Vec<String> = self.sm.unacked.iter().map(|u| u.xml.clone()).collect();
                 self.sm.requested_up_to = 0;
@@ -161,6 +284,7 @@ impl Client {
                     let unacked = std::mem::take(&mut self.sm.unacked);
                     self.sm = SmState {
                         unacked,
+                        session: self.sm.session,
                         ..SmState::default()
                     };
                     self.bind(now);

@@ -51,20 +51,20 @@ impl Client {
                     .attr("type", "unavailable")
                     .build(),
             );
-            // Ack what we received so the server does not keep the session for resumption.
+            // Ack what we handled so the server does not keep the session for resumption.
             if self.sm.counting_in {
-                self.send_raw(
-                    Xml::ns("a", ns::SM)
-                        .attr("h", &self.sm.inbound.to_string())
-                        .build(),
-                );
+                let h = self.reported_handled();
+                self.send_raw(Xml::ns("a", ns::SM).attr("h", &h.to_string()).build());
             }
         }
         if !matches!(self.phase, Phase::Disconnected | Phase::Closed) {
             self.send_raw(Xml::ns("close", ns::FRAMING).build());
         }
         self.closing = true;
-        self.sm = SmState::default();
+        self.sm = SmState {
+            session: self.sm.session,
+            ..SmState::default()
+        };
         self.phase = Phase::Closed;
     }
 
@@ -185,10 +185,15 @@ impl Client {
         let sm_offered = features.has_child("sm", ns::SM);
         self.features = Some(features);
         if sm_offered && let Some(previd) = self.sm.resume_id.clone() {
+            // The server resends everything after `h` and counts on from there.
+            let h = self.reported_handled();
+            self.sm.inbound = h;
+            self.sm.confirmed = h;
+            self.sm.answered = h;
             self.send_raw(
                 Xml::ns("resume", ns::SM)
                     .attr("previd", &previd)
-                    .attr("h", &self.sm.inbound.to_string())
+                    .attr("h", &h.to_string())
                     .build(),
             );
             self.phase = Phase::Resuming;
@@ -292,11 +297,44 @@ impl Client {
         // The old session is gone: what it did not get acked is sent again on the new one
         // (messages only; the receiver de-duplicates by id). Roster/presence/IQs are redone.
         let leftover: Vec<Unacked> = self.sm.unacked.drain(..).collect();
-        self.sm = SmState::default();
+        self.sm = SmState {
+            session: self.sm.session,
+            ..SmState::default()
+        };
         if sm_offered {
             self.send_raw(Xml::ns("enable", ns::SM).attr("resume", "true").build());
             self.sm.counting_out = true;
         }
+        self.start_session(now, jid);
+        for old in leftover {
+            if old.message.is_some() {
+                self.transmit_stanza(old.xml, old.message);
+            }
+        }
+        self.flush_pending();
+    }
+
+    /// A session resumed that an earlier run of the owner left ([`Client::resume_after_restart`]):
+    /// the server kept it, with what it queued for it, but this run has none of its state. So it
+    /// starts over on it as on a new one, after an unavailable presence: the next available
+    /// presence is then an initial one again (RFC 6121 §4.2), for which the server sends our
+    /// contacts' presence back, and it takes us out of the rooms the earlier run was in.
+    pub(super) fn take_over_earlier_session(&mut self, now: Instant) {
+        debug!("resumed the session an earlier run left; starting over on it");
+        self.transmit_stanza(
+            Xml::ns("presence", ns::CLIENT)
+                .attr("type", "unavailable")
+                .build(),
+            None,
+        );
+        let jid = self.bound_jid.clone().unwrap_or_else(|| self.bare_jid());
+        self.start_session(now, jid);
+        self.flush_pending();
+    }
+
+    /// What every session starts with: roster, carbons, what the server offers, our presence
+    /// and rooms.
+    fn start_session(&mut self, now: Instant, jid: String) {
         self.events.push_back(XmppEvent::Online {
             jid,
             resumed: false,
@@ -337,11 +375,5 @@ impl Client {
         for room in rooms {
             self.send_join(&room);
         }
-        for old in leftover {
-            if old.message.is_some() {
-                self.transmit_stanza(old.xml, old.message);
-            }
-        }
-        self.flush_pending();
     }
 }
