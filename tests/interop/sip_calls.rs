@@ -507,6 +507,94 @@ async fn the_sound_card_path_plays_and_captures() -> Result<()> {
     )
 }
 
+/// A sound card that cannot be opened (none there, taken by another program, a device that
+/// was unplugged) does not stop a call: it goes on without that device, and the person is
+/// told which one and why. Alice has no microphone, Bob no speaker: Bob's speech still reaches
+/// Alice, Alice's side sends silence, and each hears of the missing device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_goes_on_without_a_sound_card_device_and_says_which() -> Result<()> {
+    const NO_MICROPHONE: &str = "Lyrebird test: a microphone that is not there";
+    const NO_SPEAKER: &str = "Lyrebird test: a speaker that is not there";
+    let stack = sip_stack()?;
+    let dir = tempfile::tempdir()?;
+    let speech_bob = phrase_wav(dir.path(), 1)?;
+    let other = phrase_wav(dir.path(), 0)?;
+    let heard_by_alice = dir.path().join("heard-by-alice.wav");
+    let mut bob = Lyrebird::start(
+        LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())
+            .arg("--auto-answer")
+            .arg("--play")
+            .arg(speech_bob.to_string_lossy())
+            .arg("--speaker")
+            .arg(NO_SPEAKER),
+    )
+    .await?;
+    let mut alice = Lyrebird::start(
+        LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())
+            .arg("--microphone")
+            .arg(NO_MICROPHONE),
+    )
+    .await?;
+    bob.registered(SETUP).await?;
+    alice.registered(SETUP).await?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob"), "record": heard_by_alice}))
+            .await?,
+    )?;
+    let missing = |device: &'static str, name: &'static str| {
+        move |e: &Value| {
+            e["event"] == "call_device_unavailable"
+                && e["device"] == device
+                && e["reason"].as_str().is_some_and(|r| r.contains(name))
+        }
+    };
+    let told = alice
+        .seen_or_wait("no microphone", SETUP, missing("microphone", NO_MICROPHONE))
+        .await?;
+    ensure!(told["call"] == json!(call), "{told}");
+    // Events read while looking for the one above are kept, so look among them too.
+    let flowing = |call: u64| {
+        move |e: &Value| {
+            e["event"] == "call_state"
+                && e["call"] == json!(call)
+                && e["state"]["state"] == "audio_flowing"
+        }
+    };
+    alice
+        .seen_or_wait("alice's audio", SETUP, flowing(call))
+        .await?;
+    let bob_call = bob.incoming_call(SETUP).await?;
+    bob.seen_or_wait("no speaker", SETUP, missing("speaker", NO_SPEAKER))
+        .await?;
+    bob.seen_or_wait("bob's audio", SETUP, flowing(bob_call))
+        .await?;
+    tokio::time::sleep(TALK).await;
+    let bob_stats = bob
+        .command(json!({"cmd": "stats", "call": bob_call}))
+        .await?;
+    println!("bob's stats without a speaker: {bob_stats}");
+    ensure!(
+        bob_stats["stats"]["packets_received"]
+            .as_u64()
+            .is_some_and(|n| n > 100),
+        "alice's side sends (silence) without a microphone: {bob_stats}"
+    );
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
+    alice.call_state(call, "ended", SETUP).await?;
+    bob.call_state(bob_call, "ended", SETUP).await?;
+    alice.quit().await?;
+    bob.quit().await?;
+    assert_heard(
+        &heard_by_alice,
+        &speech_bob,
+        &other,
+        "alice, without a microphone",
+    )
+}
+
 /// Media relayed through TURN only (coturn): Lyrebird gathers a relay candidate with the
 /// configured credentials and the call carries speech through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -279,12 +279,18 @@ struct AudioArgs {
     /// Send silence instead of the microphone.
     #[arg(long, group = "source")]
     silence: bool,
+    /// Use this capture device (a name from `devices`) instead of the default microphone.
+    #[arg(long, value_name = "NAME", group = "source")]
+    microphone: Option<String>,
     /// Record what arrives to this WAV file (48 kHz mono) instead of the speakers.
     #[arg(long, value_name = "WAV", group = "sink")]
     record: Option<PathBuf>,
     /// Throw away what arrives.
     #[arg(long, group = "sink")]
     discard: bool,
+    /// Use this playback device (a name from `devices`) instead of the default speaker.
+    #[arg(long, value_name = "NAME", group = "sink")]
+    speaker: Option<String>,
 }
 
 impl AudioArgs {
@@ -302,14 +308,18 @@ impl AudioArgs {
         } else if self.silence {
             AudioSource::Silence
         } else {
-            AudioSource::Device { name: None }
+            AudioSource::Device {
+                name: self.microphone.clone(),
+            }
         };
         let sink = if let Some(path) = &self.record {
             AudioSink::Wav { path: path.clone() }
         } else if self.discard {
             AudioSink::Discard
         } else {
-            AudioSink::Device { name: None }
+            AudioSink::Device {
+                name: self.speaker.clone(),
+            }
         };
         CallAudio {
             source,

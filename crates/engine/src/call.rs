@@ -315,6 +315,16 @@ async fn drive(
                         .send(FromCall::MediaFailed { call, reason, peer_fault: false })
                         .await;
                 }
+                MediaEvent::DeviceUnavailable { role, reason } => {
+                    let _ = notices.send(AccountNotice::Event(
+                        EngineEvent::CallDeviceUnavailable {
+                            account,
+                            call,
+                            device: role,
+                            reason,
+                        },
+                    ));
+                }
             },
         }
     }

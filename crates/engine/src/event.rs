@@ -64,6 +64,15 @@ pub enum EngineEvent {
         /// `0-9`, `*`, `#` or `A-D`.
         digit: String,
     },
+    /// A call goes on without a sound-card device that could not be opened (none there, taken
+    /// by another program, permission denied): without the microphone the other side hears
+    /// silence; without the speaker nothing is played. Told once, when the call's media starts.
+    CallDeviceUnavailable {
+        account: AccountId,
+        call: CallId,
+        device: lyrebird_media::DeviceRole,
+        reason: String,
+    },
     /// A SIP MESSAGE (RFC 3428) arrived.
     MessageReceived {
         account: AccountId,
@@ -419,6 +428,7 @@ impl EngineEvent {
             | E::IncomingCall { account, .. }
             | E::CallState { account, .. }
             | E::DtmfReceived { account, .. }
+            | E::CallDeviceUnavailable { account, .. }
             | E::CallHold { account, .. }
             | E::CallTransfer { account, .. }
             | E::CallRecording { account, .. }

@@ -47,8 +47,8 @@ pub use ground::{
 };
 pub use history::{CallRecord, MessageRecord, SearchHit};
 pub use lyrebird_media::{
-    AudioDevices, AudioSink, AudioSource, IceServer, InputMeter, MediaConfig, MediaStats,
-    list_devices as list_audio_devices, play_test_tone,
+    AudioDevices, AudioSink, AudioSource, DeviceRole, IceServer, InputMeter, MediaConfig,
+    MediaStats, list_devices as list_audio_devices, play_test_tone,
 };
 pub use lyrebird_store::Transfer as TransferRecord;
 pub use profile::{

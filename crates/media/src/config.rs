@@ -196,6 +196,26 @@ pub enum MediaEvent {
         /// Human-readable cause.
         reason: String,
     },
+    /// A sound-card device could not be opened, so the call goes on without it: the peer
+    /// hears silence instead of the microphone, or what arrives is decoded and dropped instead
+    /// of played. Told once, at the start of the session.
+    DeviceUnavailable {
+        /// Which device.
+        role: DeviceRole,
+        /// Why, in the sound system's words.
+        reason: String,
+    },
+}
+
+/// What a sound-card device is for.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceRole {
+    /// The capture device.
+    Microphone,
+    /// The playback device.
+    Speaker,
 }
 
 /// Input and output device names, as cpal reports them.

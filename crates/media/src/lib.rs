@@ -39,8 +39,8 @@ mod session;
 pub use audio::read_wav_48k_mono;
 pub use conference::Conference;
 pub use config::{
-    AudioCodec, AudioDevices, AudioSink, AudioSource, IceServer, MediaConfig, MediaEvent,
-    MediaStats,
+    AudioCodec, AudioDevices, AudioSink, AudioSource, DeviceRole, IceServer, MediaConfig,
+    MediaEvent, MediaStats,
 };
 pub use device::{InputMeter, list_devices, play_test_tone};
 pub use error::MediaError;

@@ -18,7 +18,9 @@
 use crate::audio::{Sink, Source};
 use crate::codec::{Decoder, Encoder, FRAME_48K, rms_level};
 use crate::conference::{Conference, ConferenceLink, MemberId};
-use crate::config::{AudioCodec, AudioSink, AudioSource, MediaConfig, MediaEvent, MediaStats};
+use crate::config::{
+    AudioCodec, AudioSink, AudioSource, DeviceRole, MediaConfig, MediaEvent, MediaStats,
+};
 use crate::dtmf::{EventReceiver, EventSender, event_code};
 use crate::early_packets::{AnsweringRuntime, EarlyPackets};
 use crate::error::MediaError;
@@ -361,8 +363,33 @@ impl MediaSession {
         source: AudioSource,
         sink: AudioSink,
     ) -> Result<Self, MediaError> {
-        let source = Source::open(&source).await?;
-        let sink = Sink::open(&sink).await?;
+        // A missing or busy sound card does not stop the call: it goes on without that
+        // device, and the owner hears why (`MediaEvent::DeviceUnavailable`).
+        let mut unavailable = Vec::new();
+        let source = match Source::open(&source).await {
+            Ok(source) => source,
+            Err(MediaError::AudioDevice(reason)) => {
+                warn!(%reason, "no microphone; sending silence");
+                unavailable.push(MediaEvent::DeviceUnavailable {
+                    role: DeviceRole::Microphone,
+                    reason,
+                });
+                Source::Silence
+            }
+            Err(e) => return Err(e),
+        };
+        let sink = match Sink::open(&sink).await {
+            Ok(sink) => sink,
+            Err(MediaError::AudioDevice(reason)) => {
+                warn!(%reason, "no speaker; what arrives is not played");
+                unavailable.push(MediaEvent::DeviceUnavailable {
+                    role: DeviceRole::Speaker,
+                    reason,
+                });
+                Sink::Discard
+            }
+            Err(e) => return Err(e),
+        };
         let music = match &config.music_on_hold {
             Some(path) => {
                 let music = AudioSource::Wav {
@@ -453,6 +480,10 @@ impl MediaSession {
         };
 
         let (events_tx, events_rx) = mpsc::channel(32);
+        for event in unavailable {
+            // The channel is new and has room for these two.
+            let _ = events_tx.try_send(event);
+        }
         let (rtp_tx, rtp_rx) = mpsc::channel(RTP_QUEUE);
         let (connected_tx, connected_rx) = watch::channel(false);
         let gathering_complete = Arc::new(watch::channel(false).0);

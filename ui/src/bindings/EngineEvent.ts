@@ -4,6 +4,7 @@ import type { AccountState } from "./AccountState";
 import type { CallId } from "./CallId";
 import type { CallState } from "./CallState";
 import type { ChatOrigin } from "./ChatOrigin";
+import type { DeviceRole } from "./DeviceRole";
 import type { MessageId } from "./MessageId";
 import type { TransferId } from "./TransferId";
 import type { TransferState } from "./TransferState";
@@ -12,7 +13,7 @@ export type EngineEvent = { "event": "account_state", account: AccountId, state:
 /**
  * `0-9`, `*`, `#` or `A-D`.
  */
-digit: string, } | { "event": "message_received", account: AccountId, from: string, content_type: string, body: string, } | { "event": "message_delivered", account: AccountId, message: MessageId, } | { "event": "message_failed", account: AccountId, message: MessageId, status: number, reason: string, } | { "event": "transfer_offered", account: AccountId, transfer: TransferId, from: string, display_name: string | null, 
+digit: string, } | { "event": "call_device_unavailable", account: AccountId, call: CallId, device: DeviceRole, reason: string, } | { "event": "message_received", account: AccountId, from: string, content_type: string, body: string, } | { "event": "message_delivered", account: AccountId, message: MessageId, } | { "event": "message_failed", account: AccountId, message: MessageId, status: number, reason: string, } | { "event": "transfer_offered", account: AccountId, transfer: TransferId, from: string, display_name: string | null, 
 /**
  * As offered: untrusted; the saved file gets a safe name.
  */

@@ -16,6 +16,7 @@ export type { ContactEntry } from "./ContactEntry";
 export type { ConversationKind } from "./ConversationKind";
 export type { ConversationSummary } from "./ConversationSummary";
 export type { DeliveryState } from "./DeliveryState";
+export type { DeviceRole } from "./DeviceRole";
 export type { Direction } from "./Direction";
 export type { DtmfMethod } from "./DtmfMethod";
 export type { EngineError } from "./EngineError";

@@ -336,6 +336,20 @@ describe("several calls", () => {
     expect(attrs(body, "call-record")[0]).toContain('aria-label="Stop recording the call with Carol"');
   });
 
+  it("says which sound-card device a call goes on without", () => {
+    let s = S.applyEvent(twoCalls(), { event: "call_device_unavailable", account: 1, call: 2, device: "microphone", reason: "no input device (default)" }, NOW);
+    app.state = s;
+    let { body } = render(App);
+    expect(textOf(body, "call-no-microphone")).toContain("No microphone: Carol hears silence.");
+    expect(textOf(body, "call-no-microphone")).toContain("(no input device (default))");
+    expect(attrs(body, "call-no-speaker")).toEqual([]);
+    s = S.applyEvent(s, { event: "call_device_unavailable", account: 1, call: 2, device: "speaker", reason: "<b>busy</b>" }, NOW);
+    app.state = s;
+    ({ body } = render(App));
+    expect(textOf(body, "call-no-speaker")).toContain("No speaker: you cannot hear Carol.");
+    expect(body).not.toContain("<b>busy</b>");
+  });
+
   it("sums up an ended call for a few seconds, then folds it into history", () => {
     let s = S.applyEvent(inCallWithBob(), { event: "call_state", account: 1, call: 1, state: { state: "ended", reason: "remote_hangup", status: null } }, NOW);
     app.state = s;

@@ -252,6 +252,20 @@ describe("hold, keys, transfers, recording and conference", () => {
     expect(s.calls["5"]?.recording).toBeNull();
   });
 
+  it("keeps which sound-card device a call goes on without, and why", () => {
+    const missing = (device: "microphone" | "speaker", reason: string): EngineEvent => ({
+      event: "call_device_unavailable",
+      account: 1,
+      call: 5,
+      device,
+      reason,
+    });
+    let s = S.applyEvent(inCall(), missing("microphone", "no input device (default)"), T0);
+    expect(s.calls["5"]).toMatchObject({ noMicrophone: "no input device (default)", noSpeaker: null });
+    s = S.applyEvent(s, missing("speaker", "device busy"), T0);
+    expect(s.calls["5"]).toMatchObject({ noMicrophone: "no input device (default)", noSpeaker: "device busy" });
+  });
+
   it("knows which calls are mixed in a conference, and forgets ended ones", () => {
     let s = inCall();
     s = S.callStarted(s, 1, 6, "sip:carol@lyrebird.test", T0 + 1);
@@ -292,6 +306,7 @@ describe("hold, keys, transfers, recording and conference", () => {
       { event: "call_hold", account: 1, call: 77, local: true, remote: false },
       { event: "dtmf_received", account: 1, call: 77, digit: "1" },
       { event: "call_recording", account: 1, call: 77, path: "/x" },
+      { event: "call_device_unavailable", account: 1, call: 77, device: "speaker", reason: "gone" },
       { event: "call_transfer", account: 1, call: 77, status: 200, reason: "OK", final: true },
     ];
     expect(S.applyEvents(s, events, T0)).toEqual(s);

@@ -39,6 +39,11 @@ export interface CallView {
   transfer: CallTransferProgress | null;
   /** The file the call is being recorded into, while it is. */
   recording: string | null;
+  /** The call goes on without this sound-card device, for this reason (see the engine's
+   * `call_device_unavailable`): no microphone, the other side hears silence; no speaker,
+   * nothing is played. */
+  noMicrophone: string | null;
+  noSpeaker: string | null;
 }
 
 export interface HistoryCall {
@@ -131,6 +136,8 @@ function newCall(
     dtmfReceived: "",
     transfer: null,
     recording: null,
+    noMicrophone: null,
+    noSpeaker: null,
   };
 }
 
@@ -438,6 +445,14 @@ export function reduceCalls<S extends CallsState>(state: S, ev: EngineEvent, fol
         fold.say(`Could not transfer the call with ${fold.nameOf(c.peer, c.displayName)}: ${line}.`);
       }
       return setCall(state, { ...c, transfer });
+    }
+    case "call_device_unavailable": {
+      const c = state.calls[idKey(ev.call)];
+      if (!c || c.status === "ended") return state;
+      return setCall(
+        state,
+        ev.device === "microphone" ? { ...c, noMicrophone: ev.reason } : { ...c, noSpeaker: ev.reason },
+      );
     }
     case "call_recording": {
       const c = state.calls[idKey(ev.call)];
