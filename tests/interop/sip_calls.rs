@@ -525,6 +525,7 @@ async fn a_call_goes_on_without_a_sound_card_device_and_says_which() -> Result<(
             .arg("--auto-answer")
             .arg("--play")
             .arg(speech_bob.to_string_lossy())
+            .arg("--loop-play")
             .arg("--speaker")
             .arg(NO_SPEAKER),
     )
@@ -569,7 +570,9 @@ async fn a_call_goes_on_without_a_sound_card_device_and_says_which() -> Result<(
         .await?;
     bob.seen_or_wait("bob's audio", SETUP, flowing(bob_call))
         .await?;
-    tokio::time::sleep(TALK).await;
+    // Bob's phrase loops: long enough for it to be heard whole twice, since this test starts
+    // while the binary's other tests start their servers and browsers.
+    tokio::time::sleep(TALK + Duration::from_secs(5)).await;
     let bob_stats = bob
         .command(json!({"cmd": "stats", "call": bob_call}))
         .await?;
@@ -593,6 +596,56 @@ async fn a_call_goes_on_without_a_sound_card_device_and_says_which() -> Result<(
         &other,
         "alice, without a microphone",
     )
+}
+
+/// A peer that vanishes mid-call (its process killed: no BYE, no ICE, nothing) ends the call
+/// within 30 s (ICE consent freshness, RFC 7675) with a reason that says so, and history records
+/// it as failed, not as a hang-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_peer_vanishes_ends_and_says_why() -> Result<()> {
+    let stack = sip_stack()?;
+    let dir = tempfile::tempdir()?;
+    let speech = phrase_wav(dir.path(), 1)?;
+    let mut bob = Lyrebird::start(
+        LyrebirdOptions::on_kamailio(&stack, "bob", dir.path())
+            .arg("--auto-answer")
+            .arg("--play")
+            .arg(speech.to_string_lossy())
+            .arg("--loop-play")
+            .arg("--discard"),
+    )
+    .await?;
+    let mut alice =
+        Lyrebird::start(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path())).await?;
+    bob.registered(SETUP).await?;
+    alice.registered(SETUP).await?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob"), "record": dir.path().join("heard.wav")}))
+            .await?,
+    )?;
+    alice.call_state(call, "audio_flowing", SETUP).await?;
+    bob.kill().await;
+    let killed = std::time::Instant::now();
+    let ended = alice
+        .call_state(call, "ended", Duration::from_secs(45))
+        .await?;
+    println!(
+        "the call ended {:.1} s after the peer vanished: {ended}",
+        killed.elapsed().as_secs_f64()
+    );
+    let reason = ended["state"]["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("stopped answering"),
+        "the reason does not say the other side vanished: {ended}"
+    );
+    alice.quit().await?;
+    let calls = history_calls(&dir.path().join("alice.sqlite3")).await?;
+    ensure!(
+        calls.len() == 1 && calls[0]["end_reason"] == "failed",
+        "alice's history: {calls:?}"
+    );
+    Ok(())
 }
 
 /// Media relayed through TURN only (coturn): Lyrebird gathers a relay candidate with the

@@ -69,6 +69,12 @@ const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 /// Checks per candidate pair before it fails: ≈2 s at `ICE_CHECK_INTERVAL`, patience enough
 /// for a slow TURN path.
 const ICE_CHECK_ATTEMPTS: u16 = 100;
+/// ICE consent freshness (RFC 7675): with nothing heard from the peer for this long the
+/// connection counts as interrupted (it may come back, e.g. after a network change)...
+const CONSENT_DISCONNECTED_AFTER: Duration = Duration::from_secs(5);
+/// ...and after this much more it is lost for good and the call ends: 25 s in all, inside the
+/// 30 s after which RFC 7675 §5.1 says consent has expired, with room for the check interval.
+const CONSENT_FAILED_AFTER: Duration = Duration::from_secs(20);
 /// How long after the peer's description the media connection may take before the call is
 /// reported failed. Checks give up after ≈2 s per pair, so this is patience for a slow TURN
 /// path — and the bound for a DTLS handshake that never completes: a certificate that does not
@@ -259,12 +265,18 @@ impl PeerConnectionEventHandler for Handler {
             }
             RTCPeerConnectionState::Disconnected => Some(MediaEvent::Disconnected),
             RTCPeerConnectionState::Failed => {
-                self.connected.send_replace(false);
-                Some(MediaEvent::Failed {
-                    reason: MediaError::IceFailed(
-                        "no working candidate pair, or DTLS failed (RFC 8445 §8.1)".into(),
+                let was_connected = self.connected.send_replace(false);
+                let why = if was_connected {
+                    format!(
+                        "the other side stopped answering: nothing heard from it for {} s \
+                         (ICE consent, RFC 7675)",
+                        (CONSENT_DISCONNECTED_AFTER + CONSENT_FAILED_AFTER).as_secs()
                     )
-                    .to_string(),
+                } else {
+                    "no working candidate pair, or DTLS failed (RFC 8445 §8.1)".into()
+                };
+                Some(MediaEvent::Failed {
+                    reason: MediaError::IceFailed(why).to_string(),
                 })
             }
             RTCPeerConnectionState::Closed => {
@@ -446,7 +458,12 @@ impl MediaSession {
         // The crate's default pacing of 200 ms puts whole extra check rounds into post-dial
         // delay; see ICE_CHECK_INTERVAL.
         settings = settings
-            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECK_ATTEMPTS));
+            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECK_ATTEMPTS))
+            .with_ice_timeouts(
+                Some(CONSENT_DISCONNECTED_AFTER),
+                Some(CONSENT_FAILED_AFTER),
+                None,
+            );
         if config.bind_addrs.iter().any(IpAddr::is_loopback) {
             settings = settings.with_include_loopback_candidate(true);
         }

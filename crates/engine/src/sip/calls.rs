@@ -876,7 +876,14 @@ impl Calls {
                     }
                     (_, true) => {
                         let _ = sig.send(SessionId::Call(call), Signal::End { reason: None });
-                        CallEnding::from_sip(&sip::EndReason::LocalHangup, entry.answered)
+                        // Nobody hung up: the media died (the peer vanished, the network went),
+                        // and history says so rather than "hung up".
+                        let what = if entry.answered {
+                            "media connection lost"
+                        } else {
+                            "media failed"
+                        };
+                        CallEnding::local(format!("{what}: {reason}"), CallEndReason::Failed)
                     }
                     (_, false) => {
                         CallEnding::local(format!("media failed: {reason}"), CallEndReason::Failed)
