@@ -13,7 +13,7 @@ use testkit::audio::similarity;
 use testkit::browser::{BrowserPeer, BrowserPeerOptions};
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions, run_cli};
 use testkit::speech::phrase_wav;
-use testkit::stack::{Stack, StackOptions};
+use testkit::stack::{Stack, StackOptions, TurnAuth};
 
 const SETUP: Duration = Duration::from_secs(20);
 /// How long a call is held so several seconds of speech cross it.
@@ -649,11 +649,23 @@ async fn a_call_whose_peer_vanishes_ends_and_says_why() -> Result<()> {
 }
 
 /// Media relayed through TURN only (coturn): Lyrebird gathers a relay candidate with the
-/// configured credentials and the call carries speech through it.
+/// configured long-term credentials and the call carries speech through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_through_a_turn_relay_only() -> Result<()> {
+    call_through_turn(TurnAuth::LongTerm).await
+}
+
+/// The same with time-limited credentials each side derives from the secret it shares with
+/// coturn (the TURN REST API, coturn's `use-auth-secret`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_a_turn_relay_with_time_limited_credentials() -> Result<()> {
+    call_through_turn(TurnAuth::SharedSecret).await
+}
+
+async fn call_through_turn(auth: TurnAuth) -> Result<()> {
     let stack = Stack::start(StackOptions {
         prosody: false,
+        turn_auth: auth,
         ..StackOptions::default()
     })?;
     let dir = tempfile::tempdir()?;
@@ -661,31 +673,45 @@ async fn a_call_through_a_turn_relay_only() -> Result<()> {
     let other = phrase_wav(dir.path(), 1)?;
     let heard = dir.path().join("heard-via-turn.wav");
     let coturn = stack.coturn();
-    let relay = |options: LyrebirdOptions| {
-        options
+    let relay = |options: LyrebirdOptions, user: &str| {
+        let options = options
             .arg("--ice-server")
             .arg(coturn.turn_url())
-            .arg("--turn-user")
-            .arg(coturn.username())
-            .arg("--turn-password-env")
-            .arg("LYREBIRD_TEST_TURN_PASSWORD")
-            .arg("--relay-only")
+            .arg("--relay-only");
+        match coturn.shared_secret() {
+            Some(secret) => options
+                .arg("--turn-user")
+                .arg(user)
+                .arg("--turn-secret-env")
+                .arg("LYREBIRD_TEST_TURN_SECRET")
+                .env("LYREBIRD_TEST_TURN_SECRET", secret),
+            None => options
+                .arg("--turn-user")
+                .arg(coturn.username())
+                .arg("--turn-password-env")
+                .arg("LYREBIRD_TEST_TURN_PASSWORD")
+                .env("LYREBIRD_TEST_TURN_PASSWORD", coturn.password()),
+        }
     };
     let mut bob = Lyrebird::start(
-        relay(LyrebirdOptions::on_kamailio(&stack, "bob", dir.path()))
-            .arg("--auto-answer")
-            .arg("--play")
-            .arg(speech.to_string_lossy())
-            .arg("--discard")
-            .env("LYREBIRD_TEST_TURN_PASSWORD", coturn.password()),
+        relay(
+            LyrebirdOptions::on_kamailio(&stack, "bob", dir.path()),
+            "bob",
+        )
+        .arg("--auto-answer")
+        .arg("--play")
+        .arg(speech.to_string_lossy())
+        .arg("--discard"),
     )
     .await?;
     let mut alice = Lyrebird::start(
-        relay(LyrebirdOptions::on_kamailio(&stack, "alice", dir.path()))
-            .arg("--silence")
-            .arg("--record")
-            .arg(heard.to_string_lossy())
-            .env("LYREBIRD_TEST_TURN_PASSWORD", coturn.password()),
+        relay(
+            LyrebirdOptions::on_kamailio(&stack, "alice", dir.path()),
+            "alice",
+        )
+        .arg("--silence")
+        .arg("--record")
+        .arg(heard.to_string_lossy()),
     )
     .await?;
     bob.registered(SETUP).await?;
@@ -719,5 +745,19 @@ async fn a_call_through_a_turn_relay_only() -> Result<()> {
             .any(|l| l.contains("CHANNEL_BIND processed, success") || l.contains("SEND processed")),
         "no media relayed by coturn:\n{turn_log}"
     );
+    if auth == TurnAuth::SharedSecret {
+        // The allocations were made under derived names, `<expiry>:<user>`.
+        ensure!(
+            turn_log
+                .lines()
+                .any(|l| l.contains("ALLOCATE processed, success")
+                    && l.split("user <")
+                        .nth(1)
+                        .and_then(|rest| rest.split_once(':'))
+                        .is_some_and(|(expiry, user)| expiry.parse::<u64>().is_ok()
+                            && user.starts_with("alice>"))),
+            "no allocation under a time-limited user name for alice:\n{turn_log}"
+        );
+    }
     assert_heard(&heard, &speech, &other, "alice (through TURN)")
 }

@@ -57,6 +57,8 @@ const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 const DOMAIN: &str = "localhost";
 const TURN_USER: &str = "lyrebird";
 const TURN_PASSWORD: &str = "lyrebird-turn-secret";
+/// The secret shared with coturn in [`TurnAuth::SharedSecret`] mode.
+const TURN_SHARED_SECRET: &str = "lyrebird-turn-shared-secret";
 /// Relay windows live above the Linux ephemeral port range (32768-60999).
 const RELAY_WINDOW_BASE: u16 = 61_000;
 const RELAY_WINDOW_SIZE: u16 = 100;
@@ -124,6 +126,18 @@ pub struct StackOptions {
     pub users: Vec<(String, String)>,
     /// `None`: free ports chosen per instance (tests). `Some`: exactly these (demo).
     pub ports: Option<FixedPorts>,
+    /// How coturn authenticates (it takes one scheme or the other, not both).
+    pub turn_auth: TurnAuth,
+}
+
+/// coturn's authentication scheme.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TurnAuth {
+    /// The long-term credential mechanism (RFC 8489 §9.2) with one static user.
+    #[default]
+    LongTerm,
+    /// Time-limited credentials from a shared secret (the TURN REST API, `use-auth-secret`).
+    SharedSecret,
 }
 
 impl StackOptions {
@@ -171,6 +185,7 @@ impl Default for StackOptions {
                 .map(|user| ((*user).to_owned(), format!("{user}-secret")))
                 .collect(),
             ports: None,
+            turn_auth: TurnAuth::LongTerm,
         }
     }
 }
@@ -254,7 +269,10 @@ impl Stack {
             kamailio.spawn()?;
         }
         if options.coturn {
-            stack.coturn.insert(Coturn::new(&root, fixed)?).spawn()?;
+            stack
+                .coturn
+                .insert(Coturn::new(&root, fixed, options.turn_auth)?)
+                .spawn()?;
         }
         if options.prosody {
             let prosody = stack.prosody.insert(Prosody::new(&root, fixed)?);
@@ -1205,6 +1223,7 @@ fn database_dir() -> Result<Option<tempfile::TempDir>> {
 /// coturn 4.6: STUN/TURN on 127.0.0.1 (UDP and TCP), long-term credentials, loopback
 /// peers allowed.
 pub struct Coturn {
+    auth: TurnAuth,
     port: PortLease,
     relay_window: PortLease,
     relay_max: u16,
@@ -1212,7 +1231,7 @@ pub struct Coturn {
 }
 
 impl Coturn {
-    fn new(root: &Path, fixed: Option<&FixedPorts>) -> Result<Coturn> {
+    fn new(root: &Path, fixed: Option<&FixedPorts>, auth: TurnAuth) -> Result<Coturn> {
         let dir = root.join("coturn");
         fs::create_dir_all(&dir).context("creating the coturn directory")?;
         let port = lease(fixed.map(|f| f.coturn))?;
@@ -1228,8 +1247,17 @@ impl Coturn {
                 ("@TURN_PORT@", &port.port.to_string()),
                 ("@RELAY_MIN@", &relay_window.port.to_string()),
                 ("@RELAY_MAX@", &relay_max.to_string()),
-                ("@TURN_USER@", TURN_USER),
-                ("@TURN_PASSWORD@", TURN_PASSWORD),
+                (
+                    "@TURN_AUTH@",
+                    &match auth {
+                        TurnAuth::LongTerm => {
+                            format!("lt-cred-mech\nuser={TURN_USER}:{TURN_PASSWORD}")
+                        }
+                        TurnAuth::SharedSecret => {
+                            format!("use-auth-secret\nstatic-auth-secret={TURN_SHARED_SECRET}")
+                        }
+                    },
+                ),
                 ("@DOMAIN@", DOMAIN),
             ],
         )?;
@@ -1246,6 +1274,7 @@ impl Coturn {
         // coturn writes its real log to turnserver.log; its stdout/stderr go here.
         let process = ServerProcess::new("coturn", command, dir.join("turnserver.out"));
         Ok(Coturn {
+            auth,
             port,
             relay_window,
             relay_max,
@@ -1295,6 +1324,11 @@ impl Coturn {
 
     pub fn password(&self) -> &str {
         TURN_PASSWORD
+    }
+
+    /// The secret shared with this instance, when it runs [`TurnAuth::SharedSecret`].
+    pub fn shared_secret(&self) -> Option<&str> {
+        (self.auth == TurnAuth::SharedSecret).then_some(TURN_SHARED_SECRET)
     }
 
     pub fn realm(&self) -> &str {

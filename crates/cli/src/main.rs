@@ -245,8 +245,13 @@ struct MediaArgs {
     #[arg(long)]
     turn_user: Option<String>,
     /// Environment variable holding the TURN password.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", conflicts_with = "turn_secret_env")]
     turn_password_env: Option<String>,
+    /// Environment variable holding a secret shared with the TURN server (coturn
+    /// `static-auth-secret`): each call derives time-limited credentials from it, with
+    /// --turn-user as the user part.
+    #[arg(long, value_name = "VAR")]
+    turn_secret_env: Option<String>,
     /// Only use TURN relays for media (hides your addresses from the peer).
     #[arg(long)]
     relay_only: bool,
@@ -407,12 +412,15 @@ fn account_config(args: &AccountArgs) -> Result<SipAccountConfig> {
 }
 
 fn media_config(args: &MediaArgs) -> Result<MediaConfig> {
-    let credential = match &args.turn_password_env {
-        Some(var) => Some(
-            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?,
-        ),
-        None => None,
+    let from_env = |var: &Option<String>| -> Result<Option<String>> {
+        var.as_ref()
+            .map(|var| {
+                std::env::var(var).with_context(|| format!("environment variable {var} is not set"))
+            })
+            .transpose()
     };
+    let credential = from_env(&args.turn_password_env)?;
+    let shared_secret = from_env(&args.turn_secret_env)?;
     let ice_servers = args
         .ice_servers
         .iter()
@@ -420,6 +428,7 @@ fn media_config(args: &MediaArgs) -> Result<MediaConfig> {
             urls: vec![url.clone()],
             username: args.turn_user.clone(),
             credential: credential.clone(),
+            shared_secret: shared_secret.clone(),
         })
         .collect();
     let config = MediaConfig {

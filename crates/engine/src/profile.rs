@@ -81,6 +81,11 @@ pub struct TurnSettings {
     pub username: Option<String>,
     #[serde(default)]
     pub credential: Option<String>,
+    /// `credential` is a secret shared with the TURN server, from which each call derives
+    /// time-limited credentials (the TURN REST API, coturn's `use-auth-secret`), rather than
+    /// a password.
+    #[serde(default)]
+    pub shared_secret: bool,
 }
 
 /// An XMPP account's settings.
@@ -269,7 +274,8 @@ impl AccountSettings {
                     vec![IceServer {
                         urls: vec![turn.url.clone()],
                         username: non_empty(&turn.username),
-                        credential: non_empty(&turn.credential),
+                        credential: non_empty(&turn.credential).filter(|_| !turn.shared_secret),
+                        shared_secret: non_empty(&turn.credential).filter(|_| turn.shared_secret),
                     }]
                 });
                 if probe {
@@ -635,6 +641,35 @@ mod tests {
             xmpp("bob@example.com").keyring_entry(),
             "xmpp:bob@example.com"
         );
+    }
+
+    #[test]
+    fn a_turn_secret_becomes_time_limited_credentials_not_a_password() {
+        let with_turn = |shared_secret: bool| {
+            let AccountSettings::Sip(mut settings) = sip("alice@example.com", "wss://x/ws") else {
+                unreachable!("sip() builds SIP settings");
+            };
+            settings.turn = Some(TurnSettings {
+                url: "turn:turn.example.com:3478".into(),
+                username: Some("alice".into()),
+                credential: Some("s3cret".into()),
+                shared_secret,
+            });
+            match AccountSettings::Sip(settings).to_config(
+                Password::new("p"),
+                Path::new("/tmp"),
+                false,
+            ) {
+                AccountConfig::Sip(config) => config.ice_servers.unwrap_or_default(),
+                AccountConfig::Xmpp(_) => Vec::new(),
+            }
+        };
+        let secret = with_turn(true);
+        assert_eq!(secret[0].shared_secret.as_deref(), Some("s3cret"));
+        assert_eq!(secret[0].credential, None);
+        let password = with_turn(false);
+        assert_eq!(password[0].credential.as_deref(), Some("s3cret"));
+        assert_eq!(password[0].shared_secret, None);
     }
 
     #[test]

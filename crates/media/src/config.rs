@@ -56,6 +56,12 @@ pub struct IceServer {
     pub username: Option<String>,
     /// TURN long-term credential password.
     pub credential: Option<String>,
+    /// Time-limited credentials instead of a fixed password: the secret shared with the TURN
+    /// server (coturn's `static-auth-secret`; the scheme Kamailio's `auth_ephemeral` uses).
+    /// Each session derives its own user name and password from it (`turn_rest.rs`), with
+    /// `username` as the user part.
+    #[serde(default)]
+    pub shared_secret: Option<String>,
 }
 
 /// An audio codec this crate can encode and decode.

@@ -35,6 +35,7 @@ mod media_thread;
 pub mod resample;
 pub mod sdp;
 mod session;
+mod turn_rest;
 
 pub use audio::read_wav_48k_mono;
 pub use conference::Conference;

@@ -471,10 +471,19 @@ impl MediaSession {
         let ice_servers = config
             .ice_servers
             .iter()
-            .map(|server| RTCIceServer {
-                urls: server.urls.clone(),
-                username: server.username.clone().unwrap_or_default(),
-                credential: server.credential.clone().unwrap_or_default(),
+            .map(|server| {
+                let user = server.username.clone().unwrap_or_default();
+                let (username, credential) = match &server.shared_secret {
+                    Some(secret) => {
+                        crate::turn_rest::credentials(secret, &user, std::time::SystemTime::now())
+                    }
+                    None => (user, server.credential.clone().unwrap_or_default()),
+                };
+                RTCIceServer {
+                    urls: server.urls.clone(),
+                    username,
+                    credential,
+                }
             })
             .collect();
         let mut rtc_config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers);

@@ -7,4 +7,10 @@ export type TurnSettings = {
 /**
  * `turn:host:port` or `turns:host:port`.
  */
-url: string, username: string | null, credential: string | null, };
+url: string, username: string | null, credential: string | null, 
+/**
+ * `credential` is a secret shared with the TURN server, from which each call derives
+ * time-limited credentials (the TURN REST API, coturn's `use-auth-secret`), rather than
+ * a password.
+ */
+shared_secret: boolean, };

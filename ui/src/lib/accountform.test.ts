@@ -21,7 +21,7 @@ describe("account form", () => {
       display_name: "Alice",
       auth_username: null,
       outbound_proxy: null,
-      turn: { url: "turn:127.0.0.1:3478", username: "u", credential: "c" },
+      turn: { url: "turn:127.0.0.1:3478", username: "u", credential: "c", shared_secret: false },
       msrp_relay_ws_url: null,
       msrp_relay_uri: null,
       trusted_certificate: null,
@@ -29,6 +29,9 @@ describe("account form", () => {
       call_waiting: true,
     });
     expect(toSettings({ ...f, callWaiting: false })).toMatchObject({ call_waiting: false });
+    const rest = { ...f, turnSharedSecret: true };
+    expect(toSettings(rest)).toMatchObject({ turn: { credential: "c", shared_secret: true } });
+    expect(fromSettings(toSettings(rest)).turnSharedSecret).toBe(true);
     const pinned = { ...f, trustedCertificate: " /home/alice/server.pem " };
     expect(toSettings(pinned)).toMatchObject({ trusted_certificate: "/home/alice/server.pem" });
     expect(fromSettings(toSettings(pinned)).trustedCertificate).toBe("/home/alice/server.pem");

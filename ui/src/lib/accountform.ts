@@ -14,6 +14,8 @@ export interface AccountFields {
   turnUrl: string;
   turnUsername: string;
   turnCredential: string;
+  /** The TURN password is a secret shared with the server (time-limited credentials). */
+  turnSharedSecret: boolean;
   msrpRelayWsUrl: string;
   msrpRelayUri: string;
   /** How key presses are sent in calls. */
@@ -37,6 +39,7 @@ export function emptyFields(kind: "sip" | "xmpp" = "sip"): AccountFields {
     turnUrl: "",
     turnUsername: "",
     turnCredential: "",
+    turnSharedSecret: false,
     msrpRelayWsUrl: "",
     msrpRelayUri: "",
     dtmf: "rfc4733",
@@ -103,7 +106,12 @@ export function toSettings(f: AccountFields): AccountSettings {
     auth_username: opt(f.authUsername),
     outbound_proxy: opt(f.outboundProxy),
     turn: turnUrl
-      ? { url: turnUrl, username: opt(f.turnUsername), credential: opt(f.turnCredential) }
+      ? {
+          url: turnUrl,
+          username: opt(f.turnUsername),
+          credential: opt(f.turnCredential),
+          shared_secret: f.turnSharedSecret,
+        }
       : null,
     msrp_relay_ws_url: opt(f.msrpRelayWsUrl),
     msrp_relay_uri: opt(f.msrpRelayUri),
@@ -133,6 +141,7 @@ export function fromSettings(s: AccountSettings): AccountFields {
     turnUrl: s.turn?.url ?? "",
     turnUsername: s.turn?.username ?? "",
     turnCredential: s.turn?.credential ?? "",
+    turnSharedSecret: s.turn?.shared_secret ?? false,
     msrpRelayWsUrl: s.msrp_relay_ws_url ?? "",
     msrpRelayUri: s.msrp_relay_uri ?? "",
     dtmf: s.dtmf,
