@@ -36,7 +36,22 @@ async fn main() -> Result<()> {
 
     let lyrebird_to_browser = lyrebird_to_browser(&stack, dir.path(), rounds).await?;
     let reference = browser_to_browser_setup(&stack, rounds).await?;
-    let lyrebird_to_lyrebird = lyrebird_to_lyrebird(&stack, dir.path(), rounds).await?;
+    let between_lyrebirds = lyrebird_to_lyrebird(&stack, dir.path(), rounds, &[]).await?;
+    // A STUN or TURN server that never answers (a UDP socket nobody reads): what it adds to
+    // the post-dial delay while gathering waits for it.
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let dead = black_hole.local_addr()?;
+    let dead_stun = ["--ice-server".to_owned(), format!("stun:{dead}")];
+    let with_dead_stun = lyrebird_to_lyrebird(&stack, dir.path(), rounds, &dead_stun).await?;
+    let dead_turn = [
+        "--ice-server".to_owned(),
+        format!("turn:{dead}?transport=udp"),
+        "--turn-user".to_owned(),
+        "nobody".to_owned(),
+        "--turn-password-env".to_owned(),
+        "LYREBIRD_BENCH_TURN_PASSWORD".to_owned(),
+    ];
+    let with_dead_turn = lyrebird_to_lyrebird(&stack, dir.path(), rounds, &dead_turn).await?;
 
     let reference_both: Vec<f64> = reference.iter().map(|t| t.dial_to_both_ms).collect();
     println!("| dial → first audio received on both sides | |");
@@ -51,7 +66,15 @@ async fn main() -> Result<()> {
     );
     println!(
         "| Lyrebird → Lyrebird | {} |",
-        summarize(&lyrebird_to_lyrebird)
+        summarize(&between_lyrebirds)
+    );
+    println!(
+        "| Lyrebird → Lyrebird, a STUN server that does not answer | {} |",
+        summarize(&with_dead_stun)
+    );
+    println!(
+        "| Lyrebird → Lyrebird, a TURN server that does not answer | {} |",
+        summarize(&with_dead_turn)
     );
     let reference_offer: Vec<f64> = reference.iter().map(|t| t.dial_to_offer_ms).collect();
     println!(
@@ -142,23 +165,35 @@ async fn lyrebird_to_browser(stack: &Stack, dir: &Path, rounds: usize) -> Result
     Ok(figures)
 }
 
-async fn lyrebird_to_lyrebird(stack: &Stack, dir: &Path, rounds: usize) -> Result<Vec<f64>> {
+/// Calls between two Lyrebirds started with `extra` arguments each.
+async fn lyrebird_to_lyrebird(
+    stack: &Stack,
+    dir: &Path,
+    rounds: usize,
+    extra: &[String],
+) -> Result<Vec<f64>> {
     let speech = phrase_wav(dir, 2)?;
     let play = speech.to_string_lossy().into_owned();
-    let mut bob = Lyrebird::start(
+    let with_extra = |mut options: LyrebirdOptions| {
+        for arg in extra {
+            options = options.arg(arg);
+        }
+        options.env("LYREBIRD_BENCH_TURN_PASSWORD", "nothing-to-guard")
+    };
+    let mut bob = Lyrebird::start(with_extra(
         options(stack, "bob", dir)
             .arg("--auto-answer")
             .arg("--play")
             .arg(&play)
             .arg("--discard"),
-    )
+    ))
     .await?;
-    let mut alice = Lyrebird::start(
+    let mut alice = Lyrebird::start(with_extra(
         options(stack, "carol", dir)
             .arg("--play")
             .arg(&play)
             .arg("--discard"),
-    )
+    ))
     .await?;
     bob.registered(STEP).await?;
     alice.registered(STEP).await?;

@@ -53,9 +53,9 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceConnectionState, RTCIceGatheringState, RTCIceServer,
-    RTCIceTransportPolicy, RTCPeerConnectionState, RTCSessionDescription, Registry,
-    SettingEngineBuilder, configure_rtcp_reports,
+    RTCConfigurationBuilder, RTCIceCandidateType, RTCIceConnectionState, RTCIceGatheringState,
+    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, SettingEngineBuilder, configure_rtcp_reports,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -69,6 +69,13 @@ const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 /// Checks per candidate pair before it fails: ≈2 s at `ICE_CHECK_INTERVAL`, patience enough
 /// for a slow TURN path.
 const ICE_CHECK_ATTEMPTS: u16 = 100;
+/// How long ICE gathering waits for STUN and TURN servers when none has answered yet: a server
+/// that is down or unreachable then costs this much post-dial delay, not the whole
+/// `MediaConfig::gathering_timeout` (which each side of a call would pay, offer and answer).
+/// Once a server has answered, gathering waits three times as long as that took (servers far
+/// away are slow alike), still within the timeout. A relay-only session waits for its first
+/// relay candidate whatever this says: without one it has nothing to offer.
+const SERVER_CANDIDATE_WAIT: Duration = Duration::from_millis(400);
 /// ICE consent freshness (RFC 7675): with nothing heard from the peer for this long the
 /// connection counts as interrupted (it may come back, e.g. after a network change)...
 const CONSENT_DISCONNECTED_AFTER: Duration = Duration::from_secs(5);
@@ -99,6 +106,9 @@ pub struct MediaSession {
     events: Option<mpsc::Receiver<MediaEvent>>,
     gathering_complete: Arc<watch::Sender<bool>>,
     gathering_timeout: Duration,
+    /// Candidates from STUN/TURN servers in the current gathering (see [`ServerCandidates`]).
+    server_candidates: Arc<watch::Sender<ServerCandidates>>,
+    relay_only: bool,
     /// Sees to the peer's checks and DTLS between our offer and our agent's connection.
     early_packets: Arc<EarlyPackets>,
     sender: Arc<dyn RtpSender>,
@@ -227,9 +237,19 @@ enum Command {
 
 /// Receives the peer connection's callbacks and turns them into channel messages; it never
 /// blocks the WebRTC driver.
+/// What the STUN and TURN servers have brought in one ICE gathering.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerCandidates {
+    /// When the first server-reflexive or relay candidate came.
+    first_at: Option<Instant>,
+    /// Relay candidates so far.
+    relays: u32,
+}
+
 struct Handler {
     events: mpsc::Sender<MediaEvent>,
     gathering_complete: Arc<watch::Sender<bool>>,
+    server_candidates: Arc<watch::Sender<ServerCandidates>>,
     connected: watch::Sender<bool>,
     rtp: mpsc::Sender<ReceivedRtp>,
     early_packets: Arc<EarlyPackets>,
@@ -246,6 +266,18 @@ impl PeerConnectionEventHandler for Handler {
                 | RTCIceConnectionState::Checking
         ) {
             self.early_packets.ice_settled();
+        }
+    }
+
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        let typ = event.candidate.typ;
+        if matches!(typ, RTCIceCandidateType::Srflx | RTCIceCandidateType::Relay) {
+            self.server_candidates.send_modify(|found| {
+                found.first_at.get_or_insert_with(Instant::now);
+                if typ == RTCIceCandidateType::Relay {
+                    found.relays += 1;
+                }
+            });
         }
     }
 
@@ -513,11 +545,13 @@ impl MediaSession {
         let (rtp_tx, rtp_rx) = mpsc::channel(RTP_QUEUE);
         let (connected_tx, connected_rx) = watch::channel(false);
         let gathering_complete = Arc::new(watch::channel(false).0);
+        let server_candidates = Arc::new(watch::channel(ServerCandidates::default()).0);
         let early_packets = Arc::new(EarlyPackets::default());
         let handler = Handler {
             early_packets: early_packets.clone(),
             events: events_tx.clone(),
             gathering_complete: gathering_complete.clone(),
+            server_candidates: server_candidates.clone(),
             connected: connected_tx,
             rtp: rtp_tx,
         };
@@ -602,6 +636,8 @@ impl MediaSession {
             events: Some(events_rx),
             gathering_complete,
             gathering_timeout: config.gathering_timeout,
+            server_candidates,
+            relay_only: config.relay_only,
             early_packets,
             sender,
             task: Some(task),
@@ -871,24 +907,52 @@ impl MediaSession {
         let mut gathered = self.gathering_complete.subscribe();
         self.gathering_complete.send_replace(false);
         gathered.mark_unchanged();
+        let mut servers = self.server_candidates.subscribe();
+        self.server_candidates
+            .send_replace(ServerCandidates::default());
+        let started = Instant::now();
         self.peer
             .set_local_description(description)
             .await
             .map_err(MediaError::transport)?;
-        let started = Instant::now();
-        // The `watch::Ref` must not live across an await (it holds a lock), so only whether
-        // the wait succeeded is kept.
-        let waited = tokio::time::timeout(self.gathering_timeout, async {
-            gathered.wait_for(|done| *done).await.map(|_| ())
-        })
-        .await;
-        match waited {
-            Ok(Ok(())) => debug!(elapsed = ?started.elapsed(), "ICE gathering complete"),
-            Ok(Err(_)) => return Err(MediaError::Closed),
-            Err(_) => warn!(
-                timeout = ?self.gathering_timeout,
-                "ICE gathering not complete in time; sending the candidates gathered so far"
-            ),
+        let hard_deadline = started + self.gathering_timeout;
+        loop {
+            if *gathered.borrow_and_update() {
+                debug!(elapsed = ?started.elapsed(), "ICE gathering complete");
+                break;
+            }
+            let found = *servers.borrow_and_update();
+            let soft_deadline = match found.first_at {
+                Some(at) => started + SERVER_CANDIDATE_WAIT.max(3 * at.duration_since(started)),
+                None => started + SERVER_CANDIDATE_WAIT,
+            };
+            let deadline = if self.relay_only && found.relays == 0 {
+                hard_deadline
+            } else {
+                soft_deadline.min(hard_deadline)
+            };
+            if Instant::now() >= deadline {
+                let left_waiting = if deadline == hard_deadline {
+                    "ICE gathering not complete in time"
+                } else {
+                    "STUN/TURN servers slow or not answering"
+                };
+                warn!(
+                    elapsed = ?started.elapsed(),
+                    server_candidates = found.first_at.is_some(),
+                    "{left_waiting}; sending the candidates gathered so far"
+                );
+                break;
+            }
+            tokio::select! {
+                changed = gathered.changed() => {
+                    if changed.is_err() {
+                        return Err(MediaError::Closed);
+                    }
+                }
+                _ = servers.changed() => {}
+                () = tokio::time::sleep_until(deadline.into()) => {}
+            }
         }
         let local = self
             .peer
