@@ -558,11 +558,18 @@ fn set_stream_resumption(
             handled,
             resumption.updated_at_ms
         ]);
+    row_of_account(written, resumption.account)
+}
+
+/// The outcome of writing a row that names `account`: an account that is not there is the
+/// caller's mistake ([`StoreError::NotFound`]), not a failure of SQLite.
+fn row_of_account(
+    written: rusqlite::Result<usize>,
+    account: AccountId,
+) -> Result<ChangeOutcome, StoreError> {
     match written {
         Ok(_) => Ok(ChangeOutcome::Updated),
-        Err(e) if is_foreign_key_violation(&e) => {
-            Err(StoreError::NotFound(resumption.account.to_string()))
-        }
+        Err(e) if is_foreign_key_violation(&e) => Err(StoreError::NotFound(account.to_string())),
         Err(e) => Err(e.into()),
     }
 }
@@ -588,13 +595,7 @@ fn set_archive_sync(tx: &Transaction<'_>, sync: &ArchiveSync) -> Result<ChangeOu
             sync.complete,
             sync.updated_at_ms
         ]);
-    match written {
-        Ok(_) => Ok(ChangeOutcome::Updated),
-        Err(e) if is_foreign_key_violation(&e) => {
-            Err(StoreError::NotFound(sync.account.to_string()))
-        }
-        Err(e) => Err(e.into()),
-    }
+    row_of_account(written, sync.account)
 }
 
 fn upsert_transfer(

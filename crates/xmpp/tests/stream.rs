@@ -62,6 +62,17 @@ fn login(c: &mut Client, now: Instant) -> Vec<String> {
     after_bind
 }
 
+/// A new connection of a client that logged in before, up to the stream features that offer
+/// binding and stream management (where it resumes or binds); what it sent is left queued.
+fn connect_again(c: &mut Client, now: Instant) {
+    c.handle_connected(now);
+    c.handle_frame(now, OPEN);
+    c.handle_frame(now, FEATURES_PLAIN_ONLY);
+    c.handle_frame(now, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    c.handle_frame(now, OPEN);
+    c.handle_frame(now, FEATURES_BIND);
+}
+
 #[test]
 fn logs_in_binds_enables_sm_and_asks_for_roster_carbons_and_disco() {
     let now = Instant::now();
@@ -287,17 +298,16 @@ fn resumption_resends_exactly_what_was_not_acked() {
     let third = c.send_chat("bob@localhost", "three").unwrap();
     assert!(drain(&mut c).is_empty());
     events(&mut c);
-    c.handle_connected(now);
-    c.handle_frame(now, OPEN);
-    c.handle_frame(now, FEATURES_PLAIN_ONLY);
-    c.handle_frame(now, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-    drain(&mut c);
-    c.handle_frame(now, OPEN);
-    c.handle_frame(now, FEATURES_BIND);
+    connect_again(&mut c, now);
     let sent = drain(&mut c);
     assert_eq!(
-        sent,
-        ["<resume xmlns='urn:xmpp:sm:3' previd='some-long-sm-id' h='1'/>"]
+        sent.last().map(String::as_str),
+        Some("<resume xmlns='urn:xmpp:sm:3' previd='some-long-sm-id' h='1'/>"),
+        "the resumption ends what the new connection sent: {sent:?}"
+    );
+    assert!(
+        !sent.iter().any(|s| s.contains(">three<")),
+        "nothing resent before <resumed/>"
     );
     // The server had got "one" but not "two".
     c.handle_frame(
@@ -383,12 +393,7 @@ fn a_confirmation_for_an_earlier_session_does_not_count_for_a_new_one() {
     let old = c.received_mark().unwrap();
     // The session is lost and cannot be resumed: a new one is bound.
     c.handle_disconnected(now);
-    c.handle_connected(now);
-    c.handle_frame(now, OPEN);
-    c.handle_frame(now, FEATURES_PLAIN_ONLY);
-    c.handle_frame(now, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-    c.handle_frame(now, OPEN);
-    c.handle_frame(now, FEATURES_BIND);
+    connect_again(&mut c, now);
     // Resumption asks from what was kept: nothing.
     assert!(
         drain(&mut c)
@@ -418,12 +423,7 @@ fn a_confirmation_for_an_earlier_session_does_not_count_for_a_new_one() {
 fn restarted_client(now: Instant) -> (Client, Vec<String>) {
     let mut c = Client::new(config()).unwrap();
     c.resume_after_restart("earlier-id".into(), 7, "alice@localhost/old".into());
-    c.handle_connected(now);
-    c.handle_frame(now, OPEN);
-    c.handle_frame(now, FEATURES_PLAIN_ONLY);
-    c.handle_frame(now, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-    c.handle_frame(now, OPEN);
-    c.handle_frame(now, FEATURES_BIND);
+    connect_again(&mut c, now);
     let sent = drain(&mut c);
     (c, sent)
 }
@@ -507,12 +507,7 @@ fn failed_resumption_binds_anew_and_resends_unacked_messages() {
     c.send_chat("bob@localhost", "lost?").unwrap();
     drain(&mut c);
     c.handle_disconnected(now);
-    c.handle_connected(now);
-    c.handle_frame(now, OPEN);
-    c.handle_frame(now, FEATURES_PLAIN_ONLY);
-    c.handle_frame(now, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
-    c.handle_frame(now, OPEN);
-    c.handle_frame(now, FEATURES_BIND);
+    connect_again(&mut c, now);
     drain(&mut c);
     c.handle_frame(now, "<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
     let sent = drain(&mut c);
