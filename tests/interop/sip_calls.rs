@@ -652,17 +652,24 @@ async fn a_call_whose_peer_vanishes_ends_and_says_why() -> Result<()> {
 /// configured long-term credentials and the call carries speech through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_through_a_turn_relay_only() -> Result<()> {
-    call_through_turn(TurnAuth::LongTerm).await
+    call_through_turn(TurnAuth::LongTerm, false).await
+}
+
+/// The same with TURN over TCP (for networks that let no UDP out): the WebRTC stack speaks UDP
+/// to a bridge on loopback, and the bridge speaks TCP to coturn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_a_turn_relay_over_tcp() -> Result<()> {
+    call_through_turn(TurnAuth::LongTerm, true).await
 }
 
 /// The same with time-limited credentials each side derives from the secret it shares with
 /// coturn (the TURN REST API, coturn's `use-auth-secret`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_through_a_turn_relay_with_time_limited_credentials() -> Result<()> {
-    call_through_turn(TurnAuth::SharedSecret).await
+    call_through_turn(TurnAuth::SharedSecret, false).await
 }
 
-async fn call_through_turn(auth: TurnAuth) -> Result<()> {
+async fn call_through_turn(auth: TurnAuth, over_tcp: bool) -> Result<()> {
     let stack = Stack::start(StackOptions {
         prosody: false,
         turn_auth: auth,
@@ -674,10 +681,12 @@ async fn call_through_turn(auth: TurnAuth) -> Result<()> {
     let heard = dir.path().join("heard-via-turn.wav");
     let coturn = stack.coturn();
     let relay = |options: LyrebirdOptions, user: &str| {
-        let options = options
-            .arg("--ice-server")
-            .arg(coturn.turn_url())
-            .arg("--relay-only");
+        let url = if over_tcp {
+            coturn.turn_tcp_url()
+        } else {
+            coturn.turn_url()
+        };
+        let options = options.arg("--ice-server").arg(url).arg("--relay-only");
         match coturn.shared_secret() {
             Some(secret) => options
                 .arg("--turn-user")
@@ -745,6 +754,14 @@ async fn call_through_turn(auth: TurnAuth) -> Result<()> {
             .any(|l| l.contains("CHANNEL_BIND processed, success") || l.contains("SEND processed")),
         "no media relayed by coturn:\n{turn_log}"
     );
+    if over_tcp {
+        // Both sides reached coturn over TCP, not UDP.
+        let tcp = turn_log
+            .lines()
+            .filter(|l| l.contains("tcp or tls connected to"))
+            .count();
+        ensure!(tcp >= 2, "coturn saw {tcp} TCP connections:\n{turn_log}");
+    }
     if auth == TurnAuth::SharedSecret {
         // The allocations were made under derived names, `<expiry>:<user>`.
         ensure!(

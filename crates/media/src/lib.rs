@@ -36,6 +36,7 @@ pub mod resample;
 pub mod sdp;
 mod session;
 mod turn_rest;
+mod turn_stream;
 
 pub use audio::read_wav_48k_mono;
 pub use conference::Conference;

@@ -29,6 +29,7 @@ use crate::jitter::{Insert, JitterBuffer, Playout};
 use crate::sdp::{
     PayloadFormat, audio_section, ice_credentials, settled_setup, usable_audio_section, with_setup,
 };
+use crate::turn_stream::TurnStreamBridge;
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
@@ -109,6 +110,8 @@ pub struct MediaSession {
     /// Candidates from STUN/TURN servers in the current gathering (see [`ServerCandidates`]).
     server_candidates: Arc<watch::Sender<ServerCandidates>>,
     relay_only: bool,
+    /// TURN-over-TCP bridges this session's ICE servers go through; dropped with it.
+    _turn_bridges: Vec<TurnStreamBridge>,
     /// Sees to the peer's checks and DTLS between our offer and our agent's connection.
     early_packets: Arc<EarlyPackets>,
     sender: Arc<dyn RtpSender>,
@@ -500,24 +503,35 @@ impl MediaSession {
             settings = settings.with_include_loopback_candidate(true);
         }
 
-        let ice_servers = config
-            .ice_servers
-            .iter()
-            .map(|server| {
-                let user = server.username.clone().unwrap_or_default();
-                let (username, credential) = match &server.shared_secret {
-                    Some(secret) => {
-                        crate::turn_rest::credentials(secret, &user, std::time::SystemTime::now())
-                    }
-                    None => (user, server.credential.clone().unwrap_or_default()),
-                };
-                RTCIceServer {
-                    urls: server.urls.clone(),
-                    username,
-                    credential,
+        // TURN servers reached over TCP go through a bridge each (`turn_stream.rs`), which
+        // lives as long as the session.
+        let mut turn_bridges = Vec::new();
+        let mut ice_servers = Vec::with_capacity(config.ice_servers.len());
+        for server in &config.ice_servers {
+            let user = server.username.clone().unwrap_or_default();
+            let (username, credential) = match &server.shared_secret {
+                Some(secret) => {
+                    crate::turn_rest::credentials(secret, &user, std::time::SystemTime::now())
                 }
-            })
-            .collect();
+                None => (user, server.credential.clone().unwrap_or_default()),
+            };
+            let mut urls = Vec::with_capacity(server.urls.len());
+            for url in &server.urls {
+                match crate::turn_stream::tcp_server_of(url) {
+                    Some(address) => {
+                        let bridge = TurnStreamBridge::start(address).await?;
+                        urls.push(bridge.udp_url());
+                        turn_bridges.push(bridge);
+                    }
+                    None => urls.push(url.clone()),
+                }
+            }
+            ice_servers.push(RTCIceServer {
+                urls,
+                username,
+                credential,
+            });
+        }
         let mut rtc_config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers);
         if config.relay_only {
             rtc_config = rtc_config.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
@@ -638,6 +652,7 @@ impl MediaSession {
             gathering_timeout: config.gathering_timeout,
             server_candidates,
             relay_only: config.relay_only,
+            _turn_bridges: turn_bridges,
             early_packets,
             sender,
             task: Some(task),
