@@ -419,6 +419,11 @@ fn media_config(args: &MediaArgs) -> Result<MediaConfig> {
             })
             .transpose()
     };
+    for url in args.ice_servers.iter().filter(|u| !u.starts_with("stun:")) {
+        if let Some(problem) = lyrebird_engine::turn_url_problem(url) {
+            anyhow::bail!("--ice-server {url}: {problem}");
+        }
+    }
     let credential = from_env(&args.turn_password_env)?;
     let shared_secret = from_env(&args.turn_secret_env)?;
     let ice_servers = args

@@ -75,7 +75,7 @@ fn call_waiting_default() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TurnSettings {
-    /// `turn:host:port` or `turns:host:port`.
+    /// `turn:host:port`, with `?transport=tcp` for TURN over TCP.
     pub url: String,
     #[serde(default)]
     pub username: Option<String>,
@@ -224,10 +224,9 @@ impl AccountSettings {
                     return bad("the outbound proxy must be a sip: URI");
                 }
                 if let Some(turn) = &sip.turn
-                    && !turn.url.starts_with("turn:")
-                    && !turn.url.starts_with("turns:")
+                    && let Some(problem) = lyrebird_media::turn_url_problem(&turn.url)
                 {
-                    return bad("the TURN server must start with turn: or turns:");
+                    return bad(problem);
                 }
                 if let Some(relay) = sip.msrp_relay_ws_url.as_deref().filter(|r| !r.is_empty())
                     && !is_ws_url(relay)
@@ -670,6 +669,29 @@ mod tests {
         let password = with_turn(false);
         assert_eq!(password[0].credential.as_deref(), Some("s3cret"));
         assert_eq!(password[0].shared_secret, None);
+    }
+
+    #[test]
+    fn a_turn_server_the_call_could_not_use_is_refused_with_what_to_use_instead() {
+        let with_turn = |url: &str| {
+            let AccountSettings::Sip(mut settings) = sip("alice@example.com", "wss://x/ws") else {
+                unreachable!("sip() builds SIP settings");
+            };
+            settings.turn = Some(TurnSettings {
+                url: url.into(),
+                username: None,
+                credential: None,
+                shared_secret: false,
+            });
+            AccountSettings::Sip(settings).validate()
+        };
+        assert!(with_turn("turn:turn.example.com:3478").is_ok());
+        assert!(with_turn("turn:turn.example.com:443?transport=tcp").is_ok());
+        let Err(EngineError::InvalidConfig(words)) = with_turn("turns:turn.example.com:443") else {
+            panic!("turns: accepted");
+        };
+        assert!(words.contains("transport=tcp"), "{words}");
+        assert!(with_turn("stun:turn.example.com").is_err());
     }
 
     #[test]

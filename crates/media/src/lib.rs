@@ -48,3 +48,4 @@ pub use device::{InputMeter, list_devices, play_test_tone};
 pub use error::MediaError;
 pub use hold::HoldState;
 pub use session::MediaSession;
+pub use turn_stream::turn_url_problem;

@@ -96,6 +96,21 @@ pub(crate) fn tcp_server_of(url: &str) -> Option<String> {
     })
 }
 
+/// Why a TURN server URL cannot serve a call, in words for the person who typed it; `None` when
+/// it can (`turn:` over UDP, or over TCP through the bridge).
+pub fn turn_url_problem(url: &str) -> Option<&'static str> {
+    if url.starts_with("turns:") {
+        // webrtc-rs skips TLS servers, and the bridge speaks plain TCP only.
+        Some(
+            "TURN over TLS (turns:) is not supported yet; use turn:host:port?transport=tcp, or UDP",
+        )
+    } else if url.starts_with("turn:") {
+        None
+    } else {
+        Some("the TURN server must start with turn:")
+    }
+}
+
 /// One TURN server reached over TCP through a loopback UDP socket. Dropping it closes the
 /// socket and every connection.
 pub(crate) struct TurnStreamBridge {

@@ -5,7 +5,7 @@
  */
 export type TurnSettings = { 
 /**
- * `turn:host:port` or `turns:host:port`.
+ * `turn:host:port`, with `?transport=tcp` for TURN over TCP.
  */
 url: string, username: string | null, credential: string | null, 
 /**

@@ -57,6 +57,8 @@ describe("account form", () => {
     expect(validate({ ...f, address: "alice" })).toMatch(/SIP address/);
     expect(validate({ ...f, password: "" })).toMatch(/password/);
     expect(validate({ ...f, turnUrl: "stun:x" })).toMatch(/TURN/);
+    expect(validate({ ...f, turnUrl: "turns:x:443" })).toMatch(/transport=tcp/);
+    expect(validate({ ...f, turnUrl: "turn:x:443?transport=tcp" })).toBeNull();
     expect(validate({ ...f, msrpRelayWsUrl: "tcp://x" })).toMatch(/MSRP relay/);
     expect(validate({ ...f, kind: "xmpp", address: "alice@h/res" })).toMatch(/JID/);
   });

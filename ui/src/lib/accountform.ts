@@ -74,8 +74,11 @@ export function validate(f: AccountFields): string | null {
   }
   if (f.password === "") return "Enter the password.";
   if (f.kind === "sip") {
-    if (f.turnUrl.trim() !== "" && !/^turns?:/i.test(f.turnUrl.trim())) {
-      return "The TURN server must be a turn: or turns: URL.";
+    if (/^turns:/i.test(f.turnUrl.trim())) {
+      return "TURN over TLS (turns:) is not supported yet: use turn:host:port?transport=tcp, or UDP.";
+    }
+    if (f.turnUrl.trim() !== "" && !/^turn:/i.test(f.turnUrl.trim())) {
+      return "The TURN server must be a turn: URL.";
     }
     const relayWs = f.msrpRelayWsUrl.trim();
     if (relayWs !== "" && !/^wss?:\/\//i.test(relayWs)) return "The MSRP relay URL must start with ws:// or wss://.";
