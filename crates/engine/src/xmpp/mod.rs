@@ -488,7 +488,6 @@ impl XmppAccount {
         if let Some(mark) = self.client.received_mark() {
             self.client.confirm_handled(&mark);
         }
-        while self.client.poll_transmit().is_some() {}
         let now = self.now();
         self.client.close(now);
         while let Some(frame) = self.client.poll_transmit() {

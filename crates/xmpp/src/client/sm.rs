@@ -105,7 +105,8 @@ impl Client {
     }
 
     /// With [`ClientConfig::confirm_handled`]: everything received up to `mark` is handled
-    /// (kept), so the server may forget it. An `<a/>` owed to the server goes out now.
+    /// (kept), so the server may forget it. An `<a/>` owed to the server goes out with the next
+    /// [`Client::poll_transmit`].
     pub fn confirm_handled(&mut self, mark: &ReceivedMark) {
         if mark.session != self.sm.session {
             return;
@@ -158,7 +159,7 @@ impl Client {
     }
 
     /// `<a h/>` with what we report handled.
-    fn send_ack_answer(&mut self) {
+    pub(super) fn send_ack_answer(&mut self) {
         let h = self.reported_handled();
         self.sm.ack_owed = h < self.sm.inbound;
         self.sm.answered = h;

@@ -53,8 +53,7 @@ impl Client {
             );
             // Ack what we handled so the server does not keep the session for resumption.
             if self.sm.counting_in {
-                let h = self.reported_handled();
-                self.send_raw(Xml::ns("a", ns::SM).attr("h", &h.to_string()).build());
+                self.send_ack_answer();
             }
         }
         if !matches!(self.phase, Phase::Disconnected | Phase::Closed) {
