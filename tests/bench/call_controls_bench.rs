@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use testkit::browser::summarize;
-use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
+use testkit::lyrebird::{Lyrebird, LyrebirdOptions, call_id};
 use testkit::procfs::cpu_seconds;
 use testkit::speech::phrase_wav;
 use testkit::stack::{Stack, StackOptions};
@@ -65,12 +65,6 @@ fn options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
 
 fn uri(stack: &Stack, user: &str) -> String {
     format!("sip:{user}@{}", stack.kamailio().domain())
-}
-
-fn call_id(result: &Value) -> Result<u64> {
-    result["call"]
-        .as_u64()
-        .with_context(|| format!("no call id in {result}"))
 }
 
 /// The host's CPU (fraction of one core) over `WINDOW`.

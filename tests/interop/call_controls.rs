@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use testkit::audio::similarity;
-use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
+use testkit::lyrebird::{Lyrebird, LyrebirdOptions, call_id};
 use testkit::speech::phrase_wav;
 use testkit::stack::{Stack, StackOptions};
 
@@ -19,12 +19,6 @@ const TALK: Duration = Duration::from_secs(6);
 
 fn uri(stack: &Stack, user: &str) -> String {
     format!("sip:{user}@{}", stack.kamailio().domain())
-}
-
-fn call_id(result: &Value) -> Result<u64> {
-    result["call"]
-        .as_u64()
-        .with_context(|| format!("no call id in {result}"))
 }
 
 /// Waits for a `call_hold` event of `call` saying who holds it.

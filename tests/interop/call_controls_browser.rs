@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
-use testkit::audio::{read_wav_mono, rms_between, similarity, tone_power, write_tone_wav};
+use testkit::audio::{assert_heard, read_wav_mono, rms_between, tone_power, write_tone_wav};
 use testkit::browser::{BrowserPeer, BrowserPeerOptions, PeerStats};
-use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
+use testkit::lyrebird::{Lyrebird, LyrebirdOptions, call_id};
 use testkit::speech::phrase_wav;
 use testkit::stack::{Stack, StackOptions};
 
@@ -53,12 +53,6 @@ fn browser_options(stack: &Stack, user: &str) -> BrowserPeerOptions {
 
 fn uri(stack: &Stack, user: &str) -> String {
     format!("sip:{user}@{}", stack.kamailio().domain())
-}
-
-fn call_id(result: &Value) -> Result<u64> {
-    result["call"]
-        .as_u64()
-        .with_context(|| format!("no call id in {result}"))
 }
 
 fn t_ms(event: &Value) -> Result<f64> {
@@ -141,25 +135,6 @@ impl Recording {
             )
         })
     }
-}
-
-/// Asserts that `recording` contains `expected` speech and not `other` speech.
-fn assert_heard(recording: &Path, expected: &Path, other: &Path, who: &str) -> Result<()> {
-    let right = similarity(expected, recording)?;
-    let wrong = similarity(other, recording)?;
-    println!(
-        "{who}: expected speech score {:.2} (lag {:.0} ms), other speech {:.2}",
-        right.score, right.lag_ms, wrong.score
-    );
-    ensure!(
-        right.contains_reference(),
-        "{who} did not hear the speech sent: {right:?}"
-    );
-    ensure!(
-        !wrong.contains_reference(),
-        "{who}'s recording matches speech that was never sent: {wrong:?}"
-    );
-    Ok(())
 }
 
 /// Who places the call a hold test holds; the DTLS roles (and so what a re-offer's answer must

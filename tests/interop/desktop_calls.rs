@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use testkit::axe::Audits;
 use testkit::desktop::{DesktopApp, DesktopOptions};
-use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
+use testkit::lyrebird::{Lyrebird, LyrebirdOptions, call_id};
 use testkit::stack::{Stack, StackOptions};
 use testkit::webdriver::{Session, testid};
 
@@ -32,12 +32,6 @@ const UI: Duration = Duration::from_secs(20);
 
 fn step(started: Instant, what: &str) {
     println!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64());
-}
-
-fn call_id(result: &Value) -> Result<u64> {
-    result["call"]
-        .as_u64()
-        .with_context(|| format!("no call id in {result}"))
 }
 
 /// Waits for a `call_hold` event of `call` saying who holds it.

@@ -4,14 +4,13 @@
 //! decoded audio with energy, hang-up from either side ends both, messages arrive with their text
 //! and are in history.
 
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use serde_json::{Value, json};
-use testkit::audio::similarity;
+use testkit::audio::assert_heard;
 use testkit::browser::{BrowserPeer, BrowserPeerOptions};
-use testkit::lyrebird::{Lyrebird, LyrebirdOptions, run_cli};
+use testkit::lyrebird::{Lyrebird, LyrebirdOptions, call_id, history_calls, run_cli};
 use testkit::speech::phrase_wav;
 use testkit::stack::{Stack, StackOptions, TurnAuth};
 
@@ -25,37 +24,6 @@ fn sip_stack() -> Result<Stack> {
 
 fn uri(stack: &Stack, user: &str) -> String {
     format!("sip:{user}@{}", stack.kamailio().domain())
-}
-
-fn call_id(result: &Value) -> Result<u64> {
-    result["call"]
-        .as_u64()
-        .with_context(|| format!("no call id in {result}"))
-}
-
-/// Asserts that `recording` contains `expected` speech and not `other` speech.
-fn assert_heard(recording: &Path, expected: &Path, other: &Path, who: &str) -> Result<()> {
-    let right = similarity(expected, recording)?;
-    let wrong = similarity(other, recording)?;
-    println!(
-        "{who}: expected speech score {:.2} (lag {:.0} ms), other speech {:.2}",
-        right.score, right.lag_ms, wrong.score
-    );
-    ensure!(
-        right.contains_reference(),
-        "{who} did not hear the speech sent: {right:?}"
-    );
-    ensure!(
-        !wrong.contains_reference(),
-        "{who}'s recording matches speech that was never sent: {wrong:?}"
-    );
-    Ok(())
-}
-
-async fn history_calls(db: &Path) -> Result<Vec<Value>> {
-    let db = db.to_string_lossy().into_owned();
-    let lines = run_cli(&["--db", &db, "history", "calls"], Duration::from_secs(20)).await?;
-    Ok(lines.into_iter().map(|l| l["call"].clone()).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

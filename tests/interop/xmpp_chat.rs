@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use testkit::json_lines::JsonLines;
 use testkit::lyrebird::run_cli;
 use testkit::stack::{ArchiveOwner, ArchiveSeed, Stack, StackOptions};
-use testkit::xmpp::{CuttingRelay, online, start_lyrebird, start_reference};
+use testkit::xmpp::{CuttingRelay, befriend, online, start_lyrebird, start_reference};
 use tokio_tungstenite::tungstenite::Message;
 
 const LOGIN: Duration = Duration::from_secs(20);
@@ -156,31 +156,6 @@ async fn stored_room_bodies(peer: &mut JsonLines, room: &str) -> Result<Vec<Stri
         .collect())
 }
 
-/// Makes `a` and `b` (both Lyrebird) mutual contacts through the real subscription handshake.
-async fn befriend(a: &mut JsonLines, a_jid: &str, b: &mut JsonLines, b_jid: &str) -> Result<()> {
-    a.command(json!({"cmd": "add_contact", "jid": b_jid, "name": "Friend"}))
-        .await?;
-    b.wait_for("subscription request", DELIVERY, |e| {
-        e["event"] == "subscription_request" && e["from"] == a_jid
-    })
-    .await?;
-    b.command(json!({"cmd": "approve", "jid": a_jid})).await?;
-    b.command(json!({"cmd": "add_contact", "jid": a_jid}))
-        .await?;
-    a.wait_for("subscription request back", DELIVERY, |e| {
-        e["event"] == "subscription_request" && e["from"] == b_jid
-    })
-    .await?;
-    a.command(json!({"cmd": "approve", "jid": b_jid})).await?;
-    for (me, them) in [(&mut *a, b_jid), (&mut *b, a_jid)] {
-        me.wait_for("contact with mutual subscription", DELIVERY, |e| {
-            e["event"] == "contact" && e["jid"] == them && e["subscription"] == "both"
-        })
-        .await?;
-    }
-    Ok(())
-}
-
 /// Issue item 1.
 async fn two_lyrebirds_subscribe_see_presence_and_chat_with_receipts(server: Server) -> Result<()> {
     let stack = server.start()?;
@@ -188,7 +163,7 @@ async fn two_lyrebirds_subscribe_see_presence_and_chat_with_receipts(server: Ser
     let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
     let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
     let mut bob = lyrebird(&stack, "bob", dir.path(), &[]).await?;
-    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid).await?;
+    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid, DELIVERY).await?;
 
     // Presence changes are seen on the other side, per resource.
     bob.command(json!({"cmd": "presence", "show": "away", "status": "at lunch"}))

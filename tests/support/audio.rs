@@ -28,7 +28,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
@@ -83,6 +83,26 @@ impl Similarity {
     pub fn contains_reference(&self) -> bool {
         self.score >= SIMILARITY_THRESHOLD
     }
+}
+
+/// Asserts that `recording` contains `expected` speech and not `other` speech (what a person
+/// on the call would check: they heard the right words, and not words nobody said to them).
+pub fn assert_heard(recording: &Path, expected: &Path, other: &Path, who: &str) -> Result<()> {
+    let right = similarity(expected, recording)?;
+    let wrong = similarity(other, recording)?;
+    println!(
+        "{who}: expected speech score {:.2} (lag {:.0} ms), other speech {:.2}",
+        right.score, right.lag_ms, wrong.score
+    );
+    ensure!(
+        right.contains_reference(),
+        "{who} did not hear the speech sent: {right:?}"
+    );
+    ensure!(
+        !wrong.contains_reference(),
+        "{who}'s recording matches speech that was never sent: {wrong:?}"
+    );
+    Ok(())
 }
 
 /// Compares two WAV files; see the module documentation.

@@ -78,6 +78,27 @@ impl JsonLines {
         Ok(event)
     }
 
+    /// A Lyrebird process: waits for a call state (`answered`, `audio_flowing`, `ended`, ...) of `call`.
+    pub async fn call_state(&mut self, call: u64, state: &str, timeout: Duration) -> Result<Value> {
+        let what = format!("call {call} state {state}");
+        self.wait_for(&what, timeout, |e| {
+            e["event"] == "call_state" && e["call"] == json!(call) && e["state"]["state"] == state
+        })
+        .await
+    }
+
+    /// Waits for an incoming call and returns its id.
+    pub async fn incoming_call(&mut self, timeout: Duration) -> Result<u64> {
+        let event = self
+            .wait_for("an incoming call", timeout, |e| {
+                e["event"] == "incoming_call"
+            })
+            .await?;
+        event["call"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("incoming_call without an id: {event}"))
+    }
+
     /// Waits for the first event matching `want`; others are kept for later waits.
     pub async fn wait_for(
         &mut self,

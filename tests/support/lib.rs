@@ -6,6 +6,7 @@ pub mod audio;
 pub mod axe;
 pub mod browser;
 pub mod desktop;
+pub mod jingle_browser;
 pub mod json_lines;
 pub mod lyrebird;
 pub mod procfs;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::process::Command;
 
 use crate::json_lines::JsonLines;
@@ -159,27 +159,6 @@ impl Lyrebird {
         Ok(event)
     }
 
-    /// Waits for a call state (`answered`, `audio_flowing`, `ended`, ...) of `call`.
-    pub async fn call_state(&mut self, call: u64, state: &str, timeout: Duration) -> Result<Value> {
-        let what = format!("call {call} state {state}");
-        self.wait_for(&what, timeout, |e| {
-            e["event"] == "call_state" && e["call"] == json!(call) && e["state"]["state"] == state
-        })
-        .await
-    }
-
-    /// Waits for an incoming call and returns its id.
-    pub async fn incoming_call(&mut self, timeout: Duration) -> Result<u64> {
-        let event = self
-            .wait_for("an incoming call", timeout, |e| {
-                e["event"] == "incoming_call"
-            })
-            .await?;
-        event["call"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("incoming_call without an id: {event}"))
-    }
-
     /// Quits politely (which unregisters); see [`JsonLines::quit`].
     pub async fn quit(self) -> Result<Vec<Value>> {
         self.process.quit().await
@@ -250,4 +229,18 @@ pub async fn run_cli(args: &[&str], timeout: Duration) -> Result<Vec<Value>> {
         );
     }
     Ok(lines)
+}
+
+/// The call id in a `call` command's result.
+pub fn call_id(result: &Value) -> Result<u64> {
+    result["call"]
+        .as_u64()
+        .with_context(|| format!("no call id in {result}"))
+}
+
+/// The calls kept in the history database `db`, newest first (`lyrebird-cli history calls`).
+pub async fn history_calls(db: &Path) -> Result<Vec<Value>> {
+    let db = db.to_string_lossy().into_owned();
+    let lines = run_cli(&["--db", &db, "history", "calls"], Duration::from_secs(20)).await?;
+    Ok(lines.into_iter().map(|l| l["call"].clone()).collect())
 }

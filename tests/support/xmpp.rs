@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
@@ -102,6 +102,37 @@ pub async fn online(peer: &mut JsonLines, timeout: Duration) -> Result<Value> {
         bail!("login failed: {event}");
     }
     Ok(event)
+}
+
+/// Makes `a` and `b` (both Lyrebird) mutual contacts through the real subscription handshake.
+pub async fn befriend(
+    a: &mut JsonLines,
+    a_jid: &str,
+    b: &mut JsonLines,
+    b_jid: &str,
+    timeout: Duration,
+) -> Result<()> {
+    a.command(json!({"cmd": "add_contact", "jid": b_jid, "name": "Friend"}))
+        .await?;
+    b.wait_for("subscription request", timeout, |e| {
+        e["event"] == "subscription_request" && e["from"] == a_jid
+    })
+    .await?;
+    b.command(json!({"cmd": "approve", "jid": a_jid})).await?;
+    b.command(json!({"cmd": "add_contact", "jid": a_jid}))
+        .await?;
+    a.wait_for("subscription request back", timeout, |e| {
+        e["event"] == "subscription_request" && e["from"] == b_jid
+    })
+    .await?;
+    a.command(json!({"cmd": "approve", "jid": b_jid})).await?;
+    for (me, them) in [(&mut *a, b_jid), (&mut *b, a_jid)] {
+        me.wait_for("contact with mutual subscription", timeout, |e| {
+            e["event"] == "contact" && e["jid"] == them && e["subscription"] == "both"
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// A TCP relay in front of a server: every accepted connection is piped to `upstream`, and

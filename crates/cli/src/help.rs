@@ -46,12 +46,14 @@ pub(crate) const COMMON_COMMANDS: &[CommandDoc] = &[
     ),
 ];
 
-/// Commands of a SIP account: calls, messages, files and MSRP chat.
-pub(crate) const SIP_COMMANDS: &[CommandDoc] = &[
+/// Commands for calls, which SIP and XMPP accounts both take (`calls::CallCommand`).
+pub(crate) const CALL_COMMANDS: &[CommandDoc] = &[
     doc(
         "call",
         r#"{"cmd":"call","target":"sip:bob@example.com","play":"in.wav","loop":true,"record":"out.wav"}"#,
-        "place a call (play/loop/record/echo override the command line's audio); the result has its id",
+        "place a call: a SIP URI from a SIP account, a JID (xmpp:bob@example.com) from an XMPP \
+         account (Jingle); play/loop/record/echo override the command line's audio; the result \
+         has its id",
     ),
     doc(
         "answer",
@@ -90,16 +92,6 @@ pub(crate) const SIP_COMMANDS: &[CommandDoc] = &[
         "take a call off hold",
     ),
     doc(
-        "transfer",
-        r#"{"cmd":"transfer","call":1,"target":"sip:carol@example.com"}"#,
-        "blind transfer (REFER); call_transfer events follow it",
-    ),
-    doc(
-        "attended_transfer",
-        r#"{"cmd":"attended_transfer","call":1,"to":2}"#,
-        "connect call 1's party with call 2's (REFER with Replaces)",
-    ),
-    doc(
         "merge",
         r#"{"cmd":"merge","calls":[1,2,3]}"#,
         "mix calls into the local conference; conference events follow it",
@@ -119,6 +111,20 @@ pub(crate) const SIP_COMMANDS: &[CommandDoc] = &[
         "record",
         r#"{"cmd":"record","call":1,"on":true}"#,
         "start or stop recording a call into --recordings; call_recording events say the file",
+    ),
+];
+
+/// Commands of a SIP account of its own: messages, transfers, files and MSRP chat.
+pub(crate) const SIP_COMMANDS: &[CommandDoc] = &[
+    doc(
+        "transfer",
+        r#"{"cmd":"transfer","call":1,"target":"sip:carol@example.com"}"#,
+        "blind transfer (REFER); call_transfer events follow it",
+    ),
+    doc(
+        "attended_transfer",
+        r#"{"cmd":"attended_transfer","call":1,"to":2}"#,
+        "connect call 1's party with call 2's (REFER with Replaces)",
     ),
     doc(
         "message",
@@ -152,7 +158,6 @@ pub(crate) const SIP_COMMANDS: &[CommandDoc] = &[
     ),
 ];
 
-/// Commands of an XMPP account: presence, roster, chat, rooms, files and the archive.
 pub(crate) const XMPP_COMMANDS: &[CommandDoc] = &[
     doc(
         "presence",
@@ -271,10 +276,11 @@ is echoed back. Call and transfer ids are the engine's, one series for every acc
 const ACCOUNT_FIELD: &str = "A command may name its account with \"account\": the account's id (the \
 \"accounts\" event at start lists them) or its address (a SIP AoR with its sip: scheme, or a bare JID). \
 It must when more than one configured account takes the command, e.g. message with a SIP and an XMPP \
-account, or hold with two SIP accounts:\n  \
+account, or call with two accounts (a command on a call made already, like hold or hangup, needs none: \
+call ids are the engine's):\n  \
 {\"cmd\":\"message\",\"account\":\"alice@example.com\",\"to\":\"bob@example.com\",\"body\":\"hi\"}\n  \
 {\"cmd\":\"message\",\"account\":\"sip:alice@example.com\",\"target\":\"sip:bob@example.com\",\"body\":\"hi\"}\n  \
-{\"cmd\":\"hangup\",\"account\":1,\"call\":3}";
+{\"cmd\":\"call\",\"account\":\"alice@example.com\",\"target\":\"xmpp:bob@example.com\"}";
 
 /// An accounts file, as `accounts --help` shows it (a test reads it as `accounts` does).
 pub(crate) const ACCOUNTS_FILE_EXAMPLE: &str = r#"[
@@ -301,9 +307,10 @@ pub(crate) fn all_commands() -> String {
     out.push_str(ACCOUNT_FIELD);
     out.push_str("\n\n");
     section(&mut out, "Any account:", COMMON_COMMANDS);
+    section(&mut out, "\nCalls (SIP and XMPP accounts):", CALL_COMMANDS);
     section(
         &mut out,
-        "\nSIP accounts (calls, messages, files, MSRP chat):",
+        "\nSIP accounts (messages, transfers, files, MSRP chat):",
         SIP_COMMANDS,
     );
     section(
@@ -320,6 +327,7 @@ pub(crate) fn all_commands() -> String {
 fn one_kind(title: &str, commands: &[CommandDoc]) -> String {
     let mut out = String::from("Commands are JSON lines on stdin.\n\n");
     section(&mut out, title, commands);
+    section(&mut out, "\nCalls:", CALL_COMMANDS);
     section(&mut out, "\nAnd:", COMMON_COMMANDS);
     out.push('\n');
     out.push_str(ANSWERS);
@@ -329,7 +337,7 @@ fn one_kind(title: &str, commands: &[CommandDoc]) -> String {
 /// `run --help`.
 pub(crate) fn sip_commands() -> String {
     one_kind(
-        "The SIP account's commands (calls, messages, files, MSRP chat):",
+        "The SIP account's commands (messages, transfers, files, MSRP chat):",
         SIP_COMMANDS,
     )
 }
@@ -357,6 +365,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::calls::CallCommand;
     use crate::service::CommonCommand;
     use crate::sip::SipCommand;
     use crate::xmpp::{CLI_COMMANDS, XmppCliCommand};
@@ -434,6 +443,24 @@ mod tests {
     }
 
     #[test]
+    fn every_call_command_is_documented_with_an_example_that_parses() -> Result<()> {
+        documents_exactly(
+            "CALL_COMMANDS",
+            CALL_COMMANDS,
+            &tags_of::<CallCommand>()?,
+            |value| Ok(serde_json::from_value::<CallCommand>(value).map(drop)?),
+        )?;
+        for doc in CALL_COMMANDS {
+            ensure!(
+                !lists(SIP_COMMANDS, doc.cmd) && !lists(XMPP_COMMANDS, doc.cmd),
+                "{} is both a call command and an account kind's own",
+                doc.cmd
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
     fn every_xmpp_command_is_documented_with_an_example_that_parses() -> Result<()> {
         let actions = tags_of::<XmppAction>()?;
         let ours = tags_of::<XmppCliCommand>()?;
@@ -466,7 +493,9 @@ mod tests {
         )?;
         for doc in COMMON_COMMANDS {
             ensure!(
-                !lists(SIP_COMMANDS, doc.cmd) && !lists(XMPP_COMMANDS, doc.cmd),
+                !lists(SIP_COMMANDS, doc.cmd)
+                    && !lists(XMPP_COMMANDS, doc.cmd)
+                    && !lists(CALL_COMMANDS, doc.cmd),
                 "{} is both common and an account kind's own",
                 doc.cmd
             );
@@ -487,7 +516,10 @@ mod tests {
             "leave_conference",
             "record",
         ] {
-            ensure!(lists(SIP_COMMANDS, cmd), "{cmd} is not in --help");
+            ensure!(
+                lists(SIP_COMMANDS, cmd) || lists(CALL_COMMANDS, cmd),
+                "{cmd} is not in --help"
+            );
         }
         Ok(())
     }
@@ -498,15 +530,19 @@ mod tests {
         let top = cli.render_long_help().to_string();
         for doc in COMMON_COMMANDS
             .iter()
+            .chain(CALL_COMMANDS)
             .chain(SIP_COMMANDS)
             .chain(XMPP_COMMANDS)
         {
             ensure!(top.contains(doc.example), "--help lacks {}", doc.example);
         }
         let modes: [(&str, &[&[CommandDoc]]); 3] = [
-            ("run", &[SIP_COMMANDS, COMMON_COMMANDS]),
-            ("xmpp", &[XMPP_COMMANDS, COMMON_COMMANDS]),
-            ("accounts", &[SIP_COMMANDS, XMPP_COMMANDS, COMMON_COMMANDS]),
+            ("run", &[CALL_COMMANDS, SIP_COMMANDS, COMMON_COMMANDS]),
+            ("xmpp", &[CALL_COMMANDS, XMPP_COMMANDS, COMMON_COMMANDS]),
+            (
+                "accounts",
+                &[CALL_COMMANDS, SIP_COMMANDS, XMPP_COMMANDS, COMMON_COMMANDS],
+            ),
         ];
         for (mode, lists) in modes {
             let sub = cli

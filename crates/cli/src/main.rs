@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 mod accounts;
+mod calls;
 mod help;
 mod service;
 mod sip;
@@ -72,12 +73,19 @@ enum Command {
         #[arg(long)]
         exit_after_call: bool,
     },
-    /// Log in to one XMPP account (RFC 7395 WebSocket) and stay online: chat, presence, rooms
-    /// and files; events on stdout, commands on stdin.
+    /// Log in to one XMPP account (RFC 7395 WebSocket) and stay online: chat, presence, rooms,
+    /// files and calls (Jingle); events on stdout, commands on stdin.
     #[command(after_long_help = help::xmpp_commands())]
     Xmpp {
         #[command(flatten)]
         account: xmpp::XmppArgs,
+        #[command(flatten)]
+        media: MediaArgs,
+        #[command(flatten)]
+        audio: AudioArgs,
+        /// Exit after the first call has ended.
+        #[arg(long)]
+        exit_after_call: bool,
     },
     /// Put any set of SIP and XMPP accounts online in one process, as the desktop app does:
     /// events on stdout, commands on stdin, each naming its account.
@@ -603,19 +611,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             serve_accounts(store, media, hold_other_calls, setups, options).await
         }
-        Command::Xmpp { account } => {
+        Command::Xmpp {
+            account,
+            media,
+            audio,
+            exit_after_call,
+        } => {
             let setups = vec![service::AccountSetup::Xmpp {
-                config: Box::new(xmpp::account_config(&account)?),
+                config: Box::new(xmpp::account_config(&account, &audio)?),
                 bot: account.reply_chats,
             }];
+            let hold_other_calls = !media.no_hold_other_calls;
+            let media = media_config(&media)?;
             // With its one account refused there is nothing left to serve: the xmpp mode has
             // always exited then.
             let options = service::ServiceOptions {
-                audio: AudioArgs::default(),
-                exit_after_call: false,
+                audio,
+                exit_after_call,
                 exit_on_login_refused: true,
             };
-            serve_accounts(store, MediaConfig::default(), true, setups, options).await
+            serve_accounts(store, media, hold_other_calls, setups, options).await
         }
         Command::Accounts {
             file,
@@ -630,7 +645,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     match spec {
                         accounts::AccountSpec::Sip(args) => sip_service(args, &audio),
                         accounts::AccountSpec::Xmpp(args) => Ok(service::AccountSetup::Xmpp {
-                            config: Box::new(xmpp::account_config(args)?),
+                            config: Box::new(xmpp::account_config(args, &audio)?),
                             bot: args.reply_chats,
                         }),
                     }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::help::{self, COMMON_COMMANDS, SIP_COMMANDS, XMPP_COMMANDS};
+use crate::help::{self, CALL_COMMANDS, COMMON_COMMANDS, SIP_COMMANDS, XMPP_COMMANDS};
 use crate::{AudioArgs, bot_reply, print_event, print_line, sip, xmpp};
 
 /// What protocol an account speaks, which decides the commands it takes.
@@ -38,7 +38,9 @@ impl AccountKind {
             AccountKind::Sip => SIP_COMMANDS,
             AccountKind::Xmpp => XMPP_COMMANDS,
         };
-        help::lists(own, cmd) || help::lists(COMMON_COMMANDS, cmd)
+        help::lists(own, cmd)
+            || help::lists(CALL_COMMANDS, cmd)
+            || help::lists(COMMON_COMMANDS, cmd)
     }
 }
 
@@ -314,6 +316,24 @@ fn describe<'a>(accounts: impl IntoIterator<Item = &'a LiveAccount>) -> String {
         .join(", ")
 }
 
+/// For `call`, the kind of account its target's scheme is for, if it has one.
+fn call_network(cmd: &str, request: &Value) -> Option<AccountKind> {
+    if cmd != "call" {
+        return None;
+    }
+    let target = request.get("target")?.as_str()?.trim().to_ascii_lowercase();
+    if ["sip:", "sips:", "tel:"]
+        .iter()
+        .any(|s| target.starts_with(s))
+    {
+        Some(AccountKind::Sip)
+    } else if target.starts_with("xmpp:") {
+        Some(AccountKind::Xmpp)
+    } else {
+        None
+    }
+}
+
 /// The account a command `cmd` is for. `named` is its `account` field: an account id or an
 /// address. Left out, the command goes to the one configured account that takes it; when
 /// several do, it must say which.
@@ -323,6 +343,12 @@ pub(crate) fn choose_account<'a>(
     named: Option<&Value>,
 ) -> Result<&'a LiveAccount, String> {
     match named {
+        // A command on a call already made names the call, and call ids are the engine's, one
+        // series for every account: whichever account takes it, the call's own gets it.
+        None | Some(Value::Null) if cmd != "call" && help::lists(CALL_COMMANDS, cmd) => accounts
+            .iter()
+            .find(|a| a.kind.takes(cmd))
+            .ok_or_else(|| format!("no configured account takes {cmd}")),
         None | Some(Value::Null) => {
             let mut takers = accounts.iter().filter(|a| a.kind.takes(cmd));
             match (takers.next(), takers.next()) {
@@ -414,11 +440,28 @@ async fn carry_out(
             }
             CommonCommand::History { .. } => {}
         }
-    } else if !help::lists(SIP_COMMANDS, &cmd) && !help::lists(XMPP_COMMANDS, &cmd) {
+    } else if !help::lists(SIP_COMMANDS, &cmd)
+        && !help::lists(XMPP_COMMANDS, &cmd)
+        && !help::lists(CALL_COMMANDS, &cmd)
+    {
         return refuse(format!(
             "unknown command {cmd} (lyrebird-cli --help lists them)"
         ));
     }
+    // A call's address says its network when it has a scheme: a SIP URI is for a SIP
+    // account, an XMPP URI for an XMPP one, so `call` needs no account name for that.
+    let scoped: Vec<LiveAccount>;
+    let accounts = match call_network(&cmd, &request) {
+        Some(kind) if request.get("account").is_none_or(Value::is_null) => {
+            scoped = accounts
+                .iter()
+                .filter(|a| a.kind == kind)
+                .cloned()
+                .collect();
+            &scoped[..]
+        }
+        _ => accounts,
+    };
     let account = match choose_account(accounts, &cmd, request.get("account")) {
         Ok(account) => account,
         Err(why) => return refuse(why),
@@ -440,7 +483,9 @@ async fn carry_out(
                 .map_err(Refusal::from),
             _ => match account.kind {
                 AccountKind::Sip => sip::handle(engine, account.id, &options.audio, request).await,
-                AccountKind::Xmpp => xmpp::handle(engine, account.id, request).await,
+                AccountKind::Xmpp => {
+                    xmpp::handle(engine, account.id, &options.audio, request).await
+                }
             },
         },
     )
@@ -508,26 +553,37 @@ mod tests {
         let mut accounts = two_accounts();
         let id_of =
             |accounts: &[LiveAccount], cmd| choose_account(accounts, cmd, None).map(|a| a.id.0);
-        ensure!(id_of(&accounts, "hold") == Ok(1));
+        ensure!(id_of(&accounts, "open_chat") == Ok(1));
         ensure!(id_of(&accounts, "join") == Ok(2));
         ensure!(id_of(&accounts[..1], "message") == Ok(1));
-        // A second SIP account makes call commands ambiguous again.
+        // A second SIP account makes SIP commands ambiguous again.
         accounts.push(account(3, AccountKind::Sip, "sip:carol@example.com"));
-        let Err(why) = choose_account(&accounts, "hold", None) else {
-            bail!("hold went to one of two SIP accounts unnamed");
+        let Err(why) = choose_account(&accounts, "open_chat", None) else {
+            bail!("open_chat went to one of two SIP accounts unnamed");
         };
         ensure!(
             why.contains("1 = sip:alice@example.com, 3 = sip:carol@example.com"),
             "{why}"
         );
         ensure!(id_of(&accounts, "join") == Ok(2));
+        // A command on a call names the call, which the engine routes: no account needed.
+        ensure!(id_of(&accounts, "hold").is_ok() && id_of(&accounts, "hangup").is_ok());
+        // Placing one needs the account that is to call, unless the address's scheme says.
+        ensure!(choose_account(&accounts, "call", None).is_err());
+        let sip = json!({"cmd": "call", "target": "sip:bob@example.com"});
+        let xmpp = json!({"cmd": "call", "target": "xmpp:bob@example.com"});
+        ensure!(call_network("call", &sip) == Some(AccountKind::Sip));
+        ensure!(call_network("call", &xmpp) == Some(AccountKind::Xmpp));
+        ensure!(
+            call_network("call", &json!({"cmd": "call", "target": "bob@example.com"})).is_none()
+        );
         Ok(())
     }
 
     #[test]
     fn a_command_of_the_other_kind_is_not_taken() {
-        assert!(AccountKind::Sip.takes("hold"));
-        assert!(!AccountKind::Xmpp.takes("hold"));
+        assert!(AccountKind::Sip.takes("hold") && AccountKind::Xmpp.takes("hold"));
+        assert!(AccountKind::Sip.takes("transfer") && !AccountKind::Xmpp.takes("transfer"));
         assert!(AccountKind::Xmpp.takes("room_history"));
         assert!(!AccountKind::Sip.takes("join"));
         assert!(AccountKind::Sip.takes("history") && AccountKind::Xmpp.takes("history"));

@@ -12,6 +12,8 @@ use lyrebird_engine::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::AudioArgs;
+use crate::calls;
 use crate::service::{Refusal, default_limit};
 use crate::{bot_reply, print_line};
 
@@ -59,9 +61,16 @@ pub(crate) struct XmppArgs {
     /// Answer each incoming 1:1 chat message with "You said: <body>" (a demo contact).
     #[arg(long)]
     pub(crate) reply_chats: bool,
+    /// Answer every call from a roster contact at once (a stranger's call still waits for a
+    /// command), with the audio options.
+    #[arg(long)]
+    auto_answer: bool,
+    /// Neither take nor place calls, and do not offer them to contacts.
+    #[arg(long, conflicts_with = "auto_answer")]
+    no_calls: bool,
 }
 
-pub(crate) fn account_config(args: &XmppArgs) -> Result<XmppAccountConfig> {
+pub(crate) fn account_config(args: &XmppArgs, audio: &AudioArgs) -> Result<XmppAccountConfig> {
     let source = if let Some(var) = &args.password_env {
         PasswordSource::Env { var: var.clone() }
     } else if let Some(path) = &args.password_file {
@@ -82,6 +91,8 @@ pub(crate) fn account_config(args: &XmppArgs) -> Result<XmppAccountConfig> {
     config.archive_catch_up = !args.no_archive;
     config.archive_page_size = args.archive_page;
     config.initial_presence = !args.invisible;
+    config.calls = !args.no_calls;
+    config.auto_answer = args.auto_answer.then(|| audio.to_audio());
     Ok(config)
 }
 
@@ -139,8 +150,12 @@ pub(crate) enum XmppCliCommand {
 pub(crate) async fn handle(
     engine: &EngineHandle,
     account: AccountId,
+    audio: &AudioArgs,
     request: Value,
 ) -> Result<Value, Refusal> {
+    if calls::takes(&request) {
+        return calls::handle(engine, account, audio, request).await;
+    }
     let cmd = request
         .get("cmd")
         .and_then(Value::as_str)

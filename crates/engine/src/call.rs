@@ -33,6 +33,11 @@ pub(crate) enum ToCall {
     RemoteAnswer {
         sdp: String,
     },
+    /// A candidate the peer trickled for media section `mid` (Jingle `transport-info`).
+    RemoteCandidate {
+        mid: String,
+        candidate: String,
+    },
     /// A re-INVITE's offer.
     Reoffer {
         sdp: String,
@@ -85,6 +90,7 @@ impl ToCall {
             | ToCall::Dtmf { reply, .. } => drop(reply.send(Err(error))),
             ToCall::Stats { reply } => drop(reply.send(Err(error))),
             ToCall::RemoteAnswer { .. }
+            | ToCall::RemoteCandidate { .. }
             | ToCall::Reoffer { .. }
             | ToCall::HoldAnswered { .. }
             | ToCall::HoldRefused
@@ -216,6 +222,11 @@ async fn drive(
                     if let Err(e) = session.apply_answer(&sdp).await {
                         warn!(error = %e, "peer's answer refused");
                         let _ = to_account.send(failed(e)).await;
+                    }
+                }
+                Some(ToCall::RemoteCandidate { mid, candidate }) => {
+                    if let Err(e) = session.add_remote_candidate(&mid, &candidate).await {
+                        warn!(error = %e, "peer's candidate refused");
                     }
                 }
                 Some(ToCall::Reoffer { sdp }) => {
@@ -365,5 +376,98 @@ async fn send_wanted_hold(
     }
     if let Err(e) = send_hold_offer(session, call, hold, to_account).await {
         warn!(error = %e, hold, "the hold or resume asked for meanwhile could not be offered");
+    }
+}
+
+/// The command that starts recording `call` into a new file in `folder` (created if need be),
+/// or stops it (`None`); `None` when the folder cannot be made, the caller already told why.
+pub(crate) fn record_command(
+    folder: Option<std::path::PathBuf>,
+    peer: &str,
+    call: CallId,
+    reply: oneshot::Sender<Result<(), EngineError>>,
+) -> Option<ToCall> {
+    let path = match folder {
+        None => None,
+        Some(folder) => {
+            if let Err(e) = std::fs::create_dir_all(&folder) {
+                let _ = reply.send(Err(EngineError::InvalidConfig(format!(
+                    "cannot create {}: {e}",
+                    folder.display()
+                ))));
+                return None;
+            }
+            Some(folder.join(recording_name(crate::ground::now_ms(), peer, call)))
+        }
+    };
+    Some(ToCall::Record { path, reply })
+}
+
+/// A recording's file name: when it started (UTC), who the call is with (only characters safe
+/// in any file system), and the call, e.g. `2026-12-07_14-03-22_bob_call7.wav`.
+fn recording_name(now_ms: i64, peer: &str, call: CallId) -> String {
+    // `YYYY-MM-DDThh:mm:ss.sssZ` (the XMPP core's UTC formatting) to `YYYY-MM-DD_hh-mm-ss`.
+    let stamp: String = lyrebird_xmpp::time::format_ms(now_ms)
+        .chars()
+        .take(19)
+        .map(|c| match c {
+            'T' => '_',
+            ':' => '-',
+            c => c,
+        })
+        .collect();
+    let user = peer
+        .trim_start_matches("sips:")
+        .trim_start_matches("sip:")
+        .trim_start_matches("xmpp:")
+        .split(['@', ';', '?'])
+        .next()
+        .unwrap_or_default();
+    let safe: String = user
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+        .take(40)
+        .collect();
+    let safe = if safe.is_empty() || safe.starts_with('.') {
+        "call".to_owned()
+    } else {
+        safe
+    };
+    format!("{stamp}_{safe}_call{}.wav", call.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recordings_are_named_by_time_and_a_safe_party_name() {
+        // 2026-12-07 14:03:22 UTC
+        let at = 1_796_652_202_000;
+        assert_eq!(
+            recording_name(at, "sip:bob@example.com", CallId(7)),
+            "2026-12-07_14-03-22_bob_call7.wav"
+        );
+        assert_eq!(
+            recording_name(at, "sip:../../etc/passwd@evil", CallId(1)),
+            "2026-12-07_14-03-22_call_call1.wav"
+        );
+        assert_eq!(
+            recording_name(at, "xmpp:carol@example.org/phone", CallId(8)),
+            "2026-12-07_14-03-22_carol_call8.wav"
+        );
+        assert_eq!(
+            recording_name(0, "sip:a/b\\c<d>@x", CallId(2)),
+            "1970-01-01_00-00-00_abcd_call2.wav"
+        );
+        // A leap day, and a day before the epoch.
+        assert_eq!(
+            recording_name(1_709_164_800_000, "bob", CallId(3)),
+            "2024-02-29_00-00-00_bob_call3.wav"
+        );
+        assert_eq!(
+            recording_name(-1_000, "bob", CallId(4)),
+            "1969-12-31_23-59-59_bob_call4.wav"
+        );
     }
 }

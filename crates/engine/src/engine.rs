@@ -11,6 +11,7 @@ use lyrebird_media::MediaConfig;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
+use crate::command::AccountCommand;
 use crate::config::{CallAudio, SipAccountConfig};
 use crate::event::EngineEvent;
 use crate::ground::now_ms;
@@ -23,7 +24,7 @@ use crate::profile::{
 };
 use crate::secret;
 use crate::secret::Password;
-use crate::sip::{AccountCommand, SipAccount};
+use crate::sip::SipAccount;
 use lyrebird_media::MediaStats;
 
 /// How the engine is set up.
@@ -938,13 +939,13 @@ impl Supervisor {
             }
         }
         for call in joining {
-            let Some(entry) = self.calls.get(&call).and_then(|a| self.accounts.get(a)) else {
+            let Some(entry) = self.call_owner(call).cloned() else {
                 continue;
             };
             if self.talking.get(&call) == Some(&true) {
                 let (reply, result) = oneshot::channel();
                 forward(
-                    entry,
+                    &entry,
                     AccountCommand::Hold {
                         call,
                         hold: false,
@@ -958,7 +959,7 @@ impl Supervisor {
             let (reply, result) = oneshot::channel();
             let conference = Some(self.conference.clone());
             forward(
-                entry,
+                &entry,
                 AccountCommand::Conference {
                     call,
                     conference,
@@ -984,10 +985,10 @@ impl Supervisor {
             .position(|c| *c == call)
             .ok_or_else(|| EngineError::InvalidState("the call is not in the conference".into()))?;
         self.conference_calls.remove(at);
-        if let Some(entry) = self.calls.get(&call).and_then(|a| self.accounts.get(a)) {
+        if let Some(entry) = self.call_owner(call).cloned() {
             let (reply, _result) = oneshot::channel();
             forward(
-                entry,
+                &entry,
                 AccountCommand::Conference {
                     call,
                     conference: None,
@@ -1013,12 +1014,12 @@ impl Supervisor {
             .filter(|c| *c != call && self.talking.get(c).is_some_and(|held| *held != hold))
             .collect();
         for other in others {
-            let Some(entry) = self.calls.get(&other).and_then(|a| self.accounts.get(a)) else {
+            let Some(entry) = self.call_owner(other).cloned() else {
                 continue;
             };
             let (reply, result) = oneshot::channel();
             forward(
-                entry,
+                &entry,
                 AccountCommand::Hold {
                     call: other,
                     hold,
@@ -1052,10 +1053,10 @@ impl Supervisor {
                 .calls
                 .get(&first)
                 .filter(|a| self.calls.get(&second) == Some(a));
-            if let Some(entry) = account.and_then(|a| self.accounts.get(a)) {
+            if let Some(entry) = account.and_then(|a| self.account_inbox(*a)).cloned() {
                 let (reply, result) = oneshot::channel();
                 forward(
-                    entry,
+                    &entry,
                     AccountCommand::AttendedTransfer {
                         call: first,
                         to: second,
@@ -1073,11 +1074,11 @@ impl Supervisor {
             }
         }
         for call in members {
-            let Some(entry) = self.calls.get(&call).and_then(|a| self.accounts.get(a)) else {
+            let Some(entry) = self.call_owner(call).cloned() else {
                 continue;
             };
             let (reply, _result) = oneshot::channel();
-            forward(entry, AccountCommand::Hangup { call, reply }).await;
+            forward(&entry, AccountCommand::Hangup { call, reply }).await;
         }
         Ok(())
     }
@@ -1099,12 +1100,12 @@ impl Supervisor {
             .map(|(call, _)| *call)
             .collect();
         for call in others {
-            let Some(entry) = self.calls.get(&call).and_then(|a| self.accounts.get(a)) else {
+            let Some(entry) = self.call_owner(call).cloned() else {
                 continue;
             };
             let (reply, result) = oneshot::channel();
             forward(
-                entry,
+                &entry,
                 AccountCommand::Hold {
                     call,
                     hold: true,
@@ -1120,6 +1121,21 @@ impl Supervisor {
                 }
             });
         }
+    }
+
+    /// Where an account's call commands go, whichever protocol it speaks.
+    fn account_inbox(&self, account: AccountId) -> Option<&mpsc::Sender<AccountCommand>> {
+        match self.accounts.get(&account) {
+            Some(entry) => Some(&entry.commands),
+            None => self.xmpp.call_inbox(account),
+        }
+    }
+
+    /// Where commands for `call` go: the account that owns it.
+    fn call_owner(&self, call: CallId) -> Option<&mpsc::Sender<AccountCommand>> {
+        self.calls
+            .get(&call)
+            .and_then(|account| self.account_inbox(*account))
     }
 
     async fn on_command(&mut self, command: Command) {
@@ -1169,8 +1185,11 @@ impl Supervisor {
                     self.hold_others(None).await;
                 }
                 match self.accounts.get(&account) {
-                    Some(entry) => forward(entry, command).await,
-                    None => command.fail(EngineError::UnknownAccount(account.0)),
+                    Some(entry) => forward(&entry.commands, command).await,
+                    None => match self.xmpp.call_inbox(account) {
+                        Some(inbox) => forward(inbox, command).await,
+                        None => command.fail(EngineError::UnknownAccount(account.0)),
+                    },
                 }
             }
             Command::ToCallOwner { call, command } => {
@@ -1184,12 +1203,8 @@ impl Supervisor {
                     // The conference is held and resumed as one: its other calls follow.
                     self.hold_conference_with(call, hold).await;
                 }
-                match self
-                    .calls
-                    .get(&call)
-                    .and_then(|account| self.accounts.get(account))
-                {
-                    Some(entry) => forward(entry, command).await,
+                match self.call_owner(call) {
+                    Some(inbox) => forward(inbox, command).await,
                     None => command.fail(EngineError::UnknownCall(call.0)),
                 }
             }
@@ -1199,7 +1214,7 @@ impl Supervisor {
                     .get(&transfer)
                     .and_then(|account| self.accounts.get(account))
                 {
-                    Some(entry) => forward(entry, AccountCommand::Files(command)).await,
+                    Some(entry) => forward(&entry.commands, AccountCommand::Files(command)).await,
                     None => command.fail(EngineError::InvalidState(format!(
                         "no such transfer: {}",
                         transfer.0
@@ -1263,6 +1278,7 @@ impl Supervisor {
     async fn forward_to_xmpp(&mut self, command: crate::xmpp::SupervisorCommand) {
         let context = crate::xmpp::SupervisorContext {
             next_account: &mut self.next_account,
+            media: &self.media,
             ids: &self.ids,
             notices: &self.notices_tx,
             history: &self.history,
@@ -1329,8 +1345,8 @@ impl Supervisor {
     }
 }
 
-async fn forward(entry: &AccountEntry, command: AccountCommand) {
-    if let Err(mpsc::error::SendError(command)) = entry.commands.send(command).await {
+async fn forward(inbox: &mpsc::Sender<AccountCommand>, command: AccountCommand) {
+    if let Err(mpsc::error::SendError(command)) = inbox.send(command).await {
         command.fail(EngineError::Stopped);
     }
 }
@@ -1344,28 +1360,5 @@ async fn stop_account(entry: &AccountEntry) {
         .is_ok()
     {
         let _ = tokio::time::timeout(Duration::from_secs(4), rx).await;
-    }
-}
-
-impl AccountCommand {
-    /// Answers the command's caller with an error instead of carrying it out.
-    fn fail(self, error: EngineError) {
-        match self {
-            AccountCommand::Call { reply, .. } => drop(reply.send(Err(error))),
-            AccountCommand::Answer { reply, .. }
-            | AccountCommand::Reject { reply, .. }
-            | AccountCommand::Hangup { reply, .. }
-            | AccountCommand::SetMuted { reply, .. }
-            | AccountCommand::Hold { reply, .. }
-            | AccountCommand::Conference { reply, .. }
-            | AccountCommand::Record { reply, .. }
-            | AccountCommand::Transfer { reply, .. }
-            | AccountCommand::AttendedTransfer { reply, .. }
-            | AccountCommand::SendDtmf { reply, .. } => drop(reply.send(Err(error))),
-            AccountCommand::SendMessage { reply, .. } => drop(reply.send(Err(error))),
-            AccountCommand::Stats { reply, .. } => drop(reply.send(Err(error))),
-            AccountCommand::Files(command) => command.fail(error),
-            AccountCommand::Shutdown { reply } => drop(reply.send(())),
-        }
     }
 }

@@ -15,13 +15,14 @@
 //!
 //! Layers, each using only those before it (`tests/module_graph.rs` keeps it so): `ground` (ids,
 //! errors, time) → `event`, `secret`, `config`, `notice`, `session` → `history`, `transport` →
-//! the session tasks (`call`, `msrp/`) → the account tasks (`sip/`, `xmpp/`) → `profile` →
+//! the session tasks (`call`, `msrp/`) → `command` → the account tasks (`sip/`, `xmpp/`) → `profile` →
 //! `engine` (the supervisor).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod backoff;
 mod call;
+mod command;
 mod config;
 mod engine;
 mod event;

@@ -882,6 +882,23 @@ impl MediaSession {
         }
     }
 
+    /// A candidate the peer trickled (RFC 8838) for the media section `mid`: `candidate:...` as
+    /// in an `a=candidate` line. Candidates arrive after the description they belong to; one
+    /// that cannot be read is the peer's fault ([`MediaError::BadSdp`]).
+    pub async fn add_remote_candidate(&self, mid: &str, candidate: &str) -> Result<(), MediaError> {
+        let candidate = candidate.trim();
+        let candidate = candidate.strip_prefix("a=").unwrap_or(candidate);
+        let init = rtc::peer_connection::transport::RTCIceCandidateInit {
+            candidate: candidate.to_owned(),
+            sdp_mid: Some(mid.to_owned()),
+            ..Default::default()
+        };
+        self.peer
+            .add_ice_candidate(init)
+            .await
+            .map_err(|e| MediaError::BadSdp(format!("trickled candidate refused: {e}")))
+    }
+
     /// Sends silence instead of the source while `muted` (the stream keeps flowing so NATs and
     /// the peer's jitter buffer stay warm).
     pub fn set_muted(&self, muted: bool) {

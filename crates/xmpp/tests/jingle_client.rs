@@ -265,3 +265,44 @@ fn stun_and_turn_services_come_from_the_server() {
     c.handle_frame(now, &format!("<iq xmlns='jabber:client' type='error' from='localhost' id='{id}'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"));
     assert_eq!(signals(&mut c), [CallSignal::IceServers(Vec::new())]);
 }
+
+#[test]
+fn every_device_announcing_known_caps_gets_its_features_with_one_query_per_ver() {
+    let now = Instant::now();
+    let mut c = online(true, now);
+    let presence = |from: &str| {
+        format!(
+            "<presence xmlns='jabber:client' from='{from}'><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://app.example' ver='V1='/></presence>"
+        )
+    };
+    let features = |c: &mut Client| -> Vec<String> {
+        std::iter::from_fn(|| c.poll_event())
+            .filter_map(|e| match e {
+                XmppEvent::PeerFeatures { jid, features } => {
+                    assert!(features.iter().any(|f| f == "urn:xmpp:jingle:1"));
+                    Some(jid)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    c.handle_frame(now, &presence("romeo@montague.lit/orchard"));
+    c.handle_frame(now, &presence("romeo@montague.lit/balcony"));
+    let queries: Vec<String> = drain(&mut c)
+        .into_iter()
+        .filter(|s| s.contains("disco#info"))
+        .collect();
+    assert_eq!(queries.len(), 1, "one query per ver: {queries:?}");
+    let id = attr(&queries[0], "id").to_owned();
+    c.handle_frame(now, &format!("<iq xmlns='jabber:client' type='result' from='romeo@montague.lit/orchard' id='{id}'><query xmlns='http://jabber.org/protocol/disco#info' node='https://app.example#V1='><feature var='urn:xmpp:jingle:1'/></query></iq>"));
+    let mut told = features(&mut c);
+    told.sort();
+    assert_eq!(
+        told,
+        ["romeo@montague.lit/balcony", "romeo@montague.lit/orchard"]
+    );
+    // Known by now: a third device is told at once, with no query.
+    c.handle_frame(now, &presence("juliet@capulet.lit/chamber"));
+    assert!(drain(&mut c).iter().all(|s| !s.contains("disco#info")));
+    assert_eq!(features(&mut c), ["juliet@capulet.lit/chamber"]);
+}

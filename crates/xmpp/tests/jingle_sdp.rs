@@ -670,3 +670,21 @@ fn sdp_that_jingle_cannot_carry_is_refused() {
         Err(JingleError::Missing { .. })
     ));
 }
+
+/// Chromium offers RED (RFC 2198) with the bare-token fmtp `111/111`; stanza writes it as a
+/// `<parameter/>` with a name and no value. Refusing it refused the browser's whole call.
+#[test]
+fn a_parameter_with_a_name_alone_is_a_bare_fmtp_token() {
+    let description = "<description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'>\
+        <payload-type id='111' name='opus' clockrate='48000' channels='2'>\
+        <parameter name='useinbandfec' value='1'/></payload-type>\
+        <payload-type id='63' name='red' clockrate='48000' channels='2'>\
+        <parameter name='111/111'/></payload-type><rtcp-mux/></description>";
+    let xml = initiate_with(&format!(
+        "<content creator='initiator' name='0'>{description}{}</content>",
+        ice(FINGERPRINT)
+    ));
+    let sdp = to_sdp(&xml).unwrap().to_string();
+    assert!(sdp.contains("a=fmtp:63 111/111\r\n"), "{sdp}");
+    assert!(sdp.contains("a=fmtp:111 useinbandfec=1\r\n"), "{sdp}");
+}

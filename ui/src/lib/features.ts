@@ -13,8 +13,18 @@ export const features = {
 
 export type Feature = keyof typeof features;
 
-/** Whether `feature` can be offered for a call on an account of this kind (only SIP calls
- * exist; the engine does these per SIP dialog). */
+/** Whether `feature` can be offered for a call on an account of this kind. SIP calls have them
+ * all. XMPP (Jingle) calls can be held (XEP-0167 session-info), recorded and merged (the
+ * engine records and mixes the media, whatever the signalling), but not transferred: Jingle
+ * has no transfer (nothing like SIP's REFER). */
 export function callFeature(feature: Feature, accountKind: "sip" | "xmpp" | null): boolean {
-  return features[feature] && accountKind === "sip";
+  if (!features[feature]) return false;
+  switch (accountKind) {
+    case "sip":
+      return true;
+    case "xmpp":
+      return feature !== "transfer";
+    case null:
+      return false;
+  }
 }

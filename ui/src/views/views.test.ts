@@ -88,6 +88,22 @@ describe("contacts view", () => {
     }
     expect(body).toContain("Do not disturb");
   });
+
+  it("calls over XMPP a contact with no SIP address whose device can take a call, and says so", () => {
+    const callLabels = () =>
+      attrs(render(Contacts).body, "contact-call").map((a) => [/aria-label="([^"]*)"/.exec(a)?.[1], /title="([^"]*)"/.exec(a)?.[1]]);
+    expect(callLabels()[0]).toEqual(["Call Carol", "Call"]);
+    app.state = S.applyEvent(
+      app.state,
+      { event: "peer_features", account: 2, jid: "carol@lyrebird.test/phone", features: [...S.AUDIO_CALL_FEATURES] },
+      NOW,
+    );
+    expect(callLabels()).toEqual([
+      ["Call Carol (XMPP)", "Call (XMPP)"],
+      ["Call Bob", "Call"],
+      ["Call dave", "Call"],
+    ]);
+  });
 });
 
 describe("chats view", () => {
@@ -217,6 +233,65 @@ describe("calls", () => {
     expect(attrs(body, "level-out")[0]).toMatch(/^<meter/);
     expect(attrs(body, "call-quality")[0]).toContain('data-quality="unknown"');
     expect(attrs(body, "call-hangup").length).toBe(1);
+  });
+});
+
+describe("calls with XMPP contacts", () => {
+  /** Alice (account 2) talking with Bob over XMPP, Carol's call on hold. */
+  function xmppCalls(): S.AppState {
+    return S.applyEvents(
+      app.state,
+      [
+        { event: "incoming_call", account: 2, call: 21, from: "carol@lyrebird.test", display_name: null },
+        { event: "call_state", account: 2, call: 21, state: { state: "audio_flowing" } },
+        { event: "call_state", account: 2, call: 22, state: { state: "dialing", direction: "outgoing", peer: "bob@lyrebird.test" } },
+        { event: "call_state", account: 2, call: 22, state: { state: "audio_flowing" } },
+        { event: "call_hold", account: 2, call: 21, local: true, remote: false },
+      ],
+      NOW - 10_000,
+    );
+  }
+
+  it("shows the caller of an incoming XMPP call by name", () => {
+    app.state = S.applyEvent(app.state, { event: "incoming_call", account: 2, call: 20, from: "carol@lyrebird.test", display_name: null }, NOW);
+    const { body } = render(IncomingCall, { props: { call: S.ringingIncoming(app.state)! } });
+    expect(textOf(body, "incoming-caller")).toBe("C Carol carol@lyrebird.test");
+    expect(body).toContain("to alice@lyrebird.test");
+  });
+
+  it("offers hold, record and merge but no transfer, and leaving ends the conference for everyone", () => {
+    app.state = xmppCalls();
+    let { body } = render(App);
+    expect(attrs(body, "in-call").map((a) => /aria-label="([^"]*)"/.exec(a)?.[1])).toEqual(["Call with Bob", "Call with Carol"]);
+    expect(attrs(body, "call-hold").length).toBe(2);
+    expect(attrs(body, "call-record").length).toBe(2);
+    expect(attrs(body, "call-merge").length).toBe(1);
+    expect(attrs(body, "call-transfer")).toEqual([]);
+    // Connecting the other two would be a transfer: the engine hangs up both instead.
+    app.state = S.applyEvent(app.state, { event: "conference", calls: [22, 21] }, NOW);
+    ({ body } = render(App));
+    expect(textOf(body, "conference-leave")).toBe("End the conference for everyone");
+  });
+
+  it("calls an XMPP call back over its XMPP account, even with no SIP account", () => {
+    app.state = S.applyEvent(
+      S.removeAccount(xmppCalls(), 1),
+      { event: "call_state", account: 2, call: 21, state: { state: "ended", reason: "answered on another of your devices", status: null } },
+      NOW,
+    );
+    const { body } = render(Calls);
+    expect(attrs(body, "call-history-item").map((a) => /data-peer="([^"]*)"/.exec(a)?.[1])).toEqual([
+      "bob@lyrebird.test",
+      "carol@lyrebird.test",
+      "sip:bob@lyrebird.test",
+      "sip:bob@lyrebird.test",
+    ]);
+    const callBack = body.match(/<button[^>]*aria-label="Call [^"]* back"[^>]*>/g) ?? [];
+    expect(callBack.map((b) => [/aria-label="Call ([^"]*) back"/.exec(b)?.[1], b.includes("disabled")])).toEqual([
+      ["Carol", false],
+      ["Bob B.", true],
+      ["Bob B.", true],
+    ]);
   });
 });
 

@@ -688,25 +688,14 @@ impl Calls {
         folder: Option<std::path::PathBuf>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     ) {
-        let path = match folder {
-            None => None,
-            Some(folder) => {
-                if let Err(e) = std::fs::create_dir_all(&folder) {
-                    let _ = reply.send(Err(EngineError::InvalidConfig(format!(
-                        "cannot create {}: {e}",
-                        folder.display()
-                    ))));
-                    return;
-                }
-                let peer = self
-                    .entries
-                    .get(&call)
-                    .map(|e| e.peer.as_str())
-                    .unwrap_or("");
-                Some(folder.join(recording_name(crate::ground::now_ms(), peer, call)))
-            }
-        };
-        self.command(call, ToCall::Record { path, reply });
+        let peer = self
+            .entries
+            .get(&call)
+            .map(|e| e.peer.as_str())
+            .unwrap_or("");
+        if let Some(command) = call::record_command(folder, peer, call, reply) {
+            self.command(call, command);
+        }
     }
 
     /// Puts a call on hold or resumes it; its media task makes the offer.
@@ -1117,69 +1106,5 @@ impl CallEnding {
             status,
             cause,
         }
-    }
-}
-
-/// A recording's file name: when it started (UTC), who the call is with (only characters safe
-/// in any file system), and the call, e.g. `2026-12-07_14-03-22_bob_call7.wav`.
-fn recording_name(now_ms: i64, peer: &str, call: CallId) -> String {
-    // `YYYY-MM-DDThh:mm:ss.sssZ` (the XMPP core's UTC formatting) to `YYYY-MM-DD_hh-mm-ss`.
-    let stamp: String = lyrebird_xmpp::time::format_ms(now_ms)
-        .chars()
-        .take(19)
-        .map(|c| match c {
-            'T' => '_',
-            ':' => '-',
-            c => c,
-        })
-        .collect();
-    let user = peer
-        .trim_start_matches("sips:")
-        .trim_start_matches("sip:")
-        .split(['@', ';', '?'])
-        .next()
-        .unwrap_or_default();
-    let safe: String = user
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
-        .take(40)
-        .collect();
-    let safe = if safe.is_empty() || safe.starts_with('.') {
-        "call".to_owned()
-    } else {
-        safe
-    };
-    format!("{stamp}_{safe}_call{}.wav", call.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recordings_are_named_by_time_and_a_safe_party_name() {
-        // 2026-12-07 14:03:22 UTC
-        let at = 1_796_652_202_000;
-        assert_eq!(
-            recording_name(at, "sip:bob@example.com", CallId(7)),
-            "2026-12-07_14-03-22_bob_call7.wav"
-        );
-        assert_eq!(
-            recording_name(at, "sip:../../etc/passwd@evil", CallId(1)),
-            "2026-12-07_14-03-22_call_call1.wav"
-        );
-        assert_eq!(
-            recording_name(0, "sip:a/b\\c<d>@x", CallId(2)),
-            "1970-01-01_00-00-00_abcd_call2.wav"
-        );
-        // A leap day, and a day before the epoch.
-        assert_eq!(
-            recording_name(1_709_164_800_000, "bob", CallId(3)),
-            "2024-02-29_00-00-00_bob_call3.wav"
-        );
-        assert_eq!(
-            recording_name(-1_000, "bob", CallId(4)),
-            "1969-12-31_23-59-59_bob_call4.wav"
-        );
     }
 }

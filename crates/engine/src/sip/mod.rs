@@ -26,95 +26,18 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::call::ToCall;
-use crate::config::{CallAudio, DtmfMethod, SipAccountConfig};
+use crate::command::AccountCommand;
+use crate::config::{DtmfMethod, SipAccountConfig};
 use crate::event::{AccountState, EngineEvent};
-use crate::ground::{AccountId, CallId, EngineError, IdSource, MessageId};
+use crate::ground::{AccountId, EngineError, IdSource, MessageId};
 use crate::history::History;
 use crate::notice::AccountNotice;
 use crate::session::SessionId;
 use crate::transport::{Flow, FlowEvent, Incoming, KeepAlive, WsTarget, sleep_until_opt};
 use calls::Calls;
-use lyrebird_media::MediaStats;
 use lyrebird_msrp::offers_msrp;
 use lyrebird_store::DeliveryState;
 use sessions::{Routed, Sessions, Signalling};
-
-/// Commands from the engine's front ends, routed to the account that owns the call or message.
-#[derive(Debug)]
-pub(crate) enum AccountCommand {
-    Call {
-        target: String,
-        audio: CallAudio,
-        reply: oneshot::Sender<Result<CallId, EngineError>>,
-    },
-    Answer {
-        call: CallId,
-        audio: Option<CallAudio>,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    Reject {
-        call: CallId,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    Hangup {
-        call: CallId,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    SendMessage {
-        target: String,
-        body: String,
-        reply: oneshot::Sender<Result<MessageId, EngineError>>,
-    },
-    Stats {
-        call: CallId,
-        reply: oneshot::Sender<Result<MediaStats, EngineError>>,
-    },
-    SetMuted {
-        call: CallId,
-        muted: bool,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    SendDtmf {
-        call: CallId,
-        digit: char,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    /// Ask the peer to call `target` instead (blind transfer).
-    Transfer {
-        call: CallId,
-        target: String,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    /// Connect the peer of `call` with the peer of `to` (attended transfer).
-    AttendedTransfer {
-        call: CallId,
-        to: CallId,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    /// Record a call into a new file in `folder`, or stop recording (`None`).
-    Record {
-        call: CallId,
-        folder: Option<std::path::PathBuf>,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    /// Mix a call into a conference, or take it out (`None`).
-    Conference {
-        call: CallId,
-        conference: Option<lyrebird_media::Conference>,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    /// Hold (`hold`) or resume a call.
-    Hold {
-        call: CallId,
-        hold: bool,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    /// File transfers and MSRP chats (see `msrp/`).
-    Files(crate::msrp::TransferCommand),
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
-}
 
 /// Messages the core asks to send while the flow is down, kept until it is back.
 const MAX_PENDING_TRANSMITS: usize = 256;

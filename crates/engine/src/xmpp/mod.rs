@@ -24,8 +24,11 @@
 //!   close forgets it.
 //! - HTTP upload (XEP-0363) and downloads of shared links run in their own tasks (`http.rs`),
 //!   reporting progress as events.
+//! - Calls with XMPP contacts (Jingle, set up with XEP-0353) live in the account's call table
+//!   (`calls.rs`); each call's media runs in the same kind of task as a SIP call's.
 
 mod archive;
+mod calls;
 mod http;
 pub(crate) mod store;
 
@@ -34,6 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lyrebird_media::MediaConfig;
 use lyrebird_store::DeliveryState;
 use lyrebird_xmpp::{
     ChatMessage, ChatState, Client, ClientConfig, MessageKind, MessageOrigin, ReceivedMark, Show,
@@ -44,6 +48,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::command::AccountCommand;
+use crate::config::CallAudio;
 use crate::event::{AccountState, EngineEvent};
 use crate::ground::IdSource;
 use crate::ground::{AccountId, EngineError};
@@ -106,6 +112,11 @@ pub struct XmppAccountConfig {
     pub archive_catch_up: bool,
     /// RSM page size for the archive.
     pub archive_page_size: u32,
+    /// Take and place calls (Jingle): advertised to contacts only when on.
+    pub calls: bool,
+    /// Answer every call from a roster contact at once with this audio (bots, tests); a
+    /// stranger's call always waits for the person.
+    pub auto_answer: Option<CallAudio>,
 }
 
 impl XmppAccountConfig {
@@ -123,6 +134,8 @@ impl XmppAccountConfig {
             auto_approve: false,
             archive_catch_up: true,
             archive_page_size: 500,
+            calls: true,
+            auto_answer: None,
         }
     }
 }
@@ -361,14 +374,20 @@ pub(crate) struct XmppAccount {
     uploads: HashMap<String, Upload>,
     transfers_tx: mpsc::UnboundedSender<FromTransfer>,
     transfers: mpsc::UnboundedReceiver<FromTransfer>,
+    /// Calls with contacts (`calls.rs`), and the front ends' commands for them.
+    calls: calls::Calls,
+    call_commands: mpsc::Receiver<AccountCommand>,
 }
 
 impl XmppAccount {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: AccountId,
         config: XmppAccountConfig,
         ids: Arc<IdSource>,
+        media: Arc<MediaConfig>,
         commands: mpsc::Receiver<XmppCommand>,
+        call_commands: mpsc::Receiver<AccountCommand>,
         notices: mpsc::UnboundedSender<AccountNotice>,
         history: History,
     ) -> Result<Self, EngineError> {
@@ -386,7 +405,22 @@ impl XmppAccount {
         core.caps_node = "https://lyrebird.invalid/caps".into();
         // The server hears a stanza was handled only once what it brought is in history.
         core.confirm_handled = true;
+        core.calls = config.calls;
+        if config.calls {
+            core.extra_features = lyrebird_xmpp::jingle::caps::call_features(false)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+        }
         let client = Client::new(core)?;
+        let calls = calls::Calls::new(
+            id,
+            media,
+            Arc::clone(&ids),
+            notices.clone(),
+            history.clone(),
+            config.auto_answer.clone(),
+        );
         let target = WsTarget {
             url: config.ws_url.clone(),
             subprotocol: "xmpp",
@@ -418,6 +452,8 @@ impl XmppAccount {
             uploads: HashMap::new(),
             transfers_tx,
             transfers,
+            calls,
+            call_commands,
         })
     }
 
@@ -453,6 +489,7 @@ impl XmppAccount {
                 break;
             }
             let core_deadline = self.client.poll_timeout().map(Instant::from_std);
+            let calls_deadline = self.calls.poll_timeout().map(Instant::from_std);
             let ping_at = self.flow.is_open().then(|| self.keepalive.deadline());
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -466,6 +503,18 @@ impl XmppAccount {
                     }
                     None => self.stopping = true,
                 },
+                Some(command) = self.call_commands.recv() => {
+                    let now = self.now();
+                    self.calls.on_command(&mut self.client, now, command);
+                }
+                Some(message) = self.calls.next_message() => {
+                    let now = self.now();
+                    self.calls.on_task_message(&mut self.client, now, message);
+                }
+                () = sleep_until_opt(calls_deadline) => {
+                    let now = self.now();
+                    self.calls.on_timeout(&mut self.client, now);
+                }
                 Some(message) = self.transfers.recv() => self.on_transfer(message),
                 Some(written) = self.archive.next_written() => self.archive.on_written(written),
                 Some(news) = self.from_history.recv() => self.on_history_news(news),
@@ -482,6 +531,10 @@ impl XmppAccount {
                 () = sleep_until_opt(ping_at) => self.on_keepalive_due().await,
             }
         }
+        // Calls end first, so their peers hear it (session-terminate) before we leave.
+        let now = self.now();
+        self.calls.hangup_all(&mut self.client, now);
+        self.calls.stop_tasks();
         // Orderly close: unavailable presence, SM ack, </close>; bounded. Everything received
         // is recorded by now; once it is written, the final ack can count all of it.
         self.history.flush().await;
@@ -563,6 +616,18 @@ impl XmppAccount {
             while let Some(event) = self.client.poll_event() {
                 progressed = true;
                 self.on_core_event(event).await;
+            }
+            while let Some(signal) = self.client.poll_call_signal() {
+                progressed = true;
+                let now = self.now();
+                let roster = &self.roster;
+                self.calls.on_signal(&mut self.client, now, signal, |jid| {
+                    let contact = roster.get(jid);
+                    calls::Caller {
+                        known: contact.is_some(),
+                        name: contact.and_then(|c| c.name.clone()),
+                    }
+                });
             }
             if !progressed {
                 break;
@@ -744,6 +809,7 @@ impl XmppAccount {
         match event {
             XmppEvent::Online { jid, resumed } => {
                 self.flow.reset_backoff();
+                self.calls.set_local(&jid);
                 if !resumed {
                     self.presence.clear();
                     // Available before anyone is told we are online (RFC 6121 §4.2).
@@ -821,6 +887,7 @@ impl XmppAccount {
                     );
                 } else {
                     resources.remove(&key);
+                    self.calls.on_unavailable(&p.from);
                 }
                 self.emit(EngineEvent::Presence {
                     account: self.id,
@@ -926,11 +993,14 @@ impl XmppAccount {
                     upload_service: upload_service.map(|(jid, _)| jid),
                 });
             }
-            XmppEvent::PeerFeatures { jid, features } => self.emit(EngineEvent::PeerFeatures {
-                account: self.id,
-                jid,
-                features,
-            }),
+            XmppEvent::PeerFeatures { jid, features } => {
+                self.calls.on_features(&jid, &features);
+                self.emit(EngineEvent::PeerFeatures {
+                    account: self.id,
+                    jid,
+                    features,
+                })
+            }
             XmppEvent::UploadSlot { request, slot } => {
                 let Some(mut upload) = self.uploads.remove(&request) else {
                     return;
@@ -1463,6 +1533,7 @@ pub(crate) enum SupervisorCommand {
 /// What the supervisor lends to XMPP account management.
 pub(crate) struct SupervisorContext<'a> {
     pub(crate) next_account: &'a mut u32,
+    pub(crate) media: &'a Arc<MediaConfig>,
     pub(crate) ids: &'a Arc<IdSource>,
     pub(crate) notices: &'a mpsc::UnboundedSender<AccountNotice>,
     pub(crate) history: &'a History,
@@ -1472,6 +1543,8 @@ pub(crate) struct SupervisorContext<'a> {
 #[derive(Default)]
 pub(crate) struct XmppAccounts {
     accounts: HashMap<AccountId, mpsc::Sender<XmppCommand>>,
+    /// Each account's inbox for call commands (the same commands SIP accounts take).
+    call_inboxes: HashMap<AccountId, mpsc::Sender<AccountCommand>>,
 }
 
 impl XmppAccounts {
@@ -1492,6 +1565,7 @@ impl XmppAccounts {
                     AccountId(*cx.next_account)
                 });
                 let (tx, rx) = mpsc::channel(256);
+                let (calls_tx, calls_rx) = mpsc::channel(64);
                 if record {
                     cx.history.record_xmpp(XmppHappening::AccountAdded {
                         account: id,
@@ -1503,13 +1577,16 @@ impl XmppAccounts {
                     id,
                     *config,
                     Arc::clone(cx.ids),
+                    Arc::clone(cx.media),
                     rx,
+                    calls_rx,
                     cx.notices.clone(),
                     cx.history.clone(),
                 )
                 .map(|account| {
                     tokio::spawn(account.run());
                     self.accounts.insert(id, tx);
+                    self.call_inboxes.insert(id, calls_tx);
                     info!(account = id.0, "XMPP account added");
                     id
                 });
@@ -1540,12 +1617,18 @@ impl XmppAccounts {
         self.accounts.keys().copied()
     }
 
+    /// Where an account's call commands go, if it is an XMPP account.
+    pub(crate) fn call_inbox(&self, account: AccountId) -> Option<&mpsc::Sender<AccountCommand>> {
+        self.call_inboxes.get(&account)
+    }
+
     pub(crate) fn contains(&self, account: AccountId) -> bool {
         self.accounts.contains_key(&account)
     }
 
     /// Stops one account in the background (a finished connection check).
     pub(crate) fn stop_in_background(&mut self, account: AccountId) {
+        self.call_inboxes.remove(&account);
         if let Some(tx) = self.accounts.remove(&account) {
             tokio::spawn(stop(tx));
         }
@@ -1553,6 +1636,7 @@ impl XmppAccounts {
 
     /// Stops one account (bounded wait).
     pub(crate) async fn remove(&mut self, account: AccountId) -> Result<(), EngineError> {
+        self.call_inboxes.remove(&account);
         let tx = self
             .accounts
             .remove(&account)
@@ -1562,6 +1646,7 @@ impl XmppAccounts {
     }
 
     pub(crate) async fn shutdown(&mut self) {
+        self.call_inboxes.clear();
         let stops = self.accounts.drain().map(|(_, tx)| stop(tx));
         futures_util::future::join_all(stops).await;
     }

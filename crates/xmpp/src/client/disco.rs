@@ -5,7 +5,7 @@
 //!
 //! State owned here: [`Disco`], what the server offers and which caps are already known.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -40,9 +40,23 @@ pub(super) struct Disco {
     pending: usize,
     /// The HTTP upload service found among the server's items, and its size limit.
     pub(super) upload_service: Option<(String, Option<u64>)>,
-    /// XEP-0115 `ver`s already asked about (or being asked about).
-    known_caps: HashSet<String>,
+    /// What each XEP-0115 `ver` seen means, or who waits to learn it.
+    caps: HashMap<String, Caps>,
 }
+
+/// One XEP-0115 `ver`: asked about once (§6.2), its features then told for every device that
+/// announces it, so each contact's device gets its own [`XmppEvent::PeerFeatures`].
+#[derive(Debug)]
+enum Caps {
+    /// The disco#info query is out; these full JIDs announced the `ver` meanwhile.
+    Asked { waiting: Vec<String> },
+    /// The features the `ver` stands for.
+    Known(Vec<String>),
+}
+
+/// The most devices kept waiting for one `ver`'s answer (a flood of presences must not grow
+/// the list without bound).
+const MAX_WAITING_FOR_CAPS: usize = 256;
 
 impl Client {
     /// The answer to [`IqPurpose::ServerInfo`].
@@ -111,9 +125,29 @@ impl Client {
 
     /// Caps `node#ver` seen in available presence from `from` (not ourselves).
     pub(super) fn learn_caps(&mut self, now: Instant, from: &str, node: &str, ver: &str) {
-        if !self.disco.known_caps.insert(ver.to_owned()) {
-            return;
+        match self.disco.caps.get_mut(ver) {
+            Some(Caps::Known(features)) => {
+                let features = features.clone();
+                self.events.push_back(XmppEvent::PeerFeatures {
+                    jid: from.to_owned(),
+                    features,
+                });
+                return;
+            }
+            Some(Caps::Asked { waiting }) => {
+                if waiting.len() < MAX_WAITING_FOR_CAPS && !waiting.iter().any(|j| j == from) {
+                    waiting.push(from.to_owned());
+                }
+                return;
+            }
+            None => {}
         }
+        self.disco.caps.insert(
+            ver.to_owned(),
+            Caps::Asked {
+                waiting: Vec::new(),
+            },
+        );
         // XEP-0115 §6.2: ask once per ver what it means.
         self.send_iq(
             now,
@@ -133,9 +167,25 @@ impl Client {
             .get_child("query", ns::DISCO_INFO)
             .map(features_of)
             .unwrap_or_default();
-        let _ = ver;
+        let waiting = match self.disco.caps.insert(ver, Caps::Known(features.clone())) {
+            Some(Caps::Asked { waiting }) => waiting,
+            _ => Vec::new(),
+        };
+        for other in waiting.into_iter().filter(|w| *w != jid) {
+            self.events.push_back(XmppEvent::PeerFeatures {
+                jid: other,
+                features: features.clone(),
+            });
+        }
         self.events
             .push_back(XmppEvent::PeerFeatures { jid, features });
+    }
+
+    /// The disco#info query for `ver` failed: the next device announcing it is asked.
+    pub(super) fn peer_info_failed(&mut self, ver: &str) {
+        if matches!(self.disco.caps.get(ver), Some(Caps::Asked { .. })) {
+            self.disco.caps.remove(ver);
+        }
     }
 
     /// Answers a disco#info request about us (any node: we have one set of features).

@@ -184,9 +184,11 @@ impl Client {
             IqPurpose::RosterSet => self.warn(format!("roster change refused: {condition}")),
             IqPurpose::Carbons => self.warn(format!("carbons not enabled: {condition}")),
             IqPurpose::RoomConfig => self.warn(format!("new room not unlocked: {condition}")),
-            IqPurpose::RosterGet | IqPurpose::ServerItems | IqPurpose::PeerInfo { .. } => {
-                debug!(%condition, "iq failed")
+            IqPurpose::PeerInfo { ver, .. } => {
+                debug!(%condition, "a contact's disco#info failed");
+                self.peer_info_failed(&ver);
             }
+            IqPurpose::RosterGet | IqPurpose::ServerItems => debug!(%condition, "iq failed"),
         }
     }
 }

@@ -150,6 +150,7 @@ impl Jingle {
                 }
             };
             transports.push(transport);
+            accept_valueless_parameters(child);
         }
         let parsed =
             ParsedJingle::try_from(el).map_err(|e| JingleError::Malformed(e.to_string()))?;
@@ -350,6 +351,33 @@ pub fn senders_name(senders: &Senders) -> &'static str {
         Senders::Initiator => "initiator",
         Senders::Responder => "responder",
         Senders::None => "none",
+    }
+}
+
+/// Gives every payload-type `<parameter/>` without a `value` an empty one. An SDP format
+/// parameter that is a bare token (RED's `111/111`, telephone-event's `0-16`) has no value, and
+/// browser libraries (stanza) write it as a name alone; XEP-0167 says `value` is required and
+/// xmpp-parsers refuses the whole element without it, which would refuse the call. The SDP
+/// mapping writes a name with an empty value back as the bare token.
+fn accept_valueless_parameters(content: &mut Element) {
+    use xmpp_parsers::minidom::rxml;
+    for description in content.children_mut() {
+        if !description.is("description", ns::JINGLE_RTP) {
+            continue;
+        }
+        for payload in description.children_mut() {
+            if !payload.is("payload-type", ns::JINGLE_RTP) {
+                continue;
+            }
+            for parameter in payload.children_mut() {
+                if parameter.is("parameter", ns::JINGLE_RTP)
+                    && parameter.attr("value").is_none()
+                    && let Ok(value) = rxml::NcName::try_from("value")
+                {
+                    parameter.set_attr(rxml::Namespace::NONE, value, "");
+                }
+            }
+        }
     }
 }
 

@@ -112,3 +112,94 @@ describe("contacts from a fresh start", () => {
     expect(S.mergedContacts(s)).toMatchObject([{ key: "zoe@lyrebird.test", name: "zoe", presence: "unknown" }]);
   });
 });
+
+describe("who can take a call", () => {
+  const carol = "carol@lyrebird.test";
+  const presence = (account: number, jid: string, available: boolean): EngineEvent => ({
+    event: "presence",
+    account,
+    jid,
+    available,
+    show: null,
+    status: null,
+  });
+  const peerFeatures = (account: number, jid: string, features: readonly string[]): EngineEvent => ({
+    event: "peer_features",
+    account,
+    jid,
+    features: [...features],
+  });
+
+  it("counts a device whose features have Jingle audio over ICE with DTLS", () => {
+    let s = S.applyEvent(online(), presence(2, `${carol}/phone`, true), T0);
+    expect(S.canTakeCall(s, 2, carol)).toBe(false);
+    s = S.applyEvent(s, peerFeatures(2, `${carol}/phone`, ["http://jabber.org/protocol/disco#info", ...S.AUDIO_CALL_FEATURES]), T0);
+    expect(S.canTakeCall(s, 2, carol)).toBe(true);
+    expect(S.canTakeCall(s, 2, `${carol}/phone`)).toBe(true);
+  });
+
+  it("does not count a device that lacks one of them (RTP without DTLS)", () => {
+    let s = S.applyEvent(online(), presence(2, `${carol}/desk`, true), T0);
+    const noDtls = S.AUDIO_CALL_FEATURES.filter((f) => f !== "urn:xmpp:jingle:apps:dtls:0");
+    s = S.applyEvent(s, peerFeatures(2, `${carol}/desk`, noDtls), T0);
+    expect(S.canTakeCall(s, 2, carol)).toBe(false);
+  });
+
+  it("stops counting a device once it goes unavailable, and counts it again when it is back", () => {
+    let s = S.applyEvents(
+      online(),
+      [
+        presence(2, `${carol}/phone`, true),
+        peerFeatures(2, `${carol}/phone`, S.AUDIO_CALL_FEATURES),
+        presence(2, `${carol}/desk`, true),
+        peerFeatures(2, `${carol}/desk`, ["urn:xmpp:jingle:1"]),
+      ],
+      T0,
+    );
+    expect(S.canTakeCall(s, 2, carol)).toBe(true);
+    s = S.applyEvent(s, presence(2, `${carol}/phone`, false), T0);
+    expect(S.canTakeCall(s, 2, carol)).toBe(false);
+    // The engine describes a client version once: a device that comes back is not described again.
+    s = S.applyEvent(s, presence(2, `${carol}/phone`, true), T0);
+    expect(S.canTakeCall(s, 2, carol)).toBe(true);
+    s = S.applyEvent(s, presence(2, carol, false), T0);
+    expect(S.canTakeCall(s, 2, carol)).toBe(false);
+  });
+
+  it("knows it per account", () => {
+    const s = S.applyEvents(
+      online(),
+      [presence(3, `${carol}/phone`, true), peerFeatures(3, `${carol}/phone`, S.AUDIO_CALL_FEATURES)],
+      T0,
+    );
+    expect(S.canTakeCall(s, 3, carol)).toBe(true);
+    expect(S.canTakeCall(s, 2, carol)).toBe(false);
+    expect(S.canTakeCall(S.forgetAccountContacts(s, 3), 3, carol)).toBe(false);
+  });
+
+  it("calls a person's SIP address first, else over XMPP when they can take a call, else dials SIP", () => {
+    let s = S.applyEvents(
+      online(),
+      [
+        presence(2, `${carol}/phone`, true),
+        presence(2, "bob@lyrebird.test/phone", true),
+        peerFeatures(2, `${carol}/phone`, S.AUDIO_CALL_FEATURES),
+        peerFeatures(2, "bob@lyrebird.test/phone", S.AUDIO_CALL_FEATURES),
+      ],
+      T0,
+    );
+    const target = (key: string) => {
+      const person = S.mergedContacts(s).find((p) => p.key === key);
+      return person ? S.callTargetOf(s, person) : undefined;
+    };
+    expect(target("bob@lyrebird.test")).toEqual({ account: 1, kind: "sip", target: "sip:bob@lyrebird.test" });
+    expect(target(carol)).toEqual({ account: 2, kind: "xmpp", target: carol });
+    expect(target("dave@lyrebird.test")).toEqual({ account: 1, kind: "sip", target: "sip:dave@lyrebird.test" });
+    s = S.applyEvent(s, presence(2, `${carol}/phone`, false), T0);
+    expect(target(carol)).toEqual({ account: 1, kind: "sip", target: "sip:carol@lyrebird.test" });
+    // With no SIP account, only a contact that can take a call can be called.
+    s = S.applyEvent(S.removeAccount(s, 1), presence(2, `${carol}/phone`, true), T0);
+    expect(target(carol)).toEqual({ account: 2, kind: "xmpp", target: carol });
+    expect(target("dave@lyrebird.test")).toBeNull();
+  });
+});

@@ -1,10 +1,22 @@
 // The presence slice: every account's contacts (saved SIP contacts and the XMPP roster), each
-// XMPP resource's presence, and the subscription requests waiting for an answer.
+// XMPP resource's presence and whether it can take a call, and the subscription requests
+// waiting for an answer.
 import type { Bootstrap, ContactEntry, EngineEvent, RosterContact } from "../types";
 import { num } from "../types";
-import { bareAddress, bareJid, jidResource, shortName } from "../address";
+import { bareAddress, bareJid, dialTarget, jidResource, shortName } from "../address";
 import { accountLostTouch, type AccountsState } from "./accounts";
 import { contactKey, idKey, type AccountKindWord, type Fold } from "./common";
+
+/** The disco#info features a device needs to take an audio call we can place: Jingle RTP audio
+ * over ICE-UDP with DTLS-SRTP (XEP-0166/0167/0176/0320). Without DTLS a WebRTC engine cannot
+ * talk to it (the engine's `can_take_call` asks the same). */
+export const AUDIO_CALL_FEATURES = [
+  "urn:xmpp:jingle:1",
+  "urn:xmpp:jingle:apps:rtp:1",
+  "urn:xmpp:jingle:apps:rtp:audio",
+  "urn:xmpp:jingle:transports:ice-udp:1",
+  "urn:xmpp:jingle:apps:dtls:0",
+] as const;
 
 export interface ContactEndpoint {
   account: number;
@@ -43,11 +55,16 @@ export interface PresenceState {
   contacts: Record<string, ContactEndpoint>;
   /** `account|bareJid` → resource → presence. */
   presence: Record<string, Record<string, ResourceView>>;
+  /** `account|bareJid` → resource → whether that device can take an audio call, as its
+   * `peer_features` said. Kept while the device is away (only an available one counts): the
+   * engine asks what a client can do once per client version (XEP-0115 caps), so a device
+   * that comes back is not described again. */
+  callDevices: Record<string, Record<string, boolean>>;
   subscriptionRequests: SubscriptionRequestView[];
 }
 
 export function emptyPresence(): PresenceState {
-  return { contacts: {}, presence: {}, subscriptionRequests: [] };
+  return { contacts: {}, presence: {}, callDevices: {}, subscriptionRequests: [] };
 }
 
 function contactFromEntry(entry: ContactEntry): ContactEndpoint {
@@ -88,6 +105,7 @@ export function forgetAccountContacts<S extends PresenceState>(state: S, account
     ...state,
     contacts: Object.fromEntries(Object.entries(state.contacts).filter(([, c]) => c.account !== account)),
     presence: Object.fromEntries(Object.entries(state.presence).filter(([k]) => !k.startsWith(prefix))),
+    callDevices: Object.fromEntries(Object.entries(state.callDevices).filter(([k]) => !k.startsWith(prefix))),
     subscriptionRequests: state.subscriptionRequests.filter((r) => r.account !== account),
   };
 }
@@ -161,6 +179,20 @@ export function endpointPresence(
   return { word: "unknown", status: null };
 }
 
+/** Whether the contact `jid` (bare) on `account` can take an audio call now: one of its
+ * available devices said it can. */
+export function canTakeCall(
+  state: Pick<PresenceState, "presence" | "callDevices">,
+  account: number,
+  jid: string,
+): boolean {
+  const key = contactKey(account, bareJid(jid));
+  const devices = state.callDevices[key];
+  const available = state.presence[key];
+  if (!devices || !available) return false;
+  return Object.keys(available).some((resource) => devices[resource] === true);
+}
+
 const PRESENCE_ORDER: Record<PresenceWord, number> = {
   available: 5,
   away: 4,
@@ -210,6 +242,26 @@ export function mergedContacts(state: WithAccounts, query = ""): PersonView[] {
       a.name.localeCompare(b.name) ||
       a.key.localeCompare(b.key),
   );
+}
+
+/** What a person's call button calls, from which account. */
+export interface CallTarget {
+  account: number;
+  kind: AccountKindWord;
+  /** A SIP URI, or a bare JID. */
+  target: string;
+}
+
+/** How to call a person: their SIP address if they have one; else their XMPP address when one
+ * of its devices can take a call; else their `user@domain` dialled from the first SIP account;
+ * else not at all. */
+export function callTargetOf(state: WithAccounts, person: PersonView): CallTarget | null {
+  const sip = person.endpoints.find((e) => e.kind === "sip");
+  if (sip) return { account: sip.account, kind: "sip", target: sip.address };
+  const xmpp = person.endpoints.find((e) => e.kind === "xmpp" && canTakeCall(state, e.account, e.address));
+  if (xmpp) return { account: xmpp.account, kind: "xmpp", target: bareJid(xmpp.address) };
+  const account = Object.values(state.accounts).find((a) => a.kind === "sip");
+  return account ? { account: account.id, kind: "sip", target: dialTarget(person.key, account.address) } : null;
 }
 
 /** The name a person gave a contact with this address (on any account, SIP or XMPP), or null. */
@@ -303,6 +355,12 @@ export function reducePresence<S extends PresenceState>(state: S, ev: EngineEven
         delete resources[resource];
       }
       return { ...state, presence: { ...state.presence, [key]: resources } };
+    }
+    case "peer_features": {
+      const key = contactKey(ev.account, bareJid(ev.jid));
+      const canCall = AUDIO_CALL_FEATURES.every((f) => ev.features.includes(f));
+      const devices = { ...(state.callDevices[key] ?? {}), [jidResource(ev.jid)]: canCall };
+      return { ...state, callDevices: { ...state.callDevices, [key]: devices } };
     }
     case "subscription_request": {
       const account = num(ev.account);

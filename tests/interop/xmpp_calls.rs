@@ -1,0 +1,449 @@
+//! Calls with XMPP contacts through a real Prosody: Jingle RTP sessions set up with Jingle
+//! Message Initiation (XEP-0353), media by the same WebRTC engine as SIP calls. What is asserted
+//! is what a person would check: each side's recording holds the other side's speech (and not
+//! its own), the caller heard it ring, a declined or withdrawn call ends on both sides with its
+//! reason and is in both histories, the person's second device stops ringing when the first
+//! answers, and a stranger's call rings but is never answered by itself. The browser peer is a
+//! third-party XMPP library with Jingle over WebRTC (npm `stanza`) in a real Chromium.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use serde_json::json;
+use testkit::audio::assert_heard;
+use testkit::jingle_browser::{JingleBrowserPeer, JingleBrowserPeerOptions};
+use testkit::json_lines::JsonLines;
+use testkit::lyrebird::{call_id, history_calls};
+use testkit::speech::phrase_wav;
+use testkit::stack::{Stack, StackOptions};
+use testkit::xmpp::{befriend, online, start_lyrebird};
+
+const LOGIN: Duration = Duration::from_secs(20);
+const SETUP: Duration = Duration::from_secs(20);
+const DELIVERY: Duration = Duration::from_secs(15);
+/// How long a call is held so several seconds of speech cross it.
+const TALK: Duration = Duration::from_secs(7);
+
+fn jid(stack: &Stack, user: &str) -> String {
+    format!("{user}@{}", stack.xmpp().domain())
+}
+
+/// A Lyrebird with one XMPP account, its media on loopback, files under `dir`.
+async fn lyrebird(
+    stack: &Stack,
+    user: &str,
+    resource: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<JsonLines> {
+    let mut args = vec!["--resource", resource, "--bind", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    let mut peer = start_lyrebird(
+        &stack.xmpp().ws_url(),
+        &jid(stack, user),
+        &format!("{user}-secret"),
+        &dir.join(format!("{user}-{resource}.sqlite3")),
+        &dir.join(format!("{user}-{resource}.log")),
+        &args,
+    )?;
+    online(&mut peer, LOGIN).await?;
+    Ok(peer)
+}
+
+/// Issue test 1: two Lyrebirds call each other over Prosody and hear each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_lyrebirds_call_over_xmpp_and_hear_each_other() -> Result<()> {
+    let stack = Stack::start(StackOptions::prosody_only())?;
+    let dir = testkit::test_dir("lyrebird-jingle-")?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let speech_alice = phrase_wav(dir.path(), 0)?;
+    let speech_bob = phrase_wav(dir.path(), 1)?;
+    let heard_by_alice = dir.path().join("heard-by-alice.wav");
+    let heard_by_bob = dir.path().join("heard-by-bob.wav");
+    let (play_bob, record_bob) = (
+        speech_bob.to_string_lossy().into_owned(),
+        heard_by_bob.to_string_lossy().into_owned(),
+    );
+    let mut bob = lyrebird(
+        &stack,
+        "bob",
+        "desk",
+        dir.path(),
+        &[
+            "--auto-answer",
+            "--play",
+            &play_bob,
+            "--record",
+            &record_bob,
+        ],
+    )
+    .await?;
+    let mut alice = lyrebird(&stack, "alice", "laptop", dir.path(), &[]).await?;
+    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid, DELIVERY).await?;
+
+    let result = alice
+        .command(json!({"cmd": "call", "target": format!("xmpp:{bob_jid}"),
+                        "play": speech_alice, "record": heard_by_alice}))
+        .await?;
+    let call = call_id(&result)?;
+    // XEP-0353 <ringing/> from bob's device before it proceeds.
+    alice.call_state(call, "ringing", SETUP).await?;
+    alice.call_state(call, "answered", SETUP).await?;
+    alice.call_state(call, "audio_flowing", SETUP).await?;
+    let bob_call = bob.incoming_call(SETUP).await?;
+    bob.call_state(bob_call, "audio_flowing", SETUP).await?;
+    let stats = alice.command(json!({"cmd": "stats", "call": call})).await?;
+    ensure!(
+        stats["stats"].is_object(),
+        "alice's call has no statistics: {stats}"
+    );
+    tokio::time::sleep(TALK).await;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
+    alice.call_state(call, "ended", SETUP).await?;
+    let ended = bob.call_state(bob_call, "ended", SETUP).await?;
+    ensure!(
+        ended["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("other side hung up")),
+        "bob: {ended}"
+    );
+    alice.quit().await?;
+    bob.quit().await?;
+
+    assert_heard(&heard_by_bob, &speech_alice, &speech_bob, "bob")?;
+    assert_heard(&heard_by_alice, &speech_bob, &speech_alice, "alice")?;
+
+    let alice_calls = history_calls(&dir.path().join("alice-laptop.sqlite3")).await?;
+    ensure!(
+        alice_calls.len() == 1
+            && alice_calls[0]["direction"] == "out"
+            && alice_calls[0]["peer_address"] == bob_jid.as_str()
+            && alice_calls[0]["answered_at_ms"].is_i64()
+            && alice_calls[0]["end_reason"] == "local_hangup",
+        "alice's history: {alice_calls:?}"
+    );
+    let bob_calls = history_calls(&dir.path().join("bob-desk.sqlite3")).await?;
+    ensure!(
+        bob_calls.len() == 1
+            && bob_calls[0]["direction"] == "in"
+            && bob_calls[0]["peer_address"] == alice_jid.as_str()
+            && bob_calls[0]["end_reason"] == "remote_hangup"
+            && bob_calls[0]["missed"] == false,
+        "bob's history: {bob_calls:?}"
+    );
+    Ok(())
+}
+
+/// Issue test 1, second half: a declined call and a withdrawn (retracted) call end cleanly on
+/// both sides, with their reasons, and both are in both histories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_and_a_withdrawn_xmpp_call_end_on_both_sides() -> Result<()> {
+    let stack = Stack::start(StackOptions::prosody_only())?;
+    let dir = testkit::test_dir("lyrebird-jingle-")?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let mut bob = lyrebird(
+        &stack,
+        "bob",
+        "desk",
+        dir.path(),
+        &["--silence", "--discard"],
+    )
+    .await?;
+    let mut alice = lyrebird(
+        &stack,
+        "alice",
+        "laptop",
+        dir.path(),
+        &["--silence", "--discard"],
+    )
+    .await?;
+    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid, DELIVERY).await?;
+
+    // Declined.
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": bob_jid}))
+            .await?,
+    )?;
+    let bob_call = bob.incoming_call(SETUP).await?;
+    alice.call_state(call, "ringing", SETUP).await?;
+    bob.command(json!({"cmd": "reject", "call": bob_call}))
+        .await?;
+    let ended = alice.call_state(call, "ended", SETUP).await?;
+    ensure!(ended["state"]["reason"] == "declined", "alice: {ended}");
+    bob.call_state(bob_call, "ended", SETUP).await?;
+
+    // Withdrawn while it rings.
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": bob_jid}))
+            .await?,
+    )?;
+    let bob_call = bob.incoming_call(SETUP).await?;
+    alice.call_state(call, "ringing", SETUP).await?;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
+    let ended = alice.call_state(call, "ended", SETUP).await?;
+    ensure!(ended["state"]["reason"] == "cancelled", "alice: {ended}");
+    let ended = bob.call_state(bob_call, "ended", SETUP).await?;
+    ensure!(
+        ended["state"]["reason"] == "cancelled by the caller",
+        "bob: {ended}"
+    );
+    alice.quit().await?;
+    bob.quit().await?;
+
+    let alice_calls = history_calls(&dir.path().join("alice-laptop.sqlite3")).await?;
+    let reasons: Vec<_> = alice_calls
+        .iter()
+        .map(|c| c["end_reason"].clone())
+        .collect();
+    ensure!(
+        reasons == [json!("local_cancel"), json!("declined")],
+        "alice's history, newest first: {alice_calls:?}"
+    );
+    let bob_calls = history_calls(&dir.path().join("bob-desk.sqlite3")).await?;
+    let reasons: Vec<_> = bob_calls
+        .iter()
+        .map(|c| (c["end_reason"].clone(), c["missed"].clone()))
+        .collect();
+    ensure!(
+        reasons
+            == [
+                (json!("remote_cancel"), json!(true)),
+                // Never answered on this device: missed, whoever ended it.
+                (json!("declined"), json!(true)),
+            ],
+        "bob's history, newest first: {bob_calls:?}"
+    );
+    Ok(())
+}
+
+/// Issue test 4: the callee's second device stops ringing when the first answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_device_stops_ringing_when_the_first_answers() -> Result<()> {
+    let stack = Stack::start(StackOptions::prosody_only())?;
+    let dir = testkit::test_dir("lyrebird-jingle-")?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let mut phone = lyrebird(
+        &stack,
+        "bob",
+        "phone",
+        dir.path(),
+        &["--silence", "--discard"],
+    )
+    .await?;
+    let mut alice = lyrebird(
+        &stack,
+        "alice",
+        "laptop",
+        dir.path(),
+        &["--silence", "--discard"],
+    )
+    .await?;
+    befriend(&mut alice, &alice_jid, &mut phone, &bob_jid, DELIVERY).await?;
+    let mut desk = lyrebird(
+        &stack,
+        "bob",
+        "desk",
+        dir.path(),
+        &["--silence", "--discard"],
+    )
+    .await?;
+
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": bob_jid}))
+            .await?,
+    )?;
+    let on_phone = phone.incoming_call(SETUP).await?;
+    let on_desk = desk.incoming_call(SETUP).await?;
+    phone
+        .command(json!({"cmd": "answer", "call": on_phone}))
+        .await?;
+    alice.call_state(call, "answered", SETUP).await?;
+    phone.call_state(on_phone, "answered", SETUP).await?;
+    let stopped = desk.call_state(on_desk, "ended", SETUP).await?;
+    ensure!(
+        stopped["state"]["reason"] == "answered on another of your devices",
+        "the desk: {stopped}"
+    );
+    phone
+        .command(json!({"cmd": "hangup", "call": on_phone}))
+        .await?;
+    alice.call_state(call, "ended", SETUP).await?;
+    for peer in [alice, phone, desk] {
+        peer.quit().await?;
+    }
+    let desk_calls = history_calls(&dir.path().join("bob-desk.sqlite3")).await?;
+    ensure!(
+        desk_calls.len() == 1 && desk_calls[0]["end_reason"] == "answered_elsewhere",
+        "the desk's history: {desk_calls:?}"
+    );
+    Ok(())
+}
+
+/// Issue test 5, in part: a caller not in the roster rings, and is not answered by itself even
+/// with auto-answer on; the person declines it and the caller hears so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_call_rings_and_waits_for_the_person() -> Result<()> {
+    let stack = Stack::start(StackOptions::prosody_only())?;
+    let dir = testkit::test_dir("lyrebird-jingle-")?;
+    let bob_jid = jid(&stack, "bob");
+    let mut bob = lyrebird(
+        &stack,
+        "bob",
+        "desk",
+        dir.path(),
+        &["--silence", "--discard", "--auto-answer"],
+    )
+    .await?;
+    let mut mallory = lyrebird(
+        &stack,
+        "carol",
+        "laptop",
+        dir.path(),
+        &["--silence", "--discard"],
+    )
+    .await?;
+
+    let call = call_id(
+        &mallory
+            .command(json!({"cmd": "call", "target": bob_jid}))
+            .await?,
+    )?;
+    let bob_call = bob.incoming_call(SETUP).await?;
+    // A known caller would be answered at once; give a stranger's call the time that takes.
+    let taken = bob
+        .drain(Duration::from_secs(3))
+        .await
+        .into_iter()
+        .find(|e| e["event"] == "call_state" && e["state"]["state"] == "answered");
+    ensure!(taken.is_none(), "a stranger's call was answered: {taken:?}");
+    bob.command(json!({"cmd": "reject", "call": bob_call}))
+        .await?;
+    let ended = mallory.call_state(call, "ended", SETUP).await?;
+    ensure!(
+        ended["state"]["reason"] == "declined",
+        "the caller: {ended}"
+    );
+    bob.quit().await?;
+    mallory.quit().await?;
+    Ok(())
+}
+
+/// Issue test 2: a browser XMPP user (the `stanza` library's Jingle in Chromium, its fake
+/// microphone playing speech) calls Lyrebird and is called by it. Audio is proven both ways on
+/// both sides: the browser decodes audio with energy, Lyrebird's recording holds the
+/// browser's speech.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_xmpp_user_and_lyrebird_call_each_other() -> Result<()> {
+    let stack = Stack::start(StackOptions::prosody_only())?;
+    let dir = testkit::test_dir("lyrebird-jingle-")?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let speech_browser = phrase_wav(dir.path(), 2)?;
+    let speech_lyrebird = phrase_wav(dir.path(), 3)?;
+    let mut browser = JingleBrowserPeer::start(
+        JingleBrowserPeerOptions::new(stack.xmpp().ws_url(), &alice_jid, "alice-secret")
+            .resource("browser")
+            .fake_audio(&speech_browser)
+            .auto_answer(true)
+            .log_dir(dir.path()),
+    )
+    .await?;
+    let (play, record_in, record_out) = (
+        speech_lyrebird.to_string_lossy().into_owned(),
+        dir.path().join("lyrebird-answered.wav"),
+        dir.path().join("lyrebird-called.wav"),
+    );
+    let answered_recording = record_in.to_string_lossy().into_owned();
+    let mut bob = lyrebird(
+        &stack,
+        "bob",
+        "desk",
+        dir.path(),
+        &[
+            "--auto-answer",
+            "--play",
+            &play,
+            "--record",
+            &answered_recording,
+        ],
+    )
+    .await?;
+    // The browser in Lyrebird's roster (so its call is answered by itself), and Lyrebird in
+    // the browser's (so it sees Lyrebird's call features).
+    bob.command(json!({"cmd": "add_contact", "jid": alice_jid}))
+        .await?;
+    browser.add_contact(&bob_jid).await?;
+    bob.wait_for("the browser in the roster", DELIVERY, |e| {
+        e["event"] == "contact" && e["jid"] == alice_jid.as_str()
+    })
+    .await?;
+
+    // The browser calls (XEP-0353 to the bare JID); Lyrebird answers.
+    browser.call(&bob_jid).await?;
+    let call = bob.incoming_call(SETUP).await?;
+    bob.call_state(call, "audio_flowing", SETUP).await?;
+    browser.wait_for("accepted", SETUP).await?;
+    let heard = browser.wait_for_decoded_audio(SETUP).await?;
+    println!("the browser heard Lyrebird: {heard:?}");
+    tokio::time::sleep(TALK).await;
+    browser.hangup().await?;
+    let ended = bob.call_state(call, "ended", SETUP).await?;
+    ensure!(
+        ended["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("other side hung up")),
+        "Lyrebird: {ended}"
+    );
+    browser.wait_for("ended", SETUP).await?;
+
+    // Lyrebird calls; the browser answers.
+    let call = call_id(
+        &bob.command(json!({"cmd": "call", "target": format!("xmpp:{alice_jid}"),
+                            "play": speech_lyrebird, "record": record_out}))
+            .await?,
+    )?;
+    browser.wait_for("incoming", SETUP).await?;
+    bob.call_state(call, "audio_flowing", SETUP).await?;
+    let heard = browser.wait_for_decoded_audio(SETUP).await?;
+    println!("the browser heard Lyrebird's call: {heard:?}");
+    tokio::time::sleep(TALK).await;
+    bob.command(json!({"cmd": "hangup", "call": call})).await?;
+    let ended = browser.wait_for("ended", SETUP).await?;
+    ensure!(ended["reason"] == "success", "the browser: {ended}");
+    bob.quit().await?;
+    browser.quit().await?;
+
+    assert_heard(
+        &record_in,
+        &speech_browser,
+        &speech_lyrebird,
+        "Lyrebird answering",
+    )?;
+    assert_heard(
+        &record_out,
+        &speech_browser,
+        &speech_lyrebird,
+        "Lyrebird calling",
+    )?;
+    let calls = history_calls(&dir.path().join("bob-desk.sqlite3")).await?;
+    let kinds: Vec<_> = calls
+        .iter()
+        .map(|c| (c["direction"].clone(), c["end_reason"].clone()))
+        .collect();
+    ensure!(
+        kinds
+            == [
+                (json!("out"), json!("local_hangup")),
+                (json!("in"), json!("remote_hangup")),
+            ],
+        "Lyrebird's history, newest first: {calls:?}"
+    );
+    Ok(())
+}
