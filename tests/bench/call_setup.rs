@@ -11,11 +11,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::json;
 use testkit::browser::{
     BrowserPeer, BrowserPeerOptions, browser_to_browser_setup, event_time, now_ms, summarize,
 };
+use testkit::json_lines::event_ms;
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
 use testkit::procfs::{cpu_seconds, memory_kib};
 use testkit::speech::phrase_wav;
@@ -108,12 +109,6 @@ fn options(stack: &Stack, user: &str, dir: &Path) -> LyrebirdOptions {
         // Quiet by default so logging costs nothing in the CPU figure; LYREBIRD_TEST_LOG to trace.
         .arg("--log")
         .arg(std::env::var("LYREBIRD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-}
-
-fn event_ms(event: &serde_json::Value) -> Result<f64> {
-    event["t_ms"]
-        .as_f64()
-        .ok_or_else(|| anyhow!("event without t_ms: {event}"))
 }
 
 /// Lyrebird dials a JsSIP browser that answers at once; each round is timed from the moment the

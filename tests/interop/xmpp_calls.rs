@@ -16,7 +16,7 @@ use testkit::jingle_browser::{JingleBrowserPeer, JingleBrowserPeerOptions};
 use testkit::json_lines::JsonLines;
 use testkit::lyrebird::{call_id, history_calls};
 use testkit::speech::phrase_wav;
-use testkit::stack::{Stack, StackOptions};
+use testkit::stack::{Stack, StackOptions, TurnAuth};
 use testkit::xmpp::{befriend, online, start_lyrebird};
 
 const LOGIN: Duration = Duration::from_secs(20);
@@ -446,4 +446,69 @@ async fn a_browser_xmpp_user_and_lyrebird_call_each_other() -> Result<()> {
         "Lyrebird's history, newest first: {calls:?}"
     );
     Ok(())
+}
+
+/// The STUN/TURN services the XMPP server offers (XEP-0215; Prosody's mod_turn_external with
+/// time-limited credentials for the test bed's coturn) are used for calls when none are
+/// configured: two relay-only Lyrebirds with no TURN server of their own talk through coturn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_call_goes_through_the_turn_server_the_xmpp_server_offers() -> Result<()> {
+    let stack = Stack::start(StackOptions {
+        kamailio: false,
+        turn_auth: TurnAuth::SharedSecret,
+        ..StackOptions::default()
+    })?;
+    let dir = testkit::test_dir("lyrebird-jingle-")?;
+    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let speech = phrase_wav(dir.path(), 0)?;
+    let other = phrase_wav(dir.path(), 1)?;
+    let heard = dir.path().join("heard-via-turn.wav");
+    let play = speech.to_string_lossy().into_owned();
+    let record = heard.to_string_lossy().into_owned();
+    let mut bob = lyrebird(
+        &stack,
+        "bob",
+        "desk",
+        dir.path(),
+        &[
+            "--relay-only",
+            "--auto-answer",
+            "--play",
+            &play,
+            "--discard",
+        ],
+    )
+    .await?;
+    let mut alice = lyrebird(
+        &stack,
+        "alice",
+        "laptop",
+        dir.path(),
+        &["--relay-only", "--silence", "--record", &record],
+    )
+    .await?;
+    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid, DELIVERY).await?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": bob_jid}))
+            .await?,
+    )?;
+    alice.call_state(call, "audio_flowing", SETUP).await?;
+    tokio::time::sleep(TALK).await;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
+    alice.call_state(call, "ended", SETUP).await?;
+    alice.quit().await?;
+    bob.quit().await?;
+    let turn_log = std::fs::read_to_string(stack.coturn().log_path()).unwrap_or_default();
+    let allocations = turn_log
+        .lines()
+        .filter(|l| l.contains("ALLOCATE processed, success"))
+        .count();
+    ensure!(
+        allocations >= 2,
+        "coturn logged {allocations} successful allocations:\n{turn_log}"
+    );
+    assert_heard(&heard, &speech, &other, "alice (through the server's TURN)")
 }

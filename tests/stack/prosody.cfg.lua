@@ -41,7 +41,11 @@ modules_enabled = {
 	-- `prosodyctl shell` over a Unix socket in the data directory: tests put old
 	-- messages straight into archives with it (tests/support/stack.rs).
 	"admin_shell";
+	-- XEP-0215 STUN/TURN services for calls, when the test bed's coturn runs with a
+	-- shared secret (time-limited credentials): mod_turn_external.
+	@TURN_MODULE@
 }
+@TURN_EXTERNAL@
 -- No TLS on loopback: without mod_tls no STARTTLS is offered (a c2s that offers
 -- it without a certificate fails every handshake). No server-to-server at all.
 modules_disabled = { "s2s"; "tls"; "offline" }

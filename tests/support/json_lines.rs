@@ -241,3 +241,11 @@ impl JsonLines {
         let _ = self.child.kill().await;
     }
 }
+
+/// When a Lyrebird event happened: its `t_ms` (wall-clock ms since the epoch, as the engine
+/// stamps every event).
+pub fn event_ms(event: &Value) -> Result<f64> {
+    event["t_ms"]
+        .as_f64()
+        .ok_or_else(|| anyhow!("event without t_ms: {event}"))
+}

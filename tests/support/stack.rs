@@ -275,7 +275,12 @@ impl Stack {
                 .spawn()?;
         }
         if options.prosody {
-            let prosody = stack.prosody.insert(Prosody::new(&root, fixed)?);
+            // With a coturn that takes time-limited credentials, Prosody offers it (XEP-0215).
+            let turn = stack.coturn.as_ref().and_then(|c| {
+                c.shared_secret()
+                    .map(|secret| (c.port(), secret.to_owned()))
+            });
+            let prosody = stack.prosody.insert(Prosody::new(&root, fixed, turn)?);
             for (user, password) in &options.users {
                 prosody.register(user, password)?;
             }
@@ -912,7 +917,12 @@ pub struct Prosody {
 }
 
 impl Prosody {
-    fn new(root: &Path, fixed: Option<&FixedPorts>) -> Result<Prosody> {
+    /// `turn`: a coturn's port and shared secret, offered to clients as STUN/TURN services.
+    fn new(
+        root: &Path,
+        fixed: Option<&FixedPorts>,
+        turn: Option<(u16, String)>,
+    ) -> Result<Prosody> {
         let dir = root.join("prosody");
         for sub in ["data", "certs"] {
             fs::create_dir_all(dir.join(sub)).context("creating the Prosody directories")?;
@@ -924,6 +934,13 @@ impl Prosody {
             .as_ref()
             .map_or_else(|| dir.join("data"), |d| d.path().to_owned())
             .join("prosody.sqlite");
+        let turn_external = match &turn {
+            Some((port, secret)) => format!(
+                "turn_external_secret = \"{secret}\"\nturn_external_host = \"127.0.0.1\"\n\
+                 turn_external_port = {port}\nturn_external_tcp = true"
+            ),
+            None => String::new(),
+        };
         let config = fill(
             PROSODY_TEMPLATE,
             &[
@@ -933,6 +950,15 @@ impl Prosody {
                 ("@DOMAIN@", DOMAIN),
                 ("@SQL_DATABASE@", &database.display().to_string()),
                 ("@LOG_LEVEL@", if debug_logs() { "debug" } else { "info" }),
+                (
+                    "@TURN_MODULE@",
+                    if turn.is_some() {
+                        "\"turn_external\";"
+                    } else {
+                        ""
+                    },
+                ),
+                ("@TURN_EXTERNAL@", &turn_external),
             ],
         )?;
         let config_path = dir.join("prosody.cfg.lua");

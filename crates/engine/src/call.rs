@@ -24,6 +24,10 @@ pub(crate) enum CallRole {
     Offerer,
     /// Incoming call: the INVITE carried the peer's offer.
     Answerer { offer: String },
+    /// Incoming call taken before its offer came (XEP-0353: the person accepts the proposal,
+    /// then the caller sends the offer). The media session gets ready meanwhile, so the offer
+    /// is answered as soon as it arrives (`ToCall::Reoffer`, answered with `Signal::Answer`).
+    AnswererAwaitingOffer,
 }
 
 /// Account task → call task.
@@ -185,30 +189,28 @@ async fn drive(
             return;
         }
     };
+    let mut awaiting_offer = false;
     let first = match role {
-        CallRole::Offerer => session.create_offer().await.map(|sdp| FromCall::Signal {
+        CallRole::Offerer => Some(session.create_offer().await.map(|sdp| FromCall::Signal {
             call,
             signal: Signal::Offer { sdp },
-        }),
-        CallRole::Answerer { offer } => {
-            session
-                .accept_offer(&offer)
-                .await
-                .map(|sdp| FromCall::Signal {
-                    call,
-                    signal: Signal::Answer { sdp },
-                })
+        })),
+        CallRole::Answerer { offer } => Some(answer(&session, call, &offer).await),
+        CallRole::AnswererAwaitingOffer => {
+            awaiting_offer = true;
+            None
         }
     };
     let mut media_events = session.events();
     match first {
-        Ok(message) => {
+        Some(Ok(message)) => {
             let _ = to_account.send(message).await;
         }
-        Err(e) => {
+        Some(Err(e)) => {
             warn!(error = %e, "offer/answer failed");
             let _ = to_account.send(failed(e)).await;
         }
+        None => {}
     }
 
     let mut audio_seen = false;
@@ -227,6 +229,18 @@ async fn drive(
                 Some(ToCall::RemoteCandidate { mid, candidate }) => {
                     if let Err(e) = session.add_remote_candidate(&mid, &candidate).await {
                         warn!(error = %e, "peer's candidate refused");
+                    }
+                }
+                Some(ToCall::Reoffer { sdp }) if awaiting_offer => {
+                    awaiting_offer = false;
+                    match answer(&session, call, &sdp).await {
+                        Ok(message) => {
+                            let _ = to_account.send(message).await;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "offer/answer failed");
+                            let _ = to_account.send(failed(e)).await;
+                        }
                     }
                 }
                 Some(ToCall::Reoffer { sdp }) => {
@@ -343,6 +357,15 @@ async fn drive(
         warn!(error = %e, "media did not close cleanly");
     }
     let _ = to_account.send(FromCall::Finished { call }).await;
+}
+
+/// Answers the peer's first offer.
+async fn answer(session: &MediaSession, call: CallId, offer: &str) -> Result<FromCall, MediaError> {
+    let sdp = session.accept_offer(offer).await?;
+    Ok(FromCall::Signal {
+        call,
+        signal: Signal::Answer { sdp },
+    })
 }
 
 /// Sends our hold (`hold`) or resume offer and tells the account who holds now.

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lyrebird_media::{HoldState, MediaConfig};
+use lyrebird_media::{HoldState, IceServer, MediaConfig, turn_url_problem};
 use lyrebird_sdp::SessionDescription;
 use lyrebird_store::CallEndReason;
 use lyrebird_xmpp::jingle::caps::{CallMedia, can_take_call};
@@ -74,8 +74,6 @@ struct Entry {
     offer: Option<String>,
     /// Trickled candidates that came before the media task: (mid, candidate).
     candidates: Vec<(String, String)>,
-    /// The audio chosen when the person answered, until the offer to answer is there.
-    answer_audio: Option<CallAudio>,
     /// Where the call's audio comes from and goes to, once it has media.
     audio: Option<CallAudio>,
     answered: bool,
@@ -105,6 +103,8 @@ pub(crate) struct Calls {
     local: Option<String>,
     /// Disco features of contacts' devices (full JID), to tell who can take a call.
     features: HashMap<String, Vec<String>>,
+    /// STUN/TURN servers our XMPP server offers (XEP-0215), used when none are configured.
+    server_ice_servers: Vec<IceServer>,
     entries: HashMap<CallId, Entry>,
     to_account: mpsc::Sender<FromCall>,
     from_tasks: mpsc::Receiver<FromCall>,
@@ -156,6 +156,7 @@ impl Calls {
             auto_answer,
             local: None,
             features: HashMap::new(),
+            server_ice_servers: Vec::new(),
             entries: HashMap::new(),
             to_account,
             from_tasks,
@@ -245,7 +246,6 @@ impl Calls {
                 },
                 offer: None,
                 candidates: Vec::new(),
-                answer_audio: None,
                 audio: None,
                 answered: false,
                 task: None,
@@ -331,10 +331,19 @@ impl Calls {
 
     fn spawn_task(&mut self, call: CallId, audio: CallAudio, role: CallRole) {
         let (tx, rx) = mpsc::channel(64);
+        // Configured servers win; else those our XMPP server offers (XEP-0215).
+        let media = if self.media.ice_servers.is_empty() && !self.server_ice_servers.is_empty() {
+            Arc::new(MediaConfig {
+                ice_servers: self.server_ice_servers.clone(),
+                ..(*self.media).clone()
+            })
+        } else {
+            Arc::clone(&self.media)
+        };
         tokio::spawn(call::run(
             call,
             self.account,
-            Arc::clone(&self.media),
+            media,
             audio.clone(),
             role,
             rx,
@@ -414,9 +423,6 @@ impl Calls {
                     self.to_task(call, ToCall::Reoffer { sdp });
                 } else {
                     entry.offer = Some(sdp);
-                    if entry.phase == Phase::Answering {
-                        self.start_answer(call);
-                    }
                 }
             }
             CallEvent::RemoteAnswer(sdp) => self.to_task(
@@ -494,23 +500,16 @@ impl Calls {
             .accept(now)
             .map_err(|e| EngineError::InvalidState(e.to_string()))?;
         entry.phase = Phase::Answering;
-        entry.answer_audio = Some(audio.unwrap_or_else(CallAudio::devices));
-        if entry.offer.is_some() {
-            self.start_answer(call);
-        }
+        let audio = audio.unwrap_or_else(CallAudio::devices);
+        // With the offer here, answer it; else (a proposal taken) get the media ready while
+        // the caller sends it: it is answered the moment it arrives.
+        let role = match entry.offer.take() {
+            Some(offer) => CallRole::Answerer { offer },
+            None => CallRole::AnswererAwaitingOffer,
+        };
+        self.spawn_task(call, audio, role);
         self.pump(client, now, call);
         Ok(())
-    }
-
-    /// The person took the call and the offer is here: the media task makes the answer.
-    fn start_answer(&mut self, call: CallId) {
-        let Some(entry) = self.entries.get_mut(&call) else {
-            return;
-        };
-        let (Some(offer), Some(audio)) = (entry.offer.take(), entry.answer_audio.take()) else {
-            return;
-        };
-        self.spawn_task(call, audio, CallRole::Answerer { offer });
     }
 
     pub(crate) fn reject(
@@ -755,10 +754,39 @@ impl Calls {
                 ours,
                 message,
             } => self.on_call_message(client, now, &from, &peer, ours, message, caller),
-            CallSignal::IceServers(servers) => {
-                debug!(count = servers.len(), "the server's STUN/TURN services");
-            }
+            CallSignal::IceServers(servers) => self.on_server_ice_servers(&servers),
         }
+    }
+
+    /// The STUN/TURN services our XMPP server offers (XEP-0215): those the media engine can
+    /// use, with their credentials, become the calls' ICE servers when none are configured.
+    fn on_server_ice_servers(&mut self, services: &[lyrebird_xmpp::jingle::caps::IceServer]) {
+        self.server_ice_servers = services
+            .iter()
+            .filter(|s| {
+                let usable = s.url.starts_with("stun:")
+                    || (s.url.starts_with("turn:")
+                        && turn_url_problem(&s.url).is_none()
+                        && s.username.is_some()
+                        && s.credential.is_some());
+                if !usable {
+                    debug!(url = %s.url, "a STUN/TURN service the media engine cannot use");
+                }
+                usable
+            })
+            .map(|s| IceServer {
+                urls: vec![s.url.clone()],
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+                shared_secret: None,
+            })
+            .collect();
+        info!(
+            account = self.account.0,
+            offered = services.len(),
+            used = self.server_ice_servers.len(),
+            "STUN/TURN services from the XMPP server"
+        );
     }
 
     fn owner_of_iq(&self, id: &str) -> Option<CallId> {

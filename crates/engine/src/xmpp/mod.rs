@@ -823,6 +823,11 @@ impl XmppAccount {
                     jid,
                     resumed,
                 });
+                if !resumed && self.config.calls {
+                    // XEP-0215: the server's STUN/TURN services, for calls.
+                    let now = self.now();
+                    self.client.request_ice_servers(now);
+                }
                 if !resumed && self.config.archive_catch_up {
                     self.archive
                         .start_catch_up(&mut self.client, &self.history, None)
