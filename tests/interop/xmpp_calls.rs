@@ -10,14 +10,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use serde_json::json;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
 use testkit::audio::assert_heard;
 use testkit::jingle_browser::{JingleBrowserPeer, JingleBrowserPeerOptions};
 use testkit::json_lines::JsonLines;
 use testkit::lyrebird::{call_id, history_calls};
 use testkit::speech::phrase_wav;
 use testkit::stack::{Stack, StackOptions, TurnAuth};
-use testkit::xmpp::{befriend, online, start_lyrebird};
+use testkit::xmpp::{befriend, online, scripted_login, start_lyrebird, text, xml_attr};
+use tokio_tungstenite::tungstenite::Message;
 
 const LOGIN: Duration = Duration::from_secs(20);
 const SETUP: Duration = Duration::from_secs(20);
@@ -511,4 +513,143 @@ async fn a_relay_only_call_goes_through_the_turn_server_the_xmpp_server_offers()
         "coturn logged {allocations} successful allocations:\n{turn_log}"
     );
     assert_heard(&heard, &speech, &other, "alice (through the server's TURN)")
+}
+
+/// Issue test 5: hostile or broken Jingle ends with a clear reason and breaks nothing. A
+/// scripted server plays a stranger's device sending Lyrebird a session with a transport it
+/// cannot use, one without a DTLS fingerprint (it would be unencrypted), a `<jingle/>` without a
+/// session id and a `transport-info` for a session that does not exist; each is answered as
+/// XEP-0166 says (ack then terminate with the matching reason, or an IQ error), nothing rings,
+/// and a chat message after them still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_or_broken_jingle_is_answered_with_its_reason_and_nothing_rings() -> Result<()> {
+    let dir = testkit::test_dir("lyrebird-jingle-")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await?;
+        let mut ws = scripted_login(socket, false).await?;
+        let from = "romeo@montague.lit/orchard";
+        let content = |transport: &str| {
+            format!(
+                "<content creator='initiator' name='0'>\
+                 <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'>\
+                 <payload-type id='111' name='opus' clockrate='48000' channels='2'/><rtcp-mux/>\
+                 </description>{transport}</content>"
+            )
+        };
+        let initiate = |id: &str, sid: &str, content: &str| {
+            format!(
+                "<iq xmlns='jabber:client' type='set' from='{from}' to='alice@localhost/lyre' id='{id}'>\
+                 <jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='{sid}' \
+                 initiator='{from}'>{content}</jingle></iq>"
+            )
+        };
+        let frames = [
+            initiate(
+                "j1",
+                "s1",
+                &content("<transport xmlns='urn:xmpp:jingle:transports:s5b:1' sid='x'/>"),
+            ),
+            initiate(
+                "j2",
+                "s2",
+                &content(
+                    "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='u' \
+                     pwd='pppppppppppppppppppppp'/>",
+                ),
+            ),
+            format!(
+                "<iq xmlns='jabber:client' type='set' from='{from}' to='alice@localhost/lyre' id='j3'>\
+                 <jingle xmlns='urn:xmpp:jingle:1' action='session-initiate'/></iq>"
+            ),
+            format!(
+                "<iq xmlns='jabber:client' type='set' from='{from}' to='alice@localhost/lyre' id='j4'>\
+                 <jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='nope'/></iq>"
+            ),
+            format!(
+                "<message xmlns='jabber:client' from='{from}' type='chat' id='m1'>\
+                 <body>still readable</body></message>"
+            ),
+        ];
+        for frame in &frames {
+            ws.send(text(frame)).await?;
+        }
+        // What Lyrebird answers, until every request has its answer (or time is up).
+        let mut answers = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let answered = |answers: &[String]| {
+            ["j1", "j2", "j3", "j4"].iter().all(|id| {
+                answers
+                    .iter()
+                    .any(|a| a.starts_with("<iq") && xml_attr(a, "id").as_deref() == Some(*id))
+            }) && ["s1", "s2"].iter().all(|sid| {
+                answers
+                    .iter()
+                    .any(|a| a.contains("session-terminate") && a.contains(&format!("sid='{sid}'")))
+            })
+        };
+        while !answered(&answers) {
+            match tokio::time::timeout_at(deadline, ws.next()).await {
+                Ok(Some(Ok(Message::Text(frame)))) => answers.push(frame.to_string()),
+                Ok(Some(Ok(_))) => {}
+                _ => break,
+            }
+        }
+        anyhow::Ok(answers)
+    });
+    let mut alice = start_lyrebird(
+        &format!("ws://{addr}/xmpp-websocket"),
+        "alice@localhost",
+        "alice-secret",
+        &dir.path().join("alice.sqlite3"),
+        &dir.path().join("alice.log"),
+        &["--no-archive", "--bind", "127.0.0.1"],
+    )?;
+    online(&mut alice, LOGIN).await?;
+    alice
+        .wait_for("the message after the hostile Jingle", DELIVERY, |e| {
+            e["event"] == "chat_message" && e["body"] == "still readable"
+        })
+        .await?;
+    let answers = tokio::time::timeout(Duration::from_secs(20), server).await???;
+    let find = |what: &dyn Fn(&String) -> bool| answers.iter().find(|a| what(a)).cloned();
+    let id_is = |a: &String, id: &str| xml_attr(a, "id").as_deref() == Some(id);
+    let terminate = |sid: &str| {
+        find(&|a: &String| a.contains("session-terminate") && a.contains(&format!("sid='{sid}'")))
+    };
+    for id in ["j1", "j2"] {
+        ensure!(
+            find(&|a: &String| id_is(a, id) && a.contains("type='result'")).is_some(),
+            "{id} was not acknowledged: {answers:#?}"
+        );
+    }
+    let s1 = terminate("s1").unwrap_or_default();
+    ensure!(s1.contains("<unsupported-transports"), "{answers:#?}");
+    let s2 = terminate("s2").unwrap_or_default();
+    ensure!(s2.contains("<security-error"), "{answers:#?}");
+    let j3 = find(&|a: &String| id_is(a, "j3")).unwrap_or_default();
+    ensure!(
+        j3.contains("type='error'") && j3.contains("bad-request"),
+        "{answers:#?}"
+    );
+    let j4 = find(&|a: &String| id_is(a, "j4")).unwrap_or_default();
+    ensure!(
+        j4.contains("item-not-found") && j4.contains("unknown-session"),
+        "{answers:#?}"
+    );
+    let rang: Vec<&Value> = alice
+        .history
+        .iter()
+        .filter(|e| e["event"] == "incoming_call")
+        .collect();
+    ensure!(rang.is_empty(), "broken calls rang: {rang:?}");
+    let warned = alice
+        .history
+        .iter()
+        .filter(|e| e["event"] == "warning")
+        .count();
+    ensure!(warned >= 1, "nothing said why the calls were refused");
+    alice.quit().await?;
+    Ok(())
 }

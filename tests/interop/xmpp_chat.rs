@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use testkit::json_lines::JsonLines;
 use testkit::lyrebird::run_cli;
 use testkit::stack::{ArchiveOwner, ArchiveSeed, Stack, StackOptions};
-use testkit::xmpp::{CuttingRelay, befriend, online, start_lyrebird, start_reference};
+use testkit::xmpp::{
+    CuttingRelay, befriend, online, scripted_login, start_lyrebird, start_reference, text, xml_attr,
+};
 use tokio_tungstenite::tungstenite::Message;
 
 const LOGIN: Duration = Duration::from_secs(20);
@@ -1251,24 +1253,6 @@ async fn malformed_unknown_and_oversized_input_is_survived() -> Result<()> {
     Ok(())
 }
 
-/// Accepts the WebSocket upgrade with sub-protocol `xmpp` (RFC 7395 §3.1).
-#[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
-fn agree_to_xmpp(
-    _: &tokio_tungstenite::tungstenite::handshake::server::Request,
-    mut response: tokio_tungstenite::tungstenite::handshake::server::Response,
-) -> Result<
-    tokio_tungstenite::tungstenite::handshake::server::Response,
-    tokio_tungstenite::tungstenite::handshake::server::ErrorResponse,
-> {
-    response.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        tokio_tungstenite::tungstenite::http::HeaderValue::from_static("xmpp"),
-    );
-    Ok(response)
-}
-
-type ServerSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
 /// Alice's Lyrebird logged in to the scripted server at `addr` (no archive: a script has
 /// none), with her history and log (`alice.log`) in `dir`.
 async fn scripted_alice(addr: std::net::SocketAddr, dir: &Path) -> Result<JsonLines> {
@@ -1282,50 +1266,6 @@ async fn scripted_alice(addr: std::net::SocketAddr, dir: &Path) -> Result<JsonLi
     )?;
     online(&mut alice, LOGIN).await?;
     Ok(alice)
-}
-
-fn text(s: &str) -> Message {
-    Message::Text(s.to_owned().into())
-}
-
-/// A scripted server's side of an RFC 7395 login (PLAIN) up to the bound resource
-/// `alice@localhost/lyre`; `stream_management` offers XEP-0198 with the bind feature.
-async fn scripted_login(
-    socket: tokio::net::TcpStream,
-    stream_management: bool,
-) -> Result<ServerSocket> {
-    let mut ws = tokio_tungstenite::accept_hdr_async(socket, agree_to_xmpp).await?;
-    let open =
-        "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='localhost' id='s' version='1.0'/>";
-    let mut restarted = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
-        let Message::Text(frame) = frame else {
-            continue;
-        };
-        let frame = frame.to_string();
-        if frame.starts_with("<open") && !restarted {
-            ws.send(text(open)).await?;
-            ws.send(text("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")).await?;
-        } else if frame.starts_with("<auth") {
-            ws.send(text("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
-                .await?;
-            restarted = true;
-        } else if frame.starts_with("<open") {
-            ws.send(text(open)).await?;
-            let sm = if stream_management {
-                "<sm xmlns='urn:xmpp:sm:3'/>"
-            } else {
-                ""
-            };
-            ws.send(text(&format!("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>{sm}</stream:features>"))).await?;
-        } else if frame.contains("xmpp-bind") {
-            let id = xml_attr(&frame, "id").unwrap_or_default();
-            ws.send(text(&format!("<iq xmlns='jabber:client' type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/lyre</jid></bind></iq>"))).await?;
-            return Ok(ws);
-        }
-    }
-    anyhow::bail!("the client did not log in")
 }
 
 /// One RFC 7395 session from a server that misbehaves after login.
@@ -1475,18 +1415,6 @@ async fn a_text_too_long_for_one_stanza_is_refused_and_the_stream_goes_on() -> R
         );
     }
     Ok(())
-}
-
-/// The value of attribute `name` in one serialised element (either quote style).
-fn xml_attr(xml: &str, name: &str) -> Option<String> {
-    for quote in ['\'', '"'] {
-        let start = format!(" {name}={quote}");
-        if let Some(at) = xml.find(&start) {
-            let rest = &xml[at + start.len()..];
-            return rest.find(quote).map(|end| rest[..end].to_owned());
-        }
-    }
-    None
 }
 
 /// A server with stream management whose room reflects a message before the server
