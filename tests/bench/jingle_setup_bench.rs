@@ -30,7 +30,7 @@ async fn main() -> Result<()> {
         .transpose()?
         .unwrap_or(10);
     let stack = Stack::start(StackOptions::prosody_only())?;
-    let dir = tempfile::tempdir()?;
+    let dir = testkit::test_dir("lyrebird-bench-jingle-")?;
     let speech = phrase_wav(dir.path(), 1)?;
     let domain = stack.xmpp().domain().to_owned();
     println!("# Lyrebird XMPP call set-up benchmark ({rounds} rounds each, Prosody on loopback)\n");

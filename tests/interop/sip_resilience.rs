@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use lyrebird_engine::MAX_SIP_TEXT_BYTES;
 use serde_json::json;
-use testkit::lyrebird::{Lyrebird, LyrebirdOptions};
+use testkit::lyrebird::{Lyrebird, LyrebirdOptions, history_calls};
 use testkit::rawsip::RawSipClient;
 use testkit::stack::{
     PrivateAuthority, Stack, StackOptions, TlsServer, Validity, make_self_signed_certificate,
@@ -198,6 +198,55 @@ async fn broken_sdp_and_malformed_sip_from_a_peer_get_error_responses_and_no_cra
     // Alice is alive, still registered, and still takes a good message.
     a_good_message_still_arrives(&mut alice, &mut mallory, &target).await?;
     alice.quit().await?;
+    Ok(())
+}
+
+/// What a SIP desk phone or baresip offers: plain RTP without ICE or DTLS. Until Lyrebird speaks
+/// it, the call is refused (488) before it rings — and not silently: the attempt is on screen
+/// and in history with what was wrong (before, it was reported as "cancelled").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_rtp_phones_call_is_refused_and_reported_as_what_it_is() -> Result<()> {
+    let stack = sip_stack()?;
+    let dir = tempfile::tempdir()?;
+    let (mut alice, target, mut mallory) = alice_and_mallory(&stack, dir.path()).await?;
+    let invite = mallory.request(
+        "INVITE",
+        &target,
+        &["Content-Type: application/sdp"],
+        "v=0\r\no=baresip 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+    );
+    mallory.send(&invite).await?;
+    let response = mallory.response(SETUP, false).await?;
+    ensure!(
+        response.status == 488,
+        "expected 488, got:\n{}",
+        response.text
+    );
+    mallory
+        .send(&RawSipClient::ack_for(&invite, &response)?)
+        .await?;
+    let ended = alice
+        .wait_for("the refused call", SETUP, |e| {
+            e["event"] == "call_state" && e["state"]["state"] == "ended"
+        })
+        .await?;
+    let reason = ended["state"]["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("RTP/AVP") && !reason.contains("cancel"),
+        "the call's end says: {ended}"
+    );
+    ensure!(
+        !alice.history.iter().any(|e| e["event"] == "incoming_call"),
+        "a call that cannot be taken rang"
+    );
+    alice.quit().await?;
+    let calls = history_calls(&dir.path().join("alice.sqlite3")).await?;
+    ensure!(
+        calls.len() == 1 && calls[0]["end_reason"] == "failed" && calls[0]["direction"] == "in",
+        "alice's history: {calls:?}"
+    );
     Ok(())
 }
 

@@ -19,26 +19,13 @@ use crate::service::Refusal;
 pub(crate) enum CallCommand {
     Call {
         target: String,
-        #[serde(default)]
-        play: Option<PathBuf>,
-        /// With `play`: start again at the end.
-        #[serde(default, rename = "loop")]
-        loop_play: bool,
-        #[serde(default)]
-        record: Option<PathBuf>,
-        #[serde(default)]
-        echo: bool,
+        #[serde(flatten)]
+        audio: AudioChoice,
     },
     Answer {
         call: u64,
-        #[serde(default)]
-        play: Option<PathBuf>,
-        #[serde(default, rename = "loop")]
-        loop_play: bool,
-        #[serde(default)]
-        record: Option<PathBuf>,
-        #[serde(default)]
-        echo: bool,
+        #[serde(flatten)]
+        audio: AudioChoice,
     },
     Reject {
         call: u64,
@@ -80,25 +67,39 @@ pub(crate) enum CallCommand {
     },
 }
 
-/// Audio for a call started from stdin: the command's own choice, else the command line's.
-fn choose_audio(
-    defaults: &AudioArgs,
+/// A call command's own choice of audio (`play`, `loop`, `record`, `echo`), over the command
+/// line's.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AudioChoice {
+    #[serde(default)]
     play: Option<PathBuf>,
-    looped: bool,
+    /// With `play`: start again at the end.
+    #[serde(default, rename = "loop")]
+    loop_play: bool,
+    #[serde(default)]
     record: Option<PathBuf>,
+    #[serde(default)]
     echo: bool,
-) -> CallAudio {
-    if echo {
-        return CallAudio::echo();
+}
+
+impl AudioChoice {
+    /// The audio for the call: this choice, else the command line's `defaults`.
+    fn or(self, defaults: &AudioArgs) -> CallAudio {
+        if self.echo {
+            return CallAudio::echo();
+        }
+        let mut audio = defaults.to_audio();
+        if let Some(path) = self.play {
+            audio.source = AudioSource::Wav {
+                path,
+                looped: self.loop_play,
+            };
+        }
+        if let Some(path) = self.record {
+            audio.sink = AudioSink::Wav { path };
+        }
+        audio
     }
-    let mut audio = defaults.to_audio();
-    if let Some(path) = play {
-        audio.source = AudioSource::Wav { path, looped };
-    }
-    if let Some(path) = record {
-        audio.sink = AudioSink::Wav { path };
-    }
-    audio
 }
 
 /// Whether `request` is a call command.
@@ -121,29 +122,16 @@ pub(crate) async fn handle(
     let outcome: Result<Value, EngineError> = match command {
         CallCommand::Call {
             target,
-            play,
-            loop_play,
-            record,
-            echo,
+            audio: choice,
         } => engine
-            .call(
-                account,
-                &target,
-                choose_audio(audio, play, loop_play, record, echo),
-            )
+            .call(account, &target, choice.or(audio))
             .await
             .map(|call| json!({"call": call})),
         CallCommand::Answer {
             call,
-            play,
-            loop_play,
-            record,
-            echo,
+            audio: choice,
         } => engine
-            .answer(
-                CallId(call),
-                Some(choose_audio(audio, play, loop_play, record, echo)),
-            )
+            .answer(CallId(call), Some(choice.or(audio)))
             .await
             .map(|()| json!({})),
         CallCommand::Reject { call } => engine.reject(CallId(call)).await.map(|()| json!({})),

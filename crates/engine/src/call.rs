@@ -126,8 +126,147 @@ pub(crate) enum FromCall {
     RingLimit { call: CallId },
 }
 
+/// How an account's call table tells the supervisor and front ends about its calls: the same
+/// events, words and logs for a SIP call and an XMPP one.
+#[derive(Clone)]
+pub(crate) struct CallReports {
+    account: AccountId,
+    notices: mpsc::UnboundedSender<AccountNotice>,
+}
+
+impl CallReports {
+    pub(crate) fn new(account: AccountId, notices: mpsc::UnboundedSender<AccountNotice>) -> Self {
+        Self { account, notices }
+    }
+
+    /// Where call tasks send what front ends see (media milestones, DTMF, devices).
+    pub(crate) fn notices(&self) -> mpsc::UnboundedSender<AccountNotice> {
+        self.notices.clone()
+    }
+
+    pub(crate) fn emit(&self, event: EngineEvent) {
+        let _ = self.notices.send(AccountNotice::Event(event));
+    }
+
+    /// Something went wrong with a call that the person should hear about.
+    pub(crate) fn warn(&self, detail: String) {
+        warn!(account = self.account.0, %detail, "call problem");
+        self.emit(EngineEvent::Warning {
+            account: Some(self.account),
+            detail,
+        });
+    }
+
+    pub(crate) fn state(&self, call: CallId, state: CallState) {
+        debug!(
+            account = self.account.0,
+            call = call.0,
+            ?state,
+            "call state"
+        );
+        self.emit(EngineEvent::CallState {
+            account: self.account,
+            call,
+            state,
+        });
+    }
+
+    /// The supervisor routes commands for `call` to this account from now on.
+    pub(crate) fn opened(&self, call: CallId) {
+        let _ = self.notices.send(AccountNotice::CallOpened {
+            call,
+            account: self.account,
+        });
+    }
+
+    /// `call` is gone.
+    pub(crate) fn closed(&self, call: CallId) {
+        let _ = self.notices.send(AccountNotice::CallClosed { call });
+    }
+}
+
+/// The media tasks of one account's calls: how one starts, and the one channel they all
+/// report on.
+pub(crate) struct CallTasks {
+    account: AccountId,
+    reports: CallReports,
+    to_account: mpsc::Sender<FromCall>,
+    from_tasks: mpsc::Receiver<FromCall>,
+}
+
+impl CallTasks {
+    pub(crate) fn new(account: AccountId, reports: CallReports) -> Self {
+        let (to_account, from_tasks) = mpsc::channel(64);
+        Self {
+            account,
+            reports,
+            to_account,
+            from_tasks,
+        }
+    }
+
+    /// The next message from any of the tasks (for the account's `select!`).
+    pub(crate) async fn next_message(&mut self) -> Option<FromCall> {
+        self.from_tasks.recv().await
+    }
+
+    /// Where a timer of the account's sends what the tasks send (a ring limit).
+    pub(crate) fn to_account(&self) -> mpsc::Sender<FromCall> {
+        self.to_account.clone()
+    }
+
+    /// Starts the media task of `call`; returns its inbox.
+    pub(crate) fn start(
+        &self,
+        call: CallId,
+        media: Arc<MediaConfig>,
+        audio: CallAudio,
+        role: CallRole,
+    ) -> mpsc::Sender<ToCall> {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(run(
+            call,
+            self.account,
+            media,
+            audio,
+            role,
+            rx,
+            self.to_account.clone(),
+            self.reports.notices(),
+        ));
+        tx
+    }
+}
+
+/// Hands a front end's command to a call's media task (`task`: the task, or why there is
+/// none); a task that is gone or busy answers the command with the error.
+pub(crate) fn command_task(
+    task: Result<mpsc::Sender<ToCall>, EngineError>,
+    call: CallId,
+    command: ToCall,
+) {
+    let task = match task {
+        Ok(task) => task,
+        Err(e) => return command.fail(e),
+    };
+    match task.try_send(command) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(command)) => {
+            command.fail(EngineError::InvalidState("the call is busy".into()))
+        }
+        Err(mpsc::error::TrySendError::Closed(command)) => {
+            command.fail(EngineError::UnknownCall(call.0))
+        }
+    }
+}
+
 fn is_peer_fault(e: &MediaError) -> bool {
-    matches!(e, MediaError::BadSdp(_) | MediaError::NoCommonCodec { .. })
+    matches!(
+        e,
+        MediaError::BadSdp(_)
+            | MediaError::NoCommonCodec { .. }
+            | MediaError::UnsupportedProfile { .. }
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

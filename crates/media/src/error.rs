@@ -3,7 +3,7 @@
 //! Variants fall in three groups so the engine can react correctly:
 //! * caller misuse (`InvalidState`, `InvalidDtmfDigit`, `DtmfNotNegotiated`) — a bug or a UI
 //!   action that does not apply now; nothing to retry;
-//! * a peer's protocol fault (`BadSdp`, `NoCommonCodec`) — answer the SIP request with an error
+//! * a peer's protocol fault (`BadSdp`, `NoCommonCodec`, `UnsupportedProfile`) — answer the SIP request with an error
 //!   (488 Not Acceptable Here) and carry on;
 //! * a dead transport or environment (`IceFailed`, `Transport`, `AudioFile`, `AudioDevice`,
 //!   `Closed`) — end or re-establish the call.
@@ -20,6 +20,16 @@ pub enum MediaError {
     NoCommonCodec {
         /// The encodings the peer listed, for the log and the 488 reason.
         offered: String,
+    },
+    /// The peer's audio is not on the WebRTC profile (DTLS-SRTP, `UDP/TLS/RTP/SAVPF`): a SIP
+    /// phone offering plain RTP (`RTP/AVP`) or SDES keys (`RTP/SAVP`).
+    #[error(
+        "the other side's phone offers {protocol} (plain RTP or SDES-SRTP without DTLS); \
+         Lyrebird speaks only the WebRTC profile (UDP/TLS/RTP/SAVPF, DTLS-SRTP) so far"
+    )]
+    UnsupportedProfile {
+        /// The `m=` line's transport protocol.
+        protocol: String,
     },
     /// A method was called in a state where it does not apply (e.g. `apply_answer` before
     /// `create_offer`).

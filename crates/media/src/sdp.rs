@@ -46,6 +46,8 @@ pub struct AudioSection {
     pub port: u16,
     /// Formats in `m=` line order (the sender's preference order).
     pub formats: Vec<SdpFormat>,
+    /// The `m=` line's transport protocol, e.g. `UDP/TLS/RTP/SAVPF`.
+    pub protocol: String,
 }
 
 /// Checks that `sdp` is a session description with an audio section and returns that section.
@@ -79,12 +81,20 @@ pub fn audio_section_of(description: &SessionDescription) -> Result<AudioSection
     Ok(AudioSection {
         port: section.port,
         formats,
+        protocol: section.protocol.clone(),
     })
 }
 
 /// The audio section, or `NoCommonCodec` if it lists nothing we can decode.
 pub fn usable_audio_section(sdp: &str) -> Result<AudioSection, MediaError> {
     let section = audio_section(sdp)?;
+    // DTLS-SRTP over UDP or TCP (RFC 5764, RFC 8842); with or without feedback (AVPF).
+    let dtls = section.protocol.contains("TLS/RTP/SAVP");
+    if section.port != 0 && !dtls {
+        return Err(MediaError::UnsupportedProfile {
+            protocol: section.protocol,
+        });
+    }
     let has_audio = section
         .formats
         .iter()
@@ -235,10 +245,28 @@ mod tests {
         }
     }
 
+    /// What a desk phone or baresip offers: plain RTP, or SDES keys, without DTLS.
+    #[test]
+    fn a_plain_rtp_or_sdes_offer_is_named_for_what_it_is() {
+        for protocol in ["RTP/AVP", "RTP/SAVP", "RTP/AVPF"] {
+            let sdp = format!(
+                "v=0\r\no=- 1 2 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n\
+                 m=audio 4000 {protocol} 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+            );
+            match usable_audio_section(&sdp) {
+                Err(e @ MediaError::UnsupportedProfile { .. }) => {
+                    assert!(e.to_string().contains(protocol), "{e}")
+                }
+                other => panic!("{protocol}: {other:?}"),
+            }
+        }
+        assert!(usable_audio_section(OFFER).is_ok());
+    }
+
     #[test]
     fn no_known_codec_is_reported_as_such() {
         let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-            m=audio 9 RTP/AVP 9 96\r\na=rtpmap:9 G722/8000\r\n";
+            m=audio 9 UDP/TLS/RTP/SAVPF 9 96\r\na=rtpmap:9 G722/8000\r\n";
         match usable_audio_section(sdp) {
             Err(MediaError::NoCommonCodec { offered }) => assert_eq!(offered, "G722/8000, /0"),
             other => panic!("{other:?}"),

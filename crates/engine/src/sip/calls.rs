@@ -14,7 +14,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
 use super::sessions::Signalling;
-use crate::call::{self, CallRole, FromCall, ToCall};
+use crate::call::{self, CallReports, CallRole, CallTasks, FromCall, ToCall};
 use crate::config::{CallAudio, DtmfMethod};
 use crate::event::{CallDirection, CallState, EngineEvent};
 use crate::ground::{AccountId, CallId, EngineError, IdSource};
@@ -81,15 +81,14 @@ pub(crate) struct Calls {
     account: AccountId,
     media: Arc<MediaConfig>,
     ids: Arc<IdSource>,
-    notices: mpsc::UnboundedSender<AccountNotice>,
+    reports: CallReports,
     history: History,
     /// Answer every incoming call at once with this audio.
     auto_answer: Option<CallAudio>,
     /// A second call rings while one is answered; off, it is refused busy.
     call_waiting: bool,
     entries: HashMap<CallId, CallEntry>,
-    to_account: mpsc::Sender<FromCall>,
-    from_tasks: mpsc::Receiver<FromCall>,
+    tasks: CallTasks,
 }
 
 impl Calls {
@@ -102,50 +101,23 @@ impl Calls {
         auto_answer: Option<CallAudio>,
         call_waiting: bool,
     ) -> Self {
-        let (to_account, from_tasks) = mpsc::channel(64);
+        let reports = CallReports::new(account, notices);
         Self {
             account,
             media,
             ids,
-            notices,
+            tasks: CallTasks::new(account, reports.clone()),
+            reports,
             history,
             auto_answer,
             call_waiting,
             entries: HashMap::new(),
-            to_account,
-            from_tasks,
         }
     }
 
     /// The next message from a call task (for the account's `select!`).
     pub(crate) async fn next_message(&mut self) -> Option<FromCall> {
-        self.from_tasks.recv().await
-    }
-
-    fn emit(&self, event: EngineEvent) {
-        let _ = self.notices.send(AccountNotice::Event(event));
-    }
-
-    fn warn(&self, detail: String) {
-        tracing::warn!(account = self.account.0, %detail, "call problem");
-        self.emit(EngineEvent::Warning {
-            account: Some(self.account),
-            detail,
-        });
-    }
-
-    fn state(&self, call: CallId, state: CallState) {
-        debug!(
-            account = self.account.0,
-            call = call.0,
-            ?state,
-            "call state"
-        );
-        self.emit(EngineEvent::CallState {
-            account: self.account,
-            call,
-            state,
-        });
+        self.tasks.next_message().await
     }
 
     fn new_call(&mut self, sig: &mut Signalling, direction: CallDirection, peer: String) -> CallId {
@@ -157,7 +129,7 @@ impl Calls {
             CallDirection::Outgoing => OUTGOING_RING_LIMIT,
             CallDirection::Incoming => INCOMING_RING_LIMIT,
         };
-        let to_account = self.to_account.clone();
+        let to_account = self.tasks.to_account();
         let ring_timer = tokio::spawn(async move {
             tokio::time::sleep(limit).await;
             let _ = to_account.send(FromCall::RingLimit { call }).await;
@@ -185,11 +157,9 @@ impl Calls {
             },
         );
         sig.sessions.open(SessionId::Call(call), peer.clone(), None);
-        let _ = self.notices.send(AccountNotice::CallOpened {
-            call,
-            account: self.account,
-        });
-        self.state(call, CallState::Dialing { direction, peer });
+        self.reports.opened(call);
+        self.reports
+            .state(call, CallState::Dialing { direction, peer });
         call
     }
 
@@ -205,10 +175,27 @@ impl Calls {
         let Some(offer) = sdp else {
             // A WebRTC peer always offers in the INVITE; answering an offerless INVITE would need
             // an offer in the 200 and the answer in the ACK, which no browser peer sends.
-            self.warn("incoming INVITE without an SDP offer declined (488)".into());
+            self.reports
+                .warn("incoming INVITE without an SDP offer declined (488)".into());
             let _ = sig.ua.reject(sig.now, dialog, 488);
             return;
         };
+        if let Err(e) = lyrebird_media::sdp::usable_audio_section(&offer) {
+            // Refused before it rings (488, RFC 3261 §21.4.26), but not silently: the
+            // attempt is in history and on screen with what was wrong with it.
+            self.reports
+                .warn(format!("a call from {} could not be taken: {e}", from.uri));
+            let call = self.new_call(sig, CallDirection::Incoming, from.uri.clone());
+            sig.sessions.rebind(SessionId::Call(call), dialog);
+            let _ = sig.send(SessionId::Call(call), Signal::Decline { status: 488 });
+            let ending = CallEnding {
+                text: format!("refused: {e}"),
+                status: Some(488),
+                cause: CallEndReason::Failed,
+            };
+            self.end_call(sig, call, ending);
+            return;
+        }
         let in_a_call = self
             .entries
             .values()
@@ -247,24 +234,25 @@ impl Calls {
                 entry.replaces = Some(old);
             }
             if let Err(e) = self.answer(call, audio) {
-                self.warn(format!("could not take over the transferred call: {e}"));
+                self.reports
+                    .warn(format!("could not take over the transferred call: {e}"));
             }
             return;
         }
         if let Err(e) = sig.ua.ring(sig.now, dialog) {
             debug!(error = %e, "could not send 180");
         }
-        self.emit(EngineEvent::IncomingCall {
+        self.reports.emit(EngineEvent::IncomingCall {
             account: self.account,
             call,
             from: from.uri,
             display_name: from.display_name,
         });
-        self.state(call, CallState::Ringing { status: 180 });
+        self.reports.state(call, CallState::Ringing { status: 180 });
         if let Some(audio) = self.auto_answer.clone()
             && let Err(e) = self.answer(call, Some(audio))
         {
-            self.warn(format!("auto-answer failed: {e}"));
+            self.reports.warn(format!("auto-answer failed: {e}"));
         }
     }
 
@@ -273,7 +261,7 @@ impl Calls {
         match event {
             DialogEvent::Progress { status, sdp } => {
                 self.tell_referrer(sig, call, status, false);
-                self.state(call, CallState::Ringing { status });
+                self.reports.state(call, CallState::Ringing { status });
                 if let Some(sdp) = sdp {
                     self.deliver_remote_sdp(call, sdp);
                 }
@@ -285,14 +273,15 @@ impl Calls {
                 entry.answered = true;
                 let remote_applied = entry.remote_applied;
                 let key = entry.history_key.clone();
-                self.state(call, CallState::Answered);
+                self.reports.state(call, CallState::Answered);
                 self.history.call_answered(self.account, &key);
                 self.tell_referrer(sig, call, 200, true);
                 match sdp {
                     Some(sdp) => self.deliver_remote_sdp(call, sdp),
                     None if remote_applied => {}
                     None => {
-                        self.warn("the callee answered without SDP; hanging up".into());
+                        self.reports
+                            .warn("the callee answered without SDP; hanging up".into());
                         let _ = self.hangup(sig, call);
                     }
                 }
@@ -311,7 +300,8 @@ impl Calls {
                     _ => {
                         let answer = Signal::AnswerReoffer { sdp: None };
                         if let Err(e) = sig.send(SessionId::Call(call), answer) {
-                            self.warn(format!("could not answer a re-INVITE: {e}"));
+                            self.reports
+                                .warn(format!("could not answer a re-INVITE: {e}"));
                         }
                     }
                 }
@@ -330,7 +320,7 @@ impl Calls {
             } => self.on_transfer_progress(sig, call, refer, status, reason, done),
             DialogEvent::Dtmf { digit, .. } => {
                 debug!(call = call.0, %digit, "DTMF received in SIP INFO");
-                self.emit(EngineEvent::DtmfReceived {
+                self.reports.emit(EngineEvent::DtmfReceived {
                     account: self.account,
                     call,
                     digit: digit.to_string(),
@@ -346,7 +336,7 @@ impl Calls {
                 if let Some(entry) = self.entries.get_mut(&call) {
                     entry.our_offer_pending = false;
                 }
-                self.warn(format!(
+                self.reports.warn(format!(
                     "the other side refused the change of hold: {status} {reason}"
                 ));
                 self.to_task(call, ToCall::HoldRefused);
@@ -465,7 +455,7 @@ impl Calls {
         if done {
             entry.transferring = None;
         }
-        self.emit(EngineEvent::CallTransfer {
+        self.reports.emit(EngineEvent::CallTransfer {
             account: self.account,
             call,
             status,
@@ -485,7 +475,8 @@ impl Calls {
                 );
             }
         } else if done {
-            self.warn(format!("the transfer did not complete: {status} {reason}"));
+            self.reports
+                .warn(format!("the transfer did not complete: {status} {reason}"));
         }
     }
 
@@ -598,7 +589,7 @@ impl Calls {
         let key = entry.history_key.clone();
         sig.sessions.close(SessionId::Call(call));
         self.history.call_ended(self.account, &key, end.cause);
-        self.state(
+        self.reports.state(
             call,
             CallState::Ended {
                 reason: end.text,
@@ -613,7 +604,7 @@ impl Calls {
     fn forget(&mut self, call: CallId) {
         if let Some(entry) = self.entries.remove(&call) {
             entry.ring_timer.abort();
-            let _ = self.notices.send(AccountNotice::CallClosed { call });
+            self.reports.closed(call);
         }
     }
 
@@ -628,19 +619,7 @@ impl Calls {
     /// Hands a front end's command to the call's media task; a call without one, or a task
     /// that is gone or busy, answers the command with the error.
     pub(crate) fn command(&self, call: CallId, command: ToCall) {
-        let task = match self.task(call) {
-            Ok(task) => task,
-            Err(e) => return command.fail(e),
-        };
-        match task.try_send(command) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(command)) => {
-                command.fail(EngineError::InvalidState("the call is busy".into()))
-            }
-            Err(mpsc::error::TrySendError::Closed(command)) => {
-                command.fail(EngineError::UnknownCall(call.0))
-            }
-        }
+        call::command_task(self.task(call), call, command);
     }
 
     /// Sends a key press the way the account is set to (RFC 4733 events, SIP INFO or both).
@@ -739,17 +718,9 @@ impl Calls {
     }
 
     fn spawn_task(&mut self, call: CallId, audio: CallAudio, role: CallRole) {
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(call::run(
-            call,
-            self.account,
-            Arc::clone(&self.media),
-            audio.clone(),
-            role,
-            rx,
-            self.to_account.clone(),
-            self.notices.clone(),
-        ));
+        let tx = self
+            .tasks
+            .start(call, Arc::clone(&self.media), audio.clone(), role);
         if let Some(entry) = self.entries.get_mut(&call) {
             entry.task = Some(tx);
             entry.audio = Some(audio);
@@ -853,7 +824,7 @@ impl Calls {
                     return;
                 }
                 if peer_fault {
-                    self.warn(format!("peer's SDP refused: {reason}"));
+                    self.reports.warn(format!("peer's SDP refused: {reason}"));
                 }
                 let has_dialog = sig.sessions.dialog(SessionId::Call(call)).is_some();
                 let end = match (entry.phase, has_dialog) {
@@ -861,7 +832,11 @@ impl Calls {
                     (CallPhase::Answering, true) => {
                         let status = if peer_fault { 488 } else { 500 };
                         let _ = sig.send(SessionId::Call(call), Signal::Decline { status });
-                        CallEnding::from_sip(&sip::EndReason::LocalHangup, false)
+                        CallEnding {
+                            text: format!("could not be answered: {reason}"),
+                            status: Some(status),
+                            cause: CallEndReason::Failed,
+                        }
                     }
                     (_, true) => {
                         let _ = sig.send(SessionId::Call(call), Signal::End { reason: None });
@@ -888,7 +863,7 @@ impl Calls {
                     return;
                 }
                 entry.hold = state;
-                self.emit(EngineEvent::CallHold {
+                self.reports.emit(EngineEvent::CallHold {
                     account: self.account,
                     call,
                     local: state.local,
@@ -982,7 +957,7 @@ impl Calls {
                 let key = entry.history_key.clone();
                 let replaced = entry.replaces.take();
                 self.history.call_answered(self.account, &key);
-                self.state(call, CallState::Answered);
+                self.reports.state(call, CallState::Answered);
                 if let Some(old) = replaced {
                     self.end_replaced(sig, old, "replaced by the transferred call");
                 }
@@ -1007,10 +982,13 @@ impl Calls {
                     CallEnding::local(format!("{what}: {e}"), CallEndReason::Failed),
                 ),
                 None if reoffering => {
-                    self.warn(format!("could not change the call's hold: {e}"));
+                    self.reports
+                        .warn(format!("could not change the call's hold: {e}"));
                     self.to_task(call, ToCall::HoldRefused);
                 }
-                None => self.warn(format!("could not answer a re-INVITE: {e}")),
+                None => self
+                    .reports
+                    .warn(format!("could not answer a re-INVITE: {e}")),
             },
         }
     }

@@ -34,7 +34,7 @@ use lyrebird_xmpp::{CallSignal, Client};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
-use crate::call::{self, CallRole, FromCall, ToCall};
+use crate::call::{self, CallReports, CallRole, CallTasks, FromCall, ToCall};
 use crate::command::AccountCommand;
 use crate::config::CallAudio;
 use crate::event::{CallDirection, CallState, EngineEvent};
@@ -95,7 +95,7 @@ pub(crate) struct Calls {
     account: AccountId,
     media: Arc<MediaConfig>,
     ids: Arc<IdSource>,
-    notices: mpsc::UnboundedSender<AccountNotice>,
+    reports: CallReports,
     history: History,
     /// Answer calls from roster contacts at once with this audio.
     auto_answer: Option<CallAudio>,
@@ -106,8 +106,7 @@ pub(crate) struct Calls {
     /// STUN/TURN servers our XMPP server offers (XEP-0215), used when none are configured.
     server_ice_servers: Vec<IceServer>,
     entries: HashMap<CallId, Entry>,
-    to_account: mpsc::Sender<FromCall>,
-    from_tasks: mpsc::Receiver<FromCall>,
+    tasks: CallTasks,
 }
 
 fn bare(jid: &str) -> &str {
@@ -146,26 +145,25 @@ impl Calls {
         history: History,
         auto_answer: Option<CallAudio>,
     ) -> Self {
-        let (to_account, from_tasks) = mpsc::channel(64);
+        let reports = CallReports::new(account, notices);
         Self {
             account,
             media,
             ids,
-            notices,
+            tasks: CallTasks::new(account, reports.clone()),
+            reports,
             history,
             auto_answer,
             local: None,
             features: HashMap::new(),
             server_ice_servers: Vec::new(),
             entries: HashMap::new(),
-            to_account,
-            from_tasks,
         }
     }
 
     /// The next message from a call task (for the account's `select!`).
     pub(crate) async fn next_message(&mut self) -> Option<FromCall> {
-        self.from_tasks.recv().await
+        self.tasks.next_message().await
     }
 
     /// When [`Calls::on_timeout`] is due.
@@ -189,32 +187,6 @@ impl Calls {
     /// A contact device went offline: what it could do no longer counts.
     pub(crate) fn on_unavailable(&mut self, jid: &str) {
         self.features.remove(jid);
-    }
-
-    fn emit(&self, event: EngineEvent) {
-        let _ = self.notices.send(AccountNotice::Event(event));
-    }
-
-    fn warn(&self, detail: String) {
-        tracing::warn!(account = self.account.0, %detail, "call problem");
-        self.emit(EngineEvent::Warning {
-            account: Some(self.account),
-            detail,
-        });
-    }
-
-    fn state(&self, call: CallId, state: CallState) {
-        debug!(
-            account = self.account.0,
-            call = call.0,
-            ?state,
-            "call state"
-        );
-        self.emit(EngineEvent::CallState {
-            account: self.account,
-            call,
-            state,
-        });
     }
 
     fn config(&self) -> Result<CallConfig, EngineError> {
@@ -268,11 +240,9 @@ impl Calls {
         let (direction, peer) = (entry.direction, entry.peer.clone());
         self.history
             .call_started(self.account, &entry.history_key, direction, &peer);
-        let _ = self.notices.send(AccountNotice::CallOpened {
-            call,
-            account: self.account,
-        });
-        self.state(call, CallState::Dialing { direction, peer });
+        self.reports.opened(call);
+        self.reports
+            .state(call, CallState::Dialing { direction, peer });
     }
 
     /// Calls `target` (a bare JID: every device of the contact rings, XEP-0353; a full JID:
@@ -330,7 +300,6 @@ impl Calls {
     }
 
     fn spawn_task(&mut self, call: CallId, audio: CallAudio, role: CallRole) {
-        let (tx, rx) = mpsc::channel(64);
         // Configured servers win; else those our XMPP server offers (XEP-0215).
         let media = if self.media.ice_servers.is_empty() && !self.server_ice_servers.is_empty() {
             Arc::new(MediaConfig {
@@ -340,16 +309,7 @@ impl Calls {
         } else {
             Arc::clone(&self.media)
         };
-        tokio::spawn(call::run(
-            call,
-            self.account,
-            media,
-            audio.clone(),
-            role,
-            rx,
-            self.to_account.clone(),
-            self.notices.clone(),
-        ));
+        let tx = self.tasks.start(call, media, audio.clone(), role);
         if let Some(entry) = self.entries.get_mut(&call) {
             for (mid, candidate) in entry.candidates.drain(..) {
                 let _ = tx.try_send(ToCall::RemoteCandidate { mid, candidate });
@@ -398,22 +358,22 @@ impl Calls {
                 );
                 let display_name = entry.display_name.clone();
                 self.announce(call);
-                self.emit(EngineEvent::IncomingCall {
+                self.reports.emit(EngineEvent::IncomingCall {
                     account: self.account,
                     call,
                     from: bare(&from).to_owned(),
                     display_name,
                 });
-                self.state(call, CallState::Ringing { status: 180 });
+                self.reports.state(call, CallState::Ringing { status: 180 });
                 // A stranger's call is the person's to take (XEP-0353 §4, XEP-0166 §12).
                 if known
                     && let Some(audio) = self.auto_answer.clone()
                     && let Err(e) = self.answer(client, now, call, Some(audio))
                 {
-                    self.warn(format!("auto-answer failed: {e}"));
+                    self.reports.warn(format!("auto-answer failed: {e}"));
                 }
             }
-            CallEvent::PeerRinging => self.state(call, CallState::Ringing { status: 180 }),
+            CallEvent::PeerRinging => self.reports.state(call, CallState::Ringing { status: 180 }),
             CallEvent::Proceeding { device } => {
                 debug!(call = call.0, %device, "a device of the callee took the call");
             }
@@ -447,13 +407,13 @@ impl Calls {
                     entry.phase = Phase::Live;
                     let key = entry.history_key.clone();
                     self.history.call_answered(self.account, &key);
-                    self.state(call, CallState::Answered);
+                    self.reports.state(call, CallState::Answered);
                 }
             }
             CallEvent::PeerHold(on) => {
                 entry.hold.remote = on;
                 let hold = entry.hold;
-                self.emit(EngineEvent::CallHold {
+                self.reports.emit(EngineEvent::CallHold {
                     account: self.account,
                     call,
                     local: hold.local,
@@ -474,7 +434,7 @@ impl Calls {
                 });
                 self.end_call(call, ending);
             }
-            CallEvent::Warning(detail) => self.warn(detail),
+            CallEvent::Warning(detail) => self.reports.warn(detail),
         }
     }
 
@@ -486,15 +446,11 @@ impl Calls {
         call: CallId,
         audio: Option<CallAudio>,
     ) -> Result<(), EngineError> {
-        let entry = self
-            .entries
-            .get_mut(&call)
-            .ok_or(EngineError::UnknownCall(call.0))?;
-        if entry.phase != Phase::Ringing {
-            return Err(EngineError::InvalidState(
-                "only a ringing incoming call can be answered".into(),
-            ));
-        }
+        let entry = self.entry_in(
+            call,
+            Phase::Ringing,
+            "only a ringing incoming call can be answered",
+        )?;
         entry
             .core
             .accept(now)
@@ -518,15 +474,11 @@ impl Calls {
         now: Instant,
         call: CallId,
     ) -> Result<(), EngineError> {
-        let entry = self
-            .entries
-            .get_mut(&call)
-            .ok_or(EngineError::UnknownCall(call.0))?;
-        if entry.phase != Phase::Ringing {
-            return Err(EngineError::InvalidState(
-                "only a ringing incoming call can be declined".into(),
-            ));
-        }
+        let entry = self.entry_in(
+            call,
+            Phase::Ringing,
+            "only a ringing incoming call can be declined",
+        )?;
         entry
             .core
             .reject(now, Reason::Decline)
@@ -572,15 +524,11 @@ impl Calls {
         call: CallId,
         hold: bool,
     ) -> Result<(), EngineError> {
-        let entry = self
-            .entries
-            .get_mut(&call)
-            .ok_or(EngineError::UnknownCall(call.0))?;
-        if entry.phase != Phase::Live {
-            return Err(EngineError::InvalidState(
-                "only an answered call can be put on hold".into(),
-            ));
-        }
+        let entry = self.entry_in(
+            call,
+            Phase::Live,
+            "only an answered call can be put on hold",
+        )?;
         entry
             .core
             .hold(now, hold)
@@ -588,7 +536,7 @@ impl Calls {
         entry.hold.local = hold;
         let (state, muted) = (entry.hold, entry.muted || hold);
         self.to_task(call, ToCall::SetMuted { muted });
-        self.emit(EngineEvent::CallHold {
+        self.reports.emit(EngineEvent::CallHold {
             account: self.account,
             call,
             local: state.local,
@@ -620,28 +568,35 @@ impl Calls {
         Ok(())
     }
 
+    /// The call, if it is in `phase`; else `refusal` (a command that does not fit the call).
+    fn entry_in(
+        &mut self,
+        call: CallId,
+        phase: Phase,
+        refusal: &str,
+    ) -> Result<&mut Entry, EngineError> {
+        match self.entries.get_mut(&call) {
+            None => Err(EngineError::UnknownCall(call.0)),
+            Some(entry) if entry.phase == phase => Ok(entry),
+            Some(_) => Err(EngineError::InvalidState(refusal.to_owned())),
+        }
+    }
+
+    /// The call's media task, for commands that only it can carry out.
+    fn task(&self, call: CallId) -> Result<mpsc::Sender<ToCall>, EngineError> {
+        let entry = self
+            .entries
+            .get(&call)
+            .ok_or(EngineError::UnknownCall(call.0))?;
+        entry
+            .task
+            .clone()
+            .ok_or_else(|| EngineError::InvalidState("the call has no media yet".into()))
+    }
+
     /// Hands a command to the call's media task, or answers it with why it cannot be.
     fn command(&self, call: CallId, command: ToCall) {
-        let task = match self.entries.get(&call) {
-            None => return command.fail(EngineError::UnknownCall(call.0)),
-            Some(entry) => match &entry.task {
-                Some(task) => task.clone(),
-                None => {
-                    return command.fail(EngineError::InvalidState(
-                        "the call has no media yet".into(),
-                    ));
-                }
-            },
-        };
-        match task.try_send(command) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(command)) => {
-                command.fail(EngineError::InvalidState("the call is busy".into()))
-            }
-            Err(mpsc::error::TrySendError::Closed(command)) => {
-                command.fail(EngineError::UnknownCall(call.0))
-            }
-        }
+        call::command_task(self.task(call), call, command);
     }
 
     /// A front end's command for one of this account's calls (or to place one).
@@ -826,7 +781,8 @@ impl Calls {
                 self.pump(client, now, call);
             }
             (None, Err(e)) if action == "session-initiate" => {
-                self.warn(format!("a call from {from} could not be taken: {e}"));
+                self.reports
+                    .warn(format!("a call from {from} could not be taken: {e}"));
                 let local = self.local.clone().unwrap_or_default();
                 for out in refuse_session_initiate(&local, from, id, sid, &e) {
                     client.send_call_stanza(now, &out);
@@ -836,7 +792,8 @@ impl Calls {
             // both sides with the reason (ack, then terminate: XEP-0166 §6.3.2), at once
             // rather than when the caller gives up.
             (Some(call), Err(e)) if action == "session-initiate" => {
-                self.warn(format!("the call from {from} could not be set up: {e}"));
+                self.reports
+                    .warn(format!("the call from {from} could not be set up: {e}"));
                 client.send_call_stanza(now, &outgoing(from, iq_result(from, id)));
                 if let Some(entry) = self.entries.get_mut(&call) {
                     entry.ending = Some(CallEnding::local(
@@ -849,7 +806,8 @@ impl Calls {
                 self.end_if_open(call);
             }
             (_, Err(e)) => {
-                self.warn(format!("a Jingle {action} from {from} was refused: {e}"));
+                self.reports
+                    .warn(format!("a Jingle {action} from {from} was refused: {e}"));
                 let answer = iq_error(from, id, "modify", "bad-request", None);
                 client.send_call_stanza(now, &outgoing(from, answer));
             }
@@ -953,7 +911,8 @@ impl Calls {
             if let Some(audio) = audio
                 && let Err(e) = self.answer(client, now, call, Some(audio))
             {
-                self.warn(format!("could not take the crossing call: {e}"));
+                self.reports
+                    .warn(format!("could not take the crossing call: {e}"));
             }
             return;
         }
@@ -976,7 +935,8 @@ impl Calls {
                     return;
                 }
                 let (why, text) = if peer_fault {
-                    self.warn(format!("the peer's media description refused: {reason}"));
+                    self.reports
+                        .warn(format!("the peer's media description refused: {reason}"));
                     (
                         Reason::IncompatibleParameters,
                         format!("media failed: {reason}"),
@@ -1025,7 +985,8 @@ impl Calls {
             Signal::Offer { sdp } | Signal::Answer { sdp } => sdp,
             Signal::AnswerReoffer { sdp: Some(sdp) } => sdp,
             Signal::AnswerReoffer { sdp: None } => {
-                self.warn("the other side's change to the call could not be taken".into());
+                self.reports
+                    .warn("the other side's change to the call could not be taken".into());
                 return;
             }
             // Hold is session-info here, not a new offer; the task never declines or ends.
@@ -1101,7 +1062,7 @@ impl Calls {
         let key = entry.history_key.clone();
         info!(account = self.account.0, call = call.0, reason = %ending.text, "call ended");
         self.history.call_ended(self.account, &key, ending.cause);
-        self.state(
+        self.reports.state(
             call,
             CallState::Ended {
                 reason: ending.text,
@@ -1115,7 +1076,7 @@ impl Calls {
 
     fn forget(&mut self, call: CallId) {
         if self.entries.remove(&call).is_some() {
-            let _ = self.notices.send(AccountNotice::CallClosed { call });
+            self.reports.closed(call);
         }
     }
 
