@@ -53,6 +53,24 @@ async fn lyrebird(
     Ok(peer)
 }
 
+/// Bob's Lyrebird (device `bob_device`, started with `bob_extra`) and Alice's (`laptop`, with
+/// `alice_extra`), mutual roster contacts.
+async fn alice_and_bob(
+    stack: &Stack,
+    dir: &Path,
+    bob_device: &str,
+    bob_extra: &[&str],
+    alice_extra: &[&str],
+) -> Result<(JsonLines, JsonLines)> {
+    let mut bob = lyrebird(stack, "bob", bob_device, dir, bob_extra).await?;
+    let mut alice = lyrebird(stack, "alice", "laptop", dir, alice_extra).await?;
+    let (alice_jid, bob_jid) = (jid(stack, "alice"), jid(stack, "bob"));
+    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid, DELIVERY).await?;
+    Ok((alice, bob))
+}
+
+const QUIET: &[&str] = &["--silence", "--discard"];
+
 /// Issue test 1: two Lyrebirds call each other over Prosody and hear each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_lyrebirds_call_over_xmpp_and_hear_each_other() -> Result<()> {
@@ -67,11 +85,10 @@ async fn two_lyrebirds_call_over_xmpp_and_hear_each_other() -> Result<()> {
         speech_bob.to_string_lossy().into_owned(),
         heard_by_bob.to_string_lossy().into_owned(),
     );
-    let mut bob = lyrebird(
+    let (mut alice, mut bob) = alice_and_bob(
         &stack,
-        "bob",
-        "desk",
         dir.path(),
+        "desk",
         &[
             "--auto-answer",
             "--play",
@@ -79,10 +96,9 @@ async fn two_lyrebirds_call_over_xmpp_and_hear_each_other() -> Result<()> {
             "--record",
             &record_bob,
         ],
+        &[],
     )
     .await?;
-    let mut alice = lyrebird(&stack, "alice", "laptop", dir.path(), &[]).await?;
-    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid, DELIVERY).await?;
 
     let result = alice
         .command(json!({"cmd": "call", "target": format!("xmpp:{bob_jid}"),
@@ -145,24 +161,8 @@ async fn two_lyrebirds_call_over_xmpp_and_hear_each_other() -> Result<()> {
 async fn a_declined_and_a_withdrawn_xmpp_call_end_on_both_sides() -> Result<()> {
     let stack = Stack::start(StackOptions::prosody_only())?;
     let dir = testkit::test_dir("lyrebird-jingle-")?;
-    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
-    let mut bob = lyrebird(
-        &stack,
-        "bob",
-        "desk",
-        dir.path(),
-        &["--silence", "--discard"],
-    )
-    .await?;
-    let mut alice = lyrebird(
-        &stack,
-        "alice",
-        "laptop",
-        dir.path(),
-        &["--silence", "--discard"],
-    )
-    .await?;
-    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid, DELIVERY).await?;
+    let bob_jid = jid(&stack, "bob");
+    let (mut alice, mut bob) = alice_and_bob(&stack, dir.path(), "desk", QUIET, QUIET).await?;
 
     // Declined.
     let call = call_id(
@@ -230,32 +230,9 @@ async fn a_declined_and_a_withdrawn_xmpp_call_end_on_both_sides() -> Result<()> 
 async fn a_second_device_stops_ringing_when_the_first_answers() -> Result<()> {
     let stack = Stack::start(StackOptions::prosody_only())?;
     let dir = testkit::test_dir("lyrebird-jingle-")?;
-    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
-    let mut phone = lyrebird(
-        &stack,
-        "bob",
-        "phone",
-        dir.path(),
-        &["--silence", "--discard"],
-    )
-    .await?;
-    let mut alice = lyrebird(
-        &stack,
-        "alice",
-        "laptop",
-        dir.path(),
-        &["--silence", "--discard"],
-    )
-    .await?;
-    befriend(&mut alice, &alice_jid, &mut phone, &bob_jid, DELIVERY).await?;
-    let mut desk = lyrebird(
-        &stack,
-        "bob",
-        "desk",
-        dir.path(),
-        &["--silence", "--discard"],
-    )
-    .await?;
+    let bob_jid = jid(&stack, "bob");
+    let (mut alice, mut phone) = alice_and_bob(&stack, dir.path(), "phone", QUIET, QUIET).await?;
+    let mut desk = lyrebird(&stack, "bob", "desk", dir.path(), QUIET).await?;
 
     let call = call_id(
         &alice
@@ -304,14 +281,7 @@ async fn a_strangers_call_rings_and_waits_for_the_person() -> Result<()> {
         &["--silence", "--discard", "--auto-answer"],
     )
     .await?;
-    let mut mallory = lyrebird(
-        &stack,
-        "carol",
-        "laptop",
-        dir.path(),
-        &["--silence", "--discard"],
-    )
-    .await?;
+    let mut mallory = lyrebird(&stack, "carol", "laptop", dir.path(), QUIET).await?;
 
     let call = call_id(
         &mallory
@@ -461,17 +431,16 @@ async fn a_relay_only_call_goes_through_the_turn_server_the_xmpp_server_offers()
         ..StackOptions::default()
     })?;
     let dir = testkit::test_dir("lyrebird-jingle-")?;
-    let (alice_jid, bob_jid) = (jid(&stack, "alice"), jid(&stack, "bob"));
+    let bob_jid = jid(&stack, "bob");
     let speech = phrase_wav(dir.path(), 0)?;
     let other = phrase_wav(dir.path(), 1)?;
     let heard = dir.path().join("heard-via-turn.wav");
     let play = speech.to_string_lossy().into_owned();
     let record = heard.to_string_lossy().into_owned();
-    let mut bob = lyrebird(
+    let (mut alice, bob) = alice_and_bob(
         &stack,
-        "bob",
-        "desk",
         dir.path(),
+        "desk",
         &[
             "--relay-only",
             "--auto-answer",
@@ -479,17 +448,9 @@ async fn a_relay_only_call_goes_through_the_turn_server_the_xmpp_server_offers()
             &play,
             "--discard",
         ],
-    )
-    .await?;
-    let mut alice = lyrebird(
-        &stack,
-        "alice",
-        "laptop",
-        dir.path(),
         &["--relay-only", "--silence", "--record", &record],
     )
     .await?;
-    befriend(&mut alice, &alice_jid, &mut bob, &bob_jid, DELIVERY).await?;
     let call = call_id(
         &alice
             .command(json!({"cmd": "call", "target": bob_jid}))
