@@ -614,3 +614,37 @@ async fn hostile_or_broken_jingle_is_answered_with_its_reason_and_nothing_rings(
     alice.quit().await?;
     Ok(())
 }
+
+/// The demo contact's XMPP side (`./task demo`): `--auto-answer --echo` sends back what the
+/// caller says, so the caller's recording holds the caller's own speech.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xmpp_echo_service_sends_the_callers_speech_back() -> Result<()> {
+    let stack = Stack::start(StackOptions::prosody_only())?;
+    let dir = testkit::test_dir("lyrebird-jingle-")?;
+    let bob_jid = jid(&stack, "bob");
+    let speech = phrase_wav(dir.path(), 0)?;
+    let other = phrase_wav(dir.path(), 1)?;
+    let echoed = dir.path().join("echoed.wav");
+    let (mut alice, bob) = alice_and_bob(
+        &stack,
+        dir.path(),
+        "echo",
+        &["--auto-answer", "--echo"],
+        &[],
+    )
+    .await?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": bob_jid, "play": speech, "record": echoed}))
+            .await?,
+    )?;
+    alice.call_state(call, "audio_flowing", SETUP).await?;
+    tokio::time::sleep(TALK).await;
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
+    alice.call_state(call, "ended", SETUP).await?;
+    alice.quit().await?;
+    bob.quit().await?;
+    assert_heard(&echoed, &speech, &other, "alice (her own words, echoed)")
+}

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use lyrebird_engine::{
-    AccountId, ChatOrigin, EngineEvent, EngineHandle, PasswordSource, XmppAccountConfig, XmppAction,
+    AccountId, CallAudio, ChatOrigin, EngineEvent, EngineHandle, PasswordSource, XmppAccountConfig,
+    XmppAction,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -65,6 +66,9 @@ pub(crate) struct XmppArgs {
     /// command), with the audio options.
     #[arg(long)]
     auto_answer: bool,
+    /// With --auto-answer: send back what the caller says (an echo test service).
+    #[arg(long, requires = "auto_answer")]
+    echo: bool,
     /// Neither take nor place calls, and do not offer them to contacts.
     #[arg(long, conflicts_with = "auto_answer")]
     no_calls: bool,
@@ -92,7 +96,13 @@ pub(crate) fn account_config(args: &XmppArgs, audio: &AudioArgs) -> Result<XmppA
     config.archive_page_size = args.archive_page;
     config.initial_presence = !args.invisible;
     config.calls = !args.no_calls;
-    config.auto_answer = args.auto_answer.then(|| audio.to_audio());
+    config.auto_answer = args.auto_answer.then(|| {
+        if args.echo {
+            CallAudio::echo()
+        } else {
+            audio.to_audio()
+        }
+    });
     Ok(config)
 }
 
