@@ -1,7 +1,8 @@
 // The browser side of the Jingle reference peer: one stanza client in a Chromium page that makes
 // and takes Jingle audio calls (XEP-0166/0167/0176/0320 over WebRTC, XEP-0353 to ring devices).
 //
-// Bundled by jingle-peer.mjs with esbuild (stanza is CommonJS and needs `events`); the driver
+// Bundled by jingle-peer.mjs with esbuild (stanza is CommonJS and needs `events`; page-common.js
+// is shared with page.js); the driver
 // calls `lyrebirdJingle.start(options)` once and `lyrebirdJingle.command(cmd)` per stdin line.
 // Everything is reported through `window.lyrebirdEmit(record)`, one JSON line on stdout, each
 // with `t`: wall-clock ms since the epoch, comparable across pages, Node and the Rust tests.
@@ -14,30 +15,22 @@
 
 import { createClient, JID } from 'stanza';
 import { NS_JINGLE_MESSAGE, defineJingleMessages } from './jingle-message.js';
-
-const nowMs = () => performance.timeOrigin + performance.now();
-
-function emit(event, fields = {}) {
-  const record = { event, t: nowMs(), ...fields };
-  try {
-    window.lyrebirdEmit(record);
-  } catch (error) {
-    console.error('lyrebirdEmit failed', error);
-  }
-}
-
-// Raw capture: echo cancellation, noise suppression and gain control would alter the audio a
-// quality test compares.
-const audioConstraints = {
-  audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-  video: false,
-};
+import {
+  audioConstraints,
+  emit,
+  errorText,
+  noAudioStats,
+  nowMs,
+  play,
+  playReceived,
+  pollFirstAudio,
+  readAudioStats,
+  runCommand,
+} from './page-common.js';
 
 // How long a callee that sent <proceed/> waits for the caller's session-initiate.
 const PROCEED_TIMEOUT_MS = 30000;
 const FIRST_AUDIO_POLL_MS = 10;
-
-const errorText = (error) => (error && error.message ? error.message : String(error));
 
 class JinglePeer {
   constructor() {
@@ -121,7 +114,7 @@ class JinglePeer {
     };
     client.jingle.on('peerTrackAdded', (session, track, stream) => {
       if (!this.call || this.call.session !== session || track.kind !== 'audio') return;
-      this.play(stream || new MediaStream([track]));
+      play(this.audioElement, stream || new MediaStream([track]));
     });
 
     client.connect();
@@ -335,15 +328,18 @@ class JinglePeer {
     const pc = session.pc;
     // A callee's remote track arrives while stanza applies the offer, before the session is
     // handed to us: play what the connection already receives.
-    const tracks = pc
-      .getReceivers()
-      .map((receiver) => receiver.track)
-      .filter((track) => track && track.kind === 'audio');
-    if (tracks.length > 0) this.play(new MediaStream(tracks));
+    playReceived(this.audioElement, pc);
     pc.addEventListener('iceconnectionstatechange', () =>
       emit('ice_state', { state: pc.iceConnectionState, sid: call.sid }),
     );
-    this.pollFirstAudio(call, pc);
+    // first_audio: the first moment getStats shows inbound audio packets, for set-up timing.
+    pollFirstAudio(
+      pc,
+      FIRST_AUDIO_POLL_MS,
+      () => this.call !== call,
+      (packetsReceived) =>
+        emit('first_audio', { sid: call.sid, packetsReceived, sinceMs: nowMs() - call.since }),
+    );
   }
 
   async acceptSession(call) {
@@ -452,51 +448,11 @@ class JinglePeer {
 
   // ----------------------------------------------------------------- Media
 
-  play(stream) {
-    // Chromium decodes remote audio (and reports audioLevel / totalAudioEnergy) only when it
-    // plays through a media element.
-    this.audioElement.srcObject = stream;
-    this.audioElement.play().then(
-      () => emit('remote_audio_playing'),
-      (error) => emit('error', { detail: `remote audio play() failed: ${error}` }),
-    );
-  }
-
-  // first_audio: the first moment getStats shows inbound audio packets, for set-up timing.
-  pollFirstAudio(call, pc) {
-    const poll = async () => {
-      if (this.call !== call || pc.signalingState === 'closed') return;
-      try {
-        const report = await pc.getStats();
-        for (const stat of report.values()) {
-          if (stat.type === 'inbound-rtp' && stat.kind === 'audio' && stat.packetsReceived > 0) {
-            emit('first_audio', {
-              sid: call.sid,
-              packetsReceived: stat.packetsReceived,
-              sinceMs: nowMs() - call.since,
-            });
-            return;
-          }
-        }
-      } catch (error) {
-        // getStats on a closing connection rejects; the end is reported separately.
-        return;
-      }
-      setTimeout(poll, FIRST_AUDIO_POLL_MS);
-    };
-    setTimeout(poll, 0);
-  }
-
   async stats() {
     const fields = {
       sid: this.call ? this.call.sid : null,
       stage: this.call ? this.call.stage : null,
-      packetsReceived: 0,
-      bytesReceived: 0,
-      totalAudioEnergy: 0,
-      audioLevel: 0,
-      packetsSent: 0,
-      codec: null,
+      ...noAudioStats(),
       iceState: null,
       candidatePairState: null,
       localCandidateType: null,
@@ -508,26 +464,7 @@ class JinglePeer {
     if (!pc) return fields;
     fields.iceState = pc.iceConnectionState;
     const report = await pc.getStats();
-    let codecId = null;
-    let pairId = null;
-    for (const stat of report.values()) {
-      if (stat.type === 'inbound-rtp' && stat.kind === 'audio') {
-        fields.packetsReceived = stat.packetsReceived || 0;
-        fields.bytesReceived = stat.bytesReceived || 0;
-        fields.totalAudioEnergy = stat.totalAudioEnergy || 0;
-        fields.audioLevel = stat.audioLevel || 0;
-        codecId = stat.codecId || null;
-      } else if (stat.type === 'outbound-rtp' && stat.kind === 'audio') {
-        fields.packetsSent = stat.packetsSent || 0;
-        codecId = codecId || stat.codecId || null;
-      } else if (stat.type === 'transport' && stat.selectedCandidatePairId) {
-        pairId = stat.selectedCandidatePairId;
-      }
-    }
-    if (codecId && report.get(codecId)) {
-      const codec = report.get(codecId);
-      fields.codec = `${codec.mimeType}/${codec.clockRate}${codec.channels ? `/${codec.channels}` : ''}`;
-    }
+    const pairId = readAudioStats(report, fields);
     const pair = pairId ? report.get(pairId) : null;
     if (pair) {
       fields.candidatePairState = pair.state || null;
@@ -618,41 +555,25 @@ class JinglePeer {
     });
   }
 
+  // One command from the driver (see runCommand).
   async command(cmd) {
-    try {
-      switch (cmd.cmd) {
-        case 'call':
-          this.dial(String(cmd.to));
-          break;
-        case 'answer':
-          this.answer();
-          break;
-        case 'reject':
-          this.reject();
-          break;
-        case 'hangup':
-          if (!this.call) throw new Error('no call to hang up');
-          this.hangupCall(this.call);
-          break;
-        case 'stats':
-          emit('stats', await this.stats());
-          break;
-        case 'add_contact': {
-          const jid = JID.toBare(String(cmd.jid));
-          await this.client.updateRosterItem({ jid, name: cmd.name || undefined });
-          this.client.subscribe(jid);
-          emit('contact_added', { jid });
-          break;
-        }
-        case 'disco':
-          await this.disco(String(cmd.jid));
-          break;
-        default:
-          emit('error', { detail: `unknown command ${JSON.stringify(cmd.cmd)}` });
-      }
-    } catch (error) {
-      emit('error', { detail: `${cmd.cmd}: ${errorText(error)}` });
-    }
+    await runCommand(cmd, {
+      call: () => this.dial(String(cmd.to)),
+      answer: () => this.answer(),
+      reject: () => this.reject(),
+      hangup: () => {
+        if (!this.call) throw new Error('no call to hang up');
+        this.hangupCall(this.call);
+      },
+      stats: async () => emit('stats', await this.stats()),
+      add_contact: async () => {
+        const jid = JID.toBare(String(cmd.jid));
+        await this.client.updateRosterItem({ jid, name: cmd.name || undefined });
+        this.client.subscribe(jid);
+        emit('contact_added', { jid });
+      },
+      disco: () => this.disco(String(cmd.jid)),
+    });
   }
 
   async stop() {

@@ -1,6 +1,7 @@
 // The browser side of the reference peer: one JsSIP user agent in a Chromium page.
 //
-// The Node driver (peer.mjs) loads this page, calls `lyrebirdPeer.start(options)` once and then
+// Bundled by peer.mjs with esbuild (with page-common.js, shared with jingle-page.js; JsSIP comes
+// as its own script, the global `JsSIP`). The Node driver (peer.mjs) loads this page, calls `lyrebirdPeer.start(options)` once and then
 // `lyrebirdPeer.command(cmd)` for every JSON line it reads on stdin. Everything that happens is
 // reported through `window.lyrebirdEmit(event)`, a function the driver exposes, which prints the
 // event as one JSON line on stdout.
@@ -16,23 +17,17 @@
 // passed with each 'icecandidate' event, which we only do when `earlyIce` is set).
 /* global JsSIP */
 
-const nowMs = () => performance.timeOrigin + performance.now();
-
-function emit(event, fields = {}) {
-  const record = { event, t: nowMs(), ...fields };
-  try {
-    window.lyrebirdEmit(record);
-  } catch (error) {
-    console.error('lyrebirdEmit failed', error);
-  }
-}
-
-// Echo cancellation, noise suppression and gain control would alter the speech that quality
-// tests compare, so the capture is taken raw.
-const audioConstraints = {
-  audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-  video: false,
-};
+import {
+  audioConstraints,
+  emit,
+  noAudioStats,
+  nowMs,
+  play,
+  playReceived,
+  pollFirstAudio,
+  readAudioStats,
+  runCommand,
+} from './page-common.js';
 
 // No STUN or TURN: tests run on loopback only, and host candidates are all that is needed.
 const pcConfig = { iceServers: [] };
@@ -190,56 +185,25 @@ class Peer {
       // Chromium decodes remote audio (and reports audioLevel / totalAudioEnergy) only when it
       // plays through a media element.
       const stream = e.streams && e.streams[0] ? e.streams[0] : new MediaStream([e.track]);
-      this.play(stream);
+      play(this.audioElement, stream);
     });
     pc.addEventListener('iceconnectionstatechange', () =>
       emit('ice_state', { state: pc.iceConnectionState, call: session._lyrebirdCall }),
     );
-    this.pollFirstAudio(session, pc, since);
-  }
-
-  // first_audio: the first moment getStats shows inbound audio packets. Polled every 5 ms from
-  // the start of the call until seen or the session ends.
-  pollFirstAudio(session, pc, since) {
-    const poll = async () => {
-      if (session.isEnded() || pc.signalingState === 'closed') return;
-      try {
-        const report = await pc.getStats();
-        for (const stat of report.values()) {
-          if (stat.type === 'inbound-rtp' && stat.kind === 'audio' && stat.packetsReceived > 0) {
-            emit('first_audio', {
-              packetsReceived: stat.packetsReceived,
-              sinceMs: nowMs() - since,
-              call: session._lyrebirdCall,
-            });
-            return;
-          }
-        }
-      } catch (error) {
-        // getStats on a closing connection rejects; the session end is reported separately.
-        return;
-      }
-      setTimeout(poll, FIRST_AUDIO_POLL_MS);
-    };
-    setTimeout(poll, 0);
-  }
-
-  play(stream) {
-    this.audioElement.srcObject = stream;
-    this.audioElement.play().then(
-      () => emit('remote_audio_playing'),
-      (error) => emit('error', { detail: `remote audio play() failed: ${error}` }),
+    // first_audio: the first moment getStats shows inbound audio packets. Polled every 5 ms
+    // from the start of the call until seen or the session ends.
+    pollFirstAudio(
+      pc,
+      FIRST_AUDIO_POLL_MS,
+      () => session.isEnded(),
+      (packetsReceived) =>
+        emit('first_audio', { packetsReceived, sinceMs: nowMs() - since, call: session._lyrebirdCall }),
     );
   }
 
   // Plays what a connection already receives (a call that becomes current again).
   playRemote(pc) {
-    if (!pc) return;
-    const tracks = pc
-      .getReceivers()
-      .map((receiver) => receiver.track)
-      .filter((track) => track && track.kind === 'audio');
-    if (tracks.length > 0) this.play(new MediaStream(tracks));
+    if (pc) playReceived(this.audioElement, pc);
   }
 
   // Only the current call's end silences the element: an old call ending after a transfer
@@ -389,85 +353,31 @@ class Peer {
   }
 
   async stats() {
-    const fields = {
-      packetsReceived: 0,
-      bytesReceived: 0,
-      totalAudioEnergy: 0,
-      audioLevel: 0,
-      packetsSent: 0,
-      codec: null,
-    };
+    const fields = noAudioStats();
     const pc = this.session ? this.session.connection : null;
     fields.call = this.session ? this.session._lyrebirdCall : null;
     if (!pc) return fields;
-    const report = await pc.getStats();
-    let codecId = null;
-    for (const stat of report.values()) {
-      if (stat.type === 'inbound-rtp' && stat.kind === 'audio') {
-        fields.packetsReceived = stat.packetsReceived || 0;
-        fields.bytesReceived = stat.bytesReceived || 0;
-        fields.totalAudioEnergy = stat.totalAudioEnergy || 0;
-        fields.audioLevel = stat.audioLevel || 0;
-        codecId = stat.codecId || null;
-      } else if (stat.type === 'outbound-rtp' && stat.kind === 'audio') {
-        fields.packetsSent = stat.packetsSent || 0;
-        codecId = codecId || stat.codecId || null;
-      }
-    }
-    if (codecId && report.get(codecId)) {
-      const codec = report.get(codecId);
-      fields.codec = `${codec.mimeType}/${codec.clockRate}${codec.channels ? `/${codec.channels}` : ''}`;
-    }
+    readAudioStats(await pc.getStats(), fields);
     return fields;
   }
 
-  // One command from the driver. Failures become `error` events, never exceptions, so one bad
-  // command cannot wedge the peer.
+  // One command from the driver (see runCommand).
   async command(cmd) {
-    try {
-      switch (cmd.cmd) {
-        case 'register':
-          this.ua.register();
-          break;
-        case 'call':
-          this.call(String(cmd.target));
-          break;
-        case 'answer':
-          this.answer();
-          break;
-        case 'hangup':
-          this.hangup();
-          break;
-        case 'hold':
-          this.hold();
-          break;
-        case 'unhold':
-          this.unhold();
-          break;
-        case 'dtmf':
-          this.dtmf(String(cmd.tones), cmd.transport, cmd.duration, cmd.gap);
-          break;
-        case 'refer':
-          this.refer(String(cmd.target));
-          break;
-        case 'message':
-          this.message(String(cmd.target), String(cmd.body));
-          break;
-        case 'stats':
-          emit('stats', await this.stats());
-          break;
-        case 'spectrum':
-          emit('spectrum', await this.spectrum((cmd.frequencies || []).map(Number), Number(cmd.ms) || 1000));
-          break;
-        case 'unregister':
-          this.ua.unregister();
-          break;
-        default:
-          emit('error', { detail: `unknown command ${JSON.stringify(cmd.cmd)}` });
-      }
-    } catch (error) {
-      emit('error', { detail: `${cmd.cmd}: ${error && error.message ? error.message : error}` });
-    }
+    await runCommand(cmd, {
+      register: () => this.ua.register(),
+      call: () => this.call(String(cmd.target)),
+      answer: () => this.answer(),
+      hangup: () => this.hangup(),
+      hold: () => this.hold(),
+      unhold: () => this.unhold(),
+      dtmf: () => this.dtmf(String(cmd.tones), cmd.transport, cmd.duration, cmd.gap),
+      refer: () => this.refer(String(cmd.target)),
+      message: () => this.message(String(cmd.target), String(cmd.body)),
+      stats: async () => emit('stats', await this.stats()),
+      spectrum: async () =>
+        emit('spectrum', await this.spectrum((cmd.frequencies || []).map(Number), Number(cmd.ms) || 1000)),
+      unregister: () => this.ua.unregister(),
+    });
   }
 
   stop() {

@@ -8,12 +8,15 @@
 //!
 //! Every wait is bounded. The driver runs in its own process group; Chromium (which Playwright
 //! starts in a process group of its own) is found through `/proc` and killed too, so a test that
-//! fails or panics leaves no browser behind.
+//! fails or panics leaves no browser behind. All of that is [`ChromiumPeer`]'s, which the Jingle
+//! peer ([`crate::jingle_browser::JingleBrowserPeer`]) is too.
 //!
 //! [`browser_to_browser_setup`] measures the reference call set-up figure that Lyrebird's own is
 //! compared with (DESIGN.md, "Benchmarks").
 
 use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,6 +25,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -31,8 +35,8 @@ use crate::procfs;
 
 /// How long Chromium may take to start and load the page (cold start on a busy 2-core machine).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long `quit` waits for the driver to close Chromium before killing both.
-const QUIT_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long the page may take to answer `stats`.
+const STATS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Wall-clock milliseconds since the Unix epoch, the clock of every event's `t`.
 pub fn now_ms() -> f64 {
@@ -49,20 +53,11 @@ pub fn browser_package_dir() -> PathBuf {
 
 /// Checks that Node, Chromium and the npm package are installed.
 pub fn require_browser_tools() -> Result<()> {
-    let package = browser_package_dir();
-    for needed in [
-        package.join("node_modules/jssip/lib/JsSIP.js"),
-        package.join("node_modules/playwright-core/package.json"),
-        package.join("node_modules/esbuild/package.json"),
-    ] {
-        if !needed.exists() {
-            bail!(
-                "{} is missing: run `npm ci` in {} (./task test does)",
-                needed.display(),
-                package.display()
-            );
-        }
-    }
+    require_package_files(&[
+        "node_modules/jssip/lib/JsSIP.js",
+        "node_modules/playwright-core/package.json",
+        "node_modules/esbuild/package.json",
+    ])?;
     let chromium = std::env::var_os("LYREBIRD_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -78,6 +73,21 @@ pub fn require_browser_tools() -> Result<()> {
         .context("node is missing: install Node.js 20")?;
     if !node.status.success() {
         bail!("`node --version` failed");
+    }
+    Ok(())
+}
+
+/// Checks that these files (relative to the npm package) are installed.
+pub(crate) fn require_package_files(files: &[&str]) -> Result<()> {
+    let package = browser_package_dir();
+    for needed in files.iter().map(|file| package.join(file)) {
+        if !needed.exists() {
+            bail!(
+                "{} is missing: run `npm ci` in {} (./task test does)",
+                needed.display(),
+                package.display()
+            );
+        }
     }
     Ok(())
 }
@@ -173,8 +183,101 @@ pub struct PeerStats {
     pub call: Option<u64>,
 }
 
+impl PeerStats {
+    /// Whether the page has received audio packets and decoded audio with energy from them —
+    /// what a person hears.
+    pub fn decodes_audio(&self) -> bool {
+        self.packets_received > 25 && self.total_audio_energy > 0.0 && self.audio_level > 0.0
+    }
+}
+
 /// One JsSIP user agent in its own headless Chromium.
-pub struct BrowserPeer {
+pub type BrowserPeer = ChromiumPeer<JsSip>;
+
+/// The [`PeerKind`] of [`BrowserPeer`]: `peer.mjs`, JsSIP.
+pub enum JsSip {}
+
+impl PeerKind for JsSip {
+    type Stats = PeerStats;
+    const NAME: &'static str = "browser peer";
+    // Unregistering and closing Chromium.
+    const QUIT_TIMEOUT: Duration = Duration::from_secs(8);
+
+    fn decodes_audio(stats: &PeerStats) -> bool {
+        stats.decodes_audio()
+    }
+}
+
+impl ChromiumPeer<JsSip> {
+    /// Starts Node + Chromium, loads the page, and waits (bounded) until the page runs its JsSIP
+    /// user agent (the `started` event). Registration follows on its own: wait for
+    /// `registered`.
+    pub async fn start(options: BrowserPeerOptions) -> Result<BrowserPeer> {
+        require_browser_tools()?;
+        let label = options.label();
+        let log_path = new_log_path(options.log_dir.as_deref(), &label)?;
+        let name = label.clone();
+        ChromiumPeer::spawn("peer.mjs", label, log_path, |command| {
+            command
+                .arg("--ws")
+                .arg(&options.ws_url)
+                .arg("--uri")
+                .arg(&options.uri)
+                .arg("--password")
+                .arg(&options.password)
+                .arg("--name")
+                .arg(&name);
+            if let Some(wav) = &options.fake_audio {
+                command.arg("--fake-audio").arg(wav);
+            }
+            if options.auto_answer {
+                command.arg("--auto-answer");
+            }
+            if options.early_ice {
+                command.arg("--early-ice");
+            }
+            if options.debug {
+                command.arg("--debug");
+            }
+        })
+        .await
+    }
+}
+
+/// A fresh log file path `<dir>/<name>-<pid>-<ms>.log` in `log_dir`, or in
+/// `$LYREBIRD_TEST_LOG_DIR` or `<tmp>/lyrebird-browser-logs` when `None` (created if need be).
+pub(crate) fn new_log_path(log_dir: Option<&Path>, name: &str) -> Result<PathBuf> {
+    let log_dir = log_dir
+        .map(Path::to_owned)
+        .or_else(|| std::env::var_os("LYREBIRD_TEST_LOG_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| std::env::temp_dir().join("lyrebird-browser-logs"));
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    Ok(log_dir.join(format!(
+        "{name}-{}-{}.log",
+        std::process::id(),
+        now_ms() as u64
+    )))
+}
+
+/// What tells one kind of [`ChromiumPeer`] from another.
+pub trait PeerKind {
+    /// What the page's `stats` event holds.
+    type Stats: DeserializeOwned + Debug;
+    /// What errors call the peer, e.g. `browser peer`.
+    const NAME: &'static str;
+    /// How long `quit` waits for the driver to leave, close Chromium and exit before killing
+    /// both.
+    const QUIT_TIMEOUT: Duration;
+    /// Whether `stats` show received audio packets and decoded audio with energy from them —
+    /// what a person hears.
+    fn decodes_audio(stats: &Self::Stats) -> bool;
+}
+
+/// A reference peer: a Node driver (a script in `tests/browser`) that runs a page in its own
+/// headless Chromium, and the JSON lines it speaks: commands out, events in, every wait
+/// bounded. [`BrowserPeer`] and [`crate::jingle_browser::JingleBrowserPeer`] are one each, with
+/// their own `start` and commands. Dropping it kills the driver and its Chromium.
+pub struct ChromiumPeer<K: PeerKind> {
     label: String,
     child: Child,
     driver_pid: Option<i32>,
@@ -187,54 +290,25 @@ pub struct BrowserPeer {
     /// Every event received, in order.
     history: Vec<Value>,
     log_path: PathBuf,
+    kind: PhantomData<K>,
 }
 
-impl BrowserPeer {
-    /// Starts Node + Chromium, loads the page, and waits (bounded) until the page runs its JsSIP
-    /// user agent (the `started` event). Registration follows on its own: wait for
-    /// `registered`.
-    pub async fn start(options: BrowserPeerOptions) -> Result<BrowserPeer> {
-        require_browser_tools()?;
-        let label = options.label();
-        let log_dir = options
-            .log_dir
-            .clone()
-            .or_else(|| std::env::var_os("LYREBIRD_TEST_LOG_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| std::env::temp_dir().join("lyrebird-browser-logs"));
-        std::fs::create_dir_all(&log_dir)
-            .with_context(|| format!("creating {}", log_dir.display()))?;
-        let log_path = log_dir.join(format!(
-            "{label}-{}-{}.log",
-            std::process::id(),
-            now_ms() as u64
-        ));
+impl<K: PeerKind> ChromiumPeer<K> {
+    /// Runs `node <script>` in the npm package, with the arguments `args` adds, stderr into a
+    /// new file at `log_path`, in its own process group, and waits (bounded) for its `started`
+    /// event. `label` names the peer in errors.
+    pub(crate) async fn spawn(
+        script: &str,
+        label: String,
+        log_path: PathBuf,
+        args: impl FnOnce(&mut Command),
+    ) -> Result<Self> {
         let log_file = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-
         let package = browser_package_dir();
         let mut command = Command::new("node");
-        command
-            .arg(package.join("peer.mjs"))
-            .arg("--ws")
-            .arg(&options.ws_url)
-            .arg("--uri")
-            .arg(&options.uri)
-            .arg("--password")
-            .arg(&options.password)
-            .arg("--name")
-            .arg(&label);
-        if let Some(wav) = &options.fake_audio {
-            command.arg("--fake-audio").arg(wav);
-        }
-        if options.auto_answer {
-            command.arg("--auto-answer");
-        }
-        if options.early_ice {
-            command.arg("--early-ice");
-        }
-        if options.debug {
-            command.arg("--debug");
-        }
+        command.arg(package.join(script));
+        args(&mut command);
         command
             .current_dir(&package)
             .stdin(Stdio::piped())
@@ -243,7 +317,9 @@ impl BrowserPeer {
             // Its own process group, so it can be signalled as a whole.
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = command.spawn().context("spawning node peer.mjs")?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("spawning node {script}"))?;
         let driver_pid = child.id().and_then(|pid| i32::try_from(pid).ok());
         let stdin = child.stdin.take();
         let stdout = child
@@ -263,7 +339,7 @@ impl BrowserPeer {
             }
         });
 
-        let mut peer = BrowserPeer {
+        let mut peer = ChromiumPeer {
             label,
             child,
             driver_pid,
@@ -273,6 +349,7 @@ impl BrowserPeer {
             pending: VecDeque::new(),
             history: Vec::new(),
             log_path,
+            kind: PhantomData,
         };
         peer.wait_for("started", START_TIMEOUT).await?;
         peer.chromium_groups = driver_pid.map(chromium_groups_under).unwrap_or_default();
@@ -289,7 +366,7 @@ impl BrowserPeer {
         &self.chromium_groups
     }
 
-    /// The driver's stderr log (driver, page console, JsSIP debug).
+    /// The driver's stderr log (driver, page console, the protocol's debug log with `debug`).
     pub fn log_path(&self) -> &Path {
         &self.log_path
     }
@@ -353,8 +430,21 @@ impl BrowserPeer {
         timeout: Duration,
         want: impl Fn(&Value) -> bool,
     ) -> Result<Value> {
-        let wanted = |event: &Value| event_name(event) == name && want(event);
-        if let Some(index) = self.pending.iter().position(wanted)
+        self.wait_matching(&format!("`{name}`"), timeout, |event| {
+            event_name(event) == name && want(event)
+        })
+        .await
+    }
+
+    /// Waits at most `timeout` for the first unconsumed event that `wanted` accepts (`what`
+    /// names it in errors) and consumes it; the others stay queued.
+    pub(crate) async fn wait_matching(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        if let Some(index) = self.pending.iter().position(&wanted)
             && let Some(event) = self.pending.remove(index)
         {
             return Ok(event);
@@ -371,21 +461,19 @@ impl BrowserPeer {
                     self.pending.push_back(event);
                 }
                 Ok(None) => {
-                    return Err(
-                        self.failure(&format!("the peer exited while waiting for `{name}`"))
-                    );
+                    return Err(self.failure(&format!("the peer exited while waiting for {what}")));
                 }
                 Err(_) => {
-                    return Err(self.failure(&format!("no `{name}` event within {timeout:?}")));
+                    return Err(self.failure(&format!("no {what} event within {timeout:?}")));
                 }
             }
         }
     }
 
-    /// Asks the page for its media counters and waits (bounded) for the answer.
-    pub async fn stats(&mut self) -> Result<PeerStats> {
+    /// Asks the page for its (current call's) media counters and waits (bounded) for them.
+    pub async fn stats(&mut self) -> Result<K::Stats> {
         self.send(json!({ "cmd": "stats" })).await?;
-        let event = self.wait_for("stats", Duration::from_secs(10)).await?;
+        let event = self.wait_for("stats", STATS_TIMEOUT).await?;
         serde_json::from_value(event.clone())
             .with_context(|| format!("{}: malformed stats event {event}", self.label))
     }
@@ -393,45 +481,42 @@ impl BrowserPeer {
     /// Waits (bounded) until the page has received audio packets and decoded audio with
     /// energy from them — what a person hears — and returns the stats that showed it.
     /// Polls, because how soon the `<audio>` element starts playing depends on the machine.
-    pub async fn wait_for_decoded_audio(&mut self, timeout: Duration) -> Result<PeerStats> {
+    pub async fn wait_for_decoded_audio(&mut self, timeout: Duration) -> Result<K::Stats> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let stats = self.stats().await?;
-            if stats.packets_received > 25
-                && stats.total_audio_energy > 0.0
-                && stats.audio_level > 0.0
-            {
+            if K::decodes_audio(&stats) {
                 return Ok(stats);
             }
             if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "{}: no decoded audio with energy within {timeout:?}: {stats:?}",
-                    self.label
-                );
+                return Err(self.failure(&format!(
+                    "no decoded audio with energy within {timeout:?}: {stats:?}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
-    /// Unregisters, closes Chromium and waits (bounded) for the driver to exit; kills whatever
-    /// is left after that.
+    /// Sends `quit` (the page unregisters, or hangs up and goes offline; Chromium closes) and
+    /// waits (bounded) for the driver to exit; kills whatever is left after that.
     pub async fn quit(mut self) -> Result<()> {
         let _ = self.send(json!({ "cmd": "quit" })).await;
         self.stdin = None;
-        let exited = tokio::time::timeout(QUIT_TIMEOUT, self.child.wait()).await;
+        let timeout = K::QUIT_TIMEOUT;
+        let exited = tokio::time::timeout(timeout, self.child.wait()).await;
         self.kill_everything();
         match exited {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(anyhow!("{}: waiting for the driver: {error}", self.label)),
             Err(_) => Err(anyhow!(
-                "{}: the driver did not exit within {QUIT_TIMEOUT:?}; killed it",
+                "{}: the driver did not exit within {timeout:?}; killed it",
                 self.label
             )),
         }
     }
 
     /// An error that carries what the peer saw: its recent events and the end of its log.
-    fn failure(&self, what: &str) -> anyhow::Error {
+    pub(crate) fn failure(&self, what: &str) -> anyhow::Error {
         let recent: Vec<String> = self
             .history
             .iter()
@@ -441,7 +526,8 @@ impl BrowserPeer {
             .map(|event| event.to_string())
             .collect();
         anyhow!(
-            "browser peer {}: {what}\nrecent events:\n  {}\nlog {} (last lines):\n{}",
+            "{} {}: {what}\nrecent events:\n  {}\nlog {} (last lines):\n{}",
+            K::NAME,
             self.label,
             recent.join("\n  "),
             self.log_path.display(),
@@ -478,14 +564,14 @@ impl BrowserPeer {
     }
 }
 
-impl Drop for BrowserPeer {
+impl<K: PeerKind> Drop for ChromiumPeer<K> {
     fn drop(&mut self) {
         self.stdin = None;
         self.kill_everything();
     }
 }
 
-fn event_name(event: &Value) -> &str {
+pub(crate) fn event_name(event: &Value) -> &str {
     event.get("event").and_then(Value::as_str).unwrap_or("")
 }
 

@@ -4,8 +4,8 @@
 //! [`JingleBrowserPeer`] runs `tests/browser/jingle-peer.mjs` (Node + playwright-core) as a
 //! child process, in JSON lines like [`crate::browser::BrowserPeer`]: commands on its stdin,
 //! events on its stdout (each with `"event"` and `"t"`, wall-clock ms since the Unix epoch,
-//! comparable with [`now_ms`]). Its stderr (driver log, page console, every XMPP stanza with
-//! `debug`) goes to a log file whose tail is added to every error.
+//! comparable with [`crate::browser::now_ms`]). Its stderr (driver log, page console, every XMPP
+//! stanza with `debug`) goes to a log file whose tail is added to every error.
 //!
 //! What the page does (see `jingle-page.js`): it logs in over RFC 7395 WebSocket, advertises
 //! Jingle RTP audio, ICE-UDP, DTLS-SRTP and XEP-0353 in disco#info and entity caps, approves
@@ -17,30 +17,22 @@
 //!
 //! Every wait is bounded. The driver runs in its own process group; Chromium (which Playwright
 //! starts in a process group of its own) is found through `/proc` and killed too, so a test that
-//! fails or panics leaves no browser behind.
+//! fails or panics leaves no browser behind: that is [`ChromiumPeer`], which the SIP browser
+//! peer is too.
 
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use anyhow::Result;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
 
 use crate::browser::{
-    PeerStats, START_TIMEOUT, browser_package_dir, log_tail, now_ms, require_browser_tools,
+    ChromiumPeer, PeerKind, PeerStats, event_name, new_log_path, require_browser_tools,
+    require_package_files,
 };
-use crate::procfs;
 
-/// How long `quit` waits for the driver to hang up, close Chromium and exit before killing both.
-const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a `stats` or `disco` answer may take.
+/// How long the page may take to answer `call`, `add_contact` or `disco`.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to start a [`JingleBrowserPeer`]; the fields map to `jingle-peer.mjs` arguments.
@@ -175,177 +167,70 @@ impl JingleStats {
 }
 
 /// One stanza client in its own headless Chromium.
-pub struct JingleBrowserPeer {
-    label: String,
-    /// The full JID the server bound (from the `online` event).
-    jid: String,
-    child: Child,
-    driver_pid: Option<i32>,
-    /// Process groups of the Chromium instances the driver started.
-    chromium_groups: Vec<i32>,
-    stdin: Option<ChildStdin>,
-    events: mpsc::UnboundedReceiver<Value>,
-    /// Events received but not yet consumed by `next_event` / `wait_for`.
-    pending: VecDeque<Value>,
-    /// Every event received, in order.
-    history: Vec<Value>,
-    log_path: PathBuf,
+pub type JingleBrowserPeer = ChromiumPeer<Jingle>;
+
+/// The [`PeerKind`] of [`JingleBrowserPeer`]: `jingle-peer.mjs`, stanza.
+pub enum Jingle {}
+
+impl PeerKind for Jingle {
+    type Stats = JingleStats;
+    const NAME: &'static str = "jingle browser peer";
+    // Hanging up, going offline and closing Chromium.
+    const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn decodes_audio(stats: &JingleStats) -> bool {
+        stats.decodes_audio()
+    }
 }
 
-impl JingleBrowserPeer {
+impl ChromiumPeer<Jingle> {
     /// Starts Node + Chromium, loads the page and waits (bounded) until the client is online:
     /// logged in, caps advertised, initial presence sent. Its full JID is [`Self::jid`].
     pub async fn start(options: JingleBrowserPeerOptions) -> Result<JingleBrowserPeer> {
         require_browser_tools()?;
-        let package = browser_package_dir();
-        let stanza = package.join("node_modules/stanza/package.json");
-        if !stanza.exists() {
-            bail!(
-                "{} is missing: run `npm ci` in {} (./task test does)",
-                stanza.display(),
-                package.display()
-            );
-        }
+        require_package_files(&["node_modules/stanza/package.json"])?;
         let label = options.label();
-        let log_dir = options
-            .log_dir
-            .clone()
-            .or_else(|| std::env::var_os("LYREBIRD_TEST_LOG_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| std::env::temp_dir().join("lyrebird-browser-logs"));
-        std::fs::create_dir_all(&log_dir)
-            .with_context(|| format!("creating {}", log_dir.display()))?;
-        let log_path = log_dir.join(format!(
-            "jingle-{label}-{}-{}.log",
-            std::process::id(),
-            now_ms() as u64
-        ));
-        let log_file = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
-
-        let mut command = Command::new("node");
-        command
-            .arg(package.join("jingle-peer.mjs"))
-            .arg("--ws")
-            .arg(&options.ws_url)
-            .arg("--jid")
-            .arg(&options.jid)
-            .arg("--password")
-            .arg(&options.password);
-        if let Some(resource) = &options.resource {
-            command.arg("--resource").arg(resource);
-        }
-        if let Some(wav) = &options.fake_audio {
-            command.arg("--fake-audio").arg(wav);
-        }
-        if options.auto_answer {
-            command.arg("--auto-answer");
-        }
-        if !options.codecs.is_empty() {
-            command.arg("--codecs").arg(options.codecs.join(","));
-        }
-        if options.debug {
-            command.arg("--debug");
-        }
-        command
-            .current_dir(&package)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            // Its own process group, so it can be signalled as a whole.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn().context("spawning node jingle-peer.mjs")?;
-        let driver_pid = child.id().and_then(|pid| i32::try_from(pid).ok());
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("node stdout was not captured"))?;
-
-        let (sender, events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let event = serde_json::from_str::<Value>(&line)
-                    .unwrap_or_else(|_| json!({ "event": "_unparsed", "line": line }));
-                if sender.send(event).is_err() {
-                    break;
-                }
+        let log_path = new_log_path(options.log_dir.as_deref(), &format!("jingle-{label}"))?;
+        let mut peer = ChromiumPeer::spawn("jingle-peer.mjs", label, log_path, |command| {
+            command
+                .arg("--ws")
+                .arg(&options.ws_url)
+                .arg("--jid")
+                .arg(&options.jid)
+                .arg("--password")
+                .arg(&options.password);
+            if let Some(resource) = &options.resource {
+                command.arg("--resource").arg(resource);
             }
-        });
-
-        let mut peer = JingleBrowserPeer {
-            label,
-            jid: String::new(),
-            child,
-            driver_pid,
-            chromium_groups: Vec::new(),
-            stdin,
-            events,
-            pending: VecDeque::new(),
-            history: Vec::new(),
-            log_path,
-        };
-        peer.wait_for("started", START_TIMEOUT).await?;
-        peer.chromium_groups = driver_pid.map(chromium_groups_under).unwrap_or_default();
+            if let Some(wav) = &options.fake_audio {
+                command.arg("--fake-audio").arg(wav);
+            }
+            if options.auto_answer {
+                command.arg("--auto-answer");
+            }
+            if !options.codecs.is_empty() {
+                command.arg("--codecs").arg(options.codecs.join(","));
+            }
+            if options.debug {
+                command.arg("--debug");
+            }
+        })
+        .await?;
         // Login, roster and presence take well under a second on loopback.
         let online = peer.wait_for("online", Duration::from_secs(20)).await?;
-        peer.jid = online
-            .get("jid")
-            .and_then(Value::as_str)
-            .ok_or_else(|| peer.failure(&format!("`online` without a jid: {online}")))?
-            .to_owned();
+        if online.get("jid").and_then(Value::as_str).is_none() {
+            return Err(peer.failure(&format!("`online` without a jid: {online}")));
+        }
         Ok(peer)
     }
 
-    /// The full JID the server bound, e.g. `alice@localhost/jingle-1`.
+    /// The full JID the server bound, e.g. `alice@localhost/jingle-1` (from the first `online`
+    /// event, which [`Self::start`] waits for).
     pub fn jid(&self) -> &str {
-        &self.jid
-    }
-
-    /// The label used in errors and the log file name.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// Process groups of the Chromium instances this peer started (for leak checks).
-    pub fn browser_process_groups(&self) -> &[i32] {
-        &self.chromium_groups
-    }
-
-    /// The driver's stderr log (driver, page console, stanzas with `debug`).
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
-    /// Every event received so far, in order (consumed or not).
-    pub fn history(&self) -> &[Value] {
-        &self.history
-    }
-
-    /// The first event named `name` received so far, consumed or not.
-    pub fn seen(&self, name: &str) -> Option<&Value> {
-        self.history.iter().find(|event| event_name(event) == name)
-    }
-
-    /// Sends one command, e.g. `json!({"cmd": "call", "to": "bob@localhost"})`.
-    pub async fn send(&mut self, command: Value) -> Result<()> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow!("{}: the peer has quit", self.label))?;
-        let mut line = serde_json::to_string(&command)?;
-        line.push('\n');
-        let written = tokio::time::timeout(Duration::from_secs(5), async {
-            stdin.write_all(line.as_bytes()).await?;
-            stdin.flush().await
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(self.failure(&format!("writing {command}: {error}"))),
-            Err(_) => Err(self.failure(&format!("writing {command} timed out"))),
-        }
+        self.seen("online")
+            .and_then(|online| online.get("jid"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// Calls `to` and waits (bounded) for the page to start; returns the call's sid. A bare JID
@@ -412,198 +297,6 @@ impl JingleBrowserPeer {
             })
             .unwrap_or_default())
     }
-
-    /// The next event not yet consumed, waiting at most `timeout`.
-    pub async fn next_event(&mut self, timeout: Duration) -> Result<Value> {
-        if let Some(event) = self.pending.pop_front() {
-            return Ok(event);
-        }
-        match tokio::time::timeout(timeout, self.events.recv()).await {
-            Ok(Some(event)) => {
-                self.history.push(event.clone());
-                Ok(event)
-            }
-            Ok(None) => Err(self.failure("the peer exited")),
-            Err(_) => Err(self.failure(&format!("no event within {timeout:?}"))),
-        }
-    }
-
-    /// Waits at most `timeout` for the first unconsumed event named `name` and consumes it.
-    /// Other events stay queued (in order) for later calls and stay in [`Self::history`].
-    pub async fn wait_for(&mut self, name: &str, timeout: Duration) -> Result<Value> {
-        self.wait_for_where(name, timeout, |_| true).await
-    }
-
-    /// [`Self::wait_for`] for the first unconsumed event named `name` that `want` accepts,
-    /// e.g. the `ended` of one particular sid.
-    pub async fn wait_for_where(
-        &mut self,
-        name: &str,
-        timeout: Duration,
-        want: impl Fn(&Value) -> bool,
-    ) -> Result<Value> {
-        self.wait_matching(&format!("`{name}`"), timeout, |event| {
-            event_name(event) == name && want(event)
-        })
-        .await
-    }
-
-    /// Waits at most `timeout` for the first unconsumed event that `wanted` accepts (`what`
-    /// names it in errors) and consumes it; the others stay queued.
-    async fn wait_matching(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        wanted: impl Fn(&Value) -> bool,
-    ) -> Result<Value> {
-        if let Some(index) = self.pending.iter().position(&wanted)
-            && let Some(event) = self.pending.remove(index)
-        {
-            return Ok(event);
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.events.recv()).await {
-                Ok(Some(event)) => {
-                    self.history.push(event.clone());
-                    if wanted(&event) {
-                        return Ok(event);
-                    }
-                    self.pending.push_back(event);
-                }
-                Ok(None) => {
-                    return Err(self.failure(&format!("the peer exited while waiting for {what}")));
-                }
-                Err(_) => {
-                    return Err(self.failure(&format!("no {what} event within {timeout:?}")));
-                }
-            }
-        }
-    }
-
-    /// Asks the page for the current call's media counters and waits (bounded) for them.
-    pub async fn stats(&mut self) -> Result<JingleStats> {
-        self.send(json!({ "cmd": "stats" })).await?;
-        let event = self.wait_for("stats", QUERY_TIMEOUT).await?;
-        serde_json::from_value(event.clone())
-            .with_context(|| format!("{}: malformed stats event {event}", self.label))
-    }
-
-    /// Waits (bounded) until the page has received audio packets and decoded audio with
-    /// energy from them, and returns the stats that showed it. Polls, because how soon the
-    /// `<audio>` element starts playing depends on the machine.
-    pub async fn wait_for_decoded_audio(&mut self, timeout: Duration) -> Result<JingleStats> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let stats = self.stats().await?;
-            if stats.decodes_audio() {
-                return Ok(stats);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(self.failure(&format!(
-                    "no decoded audio with energy within {timeout:?}: {stats:?}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Hangs up, goes offline, closes Chromium and waits (bounded) for the driver to exit;
-    /// kills whatever is left after that.
-    pub async fn quit(mut self) -> Result<()> {
-        let _ = self.send(json!({ "cmd": "quit" })).await;
-        self.stdin = None;
-        let exited = tokio::time::timeout(QUIT_TIMEOUT, self.child.wait()).await;
-        self.kill_everything();
-        match exited {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(anyhow!("{}: waiting for the driver: {error}", self.label)),
-            Err(_) => Err(anyhow!(
-                "{}: the driver did not exit within {QUIT_TIMEOUT:?}; killed it",
-                self.label
-            )),
-        }
-    }
-
-    /// An error that carries what the peer saw: its recent events and the end of its log.
-    fn failure(&self, what: &str) -> anyhow::Error {
-        let recent: Vec<String> = self
-            .history
-            .iter()
-            .rev()
-            .take(25)
-            .rev()
-            .map(|event| event.to_string())
-            .collect();
-        anyhow!(
-            "jingle browser peer {}: {what}\nrecent events:\n  {}\nlog {} (last lines):\n{}",
-            self.label,
-            recent.join("\n  "),
-            self.log_path.display(),
-            log_tail(&self.log_path, 30)
-        )
-    }
-
-    /// SIGTERM to the driver's group (it hangs up and closes Chromium), a short bounded wait,
-    /// then SIGKILL to the driver's group and to every Chromium group still alive.
-    fn kill_everything(&mut self) {
-        if let Some(pid) = self.driver_pid {
-            // Chromium may not have been recorded yet: look again.
-            for group in chromium_groups_under(pid) {
-                if !self.chromium_groups.contains(&group) {
-                    self.chromium_groups.push(group);
-                }
-            }
-        }
-        let running = matches!(self.child.try_wait(), Ok(None));
-        if running && let Some(pid) = self.driver_pid {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = self.child.start_kill();
-        }
-        for group in self.chromium_groups.drain(..) {
-            if process_is_chromium(group) {
-                let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for JingleBrowserPeer {
-    fn drop(&mut self) {
-        self.stdin = None;
-        self.kill_everything();
-    }
-}
-
-fn event_name(event: &Value) -> &str {
-    event.get("event").and_then(Value::as_str).unwrap_or("")
-}
-
-/// Process groups of the Chromium browsers that are children of `parent`.
-fn chromium_groups_under(parent: i32) -> Vec<i32> {
-    let mut groups: Vec<i32> = procfs::all_pids()
-        .into_iter()
-        .filter_map(procfs::stat)
-        .filter(|stat| i32::try_from(stat.ppid) == Ok(parent) && stat.comm.contains("chrom"))
-        .filter_map(|stat| i32::try_from(stat.pgrp).ok())
-        .filter(|group| *group > 1)
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    groups
-}
-
-fn process_is_chromium(pid: i32) -> bool {
-    u32::try_from(pid)
-        .ok()
-        .and_then(procfs::stat)
-        .is_some_and(|stat| stat.comm.contains("chrom"))
 }
 
 #[cfg(test)]

@@ -1827,6 +1827,8 @@ mod tests {
                     "DOMAIN",
                     "LOG_LEVEL",
                     "SQL_DATABASE",
+                    "TURN_MODULE",
+                    "TURN_EXTERNAL",
                 ][..],
             ),
             (
