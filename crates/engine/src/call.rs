@@ -366,6 +366,7 @@ async fn drive(
                     }
                 }
                 Some(ToCall::RemoteCandidate { mid, candidate }) => {
+                    debug!(%mid, %candidate, "peer's trickled candidate");
                     if let Err(e) = session.add_remote_candidate(&mid, &candidate).await {
                         warn!(error = %e, "peer's candidate refused");
                     }
