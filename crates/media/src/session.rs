@@ -498,7 +498,13 @@ impl MediaSession {
                 Some(CONSENT_DISCONNECTED_AFTER),
                 Some(CONSENT_FAILED_AFTER),
                 None,
-            );
+            )
+            // A peer whose check reaches us before its trickled candidate (stanza, most
+            // Jingle clients) is paired as peer-reflexive, and the crate waits 1 s before it
+            // nominates such a pair even when it is the only one and already checked: whole
+            // seconds of post-dial delay, measured with a browser XMPP user (BENCHMARKS.md).
+            // The peer reached us there, so the pair is as direct as a host pair.
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
         if config.bind_addrs.iter().any(IpAddr::is_loopback) {
             settings = settings.with_include_loopback_candidate(true);
         }
