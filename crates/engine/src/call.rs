@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use lyrebird_media::{Conference, HoldState, MediaConfig, MediaError, MediaEvent, MediaSession};
+use lyrebird_store::CallEndReason;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, warn};
 
@@ -124,6 +125,26 @@ pub(crate) enum FromCall {
     /// The call has rung as long as a call may ring (sent by the call's ring timer, not by its
     /// task).
     RingLimit { call: CallId },
+}
+
+/// How a call ended, whichever protocol carried it: words for the person, the SIP status if
+/// there was one, and the history's category. Each call table has its own constructor from
+/// its protocol's reasons (`sip/calls.rs`, `xmpp/calls.rs`).
+pub(crate) struct CallEnding {
+    pub(crate) text: String,
+    pub(crate) status: Option<u16>,
+    pub(crate) cause: CallEndReason,
+}
+
+impl CallEnding {
+    /// An ending decided here, with no status from the peer.
+    pub(crate) fn local(text: impl Into<String>, cause: CallEndReason) -> Self {
+        Self {
+            text: text.into(),
+            status: None,
+            cause,
+        }
+    }
 }
 
 /// How an account's call table tells the supervisor and front ends about its calls: the same

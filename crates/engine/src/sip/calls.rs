@@ -14,7 +14,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
 use super::sessions::Signalling;
-use crate::call::{self, CallReports, CallRole, CallTasks, FromCall, ToCall};
+use crate::call::{self, CallEnding, CallReports, CallRole, CallTasks, FromCall, ToCall};
 use crate::config::{CallAudio, DtmfMethod};
 use crate::event::{CallDirection, CallState, EngineEvent};
 use crate::ground::{AccountId, CallId, EngineError, IdSource};
@@ -1035,22 +1035,7 @@ impl Calls {
     }
 }
 
-/// How a call ended: words for the person, the SIP status if any, and the history's category.
-struct CallEnding {
-    text: String,
-    status: Option<u16>,
-    cause: CallEndReason,
-}
-
 impl CallEnding {
-    fn local(text: impl Into<String>, cause: CallEndReason) -> Self {
-        Self {
-            text: text.into(),
-            status: None,
-            cause,
-        }
-    }
-
     fn from_sip(reason: &sip::EndReason, answered: bool) -> Self {
         use CallEndReason as R;
         let (text, status, cause) = match reason {

@@ -34,7 +34,7 @@ use lyrebird_xmpp::{CallSignal, Client};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
-use crate::call::{self, CallReports, CallRole, CallTasks, FromCall, ToCall};
+use crate::call::{self, CallEnding, CallReports, CallRole, CallTasks, FromCall, ToCall};
 use crate::command::AccountCommand;
 use crate::config::CallAudio;
 use crate::event::{CallDirection, CallState, EngineEvent};
@@ -1066,7 +1066,7 @@ impl Calls {
             call,
             CallState::Ended {
                 reason: ending.text,
-                status: None,
+                status: ending.status,
             },
         );
         if !task_running {
@@ -1105,20 +1105,7 @@ fn outgoing(to: &str, xml: String) -> lyrebird_xmpp::jingle::session::Outgoing {
     }
 }
 
-/// How a call ended: words for the person and the history's category.
-struct CallEnding {
-    text: String,
-    cause: CallEndReason,
-}
-
 impl CallEnding {
-    fn local(text: impl Into<String>, cause: CallEndReason) -> Self {
-        Self {
-            text: text.into(),
-            cause,
-        }
-    }
-
     /// The XEP-0166 §7.4 reason, who ended the call, and whether it had been answered.
     fn from_jingle(reason: &Reason, text: Option<&str>, by: &EndedBy, entry: &Entry) -> Self {
         use CallEndReason as R;
@@ -1163,10 +1150,7 @@ impl CallEnding {
                 R::Failed,
             ),
         };
-        Self {
-            text: format!("{words}{detail}"),
-            cause,
-        }
+        CallEnding::local(format!("{words}{detail}"), cause)
     }
 }
 
