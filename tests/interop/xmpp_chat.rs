@@ -760,7 +760,8 @@ async fn a_kill_during_a_flood_loses_and_repeats_nothing(server: Server) -> Resu
     );
     let mut alice = lyrebird(&stack, "alice", dir.path(), &[]).await?;
     // The rest of the flood may still be on its way: each message comes either from the
-    // archive or live, so wait for the catch-up to end and for the flood's last message.
+    // archive or live, so wait for the catch-ups to end (the login's, and the second look
+    // that follows it) and for the flood's last message.
     let last = bodies.last().context("an empty flood")?;
     let (synced, saw_last) = (std::cell::Cell::new(false), std::cell::Cell::new(false));
     alice
@@ -768,7 +769,12 @@ async fn a_kill_during_a_flood_loses_and_repeats_nothing(server: Server) -> Resu
             "the catch-up and the flood's end",
             Duration::from_secs(60),
             |e| {
-                synced.set(synced.get() || (e["event"] == "archive_synced" && e["room"].is_null()));
+                synced.set(
+                    synced.get()
+                        || (e["event"] == "archive_synced"
+                            && e["room"].is_null()
+                            && e["again_soon"] == false),
+                );
                 saw_last.set(saw_last.get() || is_chat(e, last));
                 synced.get() && saw_last.get()
             },
@@ -1545,5 +1551,120 @@ async fn a_room_reflection_before_the_servers_ack_is_recorded_as_delivered() -> 
             .join("\n")
     );
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+/// A server whose archive gains a message only after the login's catch-up query has run, and
+/// which never delivers that message live: what ejabberd does with a message routed while the
+/// session is between presences (it goes to offline storage and is archived a moment later by
+/// the sender's side). Answers the first archive query with nothing, every later one with the
+/// message; returns the archive queries seen.
+async fn archives_after_the_first_query(socket: tokio::net::TcpStream) -> Result<Vec<String>> {
+    let mut ws = scripted_login(socket, false).await?;
+    let mut queries = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Message::Text(frame) = frame else {
+            continue;
+        };
+        let frame = frame.to_string();
+        if frame.starts_with("<close") {
+            ws.send(text("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"))
+                .await?;
+            break;
+        }
+        if !frame.starts_with("<iq") || frame.contains("type='result'") {
+            continue;
+        }
+        let id = xml_attr(&frame, "id").unwrap_or_default();
+        if frame.contains("urn:xmpp:mam:2") {
+            let query = xml_attr(&frame, "queryid").unwrap_or_default();
+            let last = if queries.is_empty() {
+                String::new()
+            } else {
+                ws.send(text(&format!(
+                    "<message xmlns='jabber:client' to='alice@localhost/lyre'>\
+                     <result xmlns='urn:xmpp:mam:2' queryid='{query}' id='archived-late'>\
+                     <forwarded xmlns='urn:xmpp:forward:0'>\
+                     <delay xmlns='urn:xmpp:delay' stamp='2026-12-07T10:00:00Z'/>\
+                     <message xmlns='jabber:client' from='bob@localhost/pc' to='alice@localhost' \
+                     type='chat' id='late-1'><body>archived after the catch-up</body></message>\
+                     </forwarded></result></message>"
+                )))
+                .await?;
+                "<first index='0'>archived-late</first><last>archived-late</last>".to_owned()
+            };
+            queries.push(frame);
+            ws.send(text(&format!(
+                "<iq xmlns='jabber:client' type='result' id='{id}'>\
+                 <fin xmlns='urn:xmpp:mam:2' complete='true'>\
+                 <set xmlns='http://jabber.org/protocol/rsm'>{last}</set></fin></iq>"
+            )))
+            .await?;
+        } else if frame.contains("jabber:iq:roster") {
+            ws.send(text(&format!(
+                "<iq xmlns='jabber:client' type='result' id='{id}'><query xmlns='jabber:iq:roster'/></iq>"
+            )))
+            .await?;
+        } else {
+            ws.send(text(&format!(
+                "<iq xmlns='jabber:client' type='result' id='{id}'/>"
+            )))
+            .await?;
+        }
+    }
+    Ok(queries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_archived_just_after_the_login_catch_up_is_fetched_too() -> Result<()> {
+    let dir = testkit::test_dir("lyrebird-xmpp-")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await?;
+        archives_after_the_first_query(socket).await
+    });
+    let mut alice = start_lyrebird(
+        &format!("ws://{addr}/xmpp-websocket"),
+        "alice@localhost",
+        "alice-secret",
+        &dir.path().join("alice.sqlite3"),
+        &dir.path().join("alice.log"),
+        &[],
+    )?;
+    online(&mut alice, LOGIN).await?;
+    let first = alice
+        .wait_for("the login's catch-up", DELIVERY, |e| {
+            e["event"] == "archive_synced" && e["room"].is_null()
+        })
+        .await?;
+    ensure!(
+        first["again_soon"] == true && first["new"] == 0,
+        "the login's catch-up did not say a second look follows: {first}"
+    );
+    let shown = alice
+        .wait_for("the late-archived message", DELIVERY, |e| {
+            is_chat(e, "archived after the catch-up")
+        })
+        .await?;
+    ensure!(shown["origin"] == "archive", "{shown}");
+    let second = alice
+        .wait_for("the second look's end", DELIVERY, |e| {
+            e["event"] == "archive_synced" && e["room"].is_null()
+        })
+        .await?;
+    ensure!(
+        second["again_soon"] == false && second["new"] == 1,
+        "the second look: {second}"
+    );
+    let stored = stored_bodies(&mut alice, "bob@localhost").await?;
+    ensure!(stored == ["archived after the catch-up"], "{stored:?}");
+    alice.quit().await?;
+    let queries = tokio::time::timeout(Duration::from_secs(20), server).await???;
+    ensure!(
+        queries.len() == 2,
+        "expected the login's query and one more: {queries:#?}"
+    );
     Ok(())
 }

@@ -230,10 +230,12 @@ pub enum EngineEvent {
         is_self: bool,
     },
     /// Archive catch-up (XEP-0313) finished: `fetched` from the server, `new` of them stored.
-    /// `room` is the room whose archive it was, `None` for the account's own.
+    /// `room` is the room whose archive it was, `None` for the account's own. `again_soon`: the
+    /// archive is read once more in a moment, for what the server was still storing at login.
     ArchiveSynced {
         account: AccountId,
         room: Option<String>,
+        again_soon: bool,
         fetched: u64,
         new: u64,
         elapsed_ms: u64,

@@ -17,8 +17,19 @@
 //!
 //! Pages are written by their own task, so fetching the next page overlaps with storing this
 //! one; archived messages are shown only once stored, and only those that were new.
+//!
+//! After a login our own archive is read once more, [`SECOND_LOOK_AFTER`] after going online.
+//! A session has no presence for a moment at every login (between binding and the available
+//! presence, or between the unavailable and available presence of a session taken over from
+//! an earlier run). A message a server routes in that moment goes to its offline store, not to
+//! us, and is archived by the sender's side of the server; ejabberd does both in the sender's
+//! process, which can finish after our first catch-up query has already run. Such a message
+//! reaches us only at the next login — unless the archive is read again once the server has
+//! surely finished with it. The second look starts from the same sync point, so it also
+//! fetches what arrived live meanwhile, dropped as duplicates.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use lyrebird_xmpp::{ArchiveStart, ChatMessage};
 use tokio::sync::mpsc;
@@ -37,6 +48,11 @@ use crate::notice::AccountNotice;
 /// so clock skew between us and the server cannot skip a message; the overlap is
 /// de-duplicated by stable id.
 const ARCHIVE_OVERLAP_MS: i64 = 5 * 60 * 1000;
+
+/// How long after going online our archive is read again (see the module's documentation). A
+/// message routed in the presence gap is stored within milliseconds; seconds leave a margin
+/// for a loaded server.
+const SECOND_LOOK_AFTER: Duration = Duration::from_secs(2);
 
 /// Conditions with which a room says it keeps no archive; not worth a warning.
 const NO_ROOM_ARCHIVE: [&str; 2] = ["feature-not-implemented", "service-unavailable"];
@@ -72,6 +88,11 @@ pub(super) struct CatchUp {
         mpsc::UnboundedSender<ArchiveWritten>,
     )>,
     written: mpsc::UnboundedReceiver<ArchiveWritten>,
+    /// When the session we are on went online, until the catch-up of our archive that
+    /// followed it is over.
+    login_at: Option<Instant>,
+    /// When our archive is to be read once more after that catch-up.
+    second_look_at: Option<Instant>,
 }
 
 /// Messages to store, and the sync point they reach (for a page's last batch).
@@ -115,6 +136,8 @@ impl CatchUp {
             jobs,
             writer: Some((jobs_rx, written_tx)),
             written,
+            login_at: None,
+            second_look_at: None,
         }
     }
 
@@ -139,6 +162,25 @@ impl CatchUp {
             account: Some(self.account),
             detail,
         });
+    }
+
+    /// A new session is online (not a resumed one): catches up on our archive now, and once
+    /// more a moment later if that ends quickly (see the module's documentation).
+    pub(super) async fn on_login(&mut self, client: &mut Client, history: &History) {
+        self.login_at = Some(Instant::now());
+        self.second_look_at = None;
+        self.start_catch_up(client, history, None).await;
+    }
+
+    /// When our archive is to be read once more after a login, if it is.
+    pub(super) fn second_look_at(&self) -> Option<Instant> {
+        self.second_look_at
+    }
+
+    /// The time for [`Self::second_look_at`] has come.
+    pub(super) async fn take_second_look(&mut self, client: &mut Client, history: &History) {
+        self.second_look_at = None;
+        self.start_catch_up(client, history, None).await;
     }
 
     /// Starts catching up on our archive (`room` = `None`) or a room's, from its sync point.
@@ -292,9 +334,16 @@ impl CatchUp {
         if let Some(fetched) = written.done
             && let Some(fetch) = self.fetches.remove(&written.query)
         {
+            if written.room.is_none()
+                && let Some(login_at) = self.login_at.take()
+            {
+                let look_at = login_at + SECOND_LOOK_AFTER;
+                self.second_look_at = (Instant::now() < look_at).then_some(look_at);
+            }
             self.emit(EngineEvent::ArchiveSynced {
                 account: self.account,
                 room: written.room,
+                again_soon: self.second_look_at.is_some(),
                 fetched,
                 new: fetch.new,
                 elapsed_ms: u64::try_from(fetch.started.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -491,6 +491,11 @@ impl XmppAccount {
             let core_deadline = self.client.poll_timeout().map(Instant::from_std);
             let calls_deadline = self.calls.poll_timeout().map(Instant::from_std);
             let ping_at = self.flow.is_open().then(|| self.keepalive.deadline());
+            let second_look_at = self
+                .client
+                .is_online()
+                .then(|| self.archive.second_look_at())
+                .flatten();
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(XmppCommand { action: Some(action), reply }) => {
@@ -529,6 +534,9 @@ impl XmppAccount {
                     self.client.handle_timeout(now);
                 }
                 () = sleep_until_opt(ping_at) => self.on_keepalive_due().await,
+                () = sleep_until_opt(second_look_at) => {
+                    self.archive.take_second_look(&mut self.client, &self.history).await;
+                }
             }
         }
         // Calls end first, so their peers hear it (session-terminate) before we leave.
@@ -829,9 +837,7 @@ impl XmppAccount {
                     self.client.request_ice_servers(now);
                 }
                 if !resumed && self.config.archive_catch_up {
-                    self.archive
-                        .start_catch_up(&mut self.client, &self.history, None)
-                        .await;
+                    self.archive.on_login(&mut self.client, &self.history).await;
                 }
             }
             XmppEvent::Offline { error } => {
