@@ -3,10 +3,13 @@
 //! Variants fall in three groups so the engine can react correctly:
 //! * caller misuse (`InvalidState`, `InvalidDtmfDigit`, `DtmfNotNegotiated`) — a bug or a UI
 //!   action that does not apply now; nothing to retry;
-//! * a peer's protocol fault (`BadSdp`, `NoCommonCodec`, `UnsupportedProfile`) — answer the SIP request with an error
-//!   (488 Not Acceptable Here) and carry on;
+//! * a peer's protocol fault (`BadSdp`, `NoCommonCodec`, `NoCommonVideoCodec`,
+//!   `UnsupportedProfile`) — answer the SIP request with an error (488 Not Acceptable Here) and
+//!   carry on;
 //! * a dead transport or environment (`IceFailed`, `Transport`, `AudioFile`, `AudioDevice`,
-//!   `Closed`) — end or re-establish the call.
+//!   `Closed`) — end or re-establish the call;
+//! * `Video` carries the picture side's own error (`lyrebird_video::Error`), which says itself
+//!   whose fault it is (a bad setting, a damaged stream, libvpx or a file).
 
 /// Everything that can go wrong in a media session.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +21,12 @@ pub enum MediaError {
     /// The peer offered or answered no audio codec we can encode and decode.
     #[error("no common audio codec (we support opus, PCMU, PCMA); peer offered: {offered}")]
     NoCommonCodec {
+        /// The encodings the peer listed, for the log and the 488 reason.
+        offered: String,
+    },
+    /// The peer offered or answered no video codec we can encode and decode (VP8 only, so far).
+    #[error("no common video codec (we support VP8); peer offered: {offered}")]
+    NoCommonVideoCodec {
         /// The encodings the peer listed, for the log and the 488 reason.
         offered: String,
     },
@@ -53,6 +62,9 @@ pub enum MediaError {
     /// An audio device could not be opened or failed.
     #[error("audio device error: {0}")]
     AudioDevice(String),
+    /// The video codec, a video setting or a Y4M recording failed.
+    #[error("video: {0}")]
+    Video(#[from] lyrebird_video::Error),
     /// The session's media task has stopped (the session was closed or crashed).
     #[error("media session is closed")]
     Closed,

@@ -14,7 +14,7 @@
 //!   `webrtc` crate. SDP returned to the caller already contains all gathered candidates,
 //!   because SIP peers do not trickle.
 //! * Codecs: Opus (RFC 7587) preferred, G.711 µ-law/A-law (RFC 3551) implemented here, DTMF as
-//!   RFC 4733 telephone events.
+//!   RFC 4733 telephone events; VP8 video (RFC 7741) in [`video`].
 //! * Modules [`g711`], [`resample`], [`jitter`] and [`dtmf`] are pure and unit-tested; they
 //!   are public so benchmarks and tests can use them directly.
 
@@ -37,6 +37,7 @@ pub mod sdp;
 mod session;
 mod turn_rest;
 mod turn_stream;
+pub mod video;
 
 pub use audio::read_wav_48k_mono;
 pub use conference::Conference;
@@ -49,3 +50,7 @@ pub use error::MediaError;
 pub use hold::HoldState;
 pub use session::MediaSession;
 pub use turn_stream::turn_url_problem;
+pub use video::{
+    VideoReceiver, VideoReceiverConfig, VideoReceiverStats, VideoSender, VideoSenderConfig,
+    VideoSenderStats, VideoSource,
+};
