@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use lyrebird_engine::{
     AccountId, AccountState, AudioSink, AudioSource, CallAudio, CallId, CallState, Engine,
     EngineConfig, EngineEvent, EngineHandle, IceServer, MediaConfig, PasswordSource,
-    SipAccountConfig,
+    SipAccountConfig, VideoConfig, VideoSourceKind,
 };
 use lyrebird_engine::{DtmfMethod, FileTransferConfig};
 use serde_json::{Value, json};
@@ -272,10 +272,46 @@ struct MediaArgs {
     /// Play this WAV file, looped, to a peer you hold (instead of silence).
     #[arg(long, value_name = "WAV")]
     music_on_hold: Option<PathBuf>,
+    /// Send video in calls: `test-pattern` (a moving picture with its frame counter stamped in)
+    /// or `none` (default; a peer's video is still received).
+    #[arg(long, value_name = "SOURCE", default_value = "none")]
+    video: VideoChoice,
+    /// Size of the video sent, WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH", default_value = "640x360", value_parser = parse_video_size)]
+    video_size: (u32, u32),
+    /// Frames per second of the video sent.
+    #[arg(long, value_name = "FPS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=60))]
+    video_fps: u32,
+    /// Target bitrate of the video sent, kbit/s.
+    #[arg(long, value_name = "KBPS", default_value_t = 800, value_parser = clap::value_parser!(u32).range(30..=20_000))]
+    video_bitrate: u32,
+    /// Write the video received to this Y4M file.
+    #[arg(long, value_name = "Y4M")]
+    record_video: Option<PathBuf>,
     /// Keep every answered call talking: placing, answering or resuming a call does not put
     /// the others on hold (bots, load tests).
     #[arg(long)]
     no_hold_other_calls: bool,
+}
+
+/// What `--video` sends.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoChoice {
+    None,
+    TestPattern,
+}
+
+/// `WIDTHxHEIGHT`, each even and within what VP8 and the test pattern take.
+fn parse_video_size(text: &str) -> Result<(u32, u32), String> {
+    let (width, height) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{text:?} is not WIDTHxHEIGHT"))?;
+    let parse = |n: &str| n.trim().parse::<u32>().map_err(|e| format!("{n:?}: {e}"));
+    let (width, height) = (parse(width)?, parse(height)?);
+    if !(160..=3840).contains(&width) || !(90..=2160).contains(&height) {
+        return Err(format!("{width}x{height} is outside 160x90 … 3840x2160"));
+    }
+    Ok((width, height))
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -450,6 +486,18 @@ fn media_config(args: &MediaArgs) -> Result<MediaConfig> {
         bind_addrs: args.bind.clone(),
         mdns: args.mdns,
         music_on_hold: args.music_on_hold.clone(),
+        video: VideoConfig {
+            source: match args.video {
+                VideoChoice::None => None,
+                VideoChoice::TestPattern => Some(VideoSourceKind::TestPattern {
+                    width: args.video_size.0,
+                    height: args.video_size.1,
+                    fps: args.video_fps,
+                }),
+            },
+            bitrate_kbps: args.video_bitrate,
+            record: args.record_video.clone(),
+        },
         ..MediaConfig::default()
     };
     Ok(config)

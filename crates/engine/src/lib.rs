@@ -49,7 +49,8 @@ pub use ground::{
 pub use history::{CallRecord, MessageRecord, SearchHit};
 pub use lyrebird_media::{
     AudioDevices, AudioSink, AudioSource, DeviceRole, IceServer, InputMeter, MediaConfig,
-    MediaStats, list_devices as list_audio_devices, play_test_tone, turn_url_problem,
+    MediaStats, VideoConfig, VideoSourceKind, list_devices as list_audio_devices, play_test_tone,
+    turn_url_problem,
 };
 pub use lyrebird_store::Transfer as TransferRecord;
 pub use profile::{

@@ -31,6 +31,40 @@ pub struct MediaConfig {
     /// A WAV file played, looped, to a peer we hold (RFC 6337 §5.1 lets the holder keep
     /// sending); without it a held peer hears silence. Never the microphone.
     pub music_on_hold: Option<PathBuf>,
+    /// Video: what we send and what becomes of what we receive.
+    pub video: VideoConfig,
+}
+
+/// A call's video (VP8, RFC 7741). Without a source no video is offered; a peer's video offer
+/// is still taken, received and decoded (answered receive-only).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct VideoConfig {
+    /// What we send, if anything.
+    pub source: Option<VideoSourceKind>,
+    /// Target bitrate of what we send, kbit/s; the receiver's feedback lowers it on a bad link.
+    pub bitrate_kbps: u32,
+    /// Received video is written to this Y4M file (headless recording, like a WAV sink).
+    pub record: Option<PathBuf>,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig {
+            source: None,
+            bitrate_kbps: 800,
+            record: None,
+        }
+    }
+}
+
+/// A video source.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VideoSourceKind {
+    /// A moving synthetic picture with its frame counter stamped in, so that a receiver can
+    /// read back which frame it shows (order, gaps, latency).
+    TestPattern { width: u32, height: u32, fps: u32 },
 }
 
 impl Default for MediaConfig {
@@ -43,6 +77,7 @@ impl Default for MediaConfig {
             gathering_timeout: Duration::from_secs(2),
             codecs: vec![AudioCodec::Opus, AudioCodec::Pcmu, AudioCodec::Pcma],
             music_on_hold: None,
+            video: VideoConfig::default(),
         }
     }
 }
@@ -180,6 +215,55 @@ pub struct MediaStats {
     pub input_level: f32,
     /// RMS level of the last 20 ms played, 0..1 of full scale.
     pub output_level: f32,
+    /// Video sent, when we send video.
+    pub video_sent: Option<VideoSentStats>,
+    /// Video received, once the peer's video track arrived.
+    pub video_received: Option<VideoReceivedStats>,
+}
+
+/// What our video sender has done so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct VideoSentStats {
+    pub frames_encoded: u64,
+    pub keyframes_encoded: u64,
+    /// PLI and FIR from the peer.
+    pub keyframe_requests_received: u64,
+    /// Frames not encoded because the sender fell behind.
+    pub frames_skipped: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// The encoder's target now (follows the receiver's bandwidth feedback).
+    pub bitrate_kbps: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What has arrived of the peer's video so far (W3C webrtc-stats names where they exist).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct VideoReceivedStats {
+    pub frames_decoded: u64,
+    /// Frames lost in transit or undecodable.
+    pub frames_dropped: u64,
+    pub keyframes_decoded: u64,
+    /// PLIs we sent.
+    pub keyframe_requests_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub width: u32,
+    pub height: u32,
+    pub frames_per_second: u32,
+    pub freeze_count: u64,
+    pub total_freeze_ms: u64,
+    /// For a test-pattern sender: the last frame counter read from the picture, how often it
+    /// skipped ahead and how many numbers it skipped, how often it went backwards, and pictures
+    /// without a readable counter.
+    pub last_counter: Option<u32>,
+    pub counter_gaps: u64,
+    pub counters_skipped: u64,
+    pub counters_backwards: u64,
+    pub counters_unreadable: u64,
 }
 
 /// Something the engine should know about, delivered on [`crate::MediaSession::events`].

@@ -43,7 +43,7 @@ pub use audio::read_wav_48k_mono;
 pub use conference::Conference;
 pub use config::{
     AudioCodec, AudioDevices, AudioSink, AudioSource, DeviceRole, IceServer, MediaConfig,
-    MediaEvent, MediaStats,
+    MediaEvent, MediaStats, VideoConfig, VideoReceivedStats, VideoSentStats, VideoSourceKind,
 };
 pub use device::{InputMeter, list_devices, play_test_tone};
 pub use error::MediaError;

@@ -20,6 +20,7 @@ use crate::codec::{Decoder, Encoder, FRAME_48K, rms_level};
 use crate::conference::{Conference, ConferenceLink, MemberId};
 use crate::config::{
     AudioCodec, AudioSink, AudioSource, DeviceRole, MediaConfig, MediaEvent, MediaStats,
+    VideoReceivedStats, VideoSentStats, VideoSourceKind,
 };
 use crate::dtmf::{EventReceiver, EventSender, event_code};
 use crate::early_packets::{AnsweringRuntime, EarlyPackets};
@@ -30,6 +31,11 @@ use crate::sdp::{
     PayloadFormat, audio_section, ice_credentials, settled_setup, usable_audio_section, with_setup,
 };
 use crate::turn_stream::TurnStreamBridge;
+use crate::video::{
+    AtFrameRate, BandwidthEstimate, CongestionControl, VideoReceiver, VideoReceiverConfig,
+    VideoSender, VideoSenderConfig, configure_video_interceptors, negotiated_vp8,
+    register_video_codecs, video_track,
+};
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
@@ -58,7 +64,7 @@ use webrtc::peer_connection::{
     RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
     RTCSessionDescription, Registry, SettingEngineBuilder, configure_rtcp_reports,
 };
-use webrtc::rtp_transceiver::RtpSender;
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
 
 const FRAME: Duration = Duration::from_millis(20);
 /// Frames produced at once after a late wake-up; beyond this the gap is skipped.
@@ -124,6 +130,75 @@ pub struct MediaSession {
     conference: std::sync::Mutex<Option<(Conference, MemberId)>>,
     /// Where the conference sends this session's ends of its mesh.
     conference_links: mpsc::Sender<Option<ConferenceLink>>,
+    /// The call's video, if any.
+    video: Arc<std::sync::Mutex<VideoEnds>>,
+}
+
+/// A call's two ends of video: ours from the moment the call connects (when we send video),
+/// the peer's from the moment its video track arrives.
+#[derive(Default)]
+struct VideoEnds {
+    sender: Option<VideoSender>,
+    receiver: Option<VideoReceiver>,
+    /// The session is closing: a late start is stopped at once, not kept.
+    closed: bool,
+}
+
+impl VideoEnds {
+    fn stats(&self) -> (Option<VideoSentStats>, Option<VideoReceivedStats>) {
+        let sent = self.sender.as_ref().map(|sender| {
+            let s = sender.stats();
+            let (width, height) = s.resolution.unwrap_or_default();
+            VideoSentStats {
+                frames_encoded: s.frames_encoded,
+                keyframes_encoded: s.keyframes_encoded,
+                keyframe_requests_received: s.keyframe_requests_received,
+                frames_skipped: s.frames_skipped,
+                packets_sent: s.packets_sent,
+                bytes_sent: s.bytes_sent,
+                bitrate_kbps: s.bitrate_kbps,
+                width,
+                height,
+            }
+        });
+        let received = self.receiver.as_ref().map(|receiver| {
+            let r = receiver.stats();
+            let (width, height) = r.video.resolution.unwrap_or_default();
+            VideoReceivedStats {
+                frames_decoded: r.video.frames_decoded,
+                frames_dropped: r.video.frames_dropped,
+                keyframes_decoded: r.keyframes_decoded,
+                keyframe_requests_sent: r.keyframe_requests_sent,
+                packets_received: r.packets_received,
+                bytes_received: r.bytes_received,
+                width,
+                height,
+                frames_per_second: r.video.frames_per_second,
+                freeze_count: r.video.freeze_count,
+                total_freeze_ms: u64::try_from(r.video.total_freeze_duration.as_millis())
+                    .unwrap_or(u64::MAX),
+                last_counter: r.last_counter,
+                counter_gaps: r.counter_gaps,
+                counters_skipped: r.counters_skipped,
+                counters_backwards: r.counters_backwards,
+                counters_unreadable: r.counters_unreadable,
+            }
+        });
+        (sent, received)
+    }
+
+    /// Stops both ends (joins their threads; the recording is completed).
+    fn stop(&mut self) {
+        self.closed = true;
+        if let Some(sender) = self.sender.take() {
+            sender.stop();
+        }
+        if let Some(receiver) = self.receiver.take()
+            && let Err(e) = receiver.stop()
+        {
+            warn!(error = %e, "video recording not completed");
+        }
+    }
 }
 
 #[derive(Default)]
@@ -256,6 +331,9 @@ struct Handler {
     connected: watch::Sender<bool>,
     rtp: mpsc::Sender<ReceivedRtp>,
     early_packets: Arc<EarlyPackets>,
+    video: Arc<std::sync::Mutex<VideoEnds>>,
+    /// Where received video is recorded, if anywhere.
+    record_video: Option<std::path::PathBuf>,
 }
 
 #[async_trait::async_trait]
@@ -328,6 +406,10 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if track.kind().await == RtpCodecKind::Video {
+            self.on_video_track(track);
+            return;
+        }
         let rtp = self.rtp.clone();
         debug!("remote audio track");
         crate::media_thread::spawn(async move {
@@ -355,6 +437,115 @@ impl PeerConnectionEventHandler for Handler {
         });
     }
 }
+
+impl Handler {
+    /// The peer's video: decoded on the receiver's own thread, counted, recorded if asked.
+    fn on_video_track(&self, track: Arc<dyn TrackRemote>) {
+        debug!("remote video track");
+        let config = VideoReceiverConfig {
+            record: self.record_video.clone(),
+            read_counter: true,
+            ..VideoReceiverConfig::default()
+        };
+        let receiver = match VideoReceiver::start(track, config) {
+            Ok(receiver) => receiver,
+            Err(e) => {
+                warn!(error = %e, "the peer's video cannot be received");
+                return;
+            }
+        };
+        let Ok(mut ends) = self.video.lock() else {
+            return;
+        };
+        if ends.closed {
+            drop(ends);
+            let _ = receiver.stop();
+            return;
+        }
+        // A renegotiation can bring the track again: the newest one is the one that flows.
+        if let Some(earlier) = ends.receiver.replace(receiver) {
+            drop(ends);
+            let _ = earlier.stop();
+        }
+    }
+}
+
+/// Starts sending video once the call is connected (before that, webrtc-rs drops what is
+/// written), with the payload type and SSRC the answer settled.
+#[allow(clippy::too_many_arguments)] // one call site; the parts of one session
+async fn start_video_when_connected(
+    mut connected: watch::Receiver<bool>,
+    peer: Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    rtp_sender: Arc<dyn RtpSender>,
+    source: VideoSourceKind,
+    bitrate_kbps: u32,
+    estimate: BandwidthEstimate,
+    ends: Arc<std::sync::Mutex<VideoEnds>>,
+) {
+    if connected.wait_for(|up| *up).await.is_err() {
+        return;
+    }
+    // A track is bound to its transceiver from the start; only the answer says whether the
+    // peer takes our video (an audio-only offer leaves our video transceiver out).
+    let mut agreed = false;
+    for transceiver in peer.get_transceivers().await {
+        let ours = matches!(transceiver.sender().await, Ok(Some(s)) if s.id() == rtp_sender.id());
+        if ours {
+            agreed = matches!(
+                transceiver.current_direction().await,
+                Ok(RTCRtpTransceiverDirection::Sendrecv | RTCRtpTransceiverDirection::Sendonly)
+            );
+        }
+    }
+    if !agreed {
+        info!("the peer takes no video from us; none sent");
+        return;
+    }
+    let (ssrc, payload_type) = match negotiated_vp8(&rtp_sender).await {
+        Ok(negotiated) => negotiated,
+        Err(e) => {
+            // The peer declined video (or has no VP8): the call goes on as audio.
+            info!(error = %e, "no video sent");
+            return;
+        }
+    };
+    let VideoSourceKind::TestPattern { width, height, fps } = source;
+    let pattern = match lyrebird_video::TestPattern::new(width, height) {
+        Ok(pattern) => pattern,
+        Err(e) => {
+            warn!(error = %e, "video source unavailable");
+            return;
+        }
+    };
+    let config = VideoSenderConfig {
+        max_bitrate_kbps: bitrate_kbps,
+        min_bitrate_kbps: bitrate_kbps.min(VIDEO_MIN_KBPS),
+        estimate: Some(estimate),
+        ..VideoSenderConfig::new(ssrc, payload_type)
+    };
+    let source = AtFrameRate {
+        source: pattern,
+        frame_rate: fps,
+    };
+    match VideoSender::start(track as Arc<dyn TrackLocal>, source, config) {
+        Ok(sender) => {
+            let Ok(mut ends) = ends.lock() else {
+                return;
+            };
+            if ends.closed {
+                drop(ends);
+                sender.stop();
+            } else {
+                ends.sender = Some(sender);
+            }
+        }
+        Err(e) => warn!(error = %e, "video not sent"),
+    }
+}
+
+/// The least a congested link brings our video bitrate down to.
+const VIDEO_MIN_KBPS: u32 = 100;
 
 fn codec_parameters(codec: AudioCodec) -> RTCRtpCodecParameters {
     let (mime, channels, fmtp, payload_type) = match codec {
@@ -484,7 +675,19 @@ impl MediaSession {
         // Audio needs RTCP sender/receiver reports (RFC 3550 §6.4: browsers derive RTT, loss
         // and jitter statistics from them). The crate's other defaults (NACK, TWCC, simulcast
         // header extensions) serve video and would only add per-packet work here.
-        let registry = configure_rtcp_reports(Registry::new());
+        // Video is always registered, so a peer's video is received even when we send none.
+        register_video_codecs(&mut media_engine)?;
+        let estimate = BandwidthEstimate::new();
+        let congestion = CongestionControl {
+            start_kbps: config.video.bitrate_kbps,
+            min_kbps: config.video.bitrate_kbps.min(VIDEO_MIN_KBPS),
+            max_kbps: config.video.bitrate_kbps,
+        };
+        let registry = configure_video_interceptors(
+            configure_rtcp_reports(Registry::new()),
+            &mut media_engine,
+            Some((congestion, &estimate)),
+        );
         let mut settings = SettingEngineBuilder::new().with_multicast_dns_mode(if config.mdns {
             rtc::ice::mdns::MulticastDnsMode::QueryAndGather
         } else {
@@ -573,7 +776,10 @@ impl MediaSession {
         let gathering_complete = Arc::new(watch::channel(false).0);
         let server_candidates = Arc::new(watch::channel(ServerCandidates::default()).0);
         let early_packets = Arc::new(EarlyPackets::default());
+        let video = Arc::new(std::sync::Mutex::new(VideoEnds::default()));
         let handler = Handler {
+            video: video.clone(),
+            record_video: config.video.record.clone(),
             early_packets: early_packets.clone(),
             events: events_tx.clone(),
             gathering_complete: gathering_complete.clone(),
@@ -620,6 +826,23 @@ impl MediaSession {
                 .set_codec_preferences(preferences.clone())
                 .await
                 .map_err(MediaError::transport)?;
+        }
+        if let Some(source) = config.video.source {
+            let track = video_track(random_u32());
+            let rtp_sender = peer
+                .add_track(track.clone() as Arc<dyn TrackLocal>)
+                .await
+                .map_err(MediaError::transport)?;
+            tokio::spawn(start_video_when_connected(
+                connected_rx.clone(),
+                peer.clone(),
+                track,
+                rtp_sender,
+                source,
+                config.video.bitrate_kbps,
+                estimate,
+                video.clone(),
+            ));
         }
 
         let (commands_tx, commands_rx) = mpsc::channel(16);
@@ -672,6 +895,7 @@ impl MediaSession {
             conference: std::sync::Mutex::new(None),
             conference_links: links_tx,
             closed: false,
+            video,
         })
     }
 
@@ -877,6 +1101,11 @@ impl MediaSession {
     /// A snapshot of the counters.
     pub fn stats(&self) -> MediaStats {
         let s = &self.shared;
+        let (video_sent, video_received) = self
+            .video
+            .lock()
+            .map(|ends| ends.stats())
+            .unwrap_or_default();
         MediaStats {
             packets_sent: s.packets_sent.load(Ordering::Relaxed),
             bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
@@ -891,6 +1120,8 @@ impl MediaSession {
                 .unwrap_or_default(),
             input_level: load_f32(&s.input_level),
             output_level: load_f32(&s.output_level),
+            video_sent,
+            video_received,
         }
     }
 
@@ -940,6 +1171,14 @@ impl MediaSession {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        // Joining the video threads blocks for at most a frame's work.
+        let video = self.video.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut ends) = video.lock() {
+                ends.stop();
+            }
+        })
+        .await;
         let closed = self.peer.close().await.map_err(MediaError::transport);
         finalized.and(closed)
     }
@@ -1097,9 +1336,16 @@ impl Drop for MediaSession {
         }
         self.leave_conference();
         // Dropped without close(): the media task ends when the command channel closes; the
-        // peer connection still needs an explicit close to release its sockets.
+        // peer connection still needs an explicit close to release its sockets, and the
+        // video threads a stop.
         let peer = self.peer.clone();
+        let video = self.video.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || {
+                if let Ok(mut ends) = video.lock() {
+                    ends.stop();
+                }
+            });
             runtime.spawn(async move {
                 let _ = peer.close().await;
             });

@@ -37,6 +37,8 @@ export type { TransferDirection } from "./TransferDirection";
 export type { TransferId } from "./TransferId";
 export type { TransferState } from "./TransferState";
 export type { TurnSettings } from "./TurnSettings";
+export type { VideoReceivedStats } from "./VideoReceivedStats";
+export type { VideoSentStats } from "./VideoSentStats";
 export type { XmppAction } from "./XmppAction";
 export type { XmppReply } from "./XmppReply";
 export type { XmppSettings } from "./XmppSettings";

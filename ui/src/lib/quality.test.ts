@@ -15,6 +15,8 @@ function stats(received: number, lost: number, jitter_ms = 5): MediaStats {
     codec: "opus",
     input_level: 0.1,
     output_level: 0.1,
+    video_sent: null,
+    video_received: null,
   };
 }
 
