@@ -7,6 +7,10 @@
 //! answered at once: Lyrebird → a browser XMPP user (npm `stanza` in Chromium), and, in the same
 //! run, the reference: the same browser library calling the same browser user. Also Lyrebird →
 //! Lyrebird.
+//!
+//! It also prints where the answering browser's time goes in both browser figures (each step's
+//! median, ms after the dial): the part from the session-initiate reaching the browser to its
+//! first audio is the browser's own, and bounds from below what any caller can reach.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,7 +45,9 @@ async fn main() -> Result<()> {
 
     let mut alice = lyrebird(&stack, "alice", &speech, &[], dir.path()).await?;
     let mut from_lyrebird = Vec::with_capacity(rounds);
+    let mut callee_steps_lyrebird = CalleeSteps::default();
     for _ in 0..rounds {
+        let mark = callee.history().len();
         let dial = now_ms();
         let call = alice
             .command(json!({"cmd": "call", "target": format!("xmpp:{callee_jid}")}))
@@ -51,6 +57,7 @@ async fn main() -> Result<()> {
         let ours = event_ms(&alice.call_state(call, "audio_flowing", STEP).await?)?;
         let theirs = event_time(&callee.wait_for("first_audio", STEP).await?)?;
         from_lyrebird.push(ours.max(theirs) - dial);
+        callee_steps_lyrebird.add(&callee.history()[mark..], dial);
         alice
             .command(json!({"cmd": "hangup", "call": call}))
             .await?;
@@ -62,12 +69,15 @@ async fn main() -> Result<()> {
 
     let mut caller = browser(&stack, "carol", &speech, false, dir.path()).await?;
     let mut from_browser = Vec::with_capacity(rounds);
+    let mut callee_steps_browser = CalleeSteps::default();
     for _ in 0..rounds {
+        let mark = callee.history().len();
         let dial = now_ms();
         caller.call(&callee_jid).await?;
         let ours = event_time(&caller.wait_for("first_audio", STEP).await?)?;
         let theirs = event_time(&callee.wait_for("first_audio", STEP).await?)?;
         from_browser.push(ours.max(theirs) - dial);
+        callee_steps_browser.add(&callee.history()[mark..], dial);
         caller.hangup().await?;
         caller.wait_for("ended", STEP).await?;
         callee.wait_for("ended", STEP).await?;
@@ -119,7 +129,103 @@ async fn main() -> Result<()> {
         "| Lyrebird → Lyrebird | {} |",
         summarize(&between_lyrebirds)
     );
+    println!(
+        "\n| the answering browser's steps, ms after the dial (median) | called by Lyrebird | called by a browser |"
+    );
+    println!("|---|---|---|");
+    for (i, step) in CALLEE_STEPS.iter().enumerate() {
+        println!(
+            "| {} | {} | {} |",
+            step.label,
+            callee_steps_lyrebird.median(i),
+            callee_steps_browser.median(i)
+        );
+    }
+    println!(
+        "| browser's own share: session-initiate arrived → first audio | {} | {} |",
+        callee_steps_lyrebird.own_share(),
+        callee_steps_browser.own_share()
+    );
     Ok(())
+}
+
+/// A set-up step of the answering browser: its event name and, for `ice_state`, the state.
+struct CalleeStep {
+    label: &'static str,
+    event: &'static str,
+    state: Option<&'static str>,
+}
+
+const CALLEE_STEPS: [CalleeStep; 5] = [
+    CalleeStep {
+        label: "proposal arrived (XEP-0353)",
+        event: "incoming",
+        state: None,
+    },
+    CalleeStep {
+        label: "session-initiate arrived",
+        event: "session_initiate",
+        state: None,
+    },
+    CalleeStep {
+        label: "session-accept sent",
+        event: "answer_sent",
+        state: None,
+    },
+    CalleeStep {
+        label: "ICE connected",
+        event: "ice_state",
+        state: Some("connected"),
+    },
+    CalleeStep {
+        label: "first audio received",
+        event: "first_audio",
+        state: None,
+    },
+];
+
+/// Each call's times of [`CALLEE_STEPS`], ms after its dial.
+#[derive(Default)]
+struct CalleeSteps {
+    calls: Vec<[Option<f64>; CALLEE_STEPS.len()]>,
+}
+
+impl CalleeSteps {
+    fn add(&mut self, events: &[serde_json::Value], dial: f64) {
+        let mut times = [None; CALLEE_STEPS.len()];
+        for (time, step) in times.iter_mut().zip(&CALLEE_STEPS) {
+            *time = events
+                .iter()
+                .find(|e| {
+                    e["event"] == step.event && step.state.is_none_or(|state| e["state"] == state)
+                })
+                .and_then(|e| event_time(e).ok())
+                .map(|t| t - dial);
+        }
+        self.calls.push(times);
+    }
+
+    fn median(&self, step: usize) -> String {
+        median(self.calls.iter().filter_map(|c| c[step]).collect())
+    }
+
+    fn own_share(&self) -> String {
+        let (initiate, audio) = (1, CALLEE_STEPS.len() - 1);
+        median(
+            self.calls
+                .iter()
+                .filter_map(|c| Some(c[audio]? - c[initiate]?))
+                .collect(),
+        )
+    }
+}
+
+fn median(mut values: Vec<f64>) -> String {
+    if values.is_empty() {
+        return "–".into();
+    }
+    values.sort_by(f64::total_cmp);
+    format!("{:.0} ms", values[values.len() / 2])
 }
 
 async fn browser(

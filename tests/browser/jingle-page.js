@@ -286,6 +286,8 @@ class JinglePeer {
   // ----------------------------------------------------------------- Jingle sessions
 
   onIncomingSession(session) {
+    // For the set-up benchmark's breakdown of the answering side.
+    emit('session_initiate', { sid: session.sid, from: session.peerID });
     const call = this.call;
     if (call && call.via === 'propose' && call.direction === 'incoming' && call.sid === session.sid) {
       if (call.stage !== 'proceeded' || session.peerID !== call.peer) {
@@ -350,6 +352,7 @@ class JinglePeer {
       for (const track of stream.getTracks()) await session.addTrack(track, stream);
       this.preferCodecs(session.pc);
       await session.accept();
+      emit('answer_sent', { sid: call.sid });
       if (this.call === call && session.state === 'active') this.onActive('incoming');
     } catch (error) {
       emit('error', { detail: `accepting: ${errorText(error)}` });
