@@ -82,6 +82,10 @@ export function pollFirstAudio(pc, intervalMs, over, found) {
 
 // The audio counters and codec of a `stats` event before any media (readAudioStats fills them).
 export const noAudioStats = () => ({
+  videoFramesDecoded: 0,
+  videoWidth: 0,
+  videoHeight: 0,
+  videoFramesEncoded: 0,
   packetsReceived: 0,
   bytesReceived: 0,
   totalAudioEnergy: 0,
@@ -102,6 +106,12 @@ export function readAudioStats(report, fields) {
       fields.totalAudioEnergy = stat.totalAudioEnergy || 0;
       fields.audioLevel = stat.audioLevel || 0;
       codecId = stat.codecId || null;
+    } else if (stat.type === 'inbound-rtp' && stat.kind === 'video') {
+      fields.videoFramesDecoded = stat.framesDecoded || 0;
+      fields.videoWidth = stat.frameWidth || 0;
+      fields.videoHeight = stat.frameHeight || 0;
+    } else if (stat.type === 'outbound-rtp' && stat.kind === 'video') {
+      fields.videoFramesEncoded = stat.framesEncoded || 0;
     } else if (stat.type === 'outbound-rtp' && stat.kind === 'audio') {
       fields.packetsSent = stat.packetsSent || 0;
       codecId = codecId || stat.codecId || null;

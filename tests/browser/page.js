@@ -172,14 +172,32 @@ class Peer {
           }
         });
       },
-      { mediaConstraints: audioConstraints, pcConfig },
+      { mediaConstraints: this.mediaConstraints(), pcConfig },
     );
+  }
+
+  // With --video: Chromium's fake camera beside the microphone, 640x480.
+  mediaConstraints() {
+    if (!this.options.video) return audioConstraints;
+    return { ...audioConstraints, video: { width: 640, height: 480 } };
   }
 
   attachConnection(session, pc, since) {
     if (pc._lyrebirdAttached) return;
     pc._lyrebirdAttached = true;
     pc.addEventListener('track', (e) => {
+      if (e.track.kind === 'video') {
+        // Shown in a video element, as a person would see it (Chromium decodes for it).
+        const video = document.getElementById('remote-video') || document.createElement('video');
+        video.id = 'remote-video';
+        video.muted = true;
+        video.autoplay = true;
+        video.playsInline = true;
+        if (!video.parentNode) document.body.appendChild(video);
+        video.srcObject = new MediaStream([e.track]);
+        video.play().catch((error) => emit('error', { detail: `remote video play() failed: ${error}` }));
+        return;
+      }
       if (e.track.kind !== 'audio') return;
       if (session !== this.session) return;
       // Chromium decodes remote audio (and reports audioLevel / totalAudioEnergy) only when it
@@ -288,7 +306,7 @@ class Peer {
     const dialAt = nowMs();
     emit('dialing', { target, dialT: dialAt });
     const session = this.ua.call(target, {
-      mediaConstraints: audioConstraints,
+      mediaConstraints: this.mediaConstraints(),
       pcConfig,
     });
     this.session = session;
@@ -301,7 +319,7 @@ class Peer {
   answer() {
     if (!this.session || this.session.isEnded()) throw new Error('no session to answer');
     if (this.session.direction !== 'incoming') throw new Error('the current session is outgoing');
-    this.session.answer({ mediaConstraints: audioConstraints, pcConfig });
+    this.session.answer({ mediaConstraints: this.mediaConstraints(), pcConfig });
   }
 
   hangup() {

@@ -24,9 +24,9 @@ const log = logger('peer');
 
 async function main() {
   const options = parseArgs(process.argv.slice(2), {
-    defaults: { autoAnswer: false, earlyIce: false, debug: false, name: null, fakeAudio: null },
+    defaults: { autoAnswer: false, earlyIce: false, debug: false, video: false, name: null, fakeAudio: null },
     values: { '--ws': 'ws', '--uri': 'uri', '--password': 'password', '--fake-audio': 'fakeAudio', '--name': 'name' },
-    switches: { '--auto-answer': 'autoAnswer', '--early-ice': 'earlyIce', '--debug': 'debug' },
+    switches: { '--auto-answer': 'autoAnswer', '--early-ice': 'earlyIce', '--debug': 'debug', '--video': 'video' },
     required: ['ws', 'uri', 'password'],
   });
   const [jssip, pageJs] = await Promise.all([
@@ -55,6 +55,7 @@ async function main() {
       autoAnswer: options.autoAnswer,
       earlyIce: options.earlyIce,
       debug: options.debug,
+      video: options.video,
     },
     // Unregister before Chromium closes.
     onQuit: (page) => page.evaluate(() => window.lyrebirdPeer.stop()).catch(() => {}),

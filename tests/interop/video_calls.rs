@@ -2,13 +2,15 @@
 //! test pattern: what is checked is what a person would see — the other side's picture arrives
 //! at its size, moving (frame counters read back from the decoded pictures go forward, with
 //! few skipped), and it is the picture that was sent (a recording of it holds the counters in
-//! order). A peer without video still talks.
+//! order). A peer without video still talks. And with a real Chromium running JsSIP with its
+//! fake camera, each side decodes the other's picture (the browser's getStats).
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
+use testkit::browser::{BrowserPeer, BrowserPeerOptions};
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions, call_id};
 use testkit::speech::phrase_wav;
 use testkit::stack::{Stack, StackOptions};
@@ -216,5 +218,79 @@ async fn a_peer_without_video_still_talks_with_a_video_lyrebird() -> Result<()> 
     bob.call_state(bob_call, "ended", SETUP).await?;
     alice.quit().await?;
     bob.quit().await?;
+    Ok(())
+}
+
+/// The browser decodes the Lyrebird's picture at the size sent, and the Lyrebird decodes the
+/// browser's fake camera; in a call each way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lyrebird_and_a_browser_see_each_other_both_ways() -> Result<()> {
+    let stack = Stack::start(StackOptions::kamailio_only())?;
+    let dir = tempfile::tempdir()?;
+    let kamailio = stack.kamailio();
+    let mut browser = BrowserPeer::start(
+        BrowserPeerOptions::new(kamailio.ws_url(), uri(&stack, "carol"), "carol-secret")
+            .video(true)
+            .auto_answer(true)
+            .name("carol"),
+    )
+    .await?;
+    browser.wait_for("registered", SETUP).await?;
+    let mut alice = lyrebird(
+        &stack,
+        "alice",
+        dir.path(),
+        Some("640x360"),
+        &["--auto-answer"],
+    )
+    .await?;
+
+    for lyrebird_calls in [true, false] {
+        let call = if lyrebird_calls {
+            call_id(
+                &alice
+                    .command(json!({"cmd": "call", "target": uri(&stack, "carol")}))
+                    .await?,
+            )?
+        } else {
+            browser
+                .send(json!({"cmd": "call", "target": uri(&stack, "alice")}))
+                .await?;
+            alice.incoming_call(SETUP).await?
+        };
+        alice.call_state(call, "audio_flowing", SETUP).await?;
+        browser.wait_for("first_audio", SETUP).await?;
+        tokio::time::sleep(WATCH).await;
+        let seen = browser.stats().await?;
+        let ours = call_stats(&mut alice, call).await?;
+        let way = if lyrebird_calls {
+            "Lyrebird called"
+        } else {
+            "the browser called"
+        };
+        eprintln!("{way}: browser {seen:?}\nLyrebird {ours}");
+        ensure!(
+            seen.video_frames_decoded >= 20 && (seen.video_width, seen.video_height) == (640, 360),
+            "{way}: the browser did not show Lyrebird's picture: {seen:?}"
+        );
+        ensure!(
+            seen.video_frames_encoded > 0,
+            "{way}: the browser sent no video: {seen:?}"
+        );
+        let received = &ours["video_received"];
+        ensure!(
+            received["frames_decoded"].as_u64().unwrap_or(0) >= 20
+                && received["width"] == 640
+                && received["height"] == 480,
+            "{way}: Lyrebird did not show the browser's camera: {ours}"
+        );
+        alice
+            .command(json!({"cmd": "hangup", "call": call}))
+            .await?;
+        alice.call_state(call, "ended", SETUP).await?;
+        browser.wait_for("ended", SETUP).await?;
+    }
+    alice.quit().await?;
+    browser.quit().await?;
     Ok(())
 }

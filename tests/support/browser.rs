@@ -109,6 +109,8 @@ pub struct BrowserPeerOptions {
     /// Send the offer/answer at the first ICE candidate instead of JsSIP's default of waiting
     /// for gathering to complete. Off for reference figures.
     pub early_ice: bool,
+    /// Send Chromium's fake camera (640×480) beside the microphone.
+    pub video: bool,
     /// JsSIP debug logging (every SIP message) to the log file; on by default when
     /// `LYREBIRD_BROWSER_DEBUG` is set.
     pub debug: bool,
@@ -131,6 +133,7 @@ impl BrowserPeerOptions {
             auto_answer: false,
             name: None,
             early_ice: false,
+            video: false,
             debug: std::env::var_os("LYREBIRD_BROWSER_DEBUG").is_some(),
             log_dir: None,
         }
@@ -138,6 +141,11 @@ impl BrowserPeerOptions {
 
     pub fn fake_audio(mut self, wav: impl Into<PathBuf>) -> Self {
         self.fake_audio = Some(wav.into());
+        self
+    }
+
+    pub fn video(mut self, on: bool) -> Self {
+        self.video = on;
         self
     }
 
@@ -177,6 +185,16 @@ pub struct PeerStats {
     pub packets_sent: u64,
     /// `audio/opus/48000/2` and the like; `None` before media flows.
     pub codec: Option<String>,
+    /// Video received (`inbound-rtp` of kind video): frames decoded and their size; and video
+    /// frames encoded for sending. Zero without video.
+    #[serde(default)]
+    pub video_frames_decoded: u64,
+    #[serde(default)]
+    pub video_width: u32,
+    #[serde(default)]
+    pub video_height: u32,
+    #[serde(default)]
+    pub video_frames_encoded: u64,
     /// Which of the page's calls these counters are from (numbered from 1 in the order the
     /// page saw them; a transfer starts a new one); `None` without a call.
     #[serde(default)]
@@ -235,6 +253,9 @@ impl ChromiumPeer<JsSip> {
             }
             if options.early_ice {
                 command.arg("--early-ice");
+            }
+            if options.video {
+                command.arg("--video");
             }
             if options.debug {
                 command.arg("--debug");

@@ -162,6 +162,7 @@ impl JingleStats {
             packets_sent: self.packets_sent,
             codec: self.codec.clone(),
             call: None,
+            ..PeerStats::default()
         }
     }
 }
