@@ -237,6 +237,8 @@ pub struct VideoSentStats {
     pub bitrate_kbps: u32,
     pub width: u32,
     pub height: u32,
+    /// Wall-clock ms (since 1970) at which the first frame was taken.
+    pub first_capture_unix_ms: Option<u64>,
 }
 
 /// What has arrived of the peer's video so far (W3C webrtc-stats names where they exist).
@@ -260,6 +262,8 @@ pub struct VideoReceivedStats {
     /// skipped ahead and how many numbers it skipped, how often it went backwards, and pictures
     /// without a readable counter.
     pub last_counter: Option<u32>,
+    /// When the picture with `last_counter` was decoded, wall-clock ms since 1970.
+    pub last_counter_at_unix_ms: Option<u64>,
     pub counter_gaps: u64,
     pub counters_skipped: u64,
     pub counters_backwards: u64,

@@ -159,6 +159,7 @@ impl VideoEnds {
                 bitrate_kbps: s.bitrate_kbps,
                 width,
                 height,
+                first_capture_unix_ms: s.first_capture_unix_ms,
             }
         });
         let received = self.receiver.as_ref().map(|receiver| {
@@ -178,6 +179,7 @@ impl VideoEnds {
                 total_freeze_ms: u64::try_from(r.video.total_freeze_duration.as_millis())
                     .unwrap_or(u64::MAX),
                 last_counter: r.last_counter,
+                last_counter_at_unix_ms: r.last_counter_at_unix_ms,
                 counter_gaps: r.counter_gaps,
                 counters_skipped: r.counters_skipped,
                 counters_backwards: r.counters_backwards,

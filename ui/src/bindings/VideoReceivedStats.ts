@@ -17,4 +17,8 @@ keyframe_requests_sent: number, packets_received: number, bytes_received: number
  * skipped ahead and how many numbers it skipped, how often it went backwards, and pictures
  * without a readable counter.
  */
-last_counter: number | null, counter_gaps: number, counters_skipped: number, counters_backwards: number, counters_unreadable: number, };
+last_counter: number | null, 
+/**
+ * When the picture with `last_counter` was decoded, wall-clock ms since 1970.
+ */
+last_counter_at_unix_ms: number | null, counter_gaps: number, counters_skipped: number, counters_backwards: number, counters_unreadable: number, };

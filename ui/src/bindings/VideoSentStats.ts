@@ -15,4 +15,8 @@ frames_skipped: number, packets_sent: number, bytes_sent: number,
 /**
  * The encoder's target now (follows the receiver's bandwidth feedback).
  */
-bitrate_kbps: number, width: number, height: number, };
+bitrate_kbps: number, width: number, height: number, 
+/**
+ * Wall-clock ms (since 1970) at which the first frame was taken.
+ */
+first_capture_unix_ms: number | null, };

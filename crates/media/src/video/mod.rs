@@ -53,3 +53,12 @@ pub(crate) fn random_u32() -> u32 {
     );
     hasher.finish() as u32
 }
+
+/// Wall-clock milliseconds since 1970, comparable between processes on one machine (for the
+/// capture-to-decode latency of the test pattern).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}

@@ -109,6 +109,8 @@ pub struct VideoReceiverStats {
     pub malformed_packets: u64,
     /// The last frame counter read (with `read_counter`).
     pub last_counter: Option<u32>,
+    /// When that counter's picture was decoded, wall-clock ms since 1970.
+    pub last_counter_at_unix_ms: Option<u64>,
     /// Times the counter jumped forward by more than one, and the numbers it skipped in all.
     pub counter_gaps: u64,
     pub counters_skipped: u64,
@@ -124,6 +126,7 @@ pub struct VideoReceiverStats {
 #[derive(Debug, Default)]
 struct Counters {
     last: Option<u32>,
+    last_at_unix_ms: Option<u64>,
     gaps: u64,
     skipped: u64,
     backwards: u64,
@@ -299,6 +302,7 @@ impl VideoReceiver {
             bytes_received: load(&s.bytes_received),
             malformed_packets: load(&s.malformed_packets),
             last_counter: state.counters.last,
+            last_counter_at_unix_ms: state.counters.last_at_unix_ms,
             counter_gaps: state.counters.gaps,
             counters_skipped: state.counters.skipped,
             counters_backwards: state.counters.backwards,
@@ -514,6 +518,9 @@ impl Decoding {
                 }
                 if self.read_counter {
                     state.counters.note(info.counter);
+                    if info.counter.is_some() {
+                        state.counters.last_at_unix_ms = Some(super::unix_ms());
+                    }
                 }
             });
             if let Some(writer) = &mut self.recording

@@ -162,6 +162,9 @@ pub struct VideoSenderStats {
     pub resolution: Option<(u32, u32)>,
     /// The source has no more pictures.
     pub source_ended: bool,
+    /// Wall-clock ms (since 1970) at which the first frame was taken from the source: with
+    /// nothing skipped, frame `n` of a test pattern was taken `n` frame intervals later.
+    pub first_capture_unix_ms: Option<u64>,
 }
 
 #[derive(Default)]
@@ -181,6 +184,8 @@ struct Shared {
     /// The last REMB received, bit/s; 0 for none.
     remb_bps: AtomicU64,
     source_ended: AtomicBool,
+    /// 0 until the first frame is taken.
+    first_capture_unix_ms: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -275,6 +280,7 @@ impl VideoSender {
             bitrate_kbps: s.bitrate_kbps.load(Ordering::Relaxed),
             resolution: (resolution != 0).then_some(((resolution >> 32) as u32, resolution as u32)),
             source_ended: s.source_ended.load(Ordering::Relaxed),
+            first_capture_unix_ms: Some(load(&s.first_capture_unix_ms)).filter(|ms| *ms != 0),
         }
     }
 
@@ -354,6 +360,11 @@ impl Encoding {
                 break;
             };
             let captured = Instant::now();
+            if self.shared.first_capture_unix_ms.load(Ordering::Relaxed) == 0 {
+                self.shared
+                    .first_capture_unix_ms
+                    .store(super::unix_ms(), Ordering::Relaxed);
+            }
             if self.out.capacity() == 0 {
                 bump(&self.shared.frames_skipped, 1);
                 continue;
