@@ -35,6 +35,7 @@ mod media_thread;
 pub mod resample;
 pub mod sdp;
 mod session;
+mod track;
 mod turn_rest;
 mod turn_stream;
 pub mod video;

@@ -30,6 +30,7 @@ use crate::jitter::{Insert, JitterBuffer, Playout};
 use crate::sdp::{
     PayloadFormat, audio_section, ice_credentials, settled_setup, usable_audio_section, with_setup,
 };
+use crate::track::{local_track, random_u32};
 use crate::turn_stream::TurnStreamBridge;
 use crate::video::{
     AtFrameRate, BandwidthEstimate, CongestionControl, VideoReceiver, VideoReceiverConfig,
@@ -37,16 +38,11 @@ use crate::video::{
     register_video_codecs, video_track,
 };
 use bytes::Bytes;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MIME_TYPE_TELEPHONE_EVENT,
 };
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -583,17 +579,6 @@ fn telephone_event_parameters(clock_rate: u32, payload_type: u8) -> RTCRtpCodecP
     }
 }
 
-fn random_u32() -> u32 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    hasher.finish() as u32
-}
-
 impl MediaSession {
     /// Builds the peer connection with one send-receive audio transceiver and starts the
     /// media clock (the recording, if any, starts now). Opens the source and sink first, so a
@@ -804,20 +789,11 @@ impl MediaSession {
         let peer: Arc<dyn PeerConnection> = Arc::new(peer);
 
         let ssrc = random_u32();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            "lyrebird".to_owned(),
-            format!("audio-{:08x}", random_u32()),
-            "audio".to_owned(),
+        let track = local_track(
             RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: codec_parameters(first_codec).rtp_codec,
-                ..Default::default()
-            }],
-        )));
+            ssrc,
+            codec_parameters(first_codec).rtp_codec,
+        );
         let sender = peer
             .add_track(track.clone() as Arc<dyn TrackLocal>)
             .await

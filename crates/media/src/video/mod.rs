@@ -39,20 +39,7 @@ pub use setup::{
     negotiated_vp8, register_video_codecs, video_track, vp8_codec_parameters, vp8_rtcp_feedback,
 };
 
-use std::hash::{BuildHasher, Hasher};
-
-/// A random 32-bit value for SSRCs, track ids, initial sequence numbers and timestamps
-/// (RFC 3550 §5.1, §8.1: unpredictable, not secret).
-pub(crate) fn random_u32() -> u32 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    hasher.finish() as u32
-}
+pub(crate) use crate::track::random_u32;
 
 /// Wall-clock milliseconds since 1970, comparable between processes on one machine (for the
 /// capture-to-decode latency of the test pattern).

@@ -2,21 +2,18 @@
 //! it, and the interceptors around it (loss repair, reports, congestion control, and the one
 //! that lets keyframe requests reach the sender).
 
-use super::random_u32;
 use crate::error::MediaError;
 use rtc::interceptor::{
     Attribute, BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, Interceptor,
     NackGeneratorBuilder, NackResponderBuilder, Packet, PacketReport, ReceiverReportBuilder,
     SenderReportBuilder, Slot, StreamInfo, TaggedPacket, TwccReceiverBuilder, TwccSenderBuilder,
 };
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use std::collections::{HashSet, VecDeque};
@@ -216,22 +213,11 @@ pub fn configure_video_interceptors(
 
 /// A local video track for `add_track`, sending VP8 on `ssrc`.
 pub fn video_track(ssrc: u32) -> Arc<TrackLocalStaticRTP> {
-    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "lyrebird".to_owned(),
-        // Random, because webrtc-rs routes RTCP to local and remote tracks by track id: two
-        // ends both calling theirs "video" would have feedback about one delivered to the other.
-        format!("video-{:08x}", random_u32()),
-        "video".to_owned(),
+    crate::track::local_track(
         RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: vp8_codec_parameters(VP8_PAYLOAD_TYPE).rtp_codec,
-            ..Default::default()
-        }],
-    )))
+        ssrc,
+        vp8_codec_parameters(VP8_PAYLOAD_TYPE).rtp_codec,
+    )
 }
 
 /// The SSRC and payload type negotiation settled for a VP8 sender, to pass to
