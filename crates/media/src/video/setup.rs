@@ -82,15 +82,20 @@ pub fn register_video_codecs(media_engine: &mut MediaEngine) -> Result<(), Media
     media_engine
         .register_codec(vp8_codec_parameters(VP8_PAYLOAD_TYPE), RtpCodecKind::Video)
         .map_err(MediaError::transport)?;
-    media_engine
-        .register_header_extension(
-            RTCRtpHeaderExtensionCapability {
-                uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
-            },
-            RtpCodecKind::Video,
-            None,
-        )
-        .map_err(MediaError::transport)?;
+    // For audio too, as browsers do: the sequence numbers are transport-wide, so what we send
+    // of audio is numbered as well, and feedback that left audio out (the extension not
+    // agreed for it) read as 30–60 % loss on a lossless path and drove video to its floor.
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        media_engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+                },
+                kind,
+                None,
+            )
+            .map_err(MediaError::transport)?;
+    }
     Ok(())
 }
 
@@ -264,6 +269,16 @@ impl BandwidthEstimator for PublishedEstimate {
             // Published only once feedback has said something: until then the encoder keeps
             // its configured rate rather than the controller's starting guess.
             self.out.publish(self.inner.target_bitrate());
+            let stats = self.inner.stats();
+            // Both halves, for a log that shows which one moved the rate.
+            tracing::debug!(
+                reports = reports.len(),
+                lost = reports.iter().filter(|r| !r.arrived).count(),
+                loss = ?stats.packet_loss,
+                delay_bps = ?stats.delay_based_bitrate,
+                loss_bps = ?stats.loss_based_bitrate,
+                "congestion feedback"
+            );
         }
     }
 
