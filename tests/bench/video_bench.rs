@@ -8,14 +8,18 @@
 //! latency of that picture (frame `n` is taken `n` frame intervals after the first, exact while
 //! the sender skips nothing — printed). CPU is each process's user + system time over the
 //! measured window, per call end.
+//!
+//! The reference, in the same run: two Chromium tabs running JsSIP call each other at the
+//! same size with Chromium's fake camera, and the CPU of each browser (all its processes) is
+//! measured over the same length of time.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use testkit::browser::summarize;
+use testkit::browser::{BrowserPeer, BrowserPeerOptions, summarize};
 use testkit::lyrebird::{Lyrebird, LyrebirdOptions, call_id};
-use testkit::procfs::cpu_seconds;
+use testkit::procfs::{cpu_seconds, process_tree};
 use testkit::stack::{Stack, StackOptions};
 
 const SETUP: Duration = Duration::from_secs(20);
@@ -124,6 +128,69 @@ async fn main() -> Result<()> {
     alice.call_state(call, "ended", SETUP).await?;
     alice.quit().await?;
     bob.quit().await?;
+
+    let (width, height) = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .context("size is not WxH")?;
+    let browser = |user: &str, answer: bool| {
+        BrowserPeer::start(
+            BrowserPeerOptions::new(
+                stack.kamailio().ws_url(),
+                format!("sip:{user}@{}", stack.kamailio().domain()),
+                format!("{user}-secret"),
+            )
+            .video_size(width, height)
+            .auto_answer(answer)
+            .name(user),
+        )
+    };
+    let mut carol = browser("carol", true).await?;
+    let mut dave = browser("dave", false).await?;
+    carol.wait_for("registered", SETUP).await?;
+    dave.wait_for("registered", SETUP).await?;
+    dave.send(json!({"cmd": "call", "target": format!("sip:carol@{}", stack.kamailio().domain())}))
+        .await?;
+    dave.wait_for("first_audio", SETUP).await?;
+    carol.wait_for("first_audio", SETUP).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tree_cpu = |peer: &BrowserPeer| -> f64 {
+        peer.browser_process_groups()
+            .iter()
+            .filter_map(|group| u32::try_from(*group).ok())
+            .flat_map(process_tree)
+            .filter_map(cpu_seconds)
+            .sum()
+    };
+    let before = (tree_cpu(&dave), tree_cpu(&carol));
+    let window = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let elapsed = window.elapsed().as_secs_f64();
+    let browser_cpu = (
+        (tree_cpu(&dave) - before.0) / elapsed * 100.0,
+        (tree_cpu(&carol) - before.1) / elapsed * 100.0,
+    );
+    let seen = carol.stats().await?;
+    println!(
+        "| reference: Chromium/JsSIP ↔ Chromium/JsSIP, fake camera | decoded {} frames at {}x{}; CPU per call end: dave {:.0} %, carol {:.0} % of one core |",
+        seen.video_frames_decoded,
+        seen.video_width,
+        seen.video_height,
+        browser_cpu.0,
+        browser_cpu.1
+    );
+    let ours = (cpu[0] + cpu[1]) / 2.0;
+    let theirs = (browser_cpu.0 + browser_cpu.1) / 2.0;
+    if theirs > 0.0 {
+        println!(
+            "| Lyrebird / Chromium CPU per call end | {:.2}× |",
+            ours / theirs
+        );
+    }
+    dave.send(json!({"cmd": "hangup"})).await?;
+    dave.wait_for("ended", SETUP).await?;
+    carol.quit().await?;
+    dave.quit().await?;
     Ok(())
 }
 

@@ -176,10 +176,12 @@ class Peer {
     );
   }
 
-  // With --video: Chromium's fake camera beside the microphone, 640x480.
+  // With --video: Chromium's fake camera beside the microphone, 640x480 at 30 fps unless
+  // --video-size WxH says otherwise.
   mediaConstraints() {
     if (!this.options.video) return audioConstraints;
-    return { ...audioConstraints, video: { width: 640, height: 480 } };
+    const [width, height] = (this.options.videoSize || '640x480').split('x').map(Number);
+    return { ...audioConstraints, video: { width, height, frameRate: 30 } };
   }
 
   attachConnection(session, pc, since) {

@@ -24,8 +24,8 @@ const log = logger('peer');
 
 async function main() {
   const options = parseArgs(process.argv.slice(2), {
-    defaults: { autoAnswer: false, earlyIce: false, debug: false, video: false, name: null, fakeAudio: null },
-    values: { '--ws': 'ws', '--uri': 'uri', '--password': 'password', '--fake-audio': 'fakeAudio', '--name': 'name' },
+    defaults: { autoAnswer: false, earlyIce: false, debug: false, video: false, videoSize: null, name: null, fakeAudio: null },
+    values: { '--ws': 'ws', '--uri': 'uri', '--password': 'password', '--fake-audio': 'fakeAudio', '--name': 'name', '--video-size': 'videoSize' },
     switches: { '--auto-answer': 'autoAnswer', '--early-ice': 'earlyIce', '--debug': 'debug', '--video': 'video' },
     required: ['ws', 'uri', 'password'],
   });
@@ -55,7 +55,8 @@ async function main() {
       autoAnswer: options.autoAnswer,
       earlyIce: options.earlyIce,
       debug: options.debug,
-      video: options.video,
+      video: options.video || options.videoSize !== null,
+      videoSize: options.videoSize,
     },
     // Unregister before Chromium closes.
     onQuit: (page) => page.evaluate(() => window.lyrebirdPeer.stop()).catch(() => {}),

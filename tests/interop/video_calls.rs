@@ -153,7 +153,10 @@ async fn two_lyrebirds_see_each_others_picture_in_order() -> Result<()> {
     // it is (feedback that miscounted audio as lost once drove it to its 100 kbit/s floor).
     for (who, stats) in [("alice", &alice_stats), ("bob", &bob_stats)] {
         let kbps = stats["video_sent"]["bitrate_kbps"].as_u64().unwrap_or(0);
-        ensure!(kbps >= 400, "{who}'s video bitrate fell to {kbps} kbit/s: {stats}");
+        ensure!(
+            kbps >= 400,
+            "{who}'s video bitrate fell to {kbps} kbit/s: {stats}"
+        );
     }
     // Audio went on beside the video.
     ensure!(

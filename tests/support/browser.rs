@@ -109,8 +109,9 @@ pub struct BrowserPeerOptions {
     /// Send the offer/answer at the first ICE candidate instead of JsSIP's default of waiting
     /// for gathering to complete. Off for reference figures.
     pub early_ice: bool,
-    /// Send Chromium's fake camera (640×480) beside the microphone.
+    /// Send Chromium's fake camera (640×480 unless `video_size`) beside the microphone.
     pub video: bool,
+    pub video_size: Option<(u32, u32)>,
     /// JsSIP debug logging (every SIP message) to the log file; on by default when
     /// `LYREBIRD_BROWSER_DEBUG` is set.
     pub debug: bool,
@@ -134,6 +135,7 @@ impl BrowserPeerOptions {
             name: None,
             early_ice: false,
             video: false,
+            video_size: None,
             debug: std::env::var_os("LYREBIRD_BROWSER_DEBUG").is_some(),
             log_dir: None,
         }
@@ -146,6 +148,13 @@ impl BrowserPeerOptions {
 
     pub fn video(mut self, on: bool) -> Self {
         self.video = on;
+        self
+    }
+
+    /// Send the fake camera at this size.
+    pub fn video_size(mut self, width: u32, height: u32) -> Self {
+        self.video = true;
+        self.video_size = Some((width, height));
         self
     }
 
@@ -256,6 +265,9 @@ impl ChromiumPeer<JsSip> {
             }
             if options.video {
                 command.arg("--video");
+            }
+            if let Some((width, height)) = options.video_size {
+                command.arg("--video-size").arg(format!("{width}x{height}"));
             }
             if options.debug {
                 command.arg("--debug");
