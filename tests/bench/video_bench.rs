@@ -141,6 +141,7 @@ async fn main() -> Result<()> {
                 format!("{user}-secret"),
             )
             .video_size(width, height)
+            .hold_resolution(true)
             .auto_answer(answer)
             .name(user),
         )

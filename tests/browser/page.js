@@ -20,6 +20,7 @@
 import {
   audioConstraints,
   emit,
+  errorText,
   noAudioStats,
   nowMs,
   play,
@@ -210,6 +211,22 @@ class Peer {
     pc.addEventListener('iceconnectionstatechange', () =>
       emit('ice_state', { state: pc.iceConnectionState, call: session._lyrebirdCall }),
     );
+    // --hold-resolution: the video keeps its size when Chromium is short of CPU or bandwidth
+    // (it lowers the frame rate instead), so a benchmark compares equal pictures.
+    if (this.options.holdResolution) {
+      pc.addEventListener('connectionstatechange', () => {
+        if (pc.connectionState !== 'connected') return;
+        for (const sender of pc.getSenders()) {
+          if (!sender.track || sender.track.kind !== 'video') continue;
+          sender.track.contentHint = 'detail';
+          const parameters = sender.getParameters();
+          parameters.degradationPreference = 'maintain-resolution';
+          sender.setParameters(parameters).catch((error) =>
+            emit('error', { detail: `degradationPreference: ${errorText(error)}` }),
+          );
+        }
+      });
+    }
     // first_audio: the first moment getStats shows inbound audio packets. Polled every 5 ms
     // from the start of the call until seen or the session ends.
     pollFirstAudio(

@@ -24,9 +24,9 @@ const log = logger('peer');
 
 async function main() {
   const options = parseArgs(process.argv.slice(2), {
-    defaults: { autoAnswer: false, earlyIce: false, debug: false, video: false, videoSize: null, name: null, fakeAudio: null },
+    defaults: { autoAnswer: false, earlyIce: false, debug: false, video: false, holdResolution: false, videoSize: null, name: null, fakeAudio: null },
     values: { '--ws': 'ws', '--uri': 'uri', '--password': 'password', '--fake-audio': 'fakeAudio', '--name': 'name', '--video-size': 'videoSize' },
-    switches: { '--auto-answer': 'autoAnswer', '--early-ice': 'earlyIce', '--debug': 'debug', '--video': 'video' },
+    switches: { '--auto-answer': 'autoAnswer', '--early-ice': 'earlyIce', '--debug': 'debug', '--video': 'video', '--hold-resolution': 'holdResolution' },
     required: ['ws', 'uri', 'password'],
   });
   const [jssip, pageJs] = await Promise.all([
@@ -57,6 +57,7 @@ async function main() {
       debug: options.debug,
       video: options.video || options.videoSize !== null,
       videoSize: options.videoSize,
+      holdResolution: options.holdResolution,
     },
     // Unregister before Chromium closes.
     onQuit: (page) => page.evaluate(() => window.lyrebirdPeer.stop()).catch(() => {}),

@@ -112,6 +112,9 @@ pub struct BrowserPeerOptions {
     /// Send Chromium's fake camera (640×480 unless `video_size`) beside the microphone.
     pub video: bool,
     pub video_size: Option<(u32, u32)>,
+    /// Keep the video's size under CPU or bandwidth pressure (Chromium lowers the frame rate
+    /// instead), for benchmarks comparing equal pictures.
+    pub hold_resolution: bool,
     /// JsSIP debug logging (every SIP message) to the log file; on by default when
     /// `LYREBIRD_BROWSER_DEBUG` is set.
     pub debug: bool,
@@ -136,6 +139,7 @@ impl BrowserPeerOptions {
             early_ice: false,
             video: false,
             video_size: None,
+            hold_resolution: false,
             debug: std::env::var_os("LYREBIRD_BROWSER_DEBUG").is_some(),
             log_dir: None,
         }
@@ -148,6 +152,12 @@ impl BrowserPeerOptions {
 
     pub fn video(mut self, on: bool) -> Self {
         self.video = on;
+        self
+    }
+
+    /// Keep the video's size under pressure (see the field of the same name).
+    pub fn hold_resolution(mut self, on: bool) -> Self {
+        self.hold_resolution = on;
         self
     }
 
@@ -265,6 +275,9 @@ impl ChromiumPeer<JsSip> {
             }
             if options.video {
                 command.arg("--video");
+            }
+            if options.hold_resolution {
+                command.arg("--hold-resolution");
             }
             if let Some((width, height)) = options.video_size {
                 command.arg("--video-size").arg(format!("{width}x{height}"));
