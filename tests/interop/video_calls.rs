@@ -303,3 +303,65 @@ async fn lyrebird_and_a_browser_see_each_other_both_ways() -> Result<()> {
     browser.quit().await?;
     Ok(())
 }
+
+/// Waits for `call`'s hold state as `peer` reports it.
+async fn hold_state(peer: &mut Lyrebird, call: u64, local: bool, remote: bool) -> Result<Value> {
+    let what = format!("call {call} hold local={local} remote={remote}");
+    peer.wait_for(&what, SETUP, |e| {
+        e["event"] == "call_hold"
+            && e["call"] == json!(call)
+            && e["local"] == local
+            && e["remote"] == remote
+    })
+    .await
+}
+
+/// A hold and resume renegotiate a description with video in it; the picture goes on after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_picture_goes_on_after_a_hold_and_resume() -> Result<()> {
+    let stack = Stack::start(StackOptions::kamailio_only())?;
+    let dir = tempfile::tempdir()?;
+    let mut bob = lyrebird(
+        &stack,
+        "bob",
+        dir.path(),
+        Some("320x240"),
+        &["--auto-answer"],
+    )
+    .await?;
+    let mut alice = lyrebird(&stack, "alice", dir.path(), Some("320x240"), &[]).await?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
+            .await?,
+    )?;
+    alice.call_state(call, "audio_flowing", SETUP).await?;
+    let bob_call = bob.incoming_call(SETUP).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alice.command(json!({"cmd": "hold", "call": call})).await?;
+    hold_state(&mut bob, bob_call, false, true).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alice
+        .command(json!({"cmd": "resume", "call": call}))
+        .await?;
+    hold_state(&mut bob, bob_call, false, false).await?;
+    let decoded = |stats: &Value| {
+        stats["video_received"]["frames_decoded"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = decoded(&call_stats(&mut bob, bob_call).await?);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = call_stats(&mut bob, bob_call).await?;
+    ensure!(
+        decoded(&after) >= before + 15,
+        "bob's picture stopped after the resume: {before} then {after}"
+    );
+    alice
+        .command(json!({"cmd": "hangup", "call": call}))
+        .await?;
+    bob.call_state(bob_call, "ended", SETUP).await?;
+    alice.quit().await?;
+    bob.quit().await?;
+    Ok(())
+}
