@@ -316,7 +316,8 @@ async fn hold_state(peer: &mut Lyrebird, call: u64, local: bool, remote: bool) -
     .await
 }
 
-/// A hold and resume renegotiate a description with video in it; the picture goes on after.
+/// A hold and resume renegotiate a description with video in it: the holder's picture stops
+/// while it holds and goes on after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_picture_goes_on_after_a_hold_and_resume() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
@@ -340,16 +341,24 @@ async fn the_picture_goes_on_after_a_hold_and_resume() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     alice.command(json!({"cmd": "hold", "call": call})).await?;
     hold_state(&mut bob, bob_call, false, true).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    alice
-        .command(json!({"cmd": "resume", "call": call}))
-        .await?;
-    hold_state(&mut bob, bob_call, false, false).await?;
     let decoded = |stats: &Value| {
         stats["video_received"]["frames_decoded"]
             .as_u64()
             .unwrap_or(0)
     };
+    // While alice holds the call, bob sees nothing of her (a picture or two may be in flight).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held_from = decoded(&call_stats(&mut bob, bob_call).await?);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held_to = call_stats(&mut bob, bob_call).await?;
+    ensure!(
+        decoded(&held_to) <= held_from + 2,
+        "alice's picture went on while she held the call: {held_from} then {held_to}"
+    );
+    alice
+        .command(json!({"cmd": "resume", "call": call}))
+        .await?;
+    hold_state(&mut bob, bob_call, false, false).await?;
     let before = decoded(&call_stats(&mut bob, bob_call).await?);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = call_stats(&mut bob, bob_call).await?;

@@ -480,6 +480,7 @@ async fn start_video_when_connected(
     bitrate_kbps: u32,
     estimate: BandwidthEstimate,
     ends: Arc<std::sync::Mutex<VideoEnds>>,
+    shared: Arc<Shared>,
 ) {
     if connected.wait_for(|up| *up).await.is_err() {
         return;
@@ -535,6 +536,8 @@ async fn start_video_when_connected(
                 drop(ends);
                 sender.stop();
             } else {
+                // A hold may have come first.
+                sender.set_paused(!shared.send_source.load(Ordering::Relaxed));
                 ends.sender = Some(sender);
             }
         }
@@ -805,6 +808,7 @@ impl MediaSession {
                 .await
                 .map_err(MediaError::transport)?;
         }
+        let shared = Arc::new(Shared::default());
         if let Some(source) = config.video.source {
             let track = video_track(random_u32());
             let rtp_sender = peer
@@ -820,12 +824,12 @@ impl MediaSession {
                 config.video.bitrate_kbps,
                 estimate,
                 video.clone(),
+                shared.clone(),
             ));
         }
 
         let (commands_tx, commands_rx) = mpsc::channel(16);
         let (links_tx, links_rx) = mpsc::channel(4);
-        let shared = Arc::new(Shared::default());
         let task = MediaTask {
             source,
             music,
@@ -1050,6 +1054,12 @@ impl MediaSession {
         self.shared
             .send_source
             .store(state.direction.sends_source(), Ordering::Relaxed);
+        // Our picture follows our voice: nothing of it while we hold the call.
+        if let Ok(ends) = self.video.lock()
+            && let Some(sender) = &ends.sender
+        {
+            sender.set_paused(!state.direction.sends_source());
+        }
         self.shared
             .send_music
             .store(state.direction.sends_music(), Ordering::Relaxed);

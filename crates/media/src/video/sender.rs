@@ -170,6 +170,8 @@ pub struct VideoSenderStats {
 #[derive(Default)]
 struct Shared {
     keyframe_wanted: AtomicBool,
+    /// Nothing is taken from the source or sent (a call on hold).
+    paused: AtomicBool,
     frames_encoded: AtomicU64,
     keyframes_encoded: AtomicU64,
     keyframe_requests_received: AtomicU64,
@@ -264,6 +266,15 @@ impl VideoSender {
         self.shared.keyframe_wanted.store(true, Ordering::Relaxed);
     }
 
+    /// Stops (`true`) or restarts taking pictures from the source and sending them — a call on
+    /// hold shows nothing of us. The first picture after a pause is a keyframe.
+    pub fn set_paused(&self, paused: bool) {
+        let was = self.shared.paused.swap(paused, Ordering::Relaxed);
+        if was && !paused {
+            self.shared.keyframe_wanted.store(true, Ordering::Relaxed);
+        }
+    }
+
     pub fn stats(&self) -> VideoSenderStats {
         let s = &self.shared;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -353,6 +364,9 @@ impl Encoding {
                 bump(&self.shared.frames_skipped, late);
             }
             due_frames += late + 1;
+            if self.shared.paused.load(Ordering::Relaxed) {
+                continue;
+            }
 
             let Some(frame) = source.next_frame() else {
                 info!("video source ended");
