@@ -21,24 +21,6 @@ fn uri(stack: &Stack, user: &str) -> String {
     format!("sip:{user}@{}", stack.kamailio().domain())
 }
 
-/// Waits for a `call_hold` event of `call` saying who holds it.
-async fn hold_state(
-    lyrebird: &mut Lyrebird,
-    call: u64,
-    local: bool,
-    remote: bool,
-) -> Result<Value> {
-    let what = format!("call {call} hold local={local} remote={remote}");
-    lyrebird
-        .wait_for(&what, SETUP, |e| {
-            e["event"] == "call_hold"
-                && e["call"] == json!(call)
-                && e["local"] == local
-                && e["remote"] == remote
-        })
-        .await
-}
-
 /// Packets `call` receives over two seconds.
 async fn packets_received_over(lyrebird: &mut Lyrebird, call: u64) -> Result<u64> {
     let stats = |v: &Value| v["stats"]["packets_received"].as_u64().unwrap_or(0);
@@ -104,16 +86,16 @@ async fn a_second_call_waits_and_the_person_swaps_between_them() -> Result<()> {
     // Answering Carol holds Alice.
     bob.command(json!({"cmd": "answer", "call": bob_carol}))
         .await?;
-    hold_state(&mut bob, bob_alice, true, false).await?;
-    hold_state(&mut alice, from_alice, false, true).await?;
+    bob.hold_state(bob_alice, true, false, SETUP).await?;
+    alice.hold_state(from_alice, false, true, SETUP).await?;
     carol.call_state(from_carol, "audio_flowing", SETUP).await?;
 
     // Swapping back: Carol is held, Alice resumed.
     bob.command(json!({"cmd": "resume", "call": bob_alice}))
         .await?;
-    hold_state(&mut bob, bob_carol, true, false).await?;
-    hold_state(&mut carol, from_carol, false, true).await?;
-    hold_state(&mut alice, from_alice, false, false).await?;
+    bob.hold_state(bob_carol, true, false, SETUP).await?;
+    carol.hold_state(from_carol, false, true, SETUP).await?;
+    alice.hold_state(from_alice, false, false, SETUP).await?;
     ensure!(
         packets_received_over(&mut alice, from_alice).await? > 10,
         "Alice hears Bob again after the swap"
@@ -125,7 +107,7 @@ async fn a_second_call_waits_and_the_person_swaps_between_them() -> Result<()> {
     alice.call_state(from_alice, "ended", SETUP).await?;
     bob.command(json!({"cmd": "resume", "call": bob_carol}))
         .await?;
-    hold_state(&mut carol, from_carol, false, false).await?;
+    carol.hold_state(from_carol, false, false, SETUP).await?;
     ensure!(
         packets_received_over(&mut carol, from_carol).await? > 10,
         "Carol hears Bob after he resumed her call"
@@ -190,7 +172,7 @@ async fn attended_transfer_connects_the_other_two() -> Result<()> {
             .command(json!({"cmd": "call", "target": uri(&stack, "carol")}))
             .await?,
     )?;
-    hold_state(&mut alice, to_bob, true, false).await?;
+    alice.hold_state(to_bob, true, false, SETUP).await?;
     alice.call_state(to_carol, "audio_flowing", SETUP).await?;
     let carol_old = carol.incoming_call(SETUP).await?;
 
@@ -304,8 +286,8 @@ async fn both_sides_holding_at_once_settle() -> Result<()> {
     );
     ensure!(a?["ok"] == true && b?["ok"] == true, "both holds accepted");
     // The glare retry waits up to 4 s; each side ends up holding, and held.
-    hold_state(&mut alice, call, true, true).await?;
-    hold_state(&mut bob, bob_call, true, true).await?;
+    alice.hold_state(call, true, true, SETUP).await?;
+    bob.hold_state(bob_call, true, true, SETUP).await?;
     // Packets already on their way settle first.
     tokio::time::sleep(Duration::from_millis(500)).await;
     ensure!(
@@ -319,11 +301,11 @@ async fn both_sides_holding_at_once_settle() -> Result<()> {
     alice
         .command(json!({"cmd": "resume", "call": call}))
         .await?;
-    hold_state(&mut bob, bob_call, true, false).await?;
+    bob.hold_state(bob_call, true, false, SETUP).await?;
     bob.command(json!({"cmd": "resume", "call": bob_call}))
         .await?;
-    hold_state(&mut alice, call, false, false).await?;
-    hold_state(&mut bob, bob_call, false, false).await?;
+    alice.hold_state(call, false, false, SETUP).await?;
+    bob.hold_state(bob_call, false, false, SETUP).await?;
     ensure!(
         packets_received_over(&mut alice, call).await? > 10,
         "no audio after resume"
@@ -516,12 +498,12 @@ async fn a_held_peer_hears_music_on_hold_and_not_the_microphone() -> Result<()> 
     let bob_call = bob.incoming_call(SETUP).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     alice.command(json!({"cmd": "hold", "call": call})).await?;
-    hold_state(&mut bob, bob_call, false, true).await?;
+    bob.hold_state(bob_call, false, true, SETUP).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     alice
         .command(json!({"cmd": "resume", "call": call}))
         .await?;
-    hold_state(&mut bob, bob_call, false, false).await?;
+    bob.hold_state(bob_call, false, false, SETUP).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     alice
         .command(json!({"cmd": "hangup", "call": call}))
@@ -620,19 +602,19 @@ async fn a_conference_holds_as_one_and_leaving_it_connects_the_other_two() -> Re
         .await?;
     ensure!(merged["ok"] == true, "merge refused: {merged}");
     // Calling Carol held Bob; the merge resumed him.
-    hold_state(&mut bob, bob_old, false, false).await?;
+    bob.hold_state(bob_old, false, false, SETUP).await?;
 
     // The conference is held and resumed as one, whichever call the person holds it by.
     alice
         .command(json!({"cmd": "hold", "call": calls[0]}))
         .await?;
-    hold_state(&mut bob, bob_old, false, true).await?;
-    hold_state(&mut carol, carol_old, false, true).await?;
+    bob.hold_state(bob_old, false, true, SETUP).await?;
+    carol.hold_state(carol_old, false, true, SETUP).await?;
     alice
         .command(json!({"cmd": "resume", "call": calls[1]}))
         .await?;
-    hold_state(&mut bob, bob_old, false, false).await?;
-    hold_state(&mut carol, carol_old, false, false).await?;
+    bob.hold_state(bob_old, false, false, SETUP).await?;
+    carol.hold_state(carol_old, false, false, SETUP).await?;
 
     let left = alice.command(json!({"cmd": "leave_conference"})).await?;
     ensure!(left["ok"] == true, "leave refused: {left}");

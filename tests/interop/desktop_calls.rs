@@ -34,20 +34,6 @@ fn step(started: Instant, what: &str) {
     println!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64());
 }
 
-/// Waits for a `call_hold` event of `call` saying who holds it.
-async fn hold_state(lyrebird: &mut Lyrebird, call: u64, local: bool, remote: bool) -> Result<()> {
-    let what = format!("call {call} hold local={local} remote={remote}");
-    lyrebird
-        .wait_for(&what, SETUP, |e| {
-            e["event"] == "call_hold"
-                && e["call"] == json!(call)
-                && e["local"] == local
-                && e["remote"] == remote
-        })
-        .await?;
-    Ok(())
-}
-
 /// The CSS of the call card with `user` on the other side.
 fn card(user: &str) -> String {
     format!("[data-testid=\"in-call\"][data-peer*=\"sip:{user}@\"]")
@@ -310,7 +296,7 @@ async fn drive(
     // 3. Hold and answer: Bob is held, Carol talks.
     app.click("incoming-answer", UI)?;
     carol.call_state(carol_call, "audio_flowing", SETUP).await?;
-    hold_state(bob, bob_call, false, true).await?;
+    bob.hold_state(bob_call, false, true, SETUP).await?;
     let shown = wait_cards(
         session,
         "carol active, bob held",
@@ -327,16 +313,16 @@ async fn drive(
 
     // 4. Swap: resuming Bob holds Carol, and back.
     click_on_card(app, "bob", "call-hold")?;
-    hold_state(bob, bob_call, false, false).await?;
-    hold_state(carol, carol_call, false, true).await?;
+    bob.hold_state(bob_call, false, false, SETUP).await?;
+    carol.hold_state(carol_call, false, true, SETUP).await?;
     wait_cards(
         session,
         "bob active, carol held",
         &[("bob", true, false), ("carol", false, true)],
     )?;
     click_on_card(app, "carol", "call-hold")?;
-    hold_state(carol, carol_call, false, false).await?;
-    hold_state(bob, bob_call, false, true).await?;
+    carol.hold_state(carol_call, false, false, SETUP).await?;
+    bob.hold_state(bob_call, false, true, SETUP).await?;
     wait_cards(
         session,
         "carol active again, bob held",
@@ -391,7 +377,7 @@ async fn drive(
 
     // 6. Merge: Bob comes off hold into a conference with Carol and Alice.
     click_on_card(app, "carol", "call-merge")?;
-    hold_state(bob, bob_call, false, false).await?;
+    bob.hold_state(bob_call, false, false, SETUP).await?;
     // textContent, not WebDriver's element text: WebKitWebDriver leaves out text in boxes that
     // cut it with an ellipsis, as the roster's names are.
     let members = session.wait_for("the conference roster", UI, |s| {
@@ -493,7 +479,7 @@ async fn drive(
         .as_u64()
         .context("no id")?;
     dave.call_state(dave_alice, "audio_flowing", SETUP).await?;
-    hold_state(bob, bob_call, false, true).await?;
+    bob.hold_state(bob_call, false, true, SETUP).await?;
     wait_cards(
         session,
         "dave active, bob held",

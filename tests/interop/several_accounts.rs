@@ -25,18 +25,6 @@ async fn refused(peer: &mut JsonLines, command: Value) -> Result<String> {
     }
 }
 
-/// Waits for a `call_hold` event of `call` saying who holds it.
-async fn hold_state(peer: &mut JsonLines, call: u64, local: bool, remote: bool) -> Result<Value> {
-    let what = format!("call {call} hold local={local} remote={remote}");
-    peer.wait_for(&what, SETUP, |e| {
-        e["event"] == "call_hold"
-            && e["call"] == json!(call)
-            && e["local"] == local
-            && e["remote"] == remote
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_uses_a_sip_and_an_xmpp_account_at_once() -> Result<()> {
     let stack = Stack::start(StackOptions {
@@ -210,13 +198,13 @@ async fn one_process_uses_a_sip_and_an_xmpp_account_at_once() -> Result<()> {
     alice
         .command(json!({"cmd": "hold", "account": alice_sip, "call": call}))
         .await?;
-    hold_state(&mut alice, call, true, false).await?;
-    hold_state(&mut bob_phone, bob_call, false, true).await?;
+    alice.hold_state(call, true, false, SETUP).await?;
+    bob_phone.hold_state(bob_call, false, true, SETUP).await?;
     alice
         .command(json!({"cmd": "resume", "call": call}))
         .await?;
-    hold_state(&mut alice, call, false, false).await?;
-    hold_state(&mut bob_phone, bob_call, false, false).await?;
+    alice.hold_state(call, false, false, SETUP).await?;
+    bob_phone.hold_state(bob_call, false, false, SETUP).await?;
     alice
         .command(json!({"cmd": "hangup", "call": call}))
         .await?;

@@ -57,6 +57,27 @@ async fn lyrebird(
     Ok(peer)
 }
 
+/// Alice (sending video at `alice_video`, or none) calls bob (sending at `bob_video`, answering
+/// at once); returns both and their ids of the call, once audio flows both ways.
+async fn alice_calls_bob(
+    stack: &Stack,
+    dir: &Path,
+    alice_video: Option<&str>,
+    bob_video: &str,
+) -> Result<(Lyrebird, Lyrebird, u64, u64)> {
+    let mut bob = lyrebird(stack, "bob", dir, Some(bob_video), &["--auto-answer"]).await?;
+    let mut alice = lyrebird(stack, "alice", dir, alice_video, &[]).await?;
+    let call = call_id(
+        &alice
+            .command(json!({"cmd": "call", "target": uri(stack, "bob")}))
+            .await?,
+    )?;
+    alice.call_state(call, "audio_flowing", SETUP).await?;
+    let bob_call = bob.incoming_call(SETUP).await?;
+    bob.call_state(bob_call, "audio_flowing", SETUP).await?;
+    Ok((alice, bob, call, bob_call))
+}
+
 async fn call_stats(peer: &mut Lyrebird, call: u64) -> Result<Value> {
     let result = peer.command(json!({"cmd": "stats", "call": call})).await?;
     Ok(result["stats"].clone())
@@ -120,24 +141,8 @@ fn recorded_counters(path: &Path) -> Result<(usize, u32, u32)> {
 async fn two_lyrebirds_see_each_others_picture_in_order() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = tempfile::tempdir()?;
-    let mut bob = lyrebird(
-        &stack,
-        "bob",
-        dir.path(),
-        Some("640x360"),
-        &["--auto-answer"],
-    )
-    .await?;
-    let mut alice = lyrebird(&stack, "alice", dir.path(), Some("320x240"), &[]).await?;
-
-    let call = call_id(
-        &alice
-            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
-            .await?,
-    )?;
-    alice.call_state(call, "audio_flowing", SETUP).await?;
-    let bob_call = bob.incoming_call(SETUP).await?;
-    bob.call_state(bob_call, "audio_flowing", SETUP).await?;
+    let (mut alice, mut bob, call, bob_call) =
+        alice_calls_bob(&stack, dir.path(), Some("320x240"), "640x360").await?;
     tokio::time::sleep(WATCH).await;
 
     let alice_stats = call_stats(&mut alice, call).await?;
@@ -190,24 +195,8 @@ async fn two_lyrebirds_see_each_others_picture_in_order() -> Result<()> {
 async fn a_peer_without_video_still_talks_with_a_video_lyrebird() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = tempfile::tempdir()?;
-    let mut bob = lyrebird(
-        &stack,
-        "bob",
-        dir.path(),
-        Some("640x360"),
-        &["--auto-answer"],
-    )
-    .await?;
-    let mut alice = lyrebird(&stack, "alice", dir.path(), None, &[]).await?;
-
-    let call = call_id(
-        &alice
-            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
-            .await?,
-    )?;
-    alice.call_state(call, "audio_flowing", SETUP).await?;
-    let bob_call = bob.incoming_call(SETUP).await?;
-    bob.call_state(bob_call, "audio_flowing", SETUP).await?;
+    let (mut alice, mut bob, call, bob_call) =
+        alice_calls_bob(&stack, dir.path(), None, "640x360").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let alice_stats = call_stats(&mut alice, call).await?;
     let bob_stats = call_stats(&mut bob, bob_call).await?;
@@ -304,43 +293,17 @@ async fn lyrebird_and_a_browser_see_each_other_both_ways() -> Result<()> {
     Ok(())
 }
 
-/// Waits for `call`'s hold state as `peer` reports it.
-async fn hold_state(peer: &mut Lyrebird, call: u64, local: bool, remote: bool) -> Result<Value> {
-    let what = format!("call {call} hold local={local} remote={remote}");
-    peer.wait_for(&what, SETUP, |e| {
-        e["event"] == "call_hold"
-            && e["call"] == json!(call)
-            && e["local"] == local
-            && e["remote"] == remote
-    })
-    .await
-}
-
 /// A hold and resume renegotiate a description with video in it: the holder's picture stops
 /// while it holds and goes on after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_picture_goes_on_after_a_hold_and_resume() -> Result<()> {
     let stack = Stack::start(StackOptions::kamailio_only())?;
     let dir = tempfile::tempdir()?;
-    let mut bob = lyrebird(
-        &stack,
-        "bob",
-        dir.path(),
-        Some("320x240"),
-        &["--auto-answer"],
-    )
-    .await?;
-    let mut alice = lyrebird(&stack, "alice", dir.path(), Some("320x240"), &[]).await?;
-    let call = call_id(
-        &alice
-            .command(json!({"cmd": "call", "target": uri(&stack, "bob")}))
-            .await?,
-    )?;
-    alice.call_state(call, "audio_flowing", SETUP).await?;
-    let bob_call = bob.incoming_call(SETUP).await?;
+    let (mut alice, mut bob, call, bob_call) =
+        alice_calls_bob(&stack, dir.path(), Some("320x240"), "320x240").await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     alice.command(json!({"cmd": "hold", "call": call})).await?;
-    hold_state(&mut bob, bob_call, false, true).await?;
+    bob.hold_state(bob_call, false, true, SETUP).await?;
     let decoded = |stats: &Value| {
         stats["video_received"]["frames_decoded"]
             .as_u64()
@@ -358,7 +321,7 @@ async fn the_picture_goes_on_after_a_hold_and_resume() -> Result<()> {
     alice
         .command(json!({"cmd": "resume", "call": call}))
         .await?;
-    hold_state(&mut bob, bob_call, false, false).await?;
+    bob.hold_state(bob_call, false, false, SETUP).await?;
     let before = decoded(&call_stats(&mut bob, bob_call).await?);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = call_stats(&mut bob, bob_call).await?;

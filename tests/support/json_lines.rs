@@ -87,6 +87,25 @@ impl JsonLines {
         .await
     }
 
+    /// Waits for a `call_hold` event of `call` saying who holds it (`local`: we do; `remote`:
+    /// the peer does).
+    pub async fn hold_state(
+        &mut self,
+        call: u64,
+        local: bool,
+        remote: bool,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let what = format!("call {call} hold local={local} remote={remote}");
+        self.wait_for(&what, timeout, |e| {
+            e["event"] == "call_hold"
+                && e["call"] == json!(call)
+                && e["local"] == local
+                && e["remote"] == remote
+        })
+        .await
+    }
+
     /// Waits for an incoming call and returns its id.
     pub async fn incoming_call(&mut self, timeout: Duration) -> Result<u64> {
         let event = self
